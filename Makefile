@@ -1,0 +1,49 @@
+# jobtrace: the two commands are `make demo` and `make test`; the rest are their parts.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+export KUBECONFIG := $(CURDIR)/target/cluster/kubeconfig
+
+.PHONY: all build tools cluster-up cluster-down fmt-check lint unit e2e test demo clean
+
+all: build
+
+build:
+	$(CARGO) build --locked
+
+## Control-plane binaries (kube-apiserver & co, etcd, kwok, helm, Jaeger), built once into ~/.cache/jobtrace.
+tools:
+	hack/build-bins.sh
+
+cluster-up:
+	hack/cluster-up.sh
+
+cluster-down:
+	hack/cluster-down.sh
+
+fmt-check:
+	$(CARGO) fmt --all --check
+
+lint:
+	$(CARGO) clippy --locked --all-targets --all-features -- -D warnings
+
+unit:
+	$(CARGO) test --locked
+
+## End-to-end tests; expects a running control plane (make cluster-up).
+e2e:
+	$(CARGO) test --locked --features e2e --test e2e -- --test-threads=4
+
+## Everything CI runs: static checks, unit tests, then the end-to-end tests on a fresh local
+## control plane, which is stopped again whatever the outcome.
+test: fmt-check lint unit
+	hack/build-bins.sh
+	$(CARGO) test --locked --features e2e --test e2e --no-run
+	hack/cluster-up.sh
+	trap 'hack/cluster-down.sh' EXIT; $(MAKE) --no-print-directory e2e
+
+demo:
+	hack/demo.sh
+
+clean: cluster-down
+	$(CARGO) clean

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Starts the local control plane on 127.0.0.1: Jaeger, etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler and kwok with simulated nodes. State, logs and PIDs go
+# to target/cluster/; the admin kubeconfig to target/cluster/kubeconfig. Running it again while
+# the cluster is up changes nothing.
+set -euo pipefail
+# shellcheck source=hack/lib.sh
+. "$(dirname "$0")/lib.sh"
+NODES=${JOBTRACE_NODES:-2}
+
+"$REPO/hack/build-bins.sh" k8s etcd kwok jaeger
+
+running=0
+for c in "${COMPONENTS[@]}"; do pid_of "$c" >/dev/null && running=$((running + 1)); done
+if [ "$running" = "${#COMPONENTS[@]}" ] &&
+  "$BIN/kubectl" --kubeconfig "$CLUSTER/kubeconfig" get --raw /readyz >/dev/null 2>&1; then
+  echo "cluster-up: already running; export KUBECONFIG=$CLUSTER/kubeconfig"
+  exit 0
+fi
+if [ "$running" -gt 0 ]; then
+  echo "cluster-up: found a partial cluster ($running of ${#COMPONENTS[@]} running); restarting it"
+  "$REPO/hack/cluster-down.sh"
+fi
+
+for port in 4317 4318 16686 2379 2380 "$APISERVER_PORT" 10257 10259 10247; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "cluster-up: port 127.0.0.1:$port is already in use by a process this script did not start" >&2
+    exit 1
+  fi
+done
+
+mkdir -p "$CLUSTER/logs" "$CLUSTER/pids" "$CLUSTER/etcd"
+P=$CLUSTER/pki
+[ -f "$P/admin.kubeconfig" ] || "$REPO/hack/gen-pki.sh" "$P" "$APISERVER_PORT"
+cp "$P/admin.kubeconfig" "$CLUSTER/kubeconfig"
+
+start() { # start NAME ARGS...: runs $BIN/NAME in the background, logging to logs/NAME.log
+  local name=$1
+  shift
+  nohup "$BIN/$name" "$@" >"$CLUSTER/logs/$name.log" 2>&1 &
+  echo $! >"$CLUSTER/pids/$name.pid"
+}
+await() { # await NAME PROBE...: polls PROBE until it succeeds, the process dies, or 120 s pass
+  local name=$1 i
+  shift
+  for i in $(seq 1 240); do
+    if "$@" >/dev/null 2>&1; then
+      echo "cluster-up: $name ready"
+      return 0
+    fi
+    if ! pid_of "$name" >/dev/null; then
+      echo "cluster-up: $name exited during start-up; its log is $CLUSTER/logs/$name.log:" >&2
+      tail -n 40 "$CLUSTER/logs/$name.log" >&2
+      exit 1
+    fi
+    sleep 0.5
+  done
+  echo "cluster-up: $name not ready after 120 s; its log is $CLUSTER/logs/$name.log:" >&2
+  tail -n 40 "$CLUSTER/logs/$name.log" >&2
+  exit 1
+}
+stop_on_failure() {
+  local rc=$?
+  if [ "$rc" != 0 ]; then
+    echo "cluster-up: failed; stopping what was started (logs stay in $CLUSTER/logs)" >&2
+    "$REPO/hack/cluster-down.sh" >/dev/null
+  fi
+}
+trap stop_on_failure EXIT
+
+start jaeger --config="$REPO/hack/cluster/jaeger.yaml"
+await jaeger curl -sf http://127.0.0.1:16686/api/services
+
+start etcd --name=jobtrace --data-dir="$CLUSTER/etcd" \
+  --listen-client-urls=http://127.0.0.1:2379 --advertise-client-urls=http://127.0.0.1:2379 \
+  --listen-peer-urls=http://127.0.0.1:2380 --initial-advertise-peer-urls=http://127.0.0.1:2380 \
+  --initial-cluster=jobtrace=http://127.0.0.1:2380 --initial-cluster-state=new \
+  --unsafe-no-fsync=true --quota-backend-bytes=4294967296 --log-level=warn
+await etcd curl -sf http://127.0.0.1:2379/health
+
+# TaintNodesByCondition is off: without a node-lifecycle controller, new nodes would keep their
+# not-ready taint and pods would stay Pending. ServiceAccount is off: no token controller runs.
+start kube-apiserver --etcd-servers=http://127.0.0.1:2379 \
+  --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
+  --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" \
+  --client-ca-file="$P/ca.crt" \
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key" \
+  --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=Node,RBAC \
+  --disable-admission-plugins=ServiceAccount,TaintNodesByCondition \
+  --endpoint-reconciler-type=none --allow-privileged=true --profiling=false --v=1
+await kube-apiserver curl -sf --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$P/admin.key" \
+  "https://127.0.0.1:$APISERVER_PORT/readyz"
+
+start kube-controller-manager --kubeconfig="$CLUSTER/kubeconfig" \
+  --controllers=job-controller,cronjob-controller,ttl-after-finished-controller,garbage-collector-controller,namespace-controller \
+  --leader-elect=false --bind-address=127.0.0.1 --secure-port=10257 \
+  --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics --v=1
+await kube-controller-manager curl -skf https://127.0.0.1:10257/healthz
+
+start kube-scheduler --kubeconfig="$CLUSTER/kubeconfig" --leader-elect=false \
+  --bind-address=127.0.0.1 --secure-port=10259 \
+  --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics --v=1
+await kube-scheduler curl -skf https://127.0.0.1:10259/healthz
+
+start kwok --kubeconfig="$CLUSTER/kubeconfig" --config="$REPO/hack/cluster/kwok-stages.yaml" \
+  --manage-all-nodes=true --node-ip=127.0.0.1 --cidr=10.244.0.0/16 \
+  --node-lease-duration-seconds=40 --server-address=127.0.0.1:10247
+await kwok curl -sf http://127.0.0.1:10247/healthz
+
+kubectl=("$BIN/kubectl" --kubeconfig "$CLUSTER/kubeconfig")
+for i in $(seq 0 $((NODES - 1))); do
+  cat <<NODE
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  labels:
+    kubernetes.io/hostname: kwok-node-$i
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    type: kwok
+status:
+  allocatable: {cpu: "64", memory: 256Gi, pods: "10000"}
+  capacity: {cpu: "64", memory: 256Gi, pods: "10000"}
+---
+NODE
+done | "${kubectl[@]}" apply -f - >/dev/null
+"${kubectl[@]}" wait --for=condition=Ready node --all --timeout=60s >/dev/null
+echo "cluster-up: $NODES kwok nodes Ready"
+echo "cluster-up: export KUBECONFIG=$CLUSTER/kubeconfig   (Jaeger UI: http://127.0.0.1:16686)"

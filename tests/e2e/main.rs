@@ -1,0 +1,7 @@
+//! End-to-end tests against the local control plane (`make cluster-up`): a real kube-apiserver,
+//! controller-manager and scheduler, kwok as the nodes, and Jaeger. Run them with `make e2e`.
+
+mod support;
+
+mod cluster;
+mod jaeger;

@@ -1,0 +1,148 @@
+//! What every end-to-end test needs: a client from `KUBECONFIG`, a namespace of its own, and waits
+//! with a deadline.
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::{Api, Client};
+
+/// How long a test waits for the cluster to reach a state before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(90);
+
+/// A namespace created for one test and deleted when the test ends, even when it panics.
+pub struct TestNamespace {
+    pub client: Client,
+    pub name: String,
+}
+
+impl TestNamespace {
+    pub async fn create(prefix: &str) -> Self {
+        let client = Client::try_default()
+            .await
+            .expect("KUBECONFIG must point at the local control plane (make cluster-up)");
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("e2e-{prefix}-")),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        let created = namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("create the test namespace");
+        let name = created
+            .metadata
+            .name
+            .expect("the apiserver names the namespace");
+        Self { client, name }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Creates `job` and waits until it has a `Complete` or `Failed` condition.
+    pub async fn run_job(&self, job: &Job) -> Job {
+        let jobs: Api<Job> = self.api();
+        let name = job.metadata.name.clone().expect("test Jobs are named");
+        jobs.create(&PostParams::default(), job)
+            .await
+            .expect("create the Job");
+        let finished = tokio::time::timeout(
+            DEADLINE,
+            await_condition(jobs, &name, |job: Option<&Job>| {
+                job.is_some_and(|job| finished_condition(job).is_some())
+            }),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "Job {}/{name} did not finish within {DEADLINE:?}",
+                self.name
+            )
+        })
+        .expect("watch the Job");
+        finished.expect("the Job exists")
+    }
+
+    pub async fn pods_of(&self, job: &str) -> Vec<Pod> {
+        let pods: Api<Pod> = self.api();
+        pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
+            .await
+            .expect("list the Job's pods")
+            .items
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        // Drop can't await, and the test's runtime may be single-threaded: delete from a thread
+        // of its own with a client of its own.
+        let name = self.name.clone();
+        let deleted = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                let client = Client::try_default().await.ok()?;
+                let namespaces: Api<Namespace> = Api::all(client);
+                namespaces
+                    .delete(&name, &DeleteParams::background())
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        if !matches!(deleted, Ok(Some(_))) {
+            eprintln!("could not delete test namespace {}", self.name);
+        }
+    }
+}
+
+/// The `(type, reason)` of a Job's terminal condition, if it has one.
+pub fn finished_condition(job: &Job) -> Option<(String, String)> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        .map(|c| (c.type_.clone(), c.reason.clone().unwrap_or_default()))
+}
+
+/// A Job of one container that kwok "runs" for `run_for`; `exit_code` makes its pods fail.
+pub fn sim_job(name: &str, run_for: &str, exit_code: Option<i32>) -> Job {
+    let mut annotations = serde_json::json!({ "sim.jobtrace.dev/run-for": run_for });
+    if let Some(code) = exit_code {
+        annotations["sim.jobtrace.dev/exit-code"] = code.to_string().into();
+    }
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": { "name": name },
+        "spec": {
+            "backoffLimit": 1,
+            "template": {
+                "metadata": { "annotations": annotations },
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{ "name": "main", "image": "example.invalid/batch:1" }]
+                }
+            }
+        }
+    }))
+    .expect("a valid Job")
+}
