@@ -1,0 +1,265 @@
+//! The W3C `baggage` header. Invalid or over-limit members are dropped one by one; the rest is
+//! kept in order.
+
+use super::shorten;
+
+/// Most list-members a `baggage` may hold.
+pub const MAX_MEMBERS: usize = 180;
+/// Longest list-member, in bytes.
+pub const MAX_MEMBER_BYTES: usize = 4096;
+/// Longest `baggage`, in bytes.
+pub const MAX_BYTES: usize = 8192;
+
+/// Why part of a `baggage` value was dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BaggageProblem {
+    #[error("member {member:?} dropped: {why}")]
+    Malformed { member: String, why: &'static str },
+    #[error("member {key:?} dropped: {bytes} bytes, over the 4096-byte limit")]
+    MemberTooLong { key: String, bytes: usize },
+    #[error("{0} members past the 180-member limit dropped")]
+    TooManyMembers(usize),
+    #[error("{0} members dropped to stay within 8192 bytes")]
+    TooLong(usize),
+}
+
+impl BaggageProblem {
+    /// A short, stable name for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Malformed { .. } => "grammar",
+            Self::MemberTooLong { .. } | Self::TooManyMembers(_) | Self::TooLong(_) => "limit",
+        }
+    }
+}
+
+/// What is left of a `baggage` once its problems are dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Baggage {
+    members: Vec<String>,
+}
+
+impl Baggage {
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The header value: members joined by commas.
+    pub fn header(&self) -> String {
+        self.members.join(",")
+    }
+}
+
+/// Parses a `baggage` value, keeping every valid member within the limits.
+pub fn parse(value: &str) -> (Baggage, Vec<BaggageProblem>) {
+    let mut problems = Vec::new();
+    let mut members: Vec<String> = Vec::new();
+    let mut over_count = 0;
+    let mut over_bytes = 0;
+    let mut bytes = 0;
+    for member in value.split(',') {
+        let member = member.trim_matches([' ', '\t']);
+        if member.is_empty() {
+            continue;
+        }
+        if let Err(why) = check_member(member) {
+            problems.push(BaggageProblem::Malformed {
+                member: shorten(member),
+                why,
+            });
+            continue;
+        }
+        if member.len() > MAX_MEMBER_BYTES {
+            let key = member.split('=').next().unwrap_or_default().trim_end();
+            problems.push(BaggageProblem::MemberTooLong {
+                key: shorten(key),
+                bytes: member.len(),
+            });
+            continue;
+        }
+        if members.len() == MAX_MEMBERS {
+            over_count += 1;
+            continue;
+        }
+        let added = member.len() + usize::from(!members.is_empty());
+        if bytes + added > MAX_BYTES {
+            over_bytes += 1;
+            continue;
+        }
+        bytes += added;
+        members.push(member.to_owned());
+    }
+    if over_count > 0 {
+        problems.push(BaggageProblem::TooManyMembers(over_count));
+    }
+    if over_bytes > 0 {
+        problems.push(BaggageProblem::TooLong(over_bytes));
+    }
+    (Baggage { members }, problems)
+}
+
+/// `list-member = key OWS "=" OWS value *( OWS ";" OWS property )`.
+fn check_member(member: &str) -> Result<(), &'static str> {
+    let mut parts = member.split(';');
+    let pair = parts.next().unwrap_or_default();
+    let (key, value) = pair.split_once('=').ok_or("no '=' between key and value")?;
+    if !is_token(key.trim_end_matches([' ', '\t'])) {
+        return Err("the key is not a token");
+    }
+    check_value(value.trim_matches([' ', '\t']))?;
+    for property in parts {
+        let property = property.trim_matches([' ', '\t']);
+        match property.split_once('=') {
+            Some((k, v)) => {
+                if !is_token(k.trim_end_matches([' ', '\t'])) {
+                    return Err("a property key is not a token");
+                }
+                check_value(v.trim_start_matches([' ', '\t']))?;
+            }
+            None if is_token(property) => {}
+            None => return Err("a property is not a token"),
+        }
+    }
+    Ok(())
+}
+
+/// A token as RFC 7230 defines it.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+/// Baggage octets only (no controls, whitespace, '"', ',', ';' or '\'), and percent-escapes
+/// that decode to UTF-8.
+fn check_value(value: &str) -> Result<(), &'static str> {
+    let octet = |c: u8| matches!(c, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e);
+    if !value.bytes().all(octet) {
+        return Err("the value has characters that must be percent-encoded");
+    }
+    let bytes = value.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .ok_or("a '%' is not followed by two hex digits")?;
+            let text = std::str::from_utf8(hex).map_err(|_| "bad percent-escape")?;
+            let byte = u8::from_str_radix(text, 16)
+                .map_err(|_| "a '%' is not followed by two hex digits")?;
+            decoded.push(byte);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    std::str::from_utf8(&decoded).map_err(|_| "the percent-decoded value is not UTF-8")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_members_are_kept_in_order() {
+        let (b, problems) =
+            parse("userId=alice, serverNode = DF%2028 ;prop;k=v,isProduction=false");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            b.header(),
+            "userId=alice,serverNode = DF%2028 ;prop;k=v,isProduction=false"
+        );
+    }
+
+    #[test]
+    fn value_may_contain_equals() {
+        let (b, problems) = parse("k=a=b");
+        assert!(problems.is_empty());
+        assert_eq!(b.header(), "k=a=b");
+    }
+
+    #[test]
+    fn malformed_members_are_dropped_one_by_one() {
+        let cases = [
+            "novalue",
+            "k=a b",
+            "k=café",
+            "k=%zz",
+            "k=%c3",
+            "bad key=v",
+            "k=v;bad prop",
+            "k=\"quoted\"",
+        ];
+        for bad in cases {
+            let (b, problems) = parse(&format!("a=1,{bad},z=2"));
+            assert_eq!(b.header(), "a=1,z=2", "{bad}");
+            assert!(
+                matches!(problems.as_slice(), [BaggageProblem::Malformed { .. }]),
+                "{bad}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn percent_encoded_utf8_is_valid() {
+        let (b, problems) = parse("city=M%C3%BCnchen");
+        assert!(problems.is_empty());
+        assert_eq!(b.header(), "city=M%C3%BCnchen");
+    }
+
+    #[test]
+    fn members_past_180_are_dropped() {
+        let value: Vec<String> = (0..181).map(|i| format!("k{i}=v")).collect();
+        let (b, problems) = parse(&value.join(","));
+        assert_eq!(b.members.len(), 180);
+        assert_eq!(problems, vec![BaggageProblem::TooManyMembers(1)]);
+    }
+
+    #[test]
+    fn member_over_4096_bytes_is_dropped() {
+        let big = format!("big={}", "x".repeat(4093));
+        assert_eq!(big.len(), 4097);
+        let (b, problems) = parse(&format!("a=1,{big}"));
+        assert_eq!(b.header(), "a=1");
+        assert_eq!(
+            problems,
+            vec![BaggageProblem::MemberTooLong {
+                key: "big".into(),
+                bytes: 4097
+            }]
+        );
+        let fits = format!("big={}", "x".repeat(4092));
+        assert!(parse(&fits).1.is_empty(), "4096 bytes is allowed");
+    }
+
+    #[test]
+    fn total_over_8192_bytes_drops_members() {
+        let member = |i: usize| format!("k{i}={}", "x".repeat(3000));
+        let value = (0..3).map(member).collect::<Vec<_>>().join(",");
+        let (b, problems) = parse(&value);
+        assert_eq!(b.members.len(), 2);
+        assert!(b.header().len() <= MAX_BYTES);
+        assert_eq!(problems, vec![BaggageProblem::TooLong(1)]);
+    }
+}

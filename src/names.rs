@@ -1,0 +1,45 @@
+//! Every name jobtrace reads or writes on Kubernetes objects and in containers' environments.
+
+/// The annotation and label domain.
+pub const DOMAIN: &str = "jobtrace.dev";
+
+/// Input annotations carrying the creator's `traceparent`, in order of precedence.
+pub const TRACEPARENT_KEYS: [&str; 3] = [
+    "jobtrace.dev/traceparent",
+    "tracing.k8s.io/traceparent",
+    "traceparent",
+];
+/// Input annotations carrying the creator's `tracestate`, in order of precedence.
+pub const TRACESTATE_KEYS: [&str; 2] = ["jobtrace.dev/tracestate", "tracestate"];
+/// Input annotations carrying the creator's `baggage`, in order of precedence.
+pub const BAGGAGE_KEYS: [&str; 2] = ["jobtrace.dev/baggage", "baggage"];
+
+/// Label on traced Jobs and their pod templates, so selectors can find them.
+pub const TRACED_LABEL: &str = "jobtrace.dev/traced";
+/// Trace id of the object's span.
+pub const TRACE_ID: &str = "jobtrace.dev/trace-id";
+/// Span id of the object's own span (the Job span on a Job, the attempt span on a pod).
+pub const SPAN_ID: &str = "jobtrace.dev/span-id";
+/// Span id of the object's parent span (the creator's span on a Job, the Job span on a pod).
+pub const PARENT_SPAN_ID: &str = "jobtrace.dev/parent-span-id";
+/// Set by the controller once the object's span has been exported.
+pub const EXPORTED: &str = "jobtrace.dev/exported";
+
+/// Labels the job controller puts on every pod of a Job (and on the Job's pod template).
+pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+pub const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
+
+/// Environment variables injected into containers.
+pub mod env {
+    pub const TRACEPARENT: &str = "TRACEPARENT";
+    pub const TRACESTATE: &str = "TRACESTATE";
+    pub const BAGGAGE: &str = "BAGGAGE";
+    pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+    /// Downward-API variables for values unknown at admission, referenced from
+    /// `OTEL_RESOURCE_ATTRIBUTES` through `$(VAR)` expansion.
+    pub const POD_NAME: &str = "JOBTRACE_POD_NAME";
+    pub const POD_UID: &str = "JOBTRACE_POD_UID";
+    pub const JOB_NAME: &str = "JOBTRACE_JOB_NAME";
+    pub const JOB_UID: &str = "JOBTRACE_JOB_UID";
+    pub const NODE_NAME: &str = "JOBTRACE_NODE_NAME";
+}
