@@ -3,4 +3,5 @@
 
 pub mod cli;
 pub mod context;
+pub mod mutate;
 pub mod names;

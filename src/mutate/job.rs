@@ -1,0 +1,498 @@
+//! The Job mutation: trace context from the Job's annotations into its pod template.
+
+use k8s_openapi::api::batch::v1::Job;
+
+use super::env::{Injection, inject};
+use super::{Mutation, Ops, Outcome};
+use crate::context::{self, SpanId, TraceId};
+use crate::names::{self, env};
+
+/// Mutates a Job being created in `namespace`. `new_span` becomes the Job span's id unless the
+/// Job already carries one for the same trace (a reinvocation).
+pub fn mutate(job: &Job, namespace: &str, new_span: SpanId) -> Mutation {
+    let empty = Default::default();
+    let annotations = job.metadata.annotations.as_ref().unwrap_or(&empty);
+    let (context, mut warnings) = context::from_annotations(annotations);
+    let Some(context) = context else {
+        return Mutation::untouched(warnings);
+    };
+    let traceparent = context.traceparent;
+    let trace_id = traceparent.trace_id;
+    let job_span = annotations
+        .get(names::SPAN_ID)
+        .and_then(|id| SpanId::parse(id))
+        .filter(|_| {
+            annotations
+                .get(names::TRACE_ID)
+                .and_then(|id| TraceId::parse(id))
+                == Some(trace_id)
+        })
+        .unwrap_or(new_span);
+
+    let mut ops = Ops::default();
+    let traced = [(names::TRACED_LABEL, "true".to_owned())];
+    ops.ensure_entries(
+        &["metadata", "labels"],
+        job.metadata.labels.as_ref(),
+        &traced,
+    );
+    ops.ensure_entries(
+        &["metadata", "annotations"],
+        Some(annotations),
+        &[
+            (names::TRACE_ID, trace_id.to_string()),
+            (names::SPAN_ID, job_span.to_string()),
+            (names::PARENT_SPAN_ID, traceparent.parent_id.to_string()),
+        ],
+    );
+
+    let Some(spec) = &job.spec else {
+        return Mutation {
+            patch: ops.into_patch(),
+            warnings,
+            outcome: Outcome::Traced {
+                trace_id,
+                sampled: traceparent.sampled(),
+            },
+        };
+    };
+    let template = &spec.template;
+    let pod_annotations = [
+        (names::TRACE_ID, trace_id.to_string()),
+        (names::PARENT_SPAN_ID, job_span.to_string()),
+    ];
+    match &template.metadata {
+        None => {
+            let labels: serde_json::Map<_, _> = traced
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone().into()))
+                .collect();
+            let annotations: serde_json::Map<_, _> = pod_annotations
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone().into()))
+                .collect();
+            ops.add(
+                super::pointer(["spec", "template", "metadata"]),
+                serde_json::json!({ "labels": labels, "annotations": annotations }),
+            );
+        }
+        Some(meta) => {
+            let base = ["spec", "template", "metadata"];
+            ops.ensure_entries(
+                &[&base[..], &["labels"]].concat(),
+                meta.labels.as_ref(),
+                &traced,
+            );
+            ops.ensure_entries(
+                &[&base[..], &["annotations"]].concat(),
+                meta.annotations.as_ref(),
+                &pod_annotations,
+            );
+        }
+    }
+
+    let mut vars = vec![(
+        env::TRACEPARENT,
+        traceparent.with_parent(job_span).to_string(),
+    )];
+    if let Some(tracestate) = &context.tracestate {
+        vars.push((env::TRACESTATE, tracestate.header()));
+    }
+    if let Some(baggage) = &context.baggage {
+        vars.push((env::BAGGAGE, baggage.header()));
+    }
+    let job_name = match job.metadata.name.as_deref() {
+        Some(name) if !name.is_empty() => name.to_owned(),
+        _ => format!("$({})", env::JOB_NAME),
+    };
+    let mut resource_attributes = vec![
+        ("k8s.namespace.name", namespace.to_owned()),
+        ("k8s.job.name", job_name),
+        ("k8s.job.uid", format!("$({})", env::JOB_UID)),
+        ("k8s.pod.name", format!("$({})", env::POD_NAME)),
+        ("k8s.pod.uid", format!("$({})", env::POD_UID)),
+        ("k8s.node.name", format!("$({})", env::NODE_NAME)),
+    ];
+    let cronjob = job
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "CronJob" && o.api_version.starts_with("batch/"));
+    if let Some(owner) = cronjob {
+        resource_attributes.push(("k8s.cronjob.name", owner.name.clone()));
+        resource_attributes.push(("k8s.cronjob.uid", owner.uid.clone()));
+    }
+    let injection = Injection {
+        vars,
+        resource_attributes,
+    };
+    if let Some(pod) = &template.spec {
+        let lists = [
+            (
+                "initContainers",
+                pod.init_containers.as_deref().unwrap_or_default(),
+            ),
+            ("containers", pod.containers.as_slice()),
+        ];
+        for (field, containers) in lists {
+            for (i, container) in containers.iter().enumerate() {
+                let index = i.to_string();
+                let path = ["spec", "template", "spec", field, &index];
+                inject(&mut ops, &path, container, &injection, &mut warnings);
+            }
+        }
+    }
+
+    Mutation {
+        patch: ops.into_patch(),
+        warnings,
+        outcome: Outcome::Traced {
+            trace_id,
+            sampled: traceparent.sampled(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::mutate::fixtures::{SPAN_A, SPAN_B, TP, apply, env_value, job, typed};
+
+    const CONTAINERS: [&str; 4] = [
+        "/spec/template/spec/initContainers/0",
+        "/spec/template/spec/containers/0",
+        "/spec/template/spec/containers/1",
+        "/spec/template/spec/containers/2",
+    ];
+
+    fn run(object: &Value, span: SpanId) -> (Mutation, Value) {
+        let mutation = mutate(&typed(object), "reports", span);
+        let patched = apply::<Value>(object, &mutation.patch);
+        (mutation, patched)
+    }
+
+    #[test]
+    fn annotated_job_gets_the_context_in_every_container() {
+        let (mutation, out) = run(
+            &job(json!({ "traceparent": TP, "tracestate": "rojo=1", "baggage": "k=v" })),
+            SPAN_A,
+        );
+        assert!(mutation.warnings.is_empty(), "{:?}", mutation.warnings);
+        let child = "00-4bf92f3577b34da6a3ce929d0e0e4736-0a0a0a0a0a0a0a0a-01";
+        for c in CONTAINERS {
+            assert_eq!(
+                env_value(&out, c, "TRACEPARENT"),
+                Some(&json!(child)),
+                "{c}"
+            );
+            assert_eq!(
+                env_value(&out, c, "TRACESTATE"),
+                Some(&json!("rojo=1")),
+                "{c}"
+            );
+            assert_eq!(env_value(&out, c, "BAGGAGE"), Some(&json!("k=v")), "{c}");
+        }
+        assert_eq!(
+            env_value(&out, CONTAINERS[1], "MODE"),
+            Some(&json!("full")),
+            "user env kept"
+        );
+        assert_eq!(out["metadata"]["labels"]["jobtrace.dev/traced"], "true");
+        let annotations = &out["metadata"]["annotations"];
+        assert_eq!(
+            annotations["jobtrace.dev/trace-id"],
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(annotations["jobtrace.dev/span-id"], "0a0a0a0a0a0a0a0a");
+        assert_eq!(
+            annotations["jobtrace.dev/parent-span-id"],
+            "00f067aa0ba902b7"
+        );
+        let template = &out["spec"]["template"]["metadata"];
+        assert_eq!(template["labels"]["jobtrace.dev/traced"], "true");
+        assert_eq!(
+            template["annotations"]["jobtrace.dev/parent-span-id"],
+            "0a0a0a0a0a0a0a0a"
+        );
+        assert_eq!(
+            mutation.outcome,
+            Outcome::Traced {
+                trace_id: TraceId::parse("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+                sampled: true
+            }
+        );
+    }
+
+    #[test]
+    fn resource_attributes_use_downward_api_for_what_admission_cannot_know() {
+        let (_, out) = run(&job(json!({ "traceparent": TP })), SPAN_A);
+        let attributes = env_value(&out, CONTAINERS[2], "OTEL_RESOURCE_ATTRIBUTES").unwrap();
+        assert_eq!(
+            attributes,
+            "k8s.namespace.name=reports,k8s.job.name=nightly,k8s.job.uid=$(JOBTRACE_JOB_UID),\
+             k8s.pod.name=$(JOBTRACE_POD_NAME),k8s.pod.uid=$(JOBTRACE_POD_UID),\
+             k8s.node.name=$(JOBTRACE_NODE_NAME),k8s.container.name=side"
+        );
+        let env = out.pointer(CONTAINERS[2]).unwrap()["env"]
+            .as_array()
+            .unwrap();
+        let names: Vec<&str> = env.iter().map(|v| v["name"].as_str().unwrap()).collect();
+        let ra = names
+            .iter()
+            .position(|n| *n == "OTEL_RESOURCE_ATTRIBUTES")
+            .unwrap();
+        for helper in [
+            "JOBTRACE_JOB_UID",
+            "JOBTRACE_POD_NAME",
+            "JOBTRACE_POD_UID",
+            "JOBTRACE_NODE_NAME",
+        ] {
+            let at = names.iter().position(|n| *n == helper).expect(helper);
+            assert!(
+                at < ra,
+                "{helper} must precede OTEL_RESOURCE_ATTRIBUTES for $(VAR) expansion"
+            );
+        }
+        assert!(
+            !names.contains(&"JOBTRACE_JOB_NAME"),
+            "the name is known: no helper needed"
+        );
+        let uid = env
+            .iter()
+            .find(|v| v["name"] == "JOBTRACE_JOB_UID")
+            .unwrap();
+        assert_eq!(
+            uid["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.labels['batch.kubernetes.io/controller-uid']"
+        );
+    }
+
+    #[test]
+    fn reinvocation_yields_empty_patch() {
+        let object = job(json!({ "traceparent": TP, "tracestate": "rojo=1", "baggage": "k=v" }));
+        let (_, once) = run(&object, SPAN_A);
+        let (again, twice) = run(&once, SPAN_B);
+        assert!(again.patch.0.is_empty(), "{:?}", again.patch);
+        assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+        assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn job_without_context_is_untouched() {
+        let (mutation, _) = run(&job(json!({ "team": "data" })), SPAN_A);
+        assert!(mutation.patch.0.is_empty());
+        assert!(mutation.warnings.is_empty());
+        assert_eq!(mutation.outcome, Outcome::NotTraced);
+    }
+
+    #[test]
+    fn broken_traceparent_is_a_warning_and_nothing_else() {
+        let (mutation, _) = run(&job(json!({ "traceparent": "00-xyz" })), SPAN_A);
+        assert!(mutation.patch.0.is_empty());
+        assert_eq!(mutation.warnings.len(), 1);
+        assert!(
+            mutation.warnings[0]
+                .message
+                .contains("annotation traceparent ignored")
+        );
+    }
+
+    #[test]
+    fn user_set_variables_are_never_overridden() {
+        let mut object = job(json!({ "traceparent": TP, "baggage": "k=v" }));
+        object["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
+            { "name": "TRACEPARENT", "value": "00-11111111111111111111111111111111-2222222222222222-01" },
+            { "name": "BAGGAGE", "valueFrom": { "secretKeyRef": { "name": "s", "key": "k" } } }
+        ]);
+        let (mutation, out) = run(&object, SPAN_A);
+        assert_eq!(
+            env_value(&out, CONTAINERS[1], "TRACEPARENT"),
+            Some(&json!(
+                "00-11111111111111111111111111111111-2222222222222222-01"
+            ))
+        );
+        assert!(
+            env_value(&out, CONTAINERS[1], "BAGGAGE")
+                .unwrap()
+                .get("secretKeyRef")
+                .is_some()
+        );
+        let messages: Vec<&str> = mutation
+            .warnings
+            .iter()
+            .map(|w| w.message.as_str())
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "container \"main\" sets TRACEPARENT itself; jobtrace left it unchanged",
+                "container \"main\" sets BAGGAGE itself; jobtrace left it unchanged"
+            ]
+        );
+        let (again, _) = run(&out, SPAN_B);
+        assert!(again.patch.0.is_empty());
+    }
+
+    #[test]
+    fn user_resource_attributes_are_extended_not_overridden() {
+        let mut object = job(json!({ "traceparent": TP }));
+        object["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
+            { "name": "A", "value": "1" },
+            { "name": "OTEL_RESOURCE_ATTRIBUTES", "value": "service.name=reports,k8s.job.name=custom" },
+            { "name": "Z", "value": "2" }
+        ]);
+        let (mutation, out) = run(&object, SPAN_A);
+        assert!(mutation.warnings.is_empty());
+        let env = out.pointer(CONTAINERS[1]).unwrap()["env"]
+            .as_array()
+            .unwrap();
+        let names: Vec<&str> = env.iter().map(|v| v["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "A",
+                "JOBTRACE_JOB_UID",
+                "JOBTRACE_POD_NAME",
+                "JOBTRACE_POD_UID",
+                "JOBTRACE_NODE_NAME",
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "Z",
+                "TRACEPARENT"
+            ]
+        );
+        assert_eq!(
+            env[5]["value"],
+            "service.name=reports,k8s.job.name=custom,k8s.namespace.name=reports,\
+             k8s.job.uid=$(JOBTRACE_JOB_UID),k8s.pod.name=$(JOBTRACE_POD_NAME),\
+             k8s.pod.uid=$(JOBTRACE_POD_UID),k8s.node.name=$(JOBTRACE_NODE_NAME),\
+             k8s.container.name=main"
+        );
+        let (again, _) = run(&out, SPAN_B);
+        assert!(again.patch.0.is_empty(), "{:?}", again.patch);
+    }
+
+    #[test]
+    fn resource_attributes_from_a_reference_are_left_with_a_warning() {
+        let mut object = job(json!({ "traceparent": TP }));
+        object["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
+            { "name": "OTEL_RESOURCE_ATTRIBUTES", "valueFrom": { "configMapKeyRef": { "name": "c", "key": "k" } } }
+        ]);
+        let (mutation, out) = run(&object, SPAN_A);
+        assert_eq!(mutation.warnings.len(), 1);
+        assert!(mutation.warnings[0].message.contains("can't extend it"));
+        assert!(env_value(&out, CONTAINERS[1], "JOBTRACE_POD_NAME").is_none());
+        assert!(env_value(&out, CONTAINERS[1], "TRACEPARENT").is_some());
+    }
+
+    #[test]
+    fn unsampled_context_is_still_injected() {
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let (mutation, out) = run(
+            &job(json!({ "jobtrace.dev/traceparent": unsampled })),
+            SPAN_A,
+        );
+        assert_eq!(
+            env_value(&out, CONTAINERS[0], "TRACEPARENT"),
+            Some(&json!(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0a0a0a0a0a0a0a0a-00"
+            ))
+        );
+        assert!(matches!(
+            mutation.outcome,
+            Outcome::Traced { sampled: false, .. }
+        ));
+    }
+
+    #[test]
+    fn generated_name_comes_from_the_downward_api() {
+        let mut object = job(json!({ "traceparent": TP }));
+        object["metadata"] =
+            json!({ "generateName": "nightly-", "annotations": { "traceparent": TP } });
+        let (_, out) = run(&object, SPAN_A);
+        let attributes = env_value(&out, CONTAINERS[1], "OTEL_RESOURCE_ATTRIBUTES").unwrap();
+        assert!(
+            attributes
+                .as_str()
+                .unwrap()
+                .contains("k8s.job.name=$(JOBTRACE_JOB_NAME)")
+        );
+        assert!(env_value(&out, CONTAINERS[1], "JOBTRACE_JOB_NAME").is_some());
+        assert_eq!(out["metadata"]["labels"]["jobtrace.dev/traced"], "true");
+    }
+
+    #[test]
+    fn cronjob_owner_adds_cronjob_attributes() {
+        let mut object = job(json!({ "traceparent": TP }));
+        object["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly", "uid": "6f1c", "controller": true
+        }]);
+        let (_, out) = run(&object, SPAN_A);
+        let attributes = env_value(&out, CONTAINERS[1], "OTEL_RESOURCE_ATTRIBUTES").unwrap();
+        assert!(
+            attributes
+                .as_str()
+                .unwrap()
+                .contains("k8s.cronjob.name=nightly,k8s.cronjob.uid=6f1c")
+        );
+    }
+
+    #[test]
+    fn existing_template_metadata_is_extended() {
+        let mut object = job(json!({ "traceparent": TP }));
+        object["spec"]["template"]["metadata"] = json!({ "labels": { "app": "r" } });
+        object["metadata"]["labels"] = json!({ "team": "data" });
+        let (_, out) = run(&object, SPAN_A);
+        assert_eq!(
+            out["spec"]["template"]["metadata"]["labels"],
+            json!({ "app": "r", "jobtrace.dev/traced": "true" })
+        );
+        assert_eq!(
+            out["metadata"]["labels"],
+            json!({ "team": "data", "jobtrace.dev/traced": "true" })
+        );
+    }
+
+    #[test]
+    fn annotation_keys_are_escaped_in_pointers() {
+        let mut object = job(json!({ "traceparent": TP }));
+        object["metadata"]["labels"] = json!({});
+        let (mutation, _) = run(&object, SPAN_A);
+        let paths: Vec<String> = mutation
+            .patch
+            .0
+            .iter()
+            .map(|op| match op {
+                json_patch::PatchOperation::Add(add) => add.path.to_string(),
+                other => panic!("only add operations, got {other:?}"),
+            })
+            .collect();
+        assert!(
+            paths.contains(&"/metadata/labels/jobtrace.dev~1traced".to_owned()),
+            "{paths:?}"
+        );
+        assert!(
+            paths.contains(&"/metadata/annotations/jobtrace.dev~1span-id".to_owned()),
+            "{paths:?}"
+        );
+    }
+
+    #[test]
+    fn changed_context_gets_a_new_span() {
+        let (_, once) = run(&job(json!({ "traceparent": TP })), SPAN_A);
+        let mut copied = once.clone();
+        copied["metadata"]["annotations"]["traceparent"] =
+            json!("00-11111111111111111111111111111111-2222222222222222-01");
+        let (_, out) = run(&copied, SPAN_B);
+        assert_eq!(
+            out["metadata"]["annotations"]["jobtrace.dev/span-id"],
+            "0b0b0b0b0b0b0b0b"
+        );
+        assert_eq!(
+            out["metadata"]["annotations"]["jobtrace.dev/trace-id"],
+            "11111111111111111111111111111111"
+        );
+    }
+}

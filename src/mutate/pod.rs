@@ -1,0 +1,164 @@
+//! The pod mutation: each pod of a traced Job gets its own attempt span, and `TRACEPARENT` in its
+//! containers points at that span.
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
+
+use super::{Mutation, Ops, Outcome};
+use crate::context::{SpanId, TraceId, traceparent};
+use crate::names::{self, env};
+
+/// Mutates a pod of a traced Job. `new_span` becomes the attempt span's id unless the pod
+/// already has one (a reinvocation).
+pub fn mutate(pod: &Pod, new_span: SpanId) -> Mutation {
+    let empty = Default::default();
+    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    let trace_id = annotations
+        .get(names::TRACE_ID)
+        .and_then(|v| TraceId::parse(v));
+    let parent = annotations
+        .get(names::PARENT_SPAN_ID)
+        .and_then(|v| SpanId::parse(v));
+    let (Some(trace_id), Some(parent)) = (trace_id, parent) else {
+        // Labelled traced, but not by the Job webhook: nothing jobtrace can vouch for.
+        return Mutation::untouched(Vec::new());
+    };
+    let span = annotations
+        .get(names::SPAN_ID)
+        .and_then(|v| SpanId::parse(v))
+        .unwrap_or(new_span);
+
+    let mut ops = Ops::default();
+    ops.ensure_entries(
+        &["metadata", "annotations"],
+        Some(annotations),
+        &[(names::SPAN_ID, span.to_string())],
+    );
+    let mut sampled = false;
+    if let Some(spec) = &pod.spec {
+        let lists = [
+            (
+                "initContainers",
+                spec.init_containers.as_deref().unwrap_or_default(),
+            ),
+            ("containers", spec.containers.as_slice()),
+        ];
+        for (field, containers) in lists {
+            for (i, container) in containers.iter().enumerate() {
+                for (j, var) in container.env.iter().flatten().enumerate() {
+                    let Some(value) = var
+                        .value
+                        .as_deref()
+                        .filter(|_| var.name == env::TRACEPARENT)
+                    else {
+                        continue;
+                    };
+                    let Ok(tp) = traceparent::parse(value) else {
+                        continue;
+                    };
+                    // Only the value the Job webhook wrote (child of the Job span) is rewritten.
+                    if tp.trace_id == trace_id && tp.parent_id == parent {
+                        let (i, j) = (i.to_string(), j.to_string());
+                        let path = super::pointer(["spec", field, &i, "env", &j, "value"]);
+                        ops.add(path, Value::String(tp.with_parent(span).to_string()));
+                    }
+                    if tp.trace_id == trace_id {
+                        sampled |= tp.sampled();
+                    }
+                }
+            }
+        }
+    }
+    Mutation {
+        patch: ops.into_patch(),
+        warnings: Vec::new(),
+        outcome: Outcome::Traced { trace_id, sampled },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::mutate::fixtures::{SPAN_A, SPAN_B, TP, apply, env_value, job, typed};
+
+    /// The pod the job controller would create from a Job mutated with span A.
+    fn pod_of_mutated_job() -> Value {
+        let object = job(json!({ "traceparent": TP }));
+        let mutation = crate::mutate::job::mutate(&typed(&object), "reports", SPAN_A);
+        let job = apply::<Value>(&object, &mutation.patch);
+        let template = &job["spec"]["template"];
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "generateName": "nightly-",
+                "labels": template["metadata"]["labels"],
+                "annotations": template["metadata"]["annotations"]
+            },
+            "spec": template["spec"]
+        })
+    }
+
+    #[test]
+    fn each_pod_gets_its_own_span_and_traceparent_points_at_it() {
+        let pod = pod_of_mutated_job();
+        let mutation = mutate(&typed(&pod), SPAN_B);
+        let out = apply::<Value>(&pod, &mutation.patch);
+        assert_eq!(
+            out["metadata"]["annotations"]["jobtrace.dev/span-id"],
+            "0b0b0b0b0b0b0b0b"
+        );
+        for c in [
+            "/spec/initContainers/0",
+            "/spec/containers/0",
+            "/spec/containers/1",
+            "/spec/containers/2",
+        ] {
+            assert_eq!(
+                env_value(&out, c, "TRACEPARENT"),
+                Some(&json!(
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-0b0b0b0b0b0b0b0b-01"
+                )),
+                "{c}"
+            );
+        }
+        assert!(matches!(
+            mutation.outcome,
+            Outcome::Traced { sampled: true, .. }
+        ));
+    }
+
+    #[test]
+    fn pod_reinvocation_yields_empty_patch() {
+        let pod = pod_of_mutated_job();
+        let once = apply::<Value>(&pod, &mutate(&typed(&pod), SPAN_B).patch);
+        let again = mutate(&typed(&once), SPAN_A);
+        assert!(again.patch.0.is_empty(), "{:?}", again.patch);
+    }
+
+    #[test]
+    fn user_traceparent_is_not_rewritten() {
+        let mut pod = pod_of_mutated_job();
+        let own = "00-11111111111111111111111111111111-2222222222222222-01";
+        pod["spec"]["containers"][1]["env"] = json!([{ "name": "TRACEPARENT", "value": own }]);
+        let out = apply::<Value>(&pod, &mutate(&typed(&pod), SPAN_B).patch);
+        assert_eq!(
+            env_value(&out, "/spec/containers/1", "TRACEPARENT"),
+            Some(&json!(own))
+        );
+    }
+
+    #[test]
+    fn pod_without_job_annotations_is_untouched() {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": "p", "labels": { "jobtrace.dev/traced": "true" } },
+            "spec": { "containers": [{ "name": "c", "image": "i" }] }
+        });
+        let mutation = mutate(&typed(&pod), SPAN_B);
+        assert!(mutation.patch.0.is_empty());
+        assert_eq!(mutation.outcome, Outcome::NotTraced);
+    }
+}
