@@ -1,8 +1,39 @@
 //! Command-line interface of the `jobtrace` binary.
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
 
 /// Carries W3C trace context into Kubernetes Jobs and records their lifecycle as OTLP spans.
 #[derive(Debug, Parser)]
 #[command(name = "jobtrace", version, about)]
-pub struct Cli {}
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the mutating admission webhook (`/mutate/jobs`, `/mutate/pods`) over HTTPS.
+    Webhook(WebhookArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WebhookArgs {
+    /// Address of the HTTPS webhook server.
+    #[arg(long, env = "JOBTRACE_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// PEM certificate (chain) the webhook serves; reloaded when the file changes.
+    #[arg(long, env = "JOBTRACE_TLS_CERT_FILE")]
+    pub tls_cert_file: PathBuf,
+    /// PEM private key of the certificate; reloaded when the file changes.
+    #[arg(long, env = "JOBTRACE_TLS_KEY_FILE")]
+    pub tls_key_file: PathBuf,
+    /// Address of the plain-HTTP server for /healthz, /readyz and /metrics.
+    #[arg(long, env = "JOBTRACE_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    pub metrics_listen: SocketAddr,
+    /// How often the certificate files are checked for changes, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_reload_seconds: u64,
+}

@@ -1,7 +1,12 @@
 //! jobtrace: carries W3C trace context into Kubernetes Jobs and records their lifecycle as spans.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod context;
+pub mod metrics;
 pub mod mutate;
 pub mod names;
+pub mod server;
+pub mod tls;
+pub mod webhook;

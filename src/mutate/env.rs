@@ -93,53 +93,13 @@ pub(super) fn inject(
         }
     }
 
-    let mut attributes: Vec<(&str, String)> = injection
-        .resource_attributes
-        .iter()
-        .map(|(k, v)| (*k, v.clone()))
-        .collect();
+    let mut attributes = injection.resource_attributes.clone();
     attributes.push(("k8s.container.name", container.name.clone()));
     let user_attributes = find(env::RESOURCE_ATTRIBUTES);
-    let mut extended_value: Option<(usize, String)> = None;
-    let mut missing = attributes.as_slice();
-    let owned_missing: Vec<(&str, String)>;
-    if let Some(i) = user_attributes {
-        let var = &existing[i];
-        match (&var.value, &var.value_from) {
-            (_, Some(_)) => {
-                warnings.push(Warning {
-                    reason: "env_user_set",
-                    message: format!(
-                        "container {:?} takes {} from a reference; jobtrace can't extend it",
-                        container.name,
-                        env::RESOURCE_ATTRIBUTES
-                    ),
-                });
-                missing = &[];
-            }
-            (value, None) => {
-                let value = value.as_deref().unwrap_or_default();
-                let keys = attribute_keys(value);
-                owned_missing = attributes
-                    .iter()
-                    .filter(|(k, _)| !keys.contains(k))
-                    .cloned()
-                    .collect();
-                missing = &owned_missing;
-                if !missing.is_empty() {
-                    let added = join_attributes(missing);
-                    let value = value.trim_end_matches([',', ' ']);
-                    let new = if value.is_empty() {
-                        added
-                    } else {
-                        format!("{value},{added}")
-                    };
-                    extended_value = Some((i, new));
-                }
-            }
-        }
-    }
-
+    let missing = match user_attributes {
+        None => attributes,
+        Some(i) => missing_attributes(container, &existing[i], attributes, warnings),
+    };
     // The helpers a new attribute references must come before OTEL_RESOURCE_ATTRIBUTES.
     let helpers: Vec<EnvVar> = HELPERS
         .iter()
@@ -160,33 +120,65 @@ pub(super) fn inject(
                 .chain(tail.iter().copied()),
         )
     };
-    match (user_attributes, extended_value) {
-        (None, _) => {
+    match user_attributes {
+        None => {
             appended.extend(helpers);
-            appended.push(literal(env::RESOURCE_ATTRIBUTES, join_attributes(missing)));
+            appended.push(literal(env::RESOURCE_ATTRIBUTES, join_attributes(&missing)));
         }
-        (Some(i), Some((_, new_value))) => {
+        Some(_) if missing.is_empty() => {}
+        Some(i) => {
             for (k, var) in helpers.iter().enumerate() {
                 ops.add(env_path(&[&(i + k).to_string()]), to_value(var));
             }
+            let user = existing[i].value.as_deref().unwrap_or_default();
+            let user = user.trim_end_matches([',', ' ']);
+            let added = join_attributes(&missing);
+            let value = if user.is_empty() {
+                added
+            } else {
+                format!("{user},{added}")
+            };
             let index = (i + helpers.len()).to_string();
-            ops.add(env_path(&[&index, "value"]), Value::String(new_value));
+            ops.add(env_path(&[&index, "value"]), Value::String(value));
         }
-        (Some(_), None) => {}
     }
 
     if container.env.is_none() {
         if !appended.is_empty() {
-            ops.add(
-                env_path(&[]),
-                Value::Array(appended.iter().map(to_value).collect()),
-            );
+            let all = appended.iter().map(to_value).collect();
+            ops.add(env_path(&[]), Value::Array(all));
         }
     } else {
         for var in &appended {
             ops.add(env_path(&["-"]), to_value(var));
         }
     }
+}
+
+/// The attributes the user's `OTEL_RESOURCE_ATTRIBUTES` lacks; none when it comes from a
+/// reference jobtrace can't extend.
+fn missing_attributes(
+    container: &Container,
+    user: &EnvVar,
+    attributes: Vec<(&'static str, String)>,
+    warnings: &mut Vec<Warning>,
+) -> Vec<(&'static str, String)> {
+    if user.value_from.is_some() {
+        warnings.push(Warning {
+            reason: "env_user_set",
+            message: format!(
+                "container {:?} takes {} from a reference; jobtrace can't extend it",
+                container.name,
+                env::RESOURCE_ATTRIBUTES
+            ),
+        });
+        return Vec::new();
+    }
+    let keys = attribute_keys(user.value.as_deref().unwrap_or_default());
+    attributes
+        .into_iter()
+        .filter(|(k, _)| !keys.contains(k))
+        .collect()
 }
 
 fn join_attributes(attributes: &[(&str, String)]) -> String {

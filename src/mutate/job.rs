@@ -1,6 +1,7 @@
 //! The Job mutation: trace context from the Job's annotations into its pod template.
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 use super::env::{Injection, inject};
 use super::{Mutation, Ops, Outcome};
@@ -10,7 +11,7 @@ use crate::names::{self, env};
 /// Mutates a Job being created in `namespace`. `new_span` becomes the Job span's id unless the
 /// Job already carries one for the same trace (a reinvocation).
 pub fn mutate(job: &Job, namespace: &str, new_span: SpanId) -> Mutation {
-    let empty = Default::default();
+    let empty = std::collections::BTreeMap::new();
     let annotations = job.metadata.annotations.as_ref().unwrap_or(&empty);
     let (context, mut warnings) = context::from_annotations(annotations);
     let Some(context) = context else {
@@ -57,39 +58,7 @@ pub fn mutate(job: &Job, namespace: &str, new_span: SpanId) -> Mutation {
         };
     };
     let template = &spec.template;
-    let pod_annotations = [
-        (names::TRACE_ID, trace_id.to_string()),
-        (names::PARENT_SPAN_ID, job_span.to_string()),
-    ];
-    match &template.metadata {
-        None => {
-            let labels: serde_json::Map<_, _> = traced
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.clone().into()))
-                .collect();
-            let annotations: serde_json::Map<_, _> = pod_annotations
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.clone().into()))
-                .collect();
-            ops.add(
-                super::pointer(["spec", "template", "metadata"]),
-                serde_json::json!({ "labels": labels, "annotations": annotations }),
-            );
-        }
-        Some(meta) => {
-            let base = ["spec", "template", "metadata"];
-            ops.ensure_entries(
-                &[&base[..], &["labels"]].concat(),
-                meta.labels.as_ref(),
-                &traced,
-            );
-            ops.ensure_entries(
-                &[&base[..], &["annotations"]].concat(),
-                meta.annotations.as_ref(),
-                &pod_annotations,
-            );
-        }
-    }
+    label_template(&mut ops, template, trace_id, job_span);
 
     let mut vars = vec![(
         env::TRACEPARENT,
@@ -101,31 +70,9 @@ pub fn mutate(job: &Job, namespace: &str, new_span: SpanId) -> Mutation {
     if let Some(baggage) = &context.baggage {
         vars.push((env::BAGGAGE, baggage.header()));
     }
-    let job_name = match job.metadata.name.as_deref() {
-        Some(name) if !name.is_empty() => name.to_owned(),
-        _ => format!("$({})", env::JOB_NAME),
-    };
-    let mut resource_attributes = vec![
-        ("k8s.namespace.name", namespace.to_owned()),
-        ("k8s.job.name", job_name),
-        ("k8s.job.uid", format!("$({})", env::JOB_UID)),
-        ("k8s.pod.name", format!("$({})", env::POD_NAME)),
-        ("k8s.pod.uid", format!("$({})", env::POD_UID)),
-        ("k8s.node.name", format!("$({})", env::NODE_NAME)),
-    ];
-    let cronjob = job
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.kind == "CronJob" && o.api_version.starts_with("batch/"));
-    if let Some(owner) = cronjob {
-        resource_attributes.push(("k8s.cronjob.name", owner.name.clone()));
-        resource_attributes.push(("k8s.cronjob.uid", owner.uid.clone()));
-    }
     let injection = Injection {
         vars,
-        resource_attributes,
+        resource_attributes: resource_attributes(job, namespace),
     };
     if let Some(pod) = &template.spec {
         let lists = [
@@ -154,6 +101,65 @@ pub fn mutate(job: &Job, namespace: &str, new_span: SpanId) -> Mutation {
     }
 }
 
+/// Labels the pod template traced and records the trace and the pods' parent (the Job span).
+fn label_template(ops: &mut Ops, template: &PodTemplateSpec, trace_id: TraceId, job_span: SpanId) {
+    let traced = [(names::TRACED_LABEL, "true".to_owned())];
+    let annotations = [
+        (names::TRACE_ID, trace_id.to_string()),
+        (names::PARENT_SPAN_ID, job_span.to_string()),
+    ];
+    let Some(meta) = &template.metadata else {
+        let map = |entries: &[(&str, String)]| -> serde_json::Map<String, serde_json::Value> {
+            entries
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone().into()))
+                .collect()
+        };
+        ops.add(
+            super::pointer(["spec", "template", "metadata"]),
+            serde_json::json!({ "labels": map(&traced), "annotations": map(&annotations) }),
+        );
+        return;
+    };
+    ops.ensure_entries(
+        &["spec", "template", "metadata", "labels"],
+        meta.labels.as_ref(),
+        &traced,
+    );
+    ops.ensure_entries(
+        &["spec", "template", "metadata", "annotations"],
+        meta.annotations.as_ref(),
+        &annotations,
+    );
+}
+
+/// The resource attributes every container gets (`k8s.container.name` is added per container).
+fn resource_attributes(job: &Job, namespace: &str) -> Vec<(&'static str, String)> {
+    let job_name = match job.metadata.name.as_deref() {
+        Some(name) if !name.is_empty() => name.to_owned(),
+        _ => format!("$({})", env::JOB_NAME),
+    };
+    let mut attributes = vec![
+        ("k8s.namespace.name", namespace.to_owned()),
+        ("k8s.job.name", job_name),
+        ("k8s.job.uid", format!("$({})", env::JOB_UID)),
+        ("k8s.pod.name", format!("$({})", env::POD_NAME)),
+        ("k8s.pod.uid", format!("$({})", env::POD_UID)),
+        ("k8s.node.name", format!("$({})", env::NODE_NAME)),
+    ];
+    let cronjob = job
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "CronJob" && o.api_version.starts_with("batch/"));
+    if let Some(owner) = cronjob {
+        attributes.push(("k8s.cronjob.name", owner.name.clone()));
+        attributes.push(("k8s.cronjob.uid", owner.uid.clone()));
+    }
+    attributes
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
@@ -170,14 +176,14 @@ mod tests {
 
     fn run(object: &Value, span: SpanId) -> (Mutation, Value) {
         let mutation = mutate(&typed(object), "reports", span);
-        let patched = apply::<Value>(object, &mutation.patch);
+        let patched = apply(object, &mutation.patch);
         (mutation, patched)
     }
 
     #[test]
     fn annotated_job_gets_the_context_in_every_container() {
         let (mutation, out) = run(
-            &job(json!({ "traceparent": TP, "tracestate": "rojo=1", "baggage": "k=v" })),
+            &job(&json!({ "traceparent": TP, "tracestate": "rojo=1", "baggage": "k=v" })),
             SPAN_A,
         );
         assert!(mutation.warnings.is_empty(), "{:?}", mutation.warnings);
@@ -228,7 +234,7 @@ mod tests {
 
     #[test]
     fn resource_attributes_use_downward_api_for_what_admission_cannot_know() {
-        let (_, out) = run(&job(json!({ "traceparent": TP })), SPAN_A);
+        let (_, out) = run(&job(&json!({ "traceparent": TP })), SPAN_A);
         let attributes = env_value(&out, CONTAINERS[2], "OTEL_RESOURCE_ATTRIBUTES").unwrap();
         assert_eq!(
             attributes,
@@ -272,7 +278,7 @@ mod tests {
 
     #[test]
     fn reinvocation_yields_empty_patch() {
-        let object = job(json!({ "traceparent": TP, "tracestate": "rojo=1", "baggage": "k=v" }));
+        let object = job(&json!({ "traceparent": TP, "tracestate": "rojo=1", "baggage": "k=v" }));
         let (_, once) = run(&object, SPAN_A);
         let (again, twice) = run(&once, SPAN_B);
         assert!(again.patch.0.is_empty(), "{:?}", again.patch);
@@ -282,7 +288,7 @@ mod tests {
 
     #[test]
     fn job_without_context_is_untouched() {
-        let (mutation, _) = run(&job(json!({ "team": "data" })), SPAN_A);
+        let (mutation, _) = run(&job(&json!({ "team": "data" })), SPAN_A);
         assert!(mutation.patch.0.is_empty());
         assert!(mutation.warnings.is_empty());
         assert_eq!(mutation.outcome, Outcome::NotTraced);
@@ -290,7 +296,7 @@ mod tests {
 
     #[test]
     fn broken_traceparent_is_a_warning_and_nothing_else() {
-        let (mutation, _) = run(&job(json!({ "traceparent": "00-xyz" })), SPAN_A);
+        let (mutation, _) = run(&job(&json!({ "traceparent": "00-xyz" })), SPAN_A);
         assert!(mutation.patch.0.is_empty());
         assert_eq!(mutation.warnings.len(), 1);
         assert!(
@@ -302,7 +308,7 @@ mod tests {
 
     #[test]
     fn user_set_variables_are_never_overridden() {
-        let mut object = job(json!({ "traceparent": TP, "baggage": "k=v" }));
+        let mut object = job(&json!({ "traceparent": TP, "baggage": "k=v" }));
         object["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
             { "name": "TRACEPARENT", "value": "00-11111111111111111111111111111111-2222222222222222-01" },
             { "name": "BAGGAGE", "valueFrom": { "secretKeyRef": { "name": "s", "key": "k" } } }
@@ -338,7 +344,7 @@ mod tests {
 
     #[test]
     fn user_resource_attributes_are_extended_not_overridden() {
-        let mut object = job(json!({ "traceparent": TP }));
+        let mut object = job(&json!({ "traceparent": TP }));
         object["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
             { "name": "A", "value": "1" },
             { "name": "OTEL_RESOURCE_ATTRIBUTES", "value": "service.name=reports,k8s.job.name=custom" },
@@ -376,7 +382,7 @@ mod tests {
 
     #[test]
     fn resource_attributes_from_a_reference_are_left_with_a_warning() {
-        let mut object = job(json!({ "traceparent": TP }));
+        let mut object = job(&json!({ "traceparent": TP }));
         object["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
             { "name": "OTEL_RESOURCE_ATTRIBUTES", "valueFrom": { "configMapKeyRef": { "name": "c", "key": "k" } } }
         ]);
@@ -391,7 +397,7 @@ mod tests {
     fn unsampled_context_is_still_injected() {
         let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
         let (mutation, out) = run(
-            &job(json!({ "jobtrace.dev/traceparent": unsampled })),
+            &job(&json!({ "jobtrace.dev/traceparent": unsampled })),
             SPAN_A,
         );
         assert_eq!(
@@ -408,7 +414,7 @@ mod tests {
 
     #[test]
     fn generated_name_comes_from_the_downward_api() {
-        let mut object = job(json!({ "traceparent": TP }));
+        let mut object = job(&json!({ "traceparent": TP }));
         object["metadata"] =
             json!({ "generateName": "nightly-", "annotations": { "traceparent": TP } });
         let (_, out) = run(&object, SPAN_A);
@@ -425,7 +431,7 @@ mod tests {
 
     #[test]
     fn cronjob_owner_adds_cronjob_attributes() {
-        let mut object = job(json!({ "traceparent": TP }));
+        let mut object = job(&json!({ "traceparent": TP }));
         object["metadata"]["ownerReferences"] = json!([{
             "apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly", "uid": "6f1c", "controller": true
         }]);
@@ -441,7 +447,7 @@ mod tests {
 
     #[test]
     fn existing_template_metadata_is_extended() {
-        let mut object = job(json!({ "traceparent": TP }));
+        let mut object = job(&json!({ "traceparent": TP }));
         object["spec"]["template"]["metadata"] = json!({ "labels": { "app": "r" } });
         object["metadata"]["labels"] = json!({ "team": "data" });
         let (_, out) = run(&object, SPAN_A);
@@ -457,7 +463,7 @@ mod tests {
 
     #[test]
     fn annotation_keys_are_escaped_in_pointers() {
-        let mut object = job(json!({ "traceparent": TP }));
+        let mut object = job(&json!({ "traceparent": TP }));
         object["metadata"]["labels"] = json!({});
         let (mutation, _) = run(&object, SPAN_A);
         let paths: Vec<String> = mutation
@@ -481,7 +487,7 @@ mod tests {
 
     #[test]
     fn changed_context_gets_a_new_span() {
-        let (_, once) = run(&job(json!({ "traceparent": TP })), SPAN_A);
+        let (_, once) = run(&job(&json!({ "traceparent": TP })), SPAN_A);
         let mut copied = once.clone();
         copied["metadata"]["annotations"]["traceparent"] =
             json!("00-11111111111111111111111111111111-2222222222222222-01");

@@ -89,7 +89,6 @@ impl Ops {
 
 #[cfg(test)]
 pub(crate) mod fixtures {
-    use serde::Serialize;
     use serde::de::DeserializeOwned;
     use serde_json::{Value, json};
 
@@ -98,7 +97,7 @@ pub(crate) mod fixtures {
     pub const SPAN_B: crate::context::SpanId = crate::context::SpanId([0xb; 8]);
 
     /// A typical Job: three containers and one init container.
-    pub fn job(annotations: Value) -> Value {
+    pub fn job(annotations: &Value) -> Value {
         json!({
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -125,7 +124,7 @@ pub(crate) mod fixtures {
     }
 
     /// Applies `patch` to `object` as the apiserver would.
-    pub fn apply<T: Serialize>(object: &Value, patch: &json_patch::Patch) -> Value {
+    pub fn apply(object: &Value, patch: &json_patch::Patch) -> Value {
         let mut out = object.clone();
         json_patch::patch(&mut out, patch).expect("the patch applies");
         out

@@ -11,7 +11,7 @@ use crate::names::{self, env};
 /// Mutates a pod of a traced Job. `new_span` becomes the attempt span's id unless the pod
 /// already has one (a reinvocation).
 pub fn mutate(pod: &Pod, new_span: SpanId) -> Mutation {
-    let empty = Default::default();
+    let empty = std::collections::BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let trace_id = annotations
         .get(names::TRACE_ID)
@@ -85,9 +85,9 @@ mod tests {
 
     /// The pod the job controller would create from a Job mutated with span A.
     fn pod_of_mutated_job() -> Value {
-        let object = job(json!({ "traceparent": TP }));
+        let object = job(&json!({ "traceparent": TP }));
         let mutation = crate::mutate::job::mutate(&typed(&object), "reports", SPAN_A);
-        let job = apply::<Value>(&object, &mutation.patch);
+        let job = apply(&object, &mutation.patch);
         let template = &job["spec"]["template"];
         json!({
             "apiVersion": "v1",
@@ -105,7 +105,7 @@ mod tests {
     fn each_pod_gets_its_own_span_and_traceparent_points_at_it() {
         let pod = pod_of_mutated_job();
         let mutation = mutate(&typed(&pod), SPAN_B);
-        let out = apply::<Value>(&pod, &mutation.patch);
+        let out = apply(&pod, &mutation.patch);
         assert_eq!(
             out["metadata"]["annotations"]["jobtrace.dev/span-id"],
             "0b0b0b0b0b0b0b0b"
@@ -133,7 +133,7 @@ mod tests {
     #[test]
     fn pod_reinvocation_yields_empty_patch() {
         let pod = pod_of_mutated_job();
-        let once = apply::<Value>(&pod, &mutate(&typed(&pod), SPAN_B).patch);
+        let once = apply(&pod, &mutate(&typed(&pod), SPAN_B).patch);
         let again = mutate(&typed(&once), SPAN_A);
         assert!(again.patch.0.is_empty(), "{:?}", again.patch);
     }
@@ -143,7 +143,7 @@ mod tests {
         let mut pod = pod_of_mutated_job();
         let own = "00-11111111111111111111111111111111-2222222222222222-01";
         pod["spec"]["containers"][1]["env"] = json!([{ "name": "TRACEPARENT", "value": own }]);
-        let out = apply::<Value>(&pod, &mutate(&typed(&pod), SPAN_B).patch);
+        let out = apply(&pod, &mutate(&typed(&pod), SPAN_B).patch);
         assert_eq!(
             env_value(&out, "/spec/containers/1", "TRACEPARENT"),
             Some(&json!(own))

@@ -1,0 +1,118 @@
+//! The admission webhook's HTTP surface: `POST /mutate/jobs` and `POST /mutate/pods`.
+
+pub mod review;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+
+use crate::context::SpanId;
+use crate::metrics::{AdmissionLabels, EndpointLabels, Metrics, WarningLabels};
+pub use review::Endpoint;
+
+/// Largest `AdmissionReview` accepted. Objects are at most 1.5 MiB in etcd; a review carries at
+/// most the object and its old version.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+/// The apiserver gives a webhook at most 30 s; never hold a request longer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The router for the webhook's HTTPS port.
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/mutate/jobs", post(mutate_jobs))
+        .route("/mutate/pods", post(mutate_pods))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(CatchPanicLayer::new())
+        .with_state(metrics)
+}
+
+async fn mutate_jobs(
+    State(metrics): State<Arc<Metrics>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(Endpoint::Jobs, &metrics, body)
+}
+
+async fn mutate_pods(
+    State(metrics): State<Arc<Metrics>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(Endpoint::Pods, &metrics, body)
+}
+
+fn handle(endpoint: Endpoint, metrics: &Metrics, body: Result<Bytes, BytesRejection>) -> Response {
+    let started = Instant::now();
+    let labels = |result| AdmissionLabels {
+        endpoint: endpoint.label(),
+        result,
+    };
+    let response = match body {
+        Err(rejection) => {
+            metrics
+                .admissions
+                .get_or_create(&labels("bad_request"))
+                .inc();
+            error(rejection.status(), &rejection.body_text())
+        }
+        Ok(body) => {
+            let span = SpanId::from_random(rand::random());
+            match review::review(endpoint, &body, span) {
+                Err(e) => {
+                    metrics
+                        .admissions
+                        .get_or_create(&labels("bad_request"))
+                        .inc();
+                    error(StatusCode::BAD_REQUEST, &e.to_string())
+                }
+                Ok(reviewed) => {
+                    metrics
+                        .admissions
+                        .get_or_create(&labels(reviewed.result))
+                        .inc();
+                    for warning in &reviewed.warnings {
+                        metrics
+                            .admission_warnings
+                            .get_or_create(&WarningLabels {
+                                reason: warning.reason,
+                            })
+                            .inc();
+                    }
+                    tracing::debug!(
+                        endpoint = endpoint.label(),
+                        result = reviewed.result,
+                        warnings = reviewed.warnings.len(),
+                        "admission reviewed"
+                    );
+                    ([(header::CONTENT_TYPE, "application/json")], reviewed.body).into_response()
+                }
+            }
+        }
+    };
+    metrics
+        .admission_duration
+        .get_or_create(&EndpointLabels {
+            endpoint: endpoint.label(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}

@@ -1,0 +1,144 @@
+//! `AdmissionReview` in, `AdmissionReview` out (pure apart from the JSON): the dispatch on kind and
+//! operation, and the response that always allows.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::admission::AdmissionResponse;
+use kube::core::{GroupVersionKind, Status};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::context::{SpanId, Warning};
+use crate::mutate::{self, Mutation, Outcome};
+
+/// Which mutation an endpoint performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Jobs,
+    Pods,
+}
+
+impl Endpoint {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Jobs => "jobs",
+            Self::Pods => "pods",
+        }
+    }
+
+    fn handles(self, kind: &GroupVersionKind) -> bool {
+        match self {
+            Self::Jobs => kind.group == "batch" && kind.kind == "Job",
+            Self::Pods => kind.group.is_empty() && kind.kind == "Pod",
+        }
+    }
+}
+
+/// A request body that is not an `AdmissionReview`.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("the body is not an AdmissionReview: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+}
+
+/// Only what the dispatch needs; the object stays raw until its kind is known.
+#[derive(Deserialize)]
+struct Review<'a> {
+    #[serde(borrow)]
+    request: Option<Request<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request<'a> {
+    uid: String,
+    kind: GroupVersionKind,
+    operation: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
+}
+
+/// The response to one review.
+#[derive(Debug)]
+pub struct Reviewed {
+    /// The serialized `AdmissionReview`.
+    pub body: Vec<u8>,
+    /// `injected`, `not_traced` or `skipped`.
+    pub result: &'static str,
+    pub warnings: Vec<Warning>,
+}
+
+/// Handles one `AdmissionReview` body. Anything that is a review is allowed, changed or not; only a
+/// body that is not a review at all is an error.
+pub fn review(endpoint: Endpoint, body: &[u8], new_span: SpanId) -> Result<Reviewed, ReviewError> {
+    let review: Review = serde_json::from_slice(body)?;
+    let request = review.request.ok_or(ReviewError::NoRequest)?;
+    let object = request
+        .object
+        .filter(|_| request.operation == "CREATE" && endpoint.handles(&request.kind));
+    let Some(object) = object else {
+        return Ok(respond(request.uid, None, "skipped"));
+    };
+    let mutation = match endpoint {
+        Endpoint::Jobs => serde_json::from_str::<Job>(object.get()).map(|job| {
+            let namespace = request
+                .namespace
+                .as_deref()
+                .or(job.metadata.namespace.as_deref())
+                .unwrap_or_default();
+            mutate::job::mutate(&job, namespace, new_span)
+        }),
+        Endpoint::Pods => {
+            serde_json::from_str::<Pod>(object.get()).map(|pod| mutate::pod::mutate(&pod, new_span))
+        }
+    };
+    let mutation = mutation.unwrap_or_else(|e| Mutation {
+        patch: json_patch::Patch(Vec::new()),
+        warnings: vec![Warning {
+            reason: "unreadable_object",
+            message: format!("could not read the object, left unchanged: {e}"),
+        }],
+        outcome: Outcome::NotTraced,
+    });
+    let result = match mutation.outcome {
+        Outcome::Traced { .. } => "injected",
+        Outcome::NotTraced => "not_traced",
+    };
+    Ok(respond(request.uid, Some(mutation), result))
+}
+
+fn respond(uid: String, mutation: Option<Mutation>, result: &'static str) -> Reviewed {
+    // AdmissionResponse's constructors want the typed request; start from `invalid` and allow.
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = uid;
+    response.allowed = true;
+    response.result = Status::default();
+    let mut warnings = Vec::new();
+    if let Some(mutation) = mutation {
+        if !mutation.patch.0.is_empty() {
+            response = response
+                .with_patch(mutation.patch)
+                .expect("a JSON patch always serializes");
+        }
+        if !mutation.warnings.is_empty() {
+            response.warnings = Some(
+                mutation
+                    .warnings
+                    .iter()
+                    .map(|w| format!("jobtrace: {}", w.message))
+                    .collect(),
+            );
+        }
+        warnings = mutation.warnings;
+    }
+    let body = serde_json::to_vec(&response.into_review()).expect("a review always serializes");
+    Reviewed {
+        body,
+        result,
+        warnings,
+    }
+}
