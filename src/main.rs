@@ -1,7 +1,5 @@
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use clap::Parser;
 use jobtrace::cli::{Cli, Command};
@@ -19,12 +17,6 @@ async fn main() -> anyhow::Result<()> {
         .install_default()
         .map_err(|_| anyhow::anyhow!("another TLS crypto provider is already installed"))?;
     match cli.command {
-        Command::Webhook(args) => {
-            let shutdown = tokio_util::sync::CancellationToken::new();
-            tokio::spawn(jobtrace::server::shutdown_on_signal(shutdown.clone()));
-            jobtrace::server::webhook(args, Arc::default(), Arc::default(), shutdown)
-                .await
-                .context("webhook")
-        }
+        Command::Webhook(args) => jobtrace::server::run_webhook(args).await.context("webhook"),
     }
 }

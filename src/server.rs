@@ -1,6 +1,7 @@
 //! Running the servers: the HTTPS webhook and the plain-HTTP operations port, stopped gracefully.
 
 use std::future::IntoFuture;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,37 +26,52 @@ pub enum ServeError {
     Tls(#[from] crate::tls::TlsError),
     #[error("can't listen on {addr}: {source}")]
     Listen {
-        addr: std::net::SocketAddr,
+        addr: SocketAddr,
         source: std::io::Error,
     },
     #[error("the {0} server stopped: {1}")]
     Stopped(&'static str, std::io::Error),
 }
 
+/// The webhook's listening sockets, bound before serving so that start-up errors come first and
+/// tests can bind port 0.
+pub struct Listeners {
+    pub webhook: std::net::TcpListener,
+    pub admin: std::net::TcpListener,
+}
+
+impl Listeners {
+    pub fn bind(webhook: SocketAddr, admin: SocketAddr) -> Result<Self, ServeError> {
+        let bind = |addr| {
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| ServeError::Listen { addr, source })?;
+            Ok::<_, ServeError>(listener)
+        };
+        Ok(Self {
+            webhook: bind(webhook)?,
+            admin: bind(admin)?,
+        })
+    }
+}
+
 /// Serves the webhook until `shutdown` is cancelled, then drains open requests.
 pub async fn webhook(
-    args: WebhookArgs,
+    listeners: Listeners,
+    tls: TlsFiles,
+    tls_reload: Duration,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let files = TlsFiles {
-        cert: args.tls_cert_file,
-        key: args.tls_key_file,
-    };
-    let config = files.load().await?;
+    let config = tls.load().await?;
     readiness.set_tls_loaded();
-    tokio::spawn(files.watch(config.clone(), Duration::from_secs(args.tls_reload_seconds)));
+    let watcher = tokio::spawn(tls.watch(config.clone(), tls_reload));
 
-    let admin_listener = TcpListener::bind(args.metrics_listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: args.metrics_listen,
-            source,
-        })?;
-    let admin_router = admin::router(metrics.clone(), readiness);
+    let admin_listener =
+        TcpListener::from_std(listeners.admin).map_err(|e| ServeError::Stopped("metrics", e))?;
     let admin = tokio::spawn(
-        axum::serve(admin_listener, admin_router)
+        axum::serve(admin_listener, admin::router(metrics.clone(), readiness))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future(),
     );
@@ -66,16 +82,7 @@ pub async fn webhook(
         drain.graceful_shutdown(Some(DRAIN));
     });
 
-    let listener =
-        std::net::TcpListener::bind(args.listen).map_err(|source| ServeError::Listen {
-            addr: args.listen,
-            source,
-        })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| ServeError::Stopped("webhook", e))?;
-    tracing::info!(listen = %args.listen, metrics = %args.metrics_listen, "webhook serving");
-    let mut server = axum_server::from_tcp_rustls(listener, config)
+    let mut server = axum_server::from_tcp_rustls(listeners.webhook, config)
         .map_err(|e| ServeError::Stopped("webhook", e))?
         .handle(handle)
         .first_request_timeout(IDLE);
@@ -83,14 +90,37 @@ pub async fn webhook(
         .http_builder()
         .http1()
         .header_read_timeout(Some(IDLE));
-    server
+    let outcome = server
         .serve(webhook::router(metrics).into_make_service())
         .await
-        .map_err(|e| ServeError::Stopped("webhook", e))?;
+        .map_err(|e| ServeError::Stopped("webhook", e));
+    watcher.abort();
+    outcome?;
     match admin.await {
         Ok(Ok(())) | Err(_) => Ok(()),
         Ok(Err(e)) => Err(ServeError::Stopped("metrics", e)),
     }
+}
+
+/// `jobtrace webhook`: binds, logs where, and serves until a signal.
+pub async fn run_webhook(args: WebhookArgs) -> Result<(), ServeError> {
+    let listeners = Listeners::bind(args.listen, args.metrics_listen)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(shutdown.clone()));
+    tracing::info!(listen = %args.listen, metrics = %args.metrics_listen, "webhook serving");
+    let tls = TlsFiles {
+        cert: args.tls_cert_file,
+        key: args.tls_key_file,
+    };
+    webhook(
+        listeners,
+        tls,
+        Duration::from_secs(args.tls_reload_seconds),
+        Arc::default(),
+        Arc::default(),
+        shutdown,
+    )
+    .await
 }
 
 /// Cancels `shutdown` on SIGTERM or SIGINT.

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
@@ -31,7 +31,6 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/mutate/jobs", post(mutate_jobs))
         .route("/mutate/pods", post(mutate_pods))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -41,33 +40,57 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         .with_state(metrics)
 }
 
-async fn mutate_jobs(
-    State(metrics): State<Arc<Metrics>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle(Endpoint::Jobs, &metrics, body)
+async fn mutate_jobs(State(metrics): State<Arc<Metrics>>, request: Request) -> Response {
+    handle(Endpoint::Jobs, &metrics, request).await
 }
 
-async fn mutate_pods(
-    State(metrics): State<Arc<Metrics>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle(Endpoint::Pods, &metrics, body)
+async fn mutate_pods(State(metrics): State<Arc<Metrics>>, request: Request) -> Response {
+    handle(Endpoint::Pods, &metrics, request).await
 }
 
-fn handle(endpoint: Endpoint, metrics: &Metrics, body: Result<Bytes, BytesRejection>) -> Response {
+fn content_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Reads at most `MAX_BODY` bytes; a larger declared length is refused before any byte is read.
+async fn read_body(request: Request) -> Result<Bytes, (StatusCode, String)> {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_BODY} bytes"),
+        )
+    };
+    if content_length(request.headers()).is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err((
+            StatusCode::BAD_REQUEST,
+            format!("the body could not be read: {e}"),
+        )),
+    }
+}
+
+async fn handle(endpoint: Endpoint, metrics: &Metrics, request: Request) -> Response {
     let started = Instant::now();
     let labels = |result| AdmissionLabels {
         endpoint: endpoint.label(),
         result,
     };
-    let response = match body {
-        Err(rejection) => {
+    let response = match read_body(request).await {
+        Err((status, message)) => {
             metrics
                 .admissions
                 .get_or_create(&labels("bad_request"))
                 .inc();
-            error(rejection.status(), &rejection.body_text())
+            error(status, &message)
         }
         Ok(body) => {
             let span = SpanId::from_random(rand::random());

@@ -1,11 +1,11 @@
 //! `AdmissionReview` in, `AdmissionReview` out (pure apart from the JSON): the dispatch on kind and
 //! operation, and the response that always allows.
 
+use base64::Engine;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::core::admission::AdmissionResponse;
-use kube::core::{GroupVersionKind, Status};
-use serde::Deserialize;
+use kube::core::GroupVersionKind;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::context::{SpanId, Warning};
@@ -111,31 +111,56 @@ pub fn review(endpoint: Endpoint, body: &[u8], new_span: SpanId) -> Result<Revie
     Ok(respond(request.uid, Some(mutation), result))
 }
 
+/// The `AdmissionReview` v1 response: always allowed, the patch base64-encoded as the API expects.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseReview {
+    api_version: &'static str,
+    kind: &'static str,
+    response: Response,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Response {
+    uid: String,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
 fn respond(uid: String, mutation: Option<Mutation>, result: &'static str) -> Reviewed {
-    // AdmissionResponse's constructors want the typed request; start from `invalid` and allow.
-    let mut response = AdmissionResponse::invalid("");
-    response.uid = uid;
-    response.allowed = true;
-    response.result = Status::default();
+    let mut response = Response {
+        uid,
+        allowed: true,
+        patch_type: None,
+        patch: None,
+        warnings: Vec::new(),
+    };
     let mut warnings = Vec::new();
     if let Some(mutation) = mutation {
         if !mutation.patch.0.is_empty() {
-            response = response
-                .with_patch(mutation.patch)
-                .expect("a JSON patch always serializes");
+            let json = serde_json::to_vec(&mutation.patch).expect("a JSON patch always serializes");
+            response.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
+            response.patch_type = Some("JSONPatch");
         }
-        if !mutation.warnings.is_empty() {
-            response.warnings = Some(
-                mutation
-                    .warnings
-                    .iter()
-                    .map(|w| format!("jobtrace: {}", w.message))
-                    .collect(),
-            );
-        }
+        response.warnings = mutation
+            .warnings
+            .iter()
+            .map(|w| format!("jobtrace: {}", w.message))
+            .collect();
         warnings = mutation.warnings;
     }
-    let body = serde_json::to_vec(&response.into_review()).expect("a review always serializes");
+    let review = ResponseReview {
+        api_version: "admission.k8s.io/v1",
+        kind: "AdmissionReview",
+        response,
+    };
+    let body = serde_json::to_vec(&review).expect("a review always serializes");
     Reviewed {
         body,
         result,

@@ -1,0 +1,215 @@
+//! The HTTPS webhook server and its operations port, over real sockets on 127.0.0.1.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jobtrace::admin::Readiness;
+use jobtrace::metrics::Metrics;
+use jobtrace::server::{Listeners, webhook};
+use jobtrace::tls::TlsFiles;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::json;
+use support::{TP, TestPki, job, review};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+struct Running {
+    webhook: SocketAddr,
+    admin: SocketAddr,
+    shutdown: CancellationToken,
+    dir: std::path::PathBuf,
+    task: tokio::task::JoinHandle<Result<(), jobtrace::server::ServeError>>,
+}
+
+fn write_pki(dir: &Path, pki: &TestPki) {
+    std::fs::write(dir.join("tls.crt"), &pki.cert_pem).unwrap();
+    std::fs::write(dir.join("tls.key"), &pki.key_pem).unwrap();
+}
+
+async fn start(name: &str, pki: &TestPki) -> Running {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = std::env::temp_dir().join(format!("jobtrace-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    write_pki(&dir, pki);
+    let listeners = Listeners::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let webhook_addr = listeners.webhook.local_addr().unwrap();
+    let admin_addr = listeners.admin.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let tls = TlsFiles {
+        cert: dir.join("tls.crt"),
+        key: dir.join("tls.key"),
+    };
+    let task = tokio::spawn(webhook(
+        listeners,
+        tls,
+        Duration::from_millis(200),
+        Arc::new(Metrics::default()),
+        Arc::new(Readiness::default()),
+        shutdown.clone(),
+    ));
+    Running {
+        webhook: webhook_addr,
+        admin: admin_addr,
+        shutdown,
+        dir,
+        task,
+    }
+}
+
+/// One HTTP/1.1 request over TLS, trusting only `ca`; the raw response text.
+async fn https(
+    addr: SocketAddr,
+    ca: &[u8],
+    request: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(ca.to_vec()))?;
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let mut tls = connector
+        .connect(ServerName::try_from("127.0.0.1")?.to_owned(), tcp)
+        .await?;
+    tls.write_all(request.as_bytes()).await?;
+    let mut out = Vec::new();
+    tls.read_to_end(&mut out).await?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+fn post(body: &str) -> String {
+    format!(
+        "POST /mutate/jobs HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_admission_over_https_and_reports_metrics() {
+    let pki = TestPki::generate();
+    let server = start("serve", &pki).await;
+    let body = review(
+        "batch",
+        "Job",
+        "CREATE",
+        &job(&json!({ "traceparent": TP })),
+    )
+    .to_string();
+    let response = https(server.webhook, &pki.ca_der, &post(&body))
+        .await
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("\"patchType\":\"JSONPatch\""),
+        "{response}"
+    );
+
+    assert!(
+        http_get(server.admin, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    assert!(
+        http_get(server.admin, "/readyz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    let metrics = http_get(server.admin, "/metrics").await;
+    assert!(
+        metrics
+            .contains(r#"jobtrace_admission_requests_total{endpoint="jobs",result="injected"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("jobtrace_admission_duration_seconds_bucket"));
+
+    server.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), server.task)
+        .await
+        .expect("the server drains and stops")
+        .unwrap()
+        .unwrap();
+    std::fs::remove_dir_all(server.dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_is_reloaded_when_the_files_change() {
+    let first = TestPki::generate();
+    let server = start("reload", &first).await;
+    let hello = "GET /nowhere HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    https(server.webhook, &first.ca_der, hello)
+        .await
+        .expect("the first certificate is served");
+
+    let second = TestPki::generate();
+    write_pki(&server.dir, &second);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if https(server.webhook, &second.ca_der, hello).await.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        https(server.webhook, &first.ca_der, hello).await.is_err(),
+        "the old certificate is no longer served"
+    );
+
+    // A half-written rotation (key of another pair) keeps the current certificate.
+    std::fs::write(server.dir.join("tls.key"), &first.key_pem).unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    https(server.webhook, &second.ca_der, hello)
+        .await
+        .expect("a mismatched pair is not loaded");
+    server.shutdown.cancel();
+    std::fs::remove_dir_all(server.dir).ok();
+}
+
+#[tokio::test]
+async fn missing_certificate_fails_at_start_with_the_paths() {
+    let listeners = Listeners::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let tls = TlsFiles {
+        cert: "/nonexistent/tls.crt".into(),
+        key: "/nonexistent/tls.key".into(),
+    };
+    let error = webhook(
+        listeners,
+        tls,
+        Duration::from_secs(1),
+        Arc::default(),
+        Arc::default(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("/nonexistent/tls.crt"),
+        "{error}"
+    );
+}
