@@ -30,7 +30,7 @@ fn write_pki(dir: &Path, pki: &TestPki) {
     std::fs::write(dir.join("tls.key"), &pki.key_pem).unwrap();
 }
 
-async fn start(name: &str, pki: &TestPki) -> Running {
+fn start(name: &str, pki: &TestPki) -> Running {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = std::env::temp_dir().join(format!("jobtrace-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -106,7 +106,7 @@ fn post(body: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_admission_over_https_and_reports_metrics() {
     let pki = TestPki::generate();
-    let server = start("serve", &pki).await;
+    let server = start("serve", &pki);
     let body = review(
         "batch",
         "Job",
@@ -153,7 +153,7 @@ async fn serves_admission_over_https_and_reports_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_is_reloaded_when_the_files_change() {
     let first = TestPki::generate();
-    let server = start("reload", &first).await;
+    let server = start("reload", &first);
     let hello = "GET /nowhere HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
     https(server.webhook, &first.ca_der, hello)
         .await

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 pub const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-/// An AdmissionReview v1 request for `object` of `kind` (`group`/`kind`), as the apiserver sends.
+/// An `AdmissionReview` v1 request for `object` of `kind` (`group`/`kind`), as the apiserver sends.
 pub fn review(group: &str, kind: &str, operation: &str, object: &Value) -> Value {
     let resource = format!("{}s", kind.to_lowercase());
     json!({
