@@ -17,6 +17,21 @@ pub struct Cli {
 pub enum Command {
     /// Serve the mutating admission webhook (`/mutate/jobs`, `/mutate/pods`) over HTTPS.
     Webhook(WebhookArgs),
+    /// Print the `MutatingWebhookConfiguration` for a webhook reached at a URL (local development).
+    WebhookConfig(WebhookConfigArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WebhookConfigArgs {
+    /// Base URL of the webhook, e.g. `https://127.0.0.1:8443`.
+    #[arg(long)]
+    pub url: String,
+    /// PEM file of the CA that signed the webhook's certificate, written as `caBundle`.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// jobtrace's own namespace, never sent to the webhook (nor is kube-system).
+    #[arg(long, default_value = "jobtrace")]
+    pub namespace: String,
 }
 
 #[derive(Debug, Clone, Args)]

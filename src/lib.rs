@@ -7,6 +7,7 @@ pub mod context;
 pub mod metrics;
 pub mod mutate;
 pub mod names;
+pub mod registration;
 pub mod server;
 pub mod tls;
 pub mod webhook;

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use jobtrace::cli::{Cli, Command};
+use jobtrace::registration::{Endpoint, Registration, webhook_configuration};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,5 +19,18 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("another TLS crypto provider is already installed"))?;
     match cli.command {
         Command::Webhook(args) => jobtrace::server::run_webhook(args).await.context("webhook"),
+        Command::WebhookConfig(args) => {
+            let mut registration = Registration::new(Endpoint::Url(args.url), &args.namespace);
+            if let Some(path) = args.ca_file {
+                let ca = std::fs::read(&path)
+                    .with_context(|| format!("reading the CA file {}", path.display()))?;
+                registration.ca_bundle = Some(ca);
+            }
+            print!(
+                "{}",
+                serde_saphyr::to_string(&webhook_configuration(&registration))?
+            );
+            Ok(())
+        }
     }
 }
