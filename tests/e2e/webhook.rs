@@ -1,6 +1,7 @@
 //! The admission webhook through the real apiserver: the `jobtrace webhook` binary, registered by
 //! URL for the test's namespace only.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -213,7 +214,6 @@ fn kubectl_create(ns: &TestNamespace, job: &Job) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run kubectl");
-    use std::io::Write;
     child
         .stdin
         .take()
@@ -344,12 +344,11 @@ async fn job_without_annotations_never_reaches_the_webhook() {
         .await;
     assert_eq!(finished_condition(&plain).unwrap().0, "Complete");
     assert!(
-        plain
+        !plain
             .metadata
             .labels
             .unwrap_or_default()
-            .get("jobtrace.dev/traced")
-            .is_none()
+            .contains_key("jobtrace.dev/traced")
     );
     assert_eq!(
         webhook.requests("jobs").await,
@@ -390,11 +389,10 @@ async fn broken_traceparent_creates_the_job_and_warns_the_client() {
     let jobs: Api<Job> = ns.api();
     let job = jobs.get("broken").await.expect("the Job was created");
     assert!(
-        job.metadata
+        !job.metadata
             .labels
             .unwrap_or_default()
-            .get("jobtrace.dev/traced")
-            .is_none()
+            .contains_key("jobtrace.dev/traced")
     );
 }
 
@@ -412,12 +410,11 @@ async fn jobs_are_still_created_with_the_webhook_stopped() {
         .await
         .expect("failurePolicy Ignore: the Job is created");
     assert!(
-        created
+        !created
             .metadata
             .labels
             .unwrap_or_default()
-            .get("jobtrace.dev/traced")
-            .is_none()
+            .contains_key("jobtrace.dev/traced")
     );
     let done = ns
         .run_job(&job("second", &json!({ "traceparent": TP }), false))
