@@ -3,8 +3,10 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 export KUBECONFIG := $(CURDIR)/target/cluster/kubeconfig
+export JOBTRACE_BIN ?= $(or $(JOBTRACE_CACHE),$(HOME)/.cache/jobtrace)/bin
+FUZZ_SECONDS ?= 60
 
-.PHONY: all build tools cluster-up cluster-down fmt-check lint unit e2e test demo clean
+.PHONY: all build tools cluster-up cluster-down fmt-check lint unit e2e fuzz test demo clean
 
 all: build
 
@@ -30,6 +32,10 @@ lint:
 unit:
 	$(CARGO) test --locked
 
+## Every fuzz target for FUZZ_SECONDS each (installs cargo-fuzz if needed).
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) hack/fuzz.sh
+
 ## End-to-end tests; expects a running control plane (make cluster-up).
 e2e:
 	$(CARGO) test --locked --features e2e --test e2e -- --test-threads=4
@@ -37,6 +43,7 @@ e2e:
 ## Everything CI runs: static checks, unit tests, then the end-to-end tests on a fresh local
 ## control plane, which is stopped again whatever the outcome.
 test: fmt-check lint unit
+	FUZZ_SECONDS=10 hack/fuzz.sh
 	hack/build-bins.sh
 	$(CARGO) test --locked --features e2e --test e2e --no-run
 	hack/cluster-up.sh

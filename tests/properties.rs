@@ -1,0 +1,143 @@
+//! Properties that hold for any input: the parsers never panic and what they keep is valid, and
+//! the mutations produce patches that apply and are idempotent.
+
+use std::collections::BTreeMap;
+
+use jobtrace::context::{SpanId, baggage, traceparent, tracestate};
+use jobtrace::mutate::{job, pod};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+fn hex(n: usize) -> impl Strategy<Value = String> {
+    proptest::collection::vec(proptest::sample::select(b"0123456789abcdef".to_vec()), n)
+        .prop_map(|b| String::from_utf8(b).unwrap())
+}
+
+/// Annotation values: valid contexts, near misses and noise.
+fn traceparent_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (hex(32), hex(16), hex(2)).prop_map(|(t, p, f)| format!("00-{t}-{p}-{f}")),
+        (hex(2), hex(32), hex(16), hex(2), ".{0,8}")
+            .prop_map(|(v, t, p, f, rest)| format!("{v}-{t}-{p}-{f}{rest}")),
+        ".{0,80}",
+    ]
+}
+
+fn list_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        proptest::collection::vec("[a-z][a-z0-9_*/-]{0,6}=[ -+--<>-~]{1,8}", 0..40)
+            .prop_map(|m| m.join(",")),
+        ".{0,200}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn traceparent_never_panics_and_round_trips(value in traceparent_value()) {
+        if let Ok(parsed) = traceparent::parse(&value) {
+            let written = parsed.to_string();
+            prop_assert_eq!(written.len(), 55);
+            prop_assert_eq!(traceparent::parse(&written), Ok(parsed));
+        }
+    }
+
+    #[test]
+    fn tracestate_keeps_a_valid_value_within_the_limit(value in list_value()) {
+        if let Ok(mut parsed) = tracestate::parse(&value) {
+            parsed.truncate(tracestate::MAX_LEN);
+            let header = parsed.header();
+            prop_assert!(header.len() <= tracestate::MAX_LEN);
+            prop_assert_eq!(tracestate::parse(&header).map(|t| t.header()), Ok(header));
+        }
+    }
+
+    #[test]
+    fn baggage_keeps_a_valid_value_within_the_limits(value in list_value(), repeat in 1usize..300) {
+        let value = vec![value; repeat].join(",");
+        let (kept, _) = baggage::parse(&value);
+        let header = kept.header();
+        prop_assert!(header.len() <= baggage::MAX_BYTES);
+        let (again, problems) = baggage::parse(&header);
+        prop_assert!(problems.is_empty(), "{:?}", problems);
+        prop_assert_eq!(again.header(), header);
+    }
+
+    #[test]
+    fn job_mutation_applies_and_is_idempotent(
+        annotations in proptest::collection::btree_map(
+            prop_oneof![
+                Just("traceparent".to_owned()),
+                Just("jobtrace.dev/traceparent".to_owned()),
+                Just("tracing.k8s.io/traceparent".to_owned()),
+                Just("tracestate".to_owned()),
+                Just("baggage".to_owned()),
+                Just("jobtrace.dev/span-id".to_owned()),
+                "[a-z]{1,5}",
+            ],
+            prop_oneof![traceparent_value(), list_value()],
+            0..6,
+        ),
+        containers in proptest::collection::vec(
+            proptest::collection::vec(
+                (
+                    prop_oneof![
+                        Just("TRACEPARENT"), Just("BAGGAGE"), Just("OTEL_RESOURCE_ATTRIBUTES"),
+                        Just("JOBTRACE_POD_NAME"), Just("OTHER"),
+                    ],
+                    proptest::option::of(".{0,30}"),
+                ),
+                0..4,
+            ),
+            1..4,
+        ),
+        span in any::<[u8; 8]>(),
+    ) {
+        let object = job_object(&annotations, &containers);
+        let first = job::mutate(&serde_json::from_value(object.clone()).unwrap(), "ns", SpanId::from_random(span));
+        let mut patched = object;
+        json_patch::patch(&mut patched, &first.patch).expect("the patch applies");
+        let typed = serde_json::from_value(patched.clone()).expect("the result is a Job");
+        let second = job::mutate(&typed, "ns", SpanId::from_random([9; 8]));
+        prop_assert!(second.patch.0.is_empty(), "second pass: {:?}", second.patch);
+
+        // The pod the job controller would make from it is idempotent too.
+        let template = &patched["spec"]["template"];
+        let pod_object = json!({ "metadata": template["metadata"], "spec": template["spec"] });
+        let pod_first = pod::mutate(&serde_json::from_value(pod_object.clone()).unwrap(), SpanId::from_random([7; 8]));
+        let mut pod_patched = pod_object;
+        json_patch::patch(&mut pod_patched, &pod_first.patch).expect("the pod patch applies");
+        let pod_second = pod::mutate(&serde_json::from_value(pod_patched).unwrap(), SpanId::from_random([8; 8]));
+        prop_assert!(pod_second.patch.0.is_empty());
+    }
+}
+
+fn job_object(annotations: &BTreeMap<String, String>, containers: &[Vec<(&str, Option<String>)>]) -> Value {
+    let containers: Vec<Value> = containers
+        .iter()
+        .enumerate()
+        .map(|(i, env)| {
+            let mut container = json!({ "name": format!("c{i}"), "image": "i" });
+            if !env.is_empty() {
+                let mut seen = std::collections::HashSet::new();
+                let env: Vec<Value> = env
+                    .iter()
+                    .filter(|(name, _)| seen.insert(*name))
+                    .map(|(name, value)| match value {
+                        Some(v) => json!({ "name": name, "value": v }),
+                        None => json!({ "name": name, "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } }),
+                    })
+                    .collect();
+                container["env"] = json!(env);
+            }
+            container
+        })
+        .collect();
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": { "name": "j", "annotations": annotations },
+        "spec": { "template": { "spec": { "restartPolicy": "Never", "containers": containers } } }
+    })
+}
