@@ -7,6 +7,9 @@ set -euo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"
 NODES=${JOBTRACE_NODES:-2}
+# etcd skips fsync by default (tests need speed, not durability); JOBTRACE_ETCD_FSYNC=1 restores it.
+ETCD_FSYNC=()
+[ "${JOBTRACE_ETCD_FSYNC:-0}" = 1 ] || ETCD_FSYNC=(--unsafe-no-fsync=true)
 
 "$REPO/hack/build-bins.sh" k8s etcd kwok jaeger
 
@@ -75,7 +78,7 @@ start etcd --name=jobtrace --data-dir="$CLUSTER/etcd" \
   --listen-client-urls=http://127.0.0.1:2379 --advertise-client-urls=http://127.0.0.1:2379 \
   --listen-peer-urls=http://127.0.0.1:2380 --initial-advertise-peer-urls=http://127.0.0.1:2380 \
   --initial-cluster=jobtrace=http://127.0.0.1:2380 --initial-cluster-state=new \
-  --unsafe-no-fsync=true --quota-backend-bytes=4294967296 --log-level=warn
+  "${ETCD_FSYNC[@]}" --quota-backend-bytes=4294967296 --log-level=warn
 await etcd curl -sf http://127.0.0.1:2379/health
 
 # TaintNodesByCondition is off: without a node-lifecycle controller, new nodes would keep their

@@ -5,6 +5,10 @@ use clap::Parser;
 use jobtrace::cli::{Cli, Command};
 use jobtrace::registration::{Endpoint, Registration, webhook_configuration};
 
+// The system allocator spends half the admission path in malloc and free; musl's is slower still.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -41,5 +41,4 @@ pub mod env {
     pub const POD_UID: &str = "JOBTRACE_POD_UID";
     pub const JOB_NAME: &str = "JOBTRACE_JOB_NAME";
     pub const JOB_UID: &str = "JOBTRACE_JOB_UID";
-    pub const NODE_NAME: &str = "JOBTRACE_NODE_NAME";
 }

@@ -113,7 +113,10 @@ proptest! {
     }
 }
 
-fn job_object(annotations: &BTreeMap<String, String>, containers: &[Vec<(&str, Option<String>)>]) -> Value {
+fn job_object(
+    annotations: &BTreeMap<String, String>,
+    containers: &[Vec<(&str, Option<String>)>],
+) -> Value {
     let containers: Vec<Value> = containers
         .iter()
         .enumerate()

@@ -1,190 +1,202 @@
-//! Injection of environment variables into one container, shared by the Job and pod mutations.
+//! Injection of environment variables into the containers of a pod template.
 
-use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, ObjectFieldSelector};
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Container, EnvVar};
+use serde_json::{Value, json};
 
 use super::{Ops, pointer};
 use crate::context::Warning;
 use crate::names::env;
 
-/// What every container of a traced pod should carry.
+/// What every container of a traced pod should carry, prepared once for all containers.
 pub(super) struct Injection {
-    /// Literal variables (`TRACEPARENT`, `TRACESTATE`, `BAGGAGE`), never overriding the user's.
-    pub vars: Vec<(&'static str, String)>,
-    /// Resource attributes for `OTEL_RESOURCE_ATTRIBUTES`, added to the user's value when the
-    /// user has not set the same key. `k8s.container.name` is added per container.
-    pub resource_attributes: Vec<(&'static str, String)>,
+    /// Literal variables (`TRACEPARENT`, `TRACESTATE`, `BAGGAGE`) and their JSON.
+    vars: Vec<(&'static str, String, Value)>,
+    /// Resource attributes for `OTEL_RESOURCE_ATTRIBUTES`; `k8s.container.name` is added per
+    /// container.
+    attributes: Vec<(&'static str, String)>,
+    /// `attributes` joined, for the common case of a container without its own value.
+    joined: String,
+    /// The downward-API variables `attributes` reference, and their JSON.
+    helpers: Vec<(&'static str, Value)>,
 }
 
-/// Downward-API variables that resource attributes reference with `$(NAME)`.
-fn helper(name: &str) -> Option<EnvVar> {
-    let field = match name {
-        env::POD_NAME => "metadata.name".to_owned(),
-        env::POD_UID => "metadata.uid".to_owned(),
-        env::NODE_NAME => "spec.nodeName".to_owned(),
-        env::JOB_NAME => format!("metadata.labels['{}']", crate::names::JOB_NAME_LABEL),
-        env::JOB_UID => format!("metadata.labels['{}']", crate::names::JOB_UID_LABEL),
-        _ => return None,
-    };
-    Some(EnvVar {
-        name: name.to_owned(),
-        value: None,
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                api_version: Some("v1".to_owned()),
-                field_path: field,
-            }),
-            ..EnvVarSource::default()
-        }),
-    })
-}
-
-const HELPERS: [&str; 5] = [
-    env::JOB_NAME,
-    env::JOB_UID,
-    env::POD_NAME,
-    env::POD_UID,
-    env::NODE_NAME,
+/// Downward-API variables that resource attributes reference with `$(NAME)`, and their fields.
+const HELPERS: [(&str, &str); 4] = [
+    (
+        env::JOB_NAME,
+        "metadata.labels['batch.kubernetes.io/job-name']",
+    ),
+    (
+        env::JOB_UID,
+        "metadata.labels['batch.kubernetes.io/controller-uid']",
+    ),
+    (env::POD_NAME, "metadata.name"),
+    (env::POD_UID, "metadata.uid"),
 ];
 
-fn literal(name: &str, value: String) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value),
-        value_from: None,
+impl Injection {
+    pub fn new(vars: Vec<(&'static str, String)>, attributes: Vec<(&'static str, String)>) -> Self {
+        let vars = vars
+            .into_iter()
+            .map(|(name, value)| {
+                let json = json!({ "name": name, "value": value });
+                (name, value, json)
+            })
+            .collect();
+        let helpers = HELPERS
+            .iter()
+            .filter(|(name, _)| referenced(&attributes, name))
+            .map(|(name, field)| {
+                let json = json!({
+                    "name": name,
+                    "valueFrom": { "fieldRef": { "fieldPath": field } }
+                });
+                (*name, json)
+            })
+            .collect();
+        Self {
+            vars,
+            joined: join_attributes(&attributes),
+            attributes,
+            helpers,
+        }
     }
-}
 
-fn to_value(var: &EnvVar) -> Value {
-    serde_json::to_value(var).expect("an EnvVar always serializes")
-}
+    /// Adds the injection to `container`, whose JSON pointer is `path`.
+    pub fn inject(
+        &self,
+        ops: &mut Ops,
+        path: &[&str],
+        container: &Container,
+        warnings: &mut Vec<Warning>,
+    ) {
+        let existing = container.env.as_deref().unwrap_or_default();
+        let find = |name: &str| existing.iter().position(|v| v.name == name);
+        let mut appended: Vec<Value> = Vec::new();
+        for (name, value, json) in &self.vars {
+            match find(name) {
+                None => appended.push(json.clone()),
+                Some(i) if existing[i].value.as_ref() == Some(value) => {}
+                Some(_) => warnings.push(Warning {
+                    reason: "env_user_set",
+                    message: format!(
+                        "container {:?} sets {name} itself; jobtrace left it unchanged",
+                        container.name
+                    ),
+                }),
+            }
+        }
 
-/// Keys already set in an `OTEL_RESOURCE_ATTRIBUTES` value (`key=value` pairs joined by commas).
-fn attribute_keys(value: &str) -> Vec<&str> {
-    value
-        .split(',')
-        .filter_map(|pair| pair.split_once('=').map(|(k, _)| k.trim()))
-        .collect()
-}
+        let env_path = |tail: &[&str]| {
+            pointer(
+                path.iter()
+                    .copied()
+                    .chain(["env"])
+                    .chain(tail.iter().copied()),
+            )
+        };
+        let container_attribute = format!("k8s.container.name={}", container.name);
+        match find(env::RESOURCE_ATTRIBUTES) {
+            None => {
+                appended.extend(self.missing_helpers(existing, |_| true));
+                appended.push(json!({
+                    "name": env::RESOURCE_ATTRIBUTES,
+                    "value": format!("{},{container_attribute}", self.joined),
+                }));
+            }
+            Some(i) => {
+                if let Some(value) = self.extend_user_attributes(container, &existing[i], warnings)
+                {
+                    let helpers = self.missing_helpers(existing, |name| value.contains(name));
+                    for (k, helper) in helpers.iter().enumerate() {
+                        ops.add(env_path(&[&(i + k).to_string()]), helper.clone());
+                    }
+                    let index = (i + helpers.len()).to_string();
+                    ops.add(env_path(&[&index, "value"]), Value::String(value));
+                }
+            }
+        }
 
-/// Adds the injection to `container`, whose JSON pointer is `path`.
-pub(super) fn inject(
-    ops: &mut Ops,
-    path: &[&str],
-    container: &Container,
-    injection: &Injection,
-    warnings: &mut Vec<Warning>,
-) {
-    let existing = container.env.as_deref().unwrap_or_default();
-    let find = |name: &str| existing.iter().position(|v| v.name == name);
-    let mut appended: Vec<EnvVar> = Vec::new();
+        if container.env.is_none() {
+            if !appended.is_empty() {
+                ops.add(env_path(&[]), Value::Array(appended));
+            }
+        } else {
+            for var in appended {
+                ops.add(env_path(&["-"]), var);
+            }
+        }
+    }
 
-    for (name, value) in &injection.vars {
-        match find(name) {
-            None => appended.push(literal(name, value.clone())),
-            Some(i) if existing[i].value.as_ref() == Some(value) => {}
-            Some(_) => warnings.push(Warning {
+    /// The helper variables `container` lacks, among those `wanted` by name.
+    fn missing_helpers(&self, existing: &[EnvVar], wanted: impl Fn(&str) -> bool) -> Vec<Value> {
+        self.helpers
+            .iter()
+            .filter(|(name, _)| wanted(name) && !existing.iter().any(|v| v.name == *name))
+            .map(|(_, json)| json.clone())
+            .collect()
+    }
+
+    /// The user's `OTEL_RESOURCE_ATTRIBUTES` with the attributes it lacks appended; `None` when
+    /// nothing is missing or the value comes from a reference jobtrace can't extend.
+    fn extend_user_attributes(
+        &self,
+        container: &Container,
+        user: &EnvVar,
+        warnings: &mut Vec<Warning>,
+    ) -> Option<String> {
+        if user.value_from.is_some() {
+            warnings.push(Warning {
                 reason: "env_user_set",
                 message: format!(
-                    "container {:?} sets {name} itself; jobtrace left it unchanged",
-                    container.name
+                    "container {:?} takes {} from a reference; jobtrace can't extend it",
+                    container.name,
+                    env::RESOURCE_ATTRIBUTES
                 ),
-            }),
+            });
+            return None;
         }
-    }
-
-    let mut attributes = injection.resource_attributes.clone();
-    attributes.push(("k8s.container.name", container.name.clone()));
-    let user_attributes = find(env::RESOURCE_ATTRIBUTES);
-    let missing = match user_attributes {
-        None => attributes,
-        Some(i) => missing_attributes(container, &existing[i], attributes, warnings),
-    };
-    // The helpers a new attribute references must come before OTEL_RESOURCE_ATTRIBUTES.
-    let helpers: Vec<EnvVar> = HELPERS
-        .iter()
-        .filter(|name| find(name).is_none())
-        .filter(|name| {
-            missing
-                .iter()
-                .any(|(_, v)| v.contains(&format!("$({name})")))
+        let value = user.value.as_deref().unwrap_or_default();
+        let keys: Vec<&str> = value
+            .split(',')
+            .filter_map(|pair| pair.split_once('=').map(|(k, _)| k.trim()))
+            .collect();
+        let container_attribute = ("k8s.container.name", container.name.clone());
+        let missing: Vec<(&str, String)> = self
+            .attributes
+            .iter()
+            .chain(std::iter::once(&container_attribute))
+            .filter(|(k, _)| !keys.contains(k))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return None;
+        }
+        let value = value.trim_end_matches([',', ' ']);
+        let added = join_attributes(&missing);
+        Some(if value.is_empty() {
+            added
+        } else {
+            format!("{value},{added}")
         })
-        .filter_map(|name| helper(name))
-        .collect();
-
-    let env_path = |tail: &[&str]| {
-        pointer(
-            path.iter()
-                .copied()
-                .chain(["env"])
-                .chain(tail.iter().copied()),
-        )
-    };
-    match user_attributes {
-        None => {
-            appended.extend(helpers);
-            appended.push(literal(env::RESOURCE_ATTRIBUTES, join_attributes(&missing)));
-        }
-        Some(_) if missing.is_empty() => {}
-        Some(i) => {
-            for (k, var) in helpers.iter().enumerate() {
-                ops.add(env_path(&[&(i + k).to_string()]), to_value(var));
-            }
-            let user = existing[i].value.as_deref().unwrap_or_default();
-            let user = user.trim_end_matches([',', ' ']);
-            let added = join_attributes(&missing);
-            let value = if user.is_empty() {
-                added
-            } else {
-                format!("{user},{added}")
-            };
-            let index = (i + helpers.len()).to_string();
-            ops.add(env_path(&[&index, "value"]), Value::String(value));
-        }
-    }
-
-    if container.env.is_none() {
-        if !appended.is_empty() {
-            let all = appended.iter().map(to_value).collect();
-            ops.add(env_path(&[]), Value::Array(all));
-        }
-    } else {
-        for var in &appended {
-            ops.add(env_path(&["-"]), to_value(var));
-        }
     }
 }
 
-/// The attributes the user's `OTEL_RESOURCE_ATTRIBUTES` lacks; none when it comes from a
-/// reference jobtrace can't extend.
-fn missing_attributes(
-    container: &Container,
-    user: &EnvVar,
-    attributes: Vec<(&'static str, String)>,
-    warnings: &mut Vec<Warning>,
-) -> Vec<(&'static str, String)> {
-    if user.value_from.is_some() {
-        warnings.push(Warning {
-            reason: "env_user_set",
-            message: format!(
-                "container {:?} takes {} from a reference; jobtrace can't extend it",
-                container.name,
-                env::RESOURCE_ATTRIBUTES
-            ),
-        });
-        return Vec::new();
-    }
-    let keys = attribute_keys(user.value.as_deref().unwrap_or_default());
+fn referenced(attributes: &[(&str, String)], helper: &str) -> bool {
     attributes
-        .into_iter()
-        .filter(|(k, _)| !keys.contains(k))
-        .collect()
+        .iter()
+        .any(|(_, v)| v.strip_prefix("$(").and_then(|v| v.strip_suffix(')')) == Some(helper))
 }
 
 fn join_attributes(attributes: &[(&str, String)]) -> String {
-    attributes
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut out = String::new();
+    for (k, v) in attributes {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
 }

@@ -3,7 +3,7 @@
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
-use super::env::{Injection, inject};
+use super::env::Injection;
 use super::{Mutation, Ops, Outcome};
 use crate::context::{self, SpanId, TraceId};
 use crate::names::{self, env};
@@ -70,10 +70,7 @@ pub fn mutate(job: &Job, namespace: &str, new_span: SpanId) -> Mutation {
     if let Some(baggage) = &context.baggage {
         vars.push((env::BAGGAGE, baggage.header()));
     }
-    let injection = Injection {
-        vars,
-        resource_attributes: resource_attributes(job, namespace),
-    };
+    let injection = Injection::new(vars, resource_attributes(job, namespace));
     if let Some(pod) = &template.spec {
         let lists = [
             (
@@ -86,7 +83,7 @@ pub fn mutate(job: &Job, namespace: &str, new_span: SpanId) -> Mutation {
             for (i, container) in containers.iter().enumerate() {
                 let index = i.to_string();
                 let path = ["spec", "template", "spec", field, &index];
-                inject(&mut ops, &path, container, &injection, &mut warnings);
+                injection.inject(&mut ops, &path, container, &mut warnings);
             }
         }
     }
@@ -145,7 +142,6 @@ fn resource_attributes(job: &Job, namespace: &str) -> Vec<(&'static str, String)
         ("k8s.job.uid", format!("$({})", env::JOB_UID)),
         ("k8s.pod.name", format!("$({})", env::POD_NAME)),
         ("k8s.pod.uid", format!("$({})", env::POD_UID)),
-        ("k8s.node.name", format!("$({})", env::NODE_NAME)),
     ];
     let cronjob = job
         .metadata
@@ -239,8 +235,7 @@ mod tests {
         assert_eq!(
             attributes,
             "k8s.namespace.name=reports,k8s.job.name=nightly,k8s.job.uid=$(JOBTRACE_JOB_UID),\
-             k8s.pod.name=$(JOBTRACE_POD_NAME),k8s.pod.uid=$(JOBTRACE_POD_UID),\
-             k8s.node.name=$(JOBTRACE_NODE_NAME),k8s.container.name=side"
+             k8s.pod.name=$(JOBTRACE_POD_NAME),k8s.pod.uid=$(JOBTRACE_POD_UID),k8s.container.name=side"
         );
         let env = out.pointer(CONTAINERS[2]).unwrap()["env"]
             .as_array()
@@ -250,12 +245,7 @@ mod tests {
             .iter()
             .position(|n| *n == "OTEL_RESOURCE_ATTRIBUTES")
             .unwrap();
-        for helper in [
-            "JOBTRACE_JOB_UID",
-            "JOBTRACE_POD_NAME",
-            "JOBTRACE_POD_UID",
-            "JOBTRACE_NODE_NAME",
-        ] {
+        for helper in ["JOBTRACE_JOB_UID", "JOBTRACE_POD_NAME", "JOBTRACE_POD_UID"] {
             let at = names.iter().position(|n| *n == helper).expect(helper);
             assert!(
                 at < ra,
@@ -363,17 +353,16 @@ mod tests {
                 "JOBTRACE_JOB_UID",
                 "JOBTRACE_POD_NAME",
                 "JOBTRACE_POD_UID",
-                "JOBTRACE_NODE_NAME",
                 "OTEL_RESOURCE_ATTRIBUTES",
                 "Z",
                 "TRACEPARENT"
             ]
         );
         assert_eq!(
-            env[5]["value"],
+            env[4]["value"],
             "service.name=reports,k8s.job.name=custom,k8s.namespace.name=reports,\
              k8s.job.uid=$(JOBTRACE_JOB_UID),k8s.pod.name=$(JOBTRACE_POD_NAME),\
-             k8s.pod.uid=$(JOBTRACE_POD_UID),k8s.node.name=$(JOBTRACE_NODE_NAME),\
+             k8s.pod.uid=$(JOBTRACE_POD_UID),\
              k8s.container.name=main"
         );
         let (again, _) = run(&out, SPAN_B);

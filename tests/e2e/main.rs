@@ -2,6 +2,7 @@
 //! controller-manager and scheduler, kwok as the nodes, and Jaeger. Run them with `make e2e`.
 
 mod support;
+mod webhook_process;
 
 mod cluster;
 mod jaeger;

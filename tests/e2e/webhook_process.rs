@@ -1,0 +1,204 @@
+//! A `jobtrace webhook` process registered with the apiserver for one namespace, for the
+//! end-to-end tests and the apiserver benchmark.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jobtrace::registration::{Endpoint, Registration, webhook_configuration};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::batch::v1::Job;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use serde_json::json;
+
+use crate::support::TestNamespace;
+
+pub const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn cluster_dir() -> PathBuf {
+    std::env::var_os("JOBTRACE_CLUSTER_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/cluster"),
+        PathBuf::from,
+    )
+}
+
+pub fn kubectl() -> Command {
+    let bin = std::env::var_os("JOBTRACE_BIN").map_or_else(
+        || PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/jobtrace/bin"),
+        PathBuf::from,
+    );
+    Command::new(bin.join("kubectl"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `jobtrace webhook` process registered for one namespace; stopped and unregistered on drop.
+pub struct Webhook {
+    child: Option<Child>,
+    pub metrics: SocketAddr,
+    name: String,
+}
+
+impl Webhook {
+    pub async fn start(ns: &TestNamespace) -> Self {
+        let pki = cluster_dir().join("pki");
+        let (port, metrics_port) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_jobtrace"))
+            .args(["webhook", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .arg("--tls-cert-file")
+            .arg(pki.join("webhook.crt"))
+            .arg("--tls-key-file")
+            .arg(pki.join("webhook.key"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start jobtrace webhook");
+        let metrics: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while metrics_text(metrics, "/readyz").await.is_none() {
+            assert!(Instant::now() < deadline, "the webhook never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        let mut registration = Registration::new(
+            Endpoint::Url(format!("https://127.0.0.1:{port}")),
+            "jobtrace",
+        );
+        registration.name = format!("jobtrace-{}", ns.name);
+        registration.only_namespaces = Some(vec![ns.name.clone()]);
+        registration.ca_bundle = Some(std::fs::read(pki.join("ca.crt")).unwrap());
+        let configs: Api<MutatingWebhookConfiguration> = Api::all(ns.client.clone());
+        configs
+            .create(
+                &PostParams::default(),
+                &webhook_configuration(&registration),
+            )
+            .await
+            .expect("register the webhook");
+        let webhook = Self {
+            child: Some(child),
+            metrics,
+            name: registration.name,
+        };
+        webhook.wait_until_active(ns).await;
+        webhook
+    }
+
+    /// The apiserver picks configurations up asynchronously: probe with dry-run creates.
+    async fn wait_until_active(&self, ns: &TestNamespace) {
+        let jobs: Api<Job> = ns.api();
+        let probe = job("probe", &json!({ "traceparent": TP }), false);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let created = jobs
+                .create(
+                    &PostParams {
+                        dry_run: true,
+                        ..PostParams::default()
+                    },
+                    &probe,
+                )
+                .await
+                .expect("dry-run create");
+            if created
+                .metadata
+                .labels
+                .unwrap_or_default()
+                .contains_key("jobtrace.dev/traced")
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the webhook configuration never took effect"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The webhook's count of admission requests for `endpoint`, all results together.
+    pub async fn requests(&self, endpoint: &str) -> u64 {
+        let text = metrics_text(self.metrics, "/metrics")
+            .await
+            .expect("metrics");
+        text.lines()
+            .filter(|l| l.starts_with("jobtrace_admission_requests_total{"))
+            .filter(|l| l.contains(&format!("endpoint=\"{endpoint}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.stop();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(client) = kube::Client::try_default().await {
+                    let configs: Api<MutatingWebhookConfiguration> = Api::all(client);
+                    let _ = configs.delete(&name, &DeleteParams::default()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// GET on the webhook's plain-HTTP port; `None` unless it answers 200.
+async fn metrics_text(addr: SocketAddr, path: &str) -> Option<String> {
+    let response = reqwest::get(format!("http://{addr}{path}")).await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.text().await.ok()
+}
+
+/// A Job with one init container and two containers; `fail_first` makes attempts fail until the
+/// backoff limit is spent (kwok reads the pod annotation).
+pub fn job(name: &str, annotations: &serde_json::Value, fail_first: bool) -> Job {
+    let mut pod_annotations = json!({ "sim.jobtrace.dev/run-for": "500ms" });
+    if fail_first {
+        pod_annotations["sim.jobtrace.dev/exit-code"] = json!("1");
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": { "name": name, "annotations": annotations },
+        "spec": {
+            "backoffLimit": 1,
+            "template": {
+                "metadata": { "annotations": pod_annotations },
+                "spec": {
+                    "restartPolicy": "Never",
+                    "initContainers": [{ "name": "setup", "image": "example.invalid/setup" }],
+                    "containers": [
+                        { "name": "main", "image": "example.invalid/main" },
+                        { "name": "helper", "image": "example.invalid/helper", "env": [{ "name": "A", "value": "1" }] }
+                    ]
+                }
+            }
+        }
+    }))
+    .unwrap()
+}
