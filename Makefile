@@ -6,7 +6,7 @@ export KUBECONFIG := $(CURDIR)/target/cluster/kubeconfig
 export JOBTRACE_BIN ?= $(or $(JOBTRACE_CACHE),$(HOME)/.cache/jobtrace)/bin
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build tools cluster-up cluster-down fmt-check lint unit e2e fuzz test demo clean
+.PHONY: all build tools cluster-up cluster-down fmt-check lint unit e2e fuzz bench test demo clean
 
 all: build
 
@@ -35,6 +35,10 @@ unit:
 ## Every fuzz target for FUZZ_SECONDS each (installs cargo-fuzz if needed).
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) hack/fuzz.sh
+
+## Benchmarks (results in target/bench.txt; see docs/benchmarks.md).
+bench:
+	hack/bench.sh
 
 ## End-to-end tests; expects a running control plane (make cluster-up).
 e2e:

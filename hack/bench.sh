@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Every benchmark, in one run: the pure mutation (criterion), the webhook over HTTPS, and the
+# webhook's cost to Job creates through the real apiserver (on a local control plane, started and
+# stopped here unless one is already up). The summary is also written to target/bench.txt.
+set -euo pipefail
+# shellcheck source=hack/lib.sh
+. "$(dirname "$0")/lib.sh"
+cd "$REPO"
+out=target/bench.txt
+mkdir -p target
+: >"$out"
+run() { "$@" 2>&1 | grep -vE '^\s+(Compiling|Finished|Running|Downloaded|Downloading)' | tee -a "$out"; }
+
+echo "## cargo bench --bench mutation" | tee -a "$out"
+run cargo bench --locked --bench mutation -- --noplot
+echo "## cargo bench --bench webhook_load (BENCH_SECONDS=${BENCH_SECONDS:-5})" | tee -a "$out"
+run cargo bench --locked --bench webhook_load
+
+started=0
+if ! "$BIN/kubectl" --kubeconfig "$CLUSTER/kubeconfig" get --raw /readyz >/dev/null 2>&1; then
+  "$REPO/hack/cluster-up.sh"
+  started=1
+fi
+trap '[ "$started" = 1 ] && "$REPO/hack/cluster-down.sh" >/dev/null' EXIT
+export KUBECONFIG=$CLUSTER/kubeconfig JOBTRACE_BIN=$BIN
+echo "## cargo bench --features e2e --bench apiserver_overhead (BENCH_CREATES=${BENCH_CREATES:-300})" | tee -a "$out"
+run cargo bench --locked --features e2e --bench apiserver_overhead
+echo "bench: summary in $out"
