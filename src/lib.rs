@@ -4,10 +4,12 @@
 pub mod admin;
 pub mod cli;
 pub mod context;
+pub mod export;
 pub mod metrics;
 pub mod mutate;
 pub mod names;
 pub mod registration;
 pub mod server;
+pub mod spans;
 pub mod tls;
 pub mod webhook;

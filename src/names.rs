@@ -22,6 +22,9 @@ pub const TRACE_ID: &str = "jobtrace.dev/trace-id";
 pub const SPAN_ID: &str = "jobtrace.dev/span-id";
 /// Span id of the object's parent span (the creator's span on a Job, the Job span on a pod).
 pub const PARENT_SPAN_ID: &str = "jobtrace.dev/parent-span-id";
+/// Set by the Job webhook when the Job is created suspended: its queued span then runs from
+/// creation to the first start.
+pub const CREATED_SUSPENDED: &str = "jobtrace.dev/created-suspended";
 /// Set by the controller once the object's span has been exported.
 pub const EXPORTED: &str = "jobtrace.dev/exported";
 

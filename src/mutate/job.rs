@@ -37,14 +37,18 @@ pub fn mutate(job: &Job, namespace: &str, new_span: SpanId) -> Mutation {
         job.metadata.labels.as_ref(),
         &traced,
     );
+    let mut job_annotations = vec![
+        (names::TRACE_ID, trace_id.to_string()),
+        (names::SPAN_ID, job_span.to_string()),
+        (names::PARENT_SPAN_ID, traceparent.parent_id.to_string()),
+    ];
+    if job.spec.as_ref().and_then(|s| s.suspend) == Some(true) {
+        job_annotations.push((names::CREATED_SUSPENDED, "true".to_owned()));
+    }
     ops.ensure_entries(
         &["metadata", "annotations"],
         Some(annotations),
-        &[
-            (names::TRACE_ID, trace_id.to_string()),
-            (names::SPAN_ID, job_span.to_string()),
-            (names::PARENT_SPAN_ID, traceparent.parent_id.to_string()),
-        ],
+        &job_annotations,
     );
 
     let Some(spec) = &job.spec else {

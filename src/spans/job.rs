@@ -1,0 +1,191 @@
+//! The Job span and, for a Job created suspended, its queued span.
+
+use k8s_openapi::api::batch::v1::{Job, JobCondition};
+use k8s_openapi::jiff::Timestamp;
+
+use super::{Attributes, Event, Skip, SpanRecord, Status, derived_span_id, sampled_in};
+use crate::context::{SpanId, TraceId};
+use crate::names;
+
+fn condition<'a>(job: &'a Job, type_: &str) -> Option<&'a JobCondition> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+}
+
+/// The spans of a Job that has finished, or was deleted (`deleted_at`, when the controller saw the
+/// deletion but the object carries no deletion time).
+pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRecord>, Skip> {
+    let meta = &job.metadata;
+    let annotations = meta.annotations.as_ref().ok_or(Skip::NotTraced)?;
+    let trace_id = annotations
+        .get(names::TRACE_ID)
+        .and_then(|v| TraceId::parse(v))
+        .ok_or(Skip::NotTraced)?;
+    let span_id = annotations
+        .get(names::SPAN_ID)
+        .and_then(|v| SpanId::parse(v))
+        .ok_or(Skip::NotTraced)?;
+    if annotations.contains_key(names::EXPORTED) {
+        return Err(Skip::Exported);
+    }
+    let spec = job.spec.as_ref();
+    let pod = spec.and_then(|s| s.template.spec.as_ref());
+    let containers = pod.into_iter().flat_map(|p| {
+        p.init_containers
+            .iter()
+            .flatten()
+            .chain(p.containers.iter())
+    });
+    if !sampled_in(containers, trace_id) {
+        return Err(Skip::Unsampled);
+    }
+
+    let complete = condition(job, "Complete");
+    let failed = condition(job, "Failed");
+    let deletion = meta.deletion_timestamp.as_ref().map(|t| t.0).or(deleted_at);
+    let (end, result, status) = if let Some(c) = complete {
+        let end = c
+            .last_transition_time
+            .as_ref()
+            .or(job.status.as_ref().and_then(|s| s.completion_time.as_ref()))
+            .map(|t| t.0);
+        (end, "succeeded", Status::Ok)
+    } else if let Some(c) = failed {
+        let description = c
+            .message
+            .clone()
+            .or_else(|| c.reason.clone())
+            .unwrap_or_else(|| "failed".to_owned());
+        (
+            c.last_transition_time.as_ref().map(|t| t.0),
+            "failed",
+            Status::Error { description },
+        )
+    } else if let Some(deleted) = deletion {
+        (Some(deleted), "deleted", Status::Unset)
+    } else {
+        return Err(Skip::NotFinished);
+    };
+    let start = meta.creation_timestamp.as_ref().map(|t| t.0);
+    let end = end.or(deletion).or(start).ok_or(Skip::NotFinished)?;
+    let start = start.unwrap_or(end).min(end);
+
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    let name = meta.name.clone().unwrap_or_default();
+    let attributes = attributes(job, result, failed);
+    let started = job
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .map(|t| t.0);
+    let events = events(job, started);
+
+    let parent_span_id = annotations
+        .get(names::PARENT_SPAN_ID)
+        .and_then(|v| SpanId::parse(v));
+    let mut spans = vec![SpanRecord {
+        trace_id,
+        span_id,
+        parent_span_id,
+        name: format!("job {namespace}/{name}"),
+        start,
+        end,
+        attributes,
+        events,
+        status,
+    }];
+    if annotations
+        .get(names::CREATED_SUSPENDED)
+        .map(String::as_str)
+        == Some("true")
+    {
+        spans.push(SpanRecord {
+            trace_id,
+            span_id: derived_span_id(span_id, b"queued"),
+            parent_span_id: Some(span_id),
+            name: "queued".to_owned(),
+            start,
+            end: started.unwrap_or(end).clamp(start, end),
+            attributes: vec![
+                ("k8s.namespace.name", namespace.as_str().into()),
+                ("k8s.job.name", name.as_str().into()),
+            ],
+            events: Vec::new(),
+            status: Status::Unset,
+        });
+    }
+    Ok(spans)
+}
+
+fn attributes(job: &Job, result: &str, failed: Option<&JobCondition>) -> Attributes {
+    let meta = &job.metadata;
+    let mut attributes: Attributes = vec![
+        (
+            "k8s.namespace.name",
+            meta.namespace.clone().unwrap_or_default().into(),
+        ),
+        ("k8s.job.name", meta.name.clone().unwrap_or_default().into()),
+        ("k8s.job.uid", meta.uid.clone().unwrap_or_default().into()),
+        ("jobtrace.job.result", result.into()),
+    ];
+    if let Some(owner) = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "CronJob")
+    {
+        attributes.push(("k8s.cronjob.name", owner.name.as_str().into()));
+        attributes.push(("k8s.cronjob.uid", owner.uid.as_str().into()));
+    }
+    if let Some(reason) = failed.and_then(|c| c.reason.clone()) {
+        attributes.push(("error.type", reason.into()));
+    }
+    if let Some(spec) = &job.spec {
+        let shape = [
+            ("jobtrace.job.completions", spec.completions),
+            ("jobtrace.job.parallelism", spec.parallelism),
+            ("jobtrace.job.backoff_limit", spec.backoff_limit),
+        ];
+        attributes.extend(shape.into_iter().filter_map(|(k, v)| Some((k, v?.into()))));
+        if let Some(mode) = &spec.completion_mode {
+            attributes.push(("jobtrace.job.completion_mode", mode.as_str().into()));
+        }
+    }
+    if let Some(status) = &job.status {
+        attributes.push((
+            "jobtrace.job.succeeded",
+            status.succeeded.unwrap_or(0).into(),
+        ));
+        attributes.push(("jobtrace.job.failed", status.failed.unwrap_or(0).into()));
+    }
+    attributes
+}
+
+/// Start, and the latest suspension or resumption (the only one the Job's status keeps).
+fn events(job: &Job, started: Option<Timestamp>) -> Vec<Event> {
+    let event = |name: &str, time| Event {
+        name: name.to_owned(),
+        time,
+        attributes: Vec::new(),
+    };
+    let mut events: Vec<Event> = started.map(|t| event("started", t)).into_iter().collect();
+    let suspended = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Suspended"));
+    if let Some((c, time)) = suspended.and_then(|c| Some((c, c.last_transition_time.as_ref()?))) {
+        let name = if c.status == "True" {
+            "suspended"
+        } else {
+            "resumed"
+        };
+        events.push(event(name, time.0));
+    }
+    events.sort_by_key(|e| e.time);
+    events
+}

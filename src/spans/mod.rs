@@ -1,0 +1,136 @@
+//! Span building (pure): a Job or a pod in, the spans jobtrace exports for it out. Ids come from
+//! the annotations the webhook wrote, times from the objects' own timestamps, so any replica,
+//! before or after a restart, builds the very same spans.
+
+mod job;
+mod pod;
+
+pub use job::job_spans;
+pub use pod::pod_span;
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::context::{SpanId, TraceId};
+
+/// An attribute value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    String(String),
+    Int(i64),
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Self::String(v.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Self::String(v)
+    }
+}
+
+impl From<i32> for Value {
+    fn from(v: i32) -> Self {
+        Self::Int(i64::from(v))
+    }
+}
+
+pub type Attributes = Vec<(&'static str, Value)>;
+
+/// A span's outcome, as OpenTelemetry defines it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    Unset,
+    Ok,
+    Error { description: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub name: String,
+    pub time: Timestamp,
+    pub attributes: Attributes,
+}
+
+/// One finished span, ready for export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanRecord {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent_span_id: Option<SpanId>,
+    pub name: String,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub attributes: Attributes,
+    pub events: Vec<Event>,
+    pub status: Status,
+}
+
+impl SpanRecord {
+    pub fn attribute(&self, key: &str) -> Option<&Value> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    }
+}
+
+/// Why an object yields no span (yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// The webhook didn't trace it: no trace ids on it.
+    NotTraced,
+    /// Still running, and not deleted.
+    NotFinished,
+    /// Its trace context was not sampled: propagated, never exported.
+    Unsampled,
+    /// Its span has been exported already.
+    Exported,
+}
+
+impl Skip {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NotTraced => "not_traced",
+            Self::NotFinished => "not_finished",
+            Self::Unsampled => "unsampled",
+            Self::Exported => "exported",
+        }
+    }
+}
+
+/// A span id derived from another, for spans with no id of their own stored anywhere (the queued
+/// span): the same input always gives the same id, and it never equals the input.
+pub fn derived_span_id(from: SpanId, salt: &[u8]) -> SpanId {
+    // FNV-1a: stable across versions and platforms, which std's hashers don't promise.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in from.0.iter().chain(salt) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut id = SpanId::from_random(hash.to_be_bytes());
+    if id == from {
+        id.0[7] ^= 1;
+    }
+    id
+}
+
+/// The sampled flag of the first `TRACEPARENT` in `containers` that belongs to `trace_id`; `true`
+/// when there is none (the user set their own everywhere, or the webhook didn't run).
+fn sampled_in<'a>(
+    containers: impl IntoIterator<Item = &'a k8s_openapi::api::core::v1::Container>,
+    trace_id: TraceId,
+) -> bool {
+    containers
+        .into_iter()
+        .flat_map(|c| c.env.iter().flatten())
+        .filter(|v| v.name == crate::names::env::TRACEPARENT)
+        .filter_map(|v| crate::context::traceparent::parse(v.value.as_deref()?).ok())
+        .find(|tp| tp.trace_id == trace_id)
+        .is_none_or(|tp| tp.sampled())
+}
+
+#[cfg(test)]
+mod tests;

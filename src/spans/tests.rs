@@ -1,0 +1,365 @@
+//! Span building from Job and pod objects shaped as the apiserver returns them.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{Value as Json, json};
+
+use super::*;
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const JOB_SPAN: &str = "1111111111111111";
+const CREATOR: &str = "00f067aa0ba902b7";
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn job(status: &Json, extra_annotations: &Json, flags: &str) -> Job {
+    let mut annotations = json!({
+        "traceparent": format!("00-{TRACE}-{CREATOR}-{flags}"),
+        "jobtrace.dev/trace-id": TRACE,
+        "jobtrace.dev/span-id": JOB_SPAN,
+        "jobtrace.dev/parent-span-id": CREATOR,
+    });
+    for (k, v) in extra_annotations.as_object().unwrap() {
+        annotations[k] = v.clone();
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {
+            "name": "nightly", "namespace": "reports", "uid": "5f0c7b4e-1b1f-4c3e-9d55-7a1e2b3c4d5e",
+            "creationTimestamp": "2026-11-23T10:00:00Z",
+            "labels": { "jobtrace.dev/traced": "true" },
+            "annotations": annotations
+        },
+        "spec": {
+            "backoffLimit": 1, "completions": 2, "parallelism": 1, "completionMode": "NonIndexed",
+            "template": { "spec": { "restartPolicy": "Never", "containers": [{
+                "name": "main", "image": "app",
+                "env": [{ "name": "TRACEPARENT", "value": format!("00-{TRACE}-{JOB_SPAN}-{flags}") }]
+            }] } }
+        },
+        "status": status
+    }))
+    .unwrap()
+}
+
+fn condition(type_: &str, reason: &str, time: &str) -> Json {
+    json!({ "type": type_, "status": "True", "reason": reason, "message": format!("{reason} message"),
+            "lastTransitionTime": time, "lastProbeTime": time })
+}
+
+fn pod(phase: &str, containers: &Json, extra: &Json) -> Pod {
+    let mut object = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": "nightly-abc12", "namespace": "reports", "uid": "9a8b7c6d-0000-4000-8000-000000000001",
+            "creationTimestamp": "2026-11-23T10:00:01Z",
+            "labels": { "jobtrace.dev/traced": "true", "batch.kubernetes.io/job-name": "nightly",
+                        "batch.kubernetes.io/controller-uid": "5f0c7b4e-1b1f-4c3e-9d55-7a1e2b3c4d5e" },
+            "annotations": { "jobtrace.dev/trace-id": TRACE, "jobtrace.dev/parent-span-id": JOB_SPAN,
+                             "jobtrace.dev/span-id": "2222222222222222" }
+        },
+        "spec": { "nodeName": "kwok-node-0", "containers": [{ "name": "main", "image": "app",
+            "env": [{ "name": "TRACEPARENT", "value": format!("00-{TRACE}-2222222222222222-01") }] }] },
+        "status": {
+            "phase": phase,
+            "startTime": "2026-11-23T10:00:02Z",
+            "conditions": [{ "type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-23T10:00:01Z" }],
+            "containerStatuses": containers
+        }
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        let (section, field) = k.split_once('.').unwrap();
+        object[section][field] = v.clone();
+    }
+    serde_json::from_value(object).unwrap()
+}
+
+fn terminated(name: &str, code: i32, reason: &str, finished: &str) -> Json {
+    json!({ "name": name, "image": "app", "ready": false, "restartCount": 0,
+            "state": { "terminated": { "exitCode": code, "reason": reason,
+                "startedAt": "2026-11-23T10:00:02Z", "finishedAt": finished } } })
+}
+
+fn string(span: &SpanRecord, key: &str) -> String {
+    match span.attribute(key) {
+        Some(Value::String(s)) => s.clone(),
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+fn int(span: &SpanRecord, key: &str) -> i64 {
+    match span.attribute(key) {
+        Some(Value::Int(i)) => *i,
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+#[test]
+fn completed_job_is_an_ok_span_under_the_creator() {
+    let status = json!({
+        "startTime": "2026-11-23T10:00:01Z", "completionTime": "2026-11-23T10:00:42Z",
+        "succeeded": 2, "conditions": [
+            condition("SuccessCriteriaMet", "CompletionsReached", "2026-11-23T10:00:41Z"),
+            condition("Complete", "CompletionsReached", "2026-11-23T10:00:42Z")
+        ]
+    });
+    let spans = job_spans(&job(&status, &json!({}), "01"), None).unwrap();
+    assert_eq!(spans.len(), 1, "no queued span for a Job created running");
+    let span = &spans[0];
+    assert_eq!(span.trace_id.to_string(), TRACE);
+    assert_eq!(span.span_id.to_string(), JOB_SPAN);
+    assert_eq!(span.parent_span_id.unwrap().to_string(), CREATOR);
+    assert_eq!(span.name, "job reports/nightly");
+    assert_eq!(span.start, ts("2026-11-23T10:00:00Z"));
+    assert_eq!(span.end, ts("2026-11-23T10:00:42Z"));
+    assert_eq!(span.status, Status::Ok);
+    assert_eq!(string(span, "k8s.namespace.name"), "reports");
+    assert_eq!(string(span, "k8s.job.name"), "nightly");
+    assert_eq!(
+        string(span, "k8s.job.uid"),
+        "5f0c7b4e-1b1f-4c3e-9d55-7a1e2b3c4d5e"
+    );
+    assert_eq!(string(span, "jobtrace.job.result"), "succeeded");
+    assert_eq!(int(span, "jobtrace.job.completions"), 2);
+    assert_eq!(int(span, "jobtrace.job.parallelism"), 1);
+    assert_eq!(int(span, "jobtrace.job.backoff_limit"), 1);
+    assert_eq!(int(span, "jobtrace.job.succeeded"), 2);
+    assert_eq!(int(span, "jobtrace.job.failed"), 0);
+    assert!(span.attribute("error.type").is_none());
+    assert_eq!(span.events[0].name, "started");
+}
+
+#[test]
+fn job_failed_after_retries_is_an_error_with_the_reason() {
+    let status = json!({
+        "startTime": "2026-11-23T10:00:01Z", "failed": 2, "conditions": [
+            condition("FailureTarget", "BackoffLimitExceeded", "2026-11-23T10:00:30Z"),
+            condition("Failed", "BackoffLimitExceeded", "2026-11-23T10:00:31Z")
+        ]
+    });
+    let span = &job_spans(&job(&status, &json!({}), "01"), None).unwrap()[0];
+    assert_eq!(span.end, ts("2026-11-23T10:00:31Z"));
+    assert_eq!(
+        span.status,
+        Status::Error {
+            description: "BackoffLimitExceeded message".into()
+        }
+    );
+    assert_eq!(string(span, "error.type"), "BackoffLimitExceeded");
+    assert_eq!(string(span, "jobtrace.job.result"), "failed");
+    assert_eq!(int(span, "jobtrace.job.failed"), 2);
+}
+
+#[test]
+fn active_deadline_exceeded_is_the_error_type() {
+    let status =
+        json!({ "conditions": [condition("Failed", "DeadlineExceeded", "2026-11-23T10:05:00Z")] });
+    let span = &job_spans(&job(&status, &json!({}), "01"), None).unwrap()[0];
+    assert_eq!(string(span, "error.type"), "DeadlineExceeded");
+}
+
+#[test]
+fn running_job_has_no_span_yet() {
+    let status = json!({ "startTime": "2026-11-23T10:00:01Z", "active": 1 });
+    assert_eq!(
+        job_spans(&job(&status, &json!({}), "01"), None),
+        Err(Skip::NotFinished)
+    );
+}
+
+#[test]
+fn unsampled_job_is_not_exported() {
+    let status = json!({ "conditions": [condition("Complete", "CompletionsReached", "2026-11-23T10:00:42Z")] });
+    assert_eq!(
+        job_spans(&job(&status, &json!({}), "00"), None),
+        Err(Skip::Unsampled)
+    );
+}
+
+#[test]
+fn exported_job_is_not_exported_again() {
+    let status = json!({ "conditions": [condition("Complete", "CompletionsReached", "2026-11-23T10:00:42Z")] });
+    let marked = job(&status, &json!({ "jobtrace.dev/exported": "true" }), "01");
+    assert_eq!(job_spans(&marked, None), Err(Skip::Exported));
+}
+
+#[test]
+fn untraced_job_is_skipped() {
+    let mut plain = job(&json!({}), &json!({}), "01");
+    plain.metadata.annotations = None;
+    assert_eq!(job_spans(&plain, None), Err(Skip::NotTraced));
+}
+
+#[test]
+fn job_deleted_before_completion_ends_at_its_deletion() {
+    let status = json!({ "startTime": "2026-11-23T10:00:01Z", "active": 1 });
+    let running = job(&status, &json!({}), "01");
+    let span = &job_spans(&running, Some(ts("2026-11-23T10:01:00Z"))).unwrap()[0];
+    assert_eq!(span.end, ts("2026-11-23T10:01:00Z"));
+    assert_eq!(span.status, Status::Unset);
+    assert_eq!(string(span, "jobtrace.job.result"), "deleted");
+}
+
+#[test]
+fn suspended_then_resumed_job_has_a_queued_span() {
+    let status = json!({
+        "startTime": "2026-11-23T10:03:00Z", "succeeded": 2, "conditions": [
+            { "type": "Suspended", "status": "False", "reason": "JobResumed", "message": "Job resumed",
+              "lastTransitionTime": "2026-11-23T10:03:00Z", "lastProbeTime": "2026-11-23T10:03:00Z" },
+            condition("Complete", "CompletionsReached", "2026-11-23T10:04:00Z")
+        ]
+    });
+    let spans = job_spans(
+        &job(
+            &status,
+            &json!({ "jobtrace.dev/created-suspended": "true" }),
+            "01",
+        ),
+        None,
+    )
+    .unwrap();
+    assert_eq!(spans.len(), 2);
+    let queued = &spans[1];
+    assert_eq!(queued.name, "queued");
+    assert_eq!(queued.parent_span_id, Some(spans[0].span_id));
+    assert_eq!(queued.start, ts("2026-11-23T10:00:00Z"));
+    assert_eq!(queued.end, ts("2026-11-23T10:03:00Z"));
+    assert_ne!(queued.span_id, spans[0].span_id);
+    let again = job_spans(
+        &job(
+            &status,
+            &json!({ "jobtrace.dev/created-suspended": "true" }),
+            "01",
+        ),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        again[1].span_id, queued.span_id,
+        "the queued span id is derived, stably"
+    );
+    let events: Vec<&str> = spans[0].events.iter().map(|e| e.name.as_str()).collect();
+    assert!(events.contains(&"resumed"), "{events:?}");
+}
+
+#[test]
+fn succeeded_pod_is_an_ok_span_under_the_job_span() {
+    let containers = json!([terminated("main", 0, "Completed", "2026-11-23T10:00:20Z")]);
+    let span = pod_span(&pod("Succeeded", &containers, &json!({})), None).unwrap();
+    assert_eq!(span.trace_id.to_string(), TRACE);
+    assert_eq!(span.span_id.to_string(), "2222222222222222");
+    assert_eq!(span.parent_span_id.unwrap().to_string(), JOB_SPAN);
+    assert_eq!(span.name, "pod nightly-abc12");
+    assert_eq!(span.start, ts("2026-11-23T10:00:01Z"));
+    assert_eq!(span.end, ts("2026-11-23T10:00:20Z"));
+    assert_eq!(span.status, Status::Ok);
+    assert_eq!(string(&span, "k8s.pod.name"), "nightly-abc12");
+    assert_eq!(
+        string(&span, "k8s.pod.uid"),
+        "9a8b7c6d-0000-4000-8000-000000000001"
+    );
+    assert_eq!(string(&span, "k8s.node.name"), "kwok-node-0");
+    assert_eq!(string(&span, "k8s.job.name"), "nightly");
+    let events: Vec<&str> = span.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        events,
+        ["scheduled", "container started", "container terminated"]
+    );
+}
+
+#[test]
+fn oom_killed_pod_is_an_error_with_exit_code_and_container() {
+    let containers = json!([terminated("main", 137, "OOMKilled", "2026-11-23T10:00:09Z")]);
+    let span = pod_span(&pod("Failed", &containers, &json!({})), None).unwrap();
+    assert!(
+        matches!(&span.status, Status::Error { description } if description.contains("137")),
+        "{:?}",
+        span.status
+    );
+    assert_eq!(string(&span, "error.type"), "OOMKilled");
+    assert_eq!(string(&span, "k8s.container.name"), "main");
+    assert_eq!(int(&span, "jobtrace.container.exit_code"), 137);
+    assert_eq!(
+        string(&span, "k8s.container.status.last_terminated_reason"),
+        "OOMKilled"
+    );
+}
+
+#[test]
+fn evicted_pod_takes_the_pod_reason() {
+    let extra = json!({ "status.reason": "Evicted", "status.message": "The node was low on resource: memory." });
+    let span = pod_span(&pod("Failed", &json!([]), &extra), None).unwrap();
+    assert_eq!(string(&span, "error.type"), "Evicted");
+    assert_eq!(
+        span.status,
+        Status::Error {
+            description: "The node was low on resource: memory.".into()
+        }
+    );
+    assert_eq!(
+        span.end,
+        ts("2026-11-23T10:00:01Z"),
+        "no container finished: the last condition"
+    );
+}
+
+#[test]
+fn deadline_exceeded_pod_takes_the_pod_reason() {
+    let containers = json!([terminated("main", 143, "Error", "2026-11-23T10:05:00Z")]);
+    let extra = json!({ "status.reason": "DeadlineExceeded" });
+    let span = pod_span(&pod("Failed", &containers, &extra), None).unwrap();
+    assert_eq!(string(&span, "error.type"), "DeadlineExceeded");
+    assert_eq!(int(&span, "jobtrace.container.exit_code"), 143);
+}
+
+#[test]
+fn indexed_pod_carries_its_completion_index() {
+    let containers = json!([terminated("main", 0, "Completed", "2026-11-23T10:00:20Z")]);
+    let mut indexed = pod("Succeeded", &containers, &json!({}));
+    indexed.metadata.annotations.as_mut().unwrap().insert(
+        "batch.kubernetes.io/job-completion-index".into(),
+        "3".into(),
+    );
+    let span = pod_span(&indexed, None).unwrap();
+    assert_eq!(int(&span, "jobtrace.job.completion_index"), 3);
+}
+
+#[test]
+fn running_pod_has_no_span_until_deleted() {
+    let running = pod("Running", &json!([]), &json!({}));
+    assert_eq!(pod_span(&running, None), Err(Skip::NotFinished));
+    let span = pod_span(&running, Some(ts("2026-11-23T10:02:00Z"))).unwrap();
+    assert_eq!(span.end, ts("2026-11-23T10:02:00Z"));
+    assert_eq!(span.status, Status::Unset);
+}
+
+#[test]
+fn pod_without_its_own_span_id_gets_a_stable_derived_one() {
+    let containers = json!([terminated("main", 0, "Completed", "2026-11-23T10:00:20Z")]);
+    let mut unhooked = pod("Succeeded", &containers, &json!({}));
+    unhooked
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .remove("jobtrace.dev/span-id");
+    let first = pod_span(&unhooked, None).unwrap();
+    let second = pod_span(&unhooked, None).unwrap();
+    assert_eq!(first.span_id, second.span_id);
+    assert_ne!(first.span_id.to_string(), JOB_SPAN);
+}
+
+#[test]
+fn unsampled_pod_is_not_exported() {
+    let containers = json!([terminated("main", 0, "Completed", "2026-11-23T10:00:20Z")]);
+    let mut unsampled = pod("Succeeded", &containers, &json!({}));
+    unsampled.spec.as_mut().unwrap().containers[0]
+        .env
+        .as_mut()
+        .unwrap()[0]
+        .value = Some(format!("00-{TRACE}-2222222222222222-00"));
+    assert_eq!(pod_span(&unsampled, None), Err(Skip::Unsampled));
+}
