@@ -17,6 +17,10 @@ pub struct Cli {
 pub enum Command {
     /// Serve the mutating admission webhook (`/mutate/jobs`, `/mutate/pods`) over HTTPS.
     Webhook(WebhookArgs),
+    /// Watch traced Jobs and pods and export their spans over OTLP (`OTEL_EXPORTER_OTLP_*`).
+    Controller(ControllerCommand),
+    /// The webhook and the controller in one process (what the Helm chart runs).
+    Run(RunArgs),
     /// Print the `MutatingWebhookConfiguration` for a webhook reached at a URL (local development).
     WebhookConfig(WebhookConfigArgs),
 }
@@ -51,4 +55,40 @@ pub struct WebhookArgs {
     /// How often the certificate files are checked for changes, in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub tls_reload_seconds: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ControllerArgs {
+    /// Namespace of the Lease that elects the one replica that exports.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of that Lease.
+    #[arg(long, default_value = "jobtrace-controller")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (the pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    pub instance: Option<String>,
+    /// Export without electing a leader (a single replica, or tests).
+    #[arg(long)]
+    pub no_leader_election: bool,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "JOBTRACE_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ControllerCommand {
+    #[command(flatten)]
+    pub controller: ControllerArgs,
+    /// Address of the plain-HTTP server for /healthz, /readyz and /metrics.
+    #[arg(long, env = "JOBTRACE_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    pub metrics_listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+    #[command(flatten)]
+    pub controller: ControllerArgs,
 }

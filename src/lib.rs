@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod cli;
 pub mod context;
+pub mod controller;
 pub mod export;
 pub mod metrics;
 pub mod mutate;

@@ -23,6 +23,10 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("another TLS crypto provider is already installed"))?;
     match cli.command {
         Command::Webhook(args) => jobtrace::server::run_webhook(args).await.context("webhook"),
+        Command::Controller(args) => jobtrace::server::run_controller(args)
+            .await
+            .context("controller"),
+        Command::Run(args) => jobtrace::server::run_all(args).await.context("run"),
         Command::WebhookConfig(args) => {
             let mut registration = Registration::new(Endpoint::Url(args.url), &args.namespace);
             if let Some(path) = args.ca_file {

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -37,6 +38,13 @@ pub struct Metrics {
     pub admissions: Family<AdmissionLabels, Counter>,
     pub admission_warnings: Family<WarningLabels, Counter>,
     pub admission_duration: Family<EndpointLabels, Histogram, fn() -> Histogram>,
+    pub spans_exported: Counter,
+    pub spans_dropped: Counter,
+    pub export_retries: Counter,
+    /// Seconds from an object's terminal state to its spans being accepted by the collector.
+    pub export_lag: Histogram,
+    /// Finished objects whose spans are queued or being exported.
+    pub controller_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -63,11 +71,48 @@ impl Default for Metrics {
             "Time to handle an admission request, from body read to response",
             admission_duration.clone(),
         );
+        let spans_exported = Counter::default();
+        registry.register(
+            "spans_exported",
+            "Spans the collector accepted",
+            spans_exported.clone(),
+        );
+        let spans_dropped = Counter::default();
+        registry.register(
+            "spans_dropped",
+            "Spans the collector refused for good (non-retryable error or partial success)",
+            spans_dropped.clone(),
+        );
+        let export_retries = Counter::default();
+        registry.register(
+            "export_retries",
+            "Exports that failed and will be retried",
+            export_retries.clone(),
+        );
+        let export_lag = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.05, 2.0, 14),
+        );
+        registry.register(
+            "export_lag_seconds",
+            "Time from an object's terminal state to its spans' acceptance by the collector",
+            export_lag.clone(),
+        );
+        let controller_pending = Gauge::default();
+        registry.register(
+            "spans_pending_objects",
+            "Finished objects whose spans are waiting to be exported",
+            controller_pending.clone(),
+        );
         Self {
             registry,
             admissions,
             admission_warnings,
             admission_duration,
+            spans_exported,
+            spans_dropped,
+            export_retries,
+            export_lag,
+            controller_pending,
         }
     }
 }

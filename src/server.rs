@@ -10,7 +10,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Readiness};
-use crate::cli::WebhookArgs;
+use crate::cli::{ControllerArgs, ControllerCommand, RunArgs, WebhookArgs};
+use crate::controller::{self, Context};
+use crate::export::{Exporter, ExporterConfig};
 use crate::metrics::Metrics;
 use crate::tls::TlsFiles;
 use crate::webhook;
@@ -31,6 +33,14 @@ pub enum ServeError {
     },
     #[error("the {0} server stopped: {1}")]
     Stopped(&'static str, std::io::Error),
+    #[error("no Kubernetes client (KUBECONFIG or in-cluster configuration): {0}")]
+    Kube(#[from] kube::Error),
+    #[error("OTLP exporter configuration: {0}")]
+    ExporterConfig(#[from] crate::export::ConfigError),
+    #[error("OTLP exporter: {0}")]
+    Exporter(#[from] crate::export::ExportError),
+    #[error("leader election: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
 }
 
 /// The webhook's listening sockets, bound before serving so that start-up errors come first and
@@ -68,13 +78,12 @@ pub async fn webhook(
     readiness.set_tls_loaded();
     let watcher = tokio::spawn(tls.watch(config.clone(), tls_reload));
 
-    let admin_listener =
-        TcpListener::from_std(listeners.admin).map_err(|e| ServeError::Stopped("metrics", e))?;
-    let admin = tokio::spawn(
-        axum::serve(admin_listener, admin::router(metrics.clone(), readiness))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
-    );
+    let admin = serve_admin(
+        listeners.admin,
+        metrics.clone(),
+        readiness,
+        shutdown.clone(),
+    )?;
     let handle = Handle::new();
     let drain = handle.clone();
     tokio::spawn(async move {
@@ -100,6 +109,22 @@ pub async fn webhook(
         Ok(Ok(())) | Err(_) => Ok(()),
         Ok(Err(e)) => Err(ServeError::Stopped("metrics", e)),
     }
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` until `shutdown`.
+pub fn serve_admin(
+    listener: std::net::TcpListener,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, ServeError> {
+    let listener =
+        TcpListener::from_std(listener).map_err(|e| ServeError::Stopped("metrics", e))?;
+    Ok(tokio::spawn(
+        axum::serve(listener, admin::router(metrics, readiness))
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .into_future(),
+    ))
 }
 
 /// `jobtrace webhook`: binds, logs where, and serves until a signal.
@@ -138,4 +163,99 @@ pub async fn shutdown_on_signal(shutdown: CancellationToken) {
     }
     tracing::info!("shutting down: draining open requests");
     shutdown.cancel();
+}
+
+/// Everything the controller needs, from the environment and the flags.
+async fn controller_context(
+    args: &ControllerArgs,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<Context>, ServeError> {
+    let client = kube::Client::try_default().await?;
+    let config = ExporterConfig::from_env(|k| std::env::var(k).ok())?;
+    tracing::info!(endpoint = %config.endpoint, protocol = ?config.protocol, "exporting spans over OTLP");
+    let exporter = Exporter::new(config)?;
+    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "jobtrace".to_owned());
+    let instance = args.instance.clone().unwrap_or_else(|| {
+        std::env::var("HOSTNAME")
+            .unwrap_or_else(|_| format!("jobtrace-{:08x}", rand::random::<u32>()))
+    });
+    Ok(Arc::new(Context {
+        client,
+        exporter,
+        metrics,
+        resource: vec![
+            ("service.name", service),
+            ("service.version", env!("CARGO_PKG_VERSION").to_owned()),
+            ("service.instance.id", instance.clone()),
+        ],
+        instance,
+        namespace: args.watch_namespace.clone(),
+    }))
+}
+
+async fn export(
+    context: Arc<Context>,
+    args: &ControllerArgs,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    if args.no_leader_election {
+        controller::run(context, shutdown).await;
+        Ok(())
+    } else {
+        Ok(
+            controller::run_as_leader(context, &args.lease_namespace, &args.lease_name, shutdown)
+                .await?,
+        )
+    }
+}
+
+/// `jobtrace controller`: exports spans, with the operations port, until a signal.
+pub async fn run_controller(command: ControllerCommand) -> Result<(), ServeError> {
+    let admin = std::net::TcpListener::bind(command.metrics_listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|source| ServeError::Listen {
+            addr: command.metrics_listen,
+            source,
+        })?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(shutdown.clone()));
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Arc::new(Readiness::default());
+    readiness.set_tls_loaded();
+    let context = controller_context(&command.controller, metrics.clone()).await?;
+    let admin = serve_admin(admin, metrics, readiness, shutdown.clone())?;
+    export(context, &command.controller, shutdown).await?;
+    let _ = admin.await;
+    Ok(())
+}
+
+/// `jobtrace run`: the webhook and the controller, sharing the operations port and the metrics.
+pub async fn run_all(args: RunArgs) -> Result<(), ServeError> {
+    let listeners = Listeners::bind(args.webhook.listen, args.webhook.metrics_listen)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(shutdown.clone()));
+    let metrics = Arc::new(Metrics::default());
+    let context = controller_context(&args.controller, metrics.clone()).await?;
+    let tls = TlsFiles {
+        cert: args.webhook.tls_cert_file.clone(),
+        key: args.webhook.tls_key_file.clone(),
+    };
+    tracing::info!(listen = %args.webhook.listen, metrics = %args.webhook.metrics_listen, "webhook serving");
+    let exporting = tokio::spawn({
+        let shutdown = shutdown.clone();
+        let controller = args.controller.clone();
+        async move { export(context, &controller, shutdown).await }
+    });
+    let served = webhook(
+        listeners,
+        tls,
+        Duration::from_secs(args.webhook.tls_reload_seconds),
+        metrics,
+        Arc::default(),
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    let exported = exporting.await.unwrap_or(Ok(()));
+    served.and(exported)
 }
