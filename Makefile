@@ -42,6 +42,7 @@ bench:
 
 ## End-to-end tests; expects a running control plane (make cluster-up).
 e2e:
+	$(CARGO) build --locked --examples
 	$(CARGO) test --locked --features e2e --test e2e -- --test-threads=4
 
 ## Everything CI runs: static checks, unit tests, then the end-to-end tests on a fresh local
@@ -49,6 +50,7 @@ e2e:
 test: fmt-check lint unit
 	FUZZ_SECONDS=10 hack/fuzz.sh
 	hack/build-bins.sh
+	$(CARGO) build --locked --examples
 	$(CARGO) test --locked --features e2e --test e2e --no-run
 	hack/cluster-up.sh
 	trap 'hack/cluster-down.sh' EXIT; $(MAKE) --no-print-directory e2e

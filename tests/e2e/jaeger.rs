@@ -11,14 +11,85 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 pub const JAEGER_QUERY: &str = "http://127.0.0.1:16686";
 pub const OTLP_GRPC: &str = "http://127.0.0.1:4317";
 
+/// A Jaeger of a test's own, on ports of its own, started when the test says so.
+pub struct Collector {
+    otlp: u16,
+    otlp_http: u16,
+    query: u16,
+    query_grpc: u16,
+    health: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Collector {
+    /// Chooses the ports; nothing listens on them yet.
+    pub fn reserve() -> Self {
+        let port = crate::webhook_process::free_port;
+        Self {
+            otlp: port(),
+            otlp_http: port(),
+            query: port(),
+            query_grpc: port(),
+            health: port(),
+            child: None,
+        }
+    }
+
+    pub fn otlp(&self) -> String {
+        format!("http://127.0.0.1:{}", self.otlp)
+    }
+
+    pub fn query(&self) -> String {
+        format!("http://127.0.0.1:{}", self.query)
+    }
+
+    /// Starts Jaeger with the cluster's configuration moved to this collector's ports.
+    pub fn start(mut self) -> Self {
+        let config = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/hack/cluster/jaeger.yaml"
+        ))
+        .unwrap()
+        .replace("127.0.0.1:4317", &format!("127.0.0.1:{}", self.otlp))
+        .replace("127.0.0.1:4318", &format!("127.0.0.1:{}", self.otlp_http))
+        .replace("127.0.0.1:16686", &format!("127.0.0.1:{}", self.query))
+        .replace("127.0.0.1:16685", &format!("127.0.0.1:{}", self.query_grpc))
+        .replace("127.0.0.1:13133", &format!("127.0.0.1:{}", self.health));
+        let path = std::env::temp_dir().join(format!("jobtrace-jaeger-{}.yaml", self.otlp));
+        std::fs::write(&path, config).unwrap();
+        let child = std::process::Command::new(crate::webhook_process::bin_dir().join("jaeger"))
+            .arg(format!("--config={}", path.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start jaeger");
+        self.child = Some(child);
+        self
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Polls Jaeger for a trace until it holds at least `spans` spans or the deadline passes.
 pub async fn fetch_trace(trace_id: &str, spans: usize) -> serde_json::Value {
+    fetch_trace_from(JAEGER_QUERY, trace_id, spans).await
+}
+
+/// The same, from the Jaeger whose query API is at `base`.
+pub async fn fetch_trace_from(base: &str, trace_id: &str, spans: usize) -> serde_json::Value {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + crate::support::DEADLINE;
     let mut last = String::new();
     while Instant::now() < deadline {
         let response = http
-            .get(format!("{JAEGER_QUERY}/api/traces/{trace_id}"))
+            .get(format!("{base}/api/traces/{trace_id}"))
             .send()
             .await;
         if let Ok(response) = response {

@@ -6,4 +6,5 @@ mod webhook_process;
 
 mod cluster;
 mod jaeger;
+mod spans;
 mod webhook;

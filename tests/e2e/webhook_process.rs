@@ -24,15 +24,50 @@ fn cluster_dir() -> PathBuf {
     )
 }
 
-pub fn kubectl() -> Command {
-    let bin = std::env::var_os("JOBTRACE_BIN").map_or_else(
-        || PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/jobtrace/bin"),
-        PathBuf::from,
-    );
-    Command::new(bin.join("kubectl"))
+/// A program built by `cargo build --examples`.
+pub fn example(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_jobtrace"))
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name)
 }
 
-fn free_port() -> u16 {
+/// The pod runner (`hack/pod-runner.rs`) for one namespace; stopped on drop.
+pub struct Runner(Child);
+
+impl Runner {
+    pub fn start(ns: &TestNamespace) -> Self {
+        let child = Command::new(example("pod-runner"))
+            .arg(&ns.name)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the pod runner (cargo build --examples)");
+        Self(child)
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Where `hack/build-bins.sh` put the control plane's binaries.
+pub fn bin_dir() -> PathBuf {
+    std::env::var_os("JOBTRACE_BIN").map_or_else(
+        || PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/jobtrace/bin"),
+        PathBuf::from,
+    )
+}
+
+pub fn kubectl() -> Command {
+    Command::new(bin_dir().join("kubectl"))
+}
+
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -45,14 +80,29 @@ pub struct Webhook {
     child: Option<Child>,
     pub metrics: SocketAddr,
     name: String,
+    port: u16,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Webhook {
     pub async fn start(ns: &TestNamespace) -> Self {
+        Self::start_with(ns, &["webhook"], &[]).await
+    }
+
+    /// `jobtrace run` (webhook and controller) for the namespace, exporting to `otlp`.
+    pub async fn start_run(ns: &TestNamespace, otlp: &str) -> Self {
+        let args = ["run", "--no-leader-election", "--watch-namespace", &ns.name];
+        Self::start_with(ns, &args, &[("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)]).await
+    }
+
+    pub async fn start_with(ns: &TestNamespace, args: &[&str], env: &[(&str, &str)]) -> Self {
         let pki = cluster_dir().join("pki");
         let (port, metrics_port) = (free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_jobtrace"))
-            .args(["webhook", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .envs(env.iter().copied())
+            .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .arg("--tls-cert-file")
             .arg(pki.join("webhook.crt"))
@@ -88,9 +138,58 @@ impl Webhook {
             child: Some(child),
             metrics,
             name: registration.name,
+            port,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         webhook.wait_until_active(ns).await;
         webhook
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        self.stop();
+    }
+
+    /// Starts the same process again on the same ports.
+    pub async fn restart(&mut self) {
+        let pki = cluster_dir().join("pki");
+        let child = Command::new(env!("CARGO_BIN_EXE_jobtrace"))
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--metrics-listen", &self.metrics.to_string()])
+            .arg("--tls-cert-file")
+            .arg(pki.join("webhook.crt"))
+            .arg("--tls-key-file")
+            .arg(pki.join("webhook.key"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("restart jobtrace");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while metrics_text(self.metrics, "/readyz").await.is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "jobtrace never became ready again"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A counter or gauge from the process's metrics, summed over its labels.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = metrics_text(self.metrics, "/metrics")
+            .await
+            .unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// The apiserver picks configurations up asynchronously: probe with dry-run creates.

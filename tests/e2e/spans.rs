@@ -1,0 +1,286 @@
+//! The controller through the real control plane and Jaeger: the whole tree of one traced Job,
+//! a restart mid-flight, and a collector that is down.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use opentelemetry::trace::{Span, Tracer, TracerProvider};
+use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde_json::{Value, json};
+
+use crate::jaeger::{OTLP_GRPC, fetch_trace, fetch_trace_from};
+use crate::support::{DEADLINE, TestNamespace, finished_condition};
+use crate::webhook_process::{Runner, Webhook, example};
+
+fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+    span["tags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["key"] == key)
+        .map(|t| &t["value"])
+}
+
+fn parent(span: &Value) -> Option<&str> {
+    span["references"]
+        .as_array()?
+        .iter()
+        .find(|r| r["refType"] == "CHILD_OF")?["spanID"]
+        .as_str()
+}
+
+fn named<'a>(trace: &'a Value, prefix: &str) -> Vec<&'a Value> {
+    trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s["operationName"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(prefix)
+        })
+        .collect()
+}
+
+fn random_trace_id() -> String {
+    format!("{:032x}", rand::random::<u128>() | 1)
+}
+
+/// Waits until every Job in the namespace is finished and marked exported.
+async fn all_exported(ns: &TestNamespace, count: usize) -> Vec<Job> {
+    let jobs: Api<Job> = ns.api();
+    let deadline = Instant::now() + DEADLINE * 2;
+    loop {
+        let list = jobs.list(&ListParams::default()).await.unwrap().items;
+        let done = list
+            .iter()
+            .filter(|j| finished_condition(j).is_some())
+            .filter(|j| {
+                j.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key("jobtrace.dev/exported"))
+            })
+            .count();
+        if list.len() == count && done == count {
+            return list;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{done} of {count} Jobs finished and exported in time"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn kwok_job(name: &str, traceparent: &str, run_for: &str) -> Job {
+    serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": { "name": name, "annotations": { "traceparent": traceparent } },
+        "spec": { "backoffLimit": 0, "template": {
+            "metadata": { "annotations": { "sim.jobtrace.dev/run-for": run_for } },
+            "spec": { "restartPolicy": "Never", "containers": [{ "name": "main", "image": "example.invalid/main" }] }
+        } }
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traced_job_is_one_tree_from_the_creator_to_the_jobs_own_code() {
+    let ns = TestNamespace::create("tree").await;
+    let _jobtrace = Webhook::start_run(&ns, OTLP_GRPC).await;
+    let _runner = Runner::start(&ns);
+
+    // The creating service: its own SDK, its own span.
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(
+            SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(OTLP_GRPC)
+                .build()
+                .unwrap(),
+        )
+        .with_resource(Resource::builder().with_service_name("e2e-creator").build())
+        .build();
+    let mut creator = provider.tracer("e2e").start("POST /reports");
+    let creator_context = creator.span_context().clone();
+    let trace_id = creator_context.trace_id().to_string();
+    let creator_span = creator_context.span_id().to_string();
+    let traceparent = format!("00-{trace_id}-{creator_span}-01");
+
+    let marker = std::env::temp_dir().join(format!("jobtrace-e2e-{}", ns.name));
+    let task = example("traced-task");
+    let job: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": { "name": "report", "annotations": { "traceparent": traceparent } },
+        "spec": { "backoffLimit": 2, "template": {
+            "metadata": { "labels": { "sim.jobtrace.dev/runner": "true" } },
+            "spec": { "restartPolicy": "Never", "containers": [{
+                "name": "report", "image": "example.invalid/report",
+                "command": [task, "--fail-first", marker],
+                "env": [
+                    { "name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": OTLP_GRPC },
+                    { "name": "OTEL_SERVICE_NAME", "value": "report-task" }
+                ]
+            }] }
+        } }
+    }))
+    .unwrap();
+    let finished = ns.run_job(&job).await;
+    creator.end();
+    tokio::task::spawn_blocking(move || provider.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = std::fs::remove_file(&marker);
+    assert_eq!(finished_condition(&finished).unwrap().0, "Complete");
+
+    // creator + Job + two attempts + the task's span in each attempt
+    let trace = fetch_trace(&trace_id, 6).await;
+    let job_span = named(&trace, "job ")[0];
+    assert_eq!(job_span["operationName"], format!("job {}/report", ns.name));
+    assert_eq!(
+        parent(job_span),
+        Some(creator_span.as_str()),
+        "the Job span is the creator's child"
+    );
+    let job_span_id = job_span["spanID"].as_str().unwrap();
+    assert_eq!(
+        finished.metadata.annotations.as_ref().unwrap()["jobtrace.dev/span-id"],
+        job_span_id,
+        "the id chosen at admission"
+    );
+    assert_eq!(tag(job_span, "otel.status_code"), Some(&json!("OK")));
+    assert_eq!(tag(job_span, "k8s.job.name"), Some(&json!("report")));
+    assert_eq!(tag(job_span, "k8s.namespace.name"), Some(&json!(ns.name)));
+    assert_eq!(tag(job_span, "jobtrace.job.failed"), Some(&json!(1)));
+    assert_eq!(tag(job_span, "jobtrace.job.succeeded"), Some(&json!(1)));
+
+    let pods = named(&trace, "pod ");
+    assert_eq!(pods.len(), 2, "one span per attempt");
+    let failed = pods
+        .iter()
+        .find(|p| tag(p, "otel.status_code") == Some(&json!("ERROR")))
+        .expect("a failed attempt");
+    let succeeded = pods
+        .iter()
+        .find(|p| tag(p, "otel.status_code") == Some(&json!("OK")))
+        .expect("a successful attempt");
+    for pod in &pods {
+        assert_eq!(
+            parent(pod),
+            Some(job_span_id),
+            "attempts are children of the Job span"
+        );
+    }
+    assert_eq!(tag(failed, "jobtrace.container.exit_code"), Some(&json!(1)));
+    assert_eq!(tag(failed, "error.type"), Some(&json!("Error")));
+    assert_eq!(tag(failed, "k8s.container.name"), Some(&json!("report")));
+
+    let tasks = named(&trace, "generate-report");
+    assert_eq!(tasks.len(), 2, "the Job's own code ran twice");
+    for task in &tasks {
+        let attempt = pods
+            .iter()
+            .find(|p| Some(p["spanID"].as_str().unwrap()) == parent(task));
+        let attempt = attempt.expect("the code's span is a child of the attempt that ran it");
+        let task_failed = tag(task, "otel.status_code") == Some(&json!("ERROR"));
+        assert_eq!(task_failed, attempt["spanID"] == failed["spanID"]);
+        let process = &trace["processes"][task["processID"].as_str().unwrap()];
+        assert_eq!(process["serviceName"], "report-task");
+    }
+    let _ = succeeded;
+    all_exported(&ns, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_mid_flight_exports_each_job_span_once() {
+    let ns = TestNamespace::create("restart").await;
+    let mut jobtrace = Webhook::start_run(&ns, OTLP_GRPC).await;
+    let trace_id = random_trace_id();
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let jobs: Api<Job> = ns.api();
+    for i in 0..50 {
+        jobs.create(
+            &PostParams::default(),
+            &kwok_job(&format!("job-{i}"), &traceparent, "6s"),
+        )
+        .await
+        .unwrap();
+    }
+    // Some have finished, most are running: crash.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    jobtrace.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    jobtrace.restart().await;
+    all_exported(&ns, 50).await;
+
+    let trace = fetch_trace(&trace_id, 100).await;
+    let job_spans = named(&trace, "job ");
+    let distinct: HashSet<&str> = job_spans
+        .iter()
+        .map(|s| s["spanID"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        distinct.len(),
+        50,
+        "one Job span per Job, whatever was repeated in the crash window"
+    );
+    let names: HashSet<&str> = job_spans
+        .iter()
+        .map(|s| s["operationName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_wait_for_a_collector_that_is_down() {
+    let ns = TestNamespace::create("down").await;
+    let collector = crate::jaeger::Collector::reserve();
+    let jobtrace = Webhook::start_run(&ns, &collector.otlp()).await;
+    let trace_id = random_trace_id();
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let jobs: Api<Job> = ns.api();
+    for i in 0..5 {
+        jobs.create(
+            &PostParams::default(),
+            &kwok_job(&format!("job-{i}"), &traceparent, "500ms"),
+        )
+        .await
+        .unwrap();
+    }
+    let deadline = Instant::now() + DEADLINE;
+    while jobtrace.metric("jobtrace_export_retries_total").await < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the controller never tried the missing collector"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for job in jobs.list(&ListParams::default()).await.unwrap().items {
+        let marked = job
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("jobtrace.dev/exported");
+        assert!(
+            !marked,
+            "nothing is marked exported while the collector is down"
+        );
+    }
+
+    let collector = collector.start();
+    all_exported(&ns, 5).await;
+    let trace = fetch_trace_from(&collector.query(), &trace_id, 10).await;
+    assert_eq!(named(&trace, "job ").len(), 5);
+    assert_eq!(named(&trace, "pod ").len(), 5);
+    assert!(
+        jobtrace.metric("jobtrace_spans_dropped_total").await < 0.5,
+        "nothing dropped"
+    );
+}
