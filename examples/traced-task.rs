@@ -49,6 +49,8 @@ async fn main() {
     let parent = TraceContextPropagator::new().extract(&carrier);
     let tracer = provider.tracer("traced-task");
     let mut span = tracer.start_with_context("generate-report", &parent);
+    // The report itself: a little work, so the span has a visible length.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     span.set_attribute(opentelemetry::KeyValue::new("report.attempt_failed", fail));
     if fail {
         span.set_status(Status::error("simulated failure on the first attempt"));

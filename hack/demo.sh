@@ -1,19 +1,59 @@
 #!/usr/bin/env bash
-# The demo, as far as it goes today: a local control plane with Jaeger, ready for kubectl.
-# The traced-Job story arrives with the webhook and the reconciler.
+# The demo: a local control plane and Jaeger, jobtrace (webhook and controller), and the pod
+# runner; then a client starts a span and creates an annotated Job whose first attempt fails and
+# whose retry succeeds, and whose own code records a span from TRACEPARENT. Prints the trace as a
+# tree. In a terminal it waits for Enter before cleaning up, so the trace can be opened in Jaeger.
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"
-"$REPO/hack/cluster-up.sh"
-cat <<TEXT
+cd "$REPO"
 
-The local control plane is up (real kube-apiserver, controller-manager, scheduler and etcd;
-kwok plays the nodes). Try it:
+cluster_was_up=0
+"$BIN/kubectl" --kubeconfig "$CLUSTER/kubeconfig" get --raw /readyz >/dev/null 2>&1 && cluster_was_up=1
+hack/cluster-up.sh
+export KUBECONFIG=$CLUSTER/kubeconfig
+kubectl=("$BIN/kubectl")
+cargo build --locked --bins --examples
 
-  export KUBECONFIG=$CLUSTER/kubeconfig
-  $BIN/kubectl get nodes
-  $BIN/kubectl create job hello --image=example.invalid/hello
-  $BIN/kubectl wait --for=condition=Complete job/hello
+P=$CLUSTER/pki
+demo_pids=()
+cleanup() {
+  echo "demo: cleaning up"
+  for pid in "${demo_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  "${kubectl[@]}" delete mutatingwebhookconfiguration jobtrace --ignore-not-found >/dev/null 2>&1 || true
+  [ "$cluster_was_up" = 1 ] || hack/cluster-down.sh >/dev/null
+}
+trap cleanup EXIT
 
-Jaeger's UI is at http://127.0.0.1:16686. Stop everything with: make cluster-down
-TEXT
+OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 target/debug/jobtrace run \
+  --listen 127.0.0.1:8443 --metrics-listen 127.0.0.1:8080 \
+  --tls-cert-file "$P/webhook.crt" --tls-key-file "$P/webhook.key" \
+  --lease-namespace default >"$CLUSTER/logs/demo-jobtrace.log" 2>&1 &
+demo_pids+=($!)
+target/debug/examples/pod-runner >"$CLUSTER/logs/demo-pod-runner.log" 2>&1 &
+demo_pids+=($!)
+for _ in $(seq 1 100); do curl -sf http://127.0.0.1:8080/readyz >/dev/null && break; sleep 0.2; done
+curl -sf http://127.0.0.1:8080/readyz >/dev/null || { echo "demo: jobtrace did not start; see $CLUSTER/logs/demo-jobtrace.log" >&2; exit 1; }
+target/debug/jobtrace webhook-config --url https://127.0.0.1:8443 --ca-file "$P/ca.crt" |
+  "${kubectl[@]}" apply -f - >/dev/null
+"${kubectl[@]}" create namespace demo --dry-run=client -o yaml | "${kubectl[@]}" apply -f - >/dev/null
+
+# The apiserver picks the webhook configuration up asynchronously: wait until it mutates.
+probe='{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"probe","annotations":{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}},"spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"c","image":"x"}]}}}}'
+for _ in $(seq 1 50); do
+  echo "$probe" | "${kubectl[@]}" create -n demo --dry-run=server -o jsonpath='{.metadata.labels}' -f - 2>/dev/null |
+    grep -q jobtrace.dev/traced && break
+  sleep 0.2
+done
+
+echo
+echo "demo: jobtrace is running (logs: $CLUSTER/logs/demo-jobtrace.log); creating a traced Job"
+target/debug/examples/create-job demo "$REPO/target/debug/examples/traced-task" --wait
+echo
+echo "What ran for real: kube-apiserver, controller-manager (job controller: the retry), scheduler,"
+echo "etcd, Jaeger, jobtrace, and the task itself (a local process with the pod's environment)."
+echo "What is simulated: the nodes (kwok) and the kubelet (hack/pod-runner.rs)."
+if [ -t 0 ]; then
+  echo
+  read -r -p "Jaeger: http://127.0.0.1:16686 - press Enter to stop and clean up. " _
+fi
