@@ -3,7 +3,7 @@
 //! the span. With `--wait` it then waits for the Job to finish and prints its trace from Jaeger as
 //! a tree: what `make demo` shows.
 //!
-//! Usage: create-job NAMESPACE TASK_PROGRAM [--wait]    (KUBECONFIG and the OTLP endpoint from env)
+//! Usage: `create-job NAMESPACE TASK_PROGRAM [--wait]` (`KUBECONFIG` and the OTLP endpoint from env)
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -28,9 +28,15 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: create-job NAMESPACE TASK_PROGRAM [--wait]");
     };
     let wait = args.iter().any(|a| a == "--wait");
-    let otlp = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4317".to_owned());
+    let otlp = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:4317".to_owned());
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(SpanExporter::builder().with_tonic().with_endpoint(&otlp).build()?)
+        .with_batch_exporter(
+            SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(&otlp)
+                .build()?,
+        )
         .with_resource(Resource::builder().with_service_name("report-api").build())
         .build();
     let tracer = provider.tracer("create-job");
@@ -74,7 +80,11 @@ async fn main() -> anyhow::Result<()> {
     print!("waiting for it to finish (its first attempt fails, the retry succeeds) ");
     let outcome = loop {
         let job = jobs.get(&name).await?;
-        let finished = job.status.and_then(|s| s.conditions).unwrap_or_default().into_iter()
+        let finished = job
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
             .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True");
         if let Some(c) = finished {
             break c.type_;
@@ -84,7 +94,8 @@ async fn main() -> anyhow::Result<()> {
     println!("\nJob {outcome}");
     let _ = std::fs::remove_file(&marker);
 
-    let query = std::env::var("JAEGER_QUERY").unwrap_or_else(|_| "http://127.0.0.1:16686".to_owned());
+    let query =
+        std::env::var("JAEGER_QUERY").unwrap_or_else(|_| "http://127.0.0.1:16686".to_owned());
     let trace = wait_for_trace(&query, &trace_id, 6).await?;
     println!("\ntrace {trace_id}:\n");
     print_tree(&trace);
@@ -96,13 +107,15 @@ async fn wait_for_trace(query: &str, trace_id: &str, spans: usize) -> anyhow::Re
     let url = format!("{query}/api/traces/{trace_id}");
     let mut last = Value::Null;
     for _ in 0..60 {
-        if let Ok(response) = reqwest::get(&url).await {
-            if let Ok(body) = response.json::<Value>().await {
-                let count = body["data"][0]["spans"].as_array().map_or(0, Vec::len);
-                last = body["data"][0].clone();
-                if count >= spans {
-                    break;
-                }
+        let body = match reqwest::get(&url).await {
+            Ok(response) => response.json::<Value>().await.ok(),
+            Err(_) => None,
+        };
+        if let Some(body) = body {
+            let count = body["data"][0]["spans"].as_array().map_or(0, Vec::len);
+            last = body["data"][0].clone();
+            if count >= spans {
+                break;
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -112,7 +125,11 @@ async fn wait_for_trace(query: &str, trace_id: &str, spans: usize) -> anyhow::Re
 }
 
 fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
-    span["tags"].as_array()?.iter().find(|t| t["key"] == key).map(|t| &t["value"])
+    span["tags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["key"] == key)
+        .map(|t| &t["value"])
 }
 
 /// One line per span, children indented under their parent, in start order.
@@ -121,39 +138,61 @@ fn print_tree(trace: &Value) {
     let mut children: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     let ids: Vec<&str> = spans.iter().filter_map(|s| s["spanID"].as_str()).collect();
     for span in &spans {
-        let parent = span["references"].as_array().and_then(|r| r.first()).and_then(|r| r["spanID"].as_str());
+        let parent = span["references"]
+            .as_array()
+            .and_then(|r| r.first())
+            .and_then(|r| r["spanID"].as_str());
         let key = parent.filter(|p| ids.contains(p)).unwrap_or("").to_owned();
         children.entry(key).or_default().push(span);
     }
     for list in children.values_mut() {
         list.sort_by_key(|s| s["startTime"].as_i64());
     }
-    fn walk(children: &BTreeMap<String, Vec<&Value>>, trace: &Value, id: &str, prefix: &str) {
-        let Some(list) = children.get(id) else { return };
-        for (i, span) in list.iter().enumerate() {
-            let last = i + 1 == list.len();
-            let service = trace["processes"][span["processID"].as_str().unwrap_or_default()]["serviceName"]
+    walk(&children, trace, "", "");
+}
+
+fn walk(children: &BTreeMap<String, Vec<&Value>>, trace: &Value, id: &str, prefix: &str) {
+    let Some(list) = children.get(id) else { return };
+    for (i, span) in list.iter().enumerate() {
+        let is_last = i + 1 == list.len();
+        let service =
+            trace["processes"][span["processID"].as_str().unwrap_or_default()]["serviceName"]
                 .as_str()
                 .unwrap_or("?");
-            let millis = span["duration"].as_f64().unwrap_or(0.0) / 1000.0;
-            let mut notes = Vec::new();
-            if tag(span, "otel.status_code") == Some(&json!("ERROR")) {
-                notes.push("ERROR".to_owned());
-            }
-            for key in ["error.type", "jobtrace.container.exit_code"] {
-                if let Some(v) = tag(span, key) {
-                    notes.push(format!("{key}={v}"));
-                }
-            }
-            let branch = if id.is_empty() { "" } else if last { "└── " } else { "├── " };
-            println!(
-                "{prefix}{branch}{} [{service}] {millis:.0} ms {}",
-                span["operationName"].as_str().unwrap_or("?"),
-                notes.join(" ")
-            );
-            let deeper = if id.is_empty() { String::new() } else if last { format!("{prefix}    ") } else { format!("{prefix}│   ") };
-            walk(children, trace, span["spanID"].as_str().unwrap_or_default(), &deeper);
+        let millis = span["duration"].as_f64().unwrap_or(0.0) / 1000.0;
+        let mut notes = Vec::new();
+        if tag(span, "otel.status_code") == Some(&json!("ERROR")) {
+            notes.push("ERROR".to_owned());
         }
+        for key in ["error.type", "jobtrace.container.exit_code"] {
+            if let Some(v) = tag(span, key) {
+                notes.push(format!("{key}={v}"));
+            }
+        }
+        let branch = if id.is_empty() {
+            ""
+        } else if is_last {
+            "└── "
+        } else {
+            "├── "
+        };
+        println!(
+            "{prefix}{branch}{} [{service}] {millis:.0} ms {}",
+            span["operationName"].as_str().unwrap_or("?"),
+            notes.join(" ")
+        );
+        let deeper = if id.is_empty() {
+            String::new()
+        } else if is_last {
+            format!("{prefix}    ")
+        } else {
+            format!("{prefix}│   ")
+        };
+        walk(
+            children,
+            trace,
+            span["spanID"].as_str().unwrap_or_default(),
+            &deeper,
+        );
     }
-    walk(&children, trace, "", "");
 }
