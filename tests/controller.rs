@@ -61,7 +61,9 @@ async fn collector(log: Log, statuses: Vec<u16>) -> String {
                     .iter()
                     .flat_map(|r| &r.scope_spans)
                     .flat_map(|s| &s.spans)
-                    .map(|s| s.span_id.iter().map(|b| format!("{b:02x}")).collect())
+                    .map(|s| {
+                        jobtrace::context::SpanId(s.span_id.clone().try_into().unwrap()).to_string()
+                    })
                     .collect();
                 let status = {
                     let mut statuses = statuses.lock().unwrap();
@@ -106,7 +108,7 @@ fn apiserver(log: Log) -> kube::Client {
                 json!({ "apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": { "name": "e", "namespace": "reports" } })
             } else if query.contains("watch=true") {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let _ = send.send_response(Response::builder().body(Body::empty()).unwrap());
+                send.send_response(Response::builder().body(Body::empty()).unwrap());
                 continue;
             } else if path.ends_with("/jobs") {
                 json!({ "apiVersion": "batch/v1", "kind": "JobList", "metadata": { "resourceVersion": "7" },
@@ -115,7 +117,7 @@ fn apiserver(log: Log) -> kube::Client {
                 json!({ "apiVersion": "v1", "kind": "PodList", "metadata": { "resourceVersion": "7" }, "items": [] })
             };
             let body = Body::from(serde_json::to_vec(&response).unwrap());
-            let _ = send.send_response(Response::builder().body(body).unwrap());
+            send.send_response(Response::builder().body(body).unwrap());
         }
     });
     kube::Client::new(service, "default")
