@@ -98,10 +98,12 @@ await kube-apiserver curl -sf --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "
 start kube-controller-manager --kubeconfig="$CLUSTER/kubeconfig" \
   --controllers=job-controller,cronjob-controller,ttl-after-finished-controller,garbage-collector-controller,namespace-controller \
   --leader-elect=false --bind-address=127.0.0.1 --secure-port=10257 \
+  --kube-api-qps=500 --kube-api-burst=1000 --concurrent-job-syncs=20 \
   --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics --v=1
 await kube-controller-manager curl -skf https://127.0.0.1:10257/healthz
 
 start kube-scheduler --kubeconfig="$CLUSTER/kubeconfig" --leader-elect=false \
+  --kube-api-qps=500 --kube-api-burst=1000 \
   --bind-address=127.0.0.1 --secure-port=10259 \
   --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics --v=1
 await kube-scheduler curl -skf https://127.0.0.1:10259/healthz

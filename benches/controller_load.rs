@@ -1,0 +1,175 @@
+//! The controller under many concurrent traced Jobs on kwok: its peak resident memory, the CPU
+//! time it used, and the export lag from a Job's terminal condition to its span being queryable in
+//! Jaeger (sampled Jobs, polled). Needs `make cluster-up`. `BENCH_JOBS=1000,10000` by default.
+
+#[path = "../tests/e2e/support.rs"]
+#[allow(dead_code)]
+mod support;
+#[path = "../tests/e2e/webhook_process.rs"]
+#[allow(dead_code)]
+mod webhook_process;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::PostParams;
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+
+const SAMPLE_EVERY: usize = 20;
+
+/// A Job as the webhook leaves it: ids chosen, pod template labelled and annotated.
+fn traced_job(i: usize, trace: &str, run_for: &str) -> Job {
+    let span = format!("{:016x}", (i as u64 + 1) * 7919);
+    serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {
+            "name": format!("load-{i}"),
+            "labels": { "jobtrace.dev/traced": "true" },
+            "annotations": { "jobtrace.dev/trace-id": trace, "jobtrace.dev/span-id": span,
+                             "jobtrace.dev/parent-span-id": "00f067aa0ba902b7" }
+        },
+        "spec": { "backoffLimit": 0, "template": {
+            "metadata": {
+                "labels": { "jobtrace.dev/traced": "true" },
+                "annotations": { "jobtrace.dev/trace-id": trace, "jobtrace.dev/parent-span-id": span,
+                                 "sim.jobtrace.dev/run-for": run_for }
+            },
+            "spec": { "restartPolicy": "Never", "containers": [{ "name": "main", "image": "example.invalid/main",
+                "env": [{ "name": "TRACEPARENT", "value": format!("00-{trace}-{span}-01") }] }] }
+        } }
+    }))
+    .unwrap()
+}
+
+fn proc_stat(pid: u32) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    #[allow(clippy::cast_precision_loss)]
+    (hwm, ticks as f64 / 100.0)
+}
+
+async fn run(jobs_count: usize) {
+    let ns = support::TestNamespace::create("load").await;
+    let metrics_port = webhook_process::free_port();
+    let mut controller = Command::new(env!("CARGO_BIN_EXE_jobtrace"))
+        .args(["controller", "--no-leader-election", "--watch-namespace", &ns.name])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start jobtrace controller");
+    let pid = controller.id();
+    let jobs: Api<Job> = ns.api();
+
+    // Every Job is its own trace; every SAMPLE_EVERY-th is polled in Jaeger once it finishes.
+    let traces: Vec<String> = (0..jobs_count).map(|i| format!("{:016x}{:016x}", 0xbe_u64 + jobs_count as u64, i as u64 + 1)).collect();
+    let lags: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let finished: Arc<Mutex<usize>> = Arc::default();
+    let watch = {
+        let (jobs, traces, lags, finished) = (jobs.clone(), traces.clone(), lags.clone(), finished.clone());
+        tokio::spawn(async move {
+            let mut seen: HashMap<String, ()> = HashMap::new();
+            let mut events = std::pin::pin!(watcher(jobs, watcher::Config::default()).applied_objects());
+            while let Ok(Some(job)) = events.try_next().await {
+                let name = job.metadata.name.clone().unwrap_or_default();
+                let done = job.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|c| {
+                    c.iter().find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+                });
+                let Some(time) = done.and_then(|c| c.last_transition_time.clone()) else { continue };
+                if seen.insert(name.clone(), ()).is_some() {
+                    continue;
+                }
+                *finished.lock().unwrap() += 1;
+                let i: usize = name.trim_start_matches("load-").parse().unwrap_or(0);
+                if i % SAMPLE_EVERY == 0 {
+                    let (trace, lags) = (traces[i].clone(), lags.clone());
+                    tokio::spawn(async move {
+                        let url = format!("http://127.0.0.1:16686/api/traces/{trace}");
+                        for _ in 0..600 {
+                            if let Ok(r) = reqwest::get(&url).await {
+                                if r.status().is_success() {
+                                    let lag = Timestamp::now() - time.0;
+                                    lags.lock().unwrap().push(lag.total(k8s_openapi::jiff::Unit::Second).unwrap_or(0.0));
+                                    return;
+                                }
+                            }
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    });
+                }
+            }
+        })
+    };
+
+    let started = Instant::now();
+    let run_for = format!("{}s", 20 + jobs_count / 200);
+    futures::stream::iter(0..jobs_count)
+        .for_each_concurrent(16, |i| {
+            let (jobs, trace) = (jobs.clone(), traces[i].clone());
+            let run_for = run_for.clone();
+            async move {
+                jobs.create(&PostParams::default(), &traced_job(i, &trace, &run_for)).await.expect("create");
+            }
+        })
+        .await;
+    let created = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while *finished.lock().unwrap() < jobs_count {
+        assert!(Instant::now() < deadline, "Jobs did not finish in time");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let sample = jobs_count.div_ceil(SAMPLE_EVERY);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lags.lock().unwrap().len() < sample && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (peak_kib, cpu) = proc_stat(pid);
+    let _ = controller.kill();
+    let _ = controller.wait();
+    watch.abort();
+    let mut lags = lags.lock().unwrap().clone();
+    lags.sort_by(f64::total_cmp);
+    let q = |q: f64| {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        let i = ((lags.len().max(1) - 1) as f64 * q).round() as usize;
+        lags.get(i).copied().unwrap_or(f64::NAN)
+    };
+    println!(
+        "| {jobs_count} | {:.0} s | {} | {:.1} MiB | {cpu:.1} s | {:.2} s | {:.2} s | {}/{sample} |",
+        created.as_secs_f64(),
+        started.elapsed().as_secs(),
+        peak_kib as f64 / 1024.0,
+        q(0.5),
+        q(0.99),
+        lags.len()
+    );
+}
+
+fn main() {
+    let counts: Vec<usize> = std::env::var("BENCH_JOBS")
+        .unwrap_or_else(|_| "1000,10000".to_owned())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        println!("controller_load: each Job one pod on kwok, two spans per Job; export lag sampled on 1 Job in {SAMPLE_EVERY}");
+        println!("| Jobs | to create | until all finished | controller peak RSS | controller CPU | lag p50 | lag p99 | sampled |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for count in counts {
+            run(count).await;
+        }
+    });
+}
