@@ -9,7 +9,7 @@ mod support;
 #[allow(dead_code)]
 mod webhook_process;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,19 +50,35 @@ fn traced_job(i: usize, trace: &str, run_for: &str) -> Job {
 
 fn proc_stat(pid: u32) -> (u64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     #[allow(clippy::cast_precision_loss)]
     (hwm, ticks as f64 / 100.0)
 }
 
+#[allow(clippy::too_many_lines)] // one benchmark run, read top to bottom
 async fn run(jobs_count: usize) {
     let ns = support::TestNamespace::create("load").await;
     let metrics_port = webhook_process::free_port();
     let mut controller = Command::new(env!("CARGO_BIN_EXE_jobtrace"))
-        .args(["controller", "--no-leader-election", "--watch-namespace", &ns.name])
+        .args([
+            "controller",
+            "--no-leader-election",
+            "--watch-namespace",
+            &ns.name,
+        ])
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
         .env("RUST_LOG", "warn")
@@ -73,36 +89,51 @@ async fn run(jobs_count: usize) {
     let jobs: Api<Job> = ns.api();
 
     // Every Job is its own trace; every SAMPLE_EVERY-th is polled in Jaeger once it finishes.
-    let traces: Vec<String> = (0..jobs_count).map(|i| format!("{:016x}{:016x}", 0xbe_u64 + jobs_count as u64, i as u64 + 1)).collect();
+    let traces: Vec<String> = (0..jobs_count)
+        .map(|i| format!("{:016x}{:016x}", 0xbe_u64 + jobs_count as u64, i as u64 + 1))
+        .collect();
     let lags: Arc<Mutex<Vec<f64>>> = Arc::default();
     let finished: Arc<Mutex<usize>> = Arc::default();
     let watch = {
-        let (jobs, traces, lags, finished) = (jobs.clone(), traces.clone(), lags.clone(), finished.clone());
+        let (jobs, traces, lags, finished) =
+            (jobs.clone(), traces.clone(), lags.clone(), finished.clone());
         tokio::spawn(async move {
-            let mut seen: HashMap<String, ()> = HashMap::new();
-            let mut events = std::pin::pin!(watcher(jobs, watcher::Config::default()).applied_objects());
+            let mut seen: HashSet<String> = HashSet::new();
+            let mut events =
+                std::pin::pin!(watcher(jobs, watcher::Config::default()).applied_objects());
             while let Ok(Some(job)) = events.try_next().await {
                 let name = job.metadata.name.clone().unwrap_or_default();
-                let done = job.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|c| {
-                    c.iter().find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-                });
-                let Some(time) = done.and_then(|c| c.last_transition_time.clone()) else { continue };
-                if seen.insert(name.clone(), ()).is_some() {
+                let done = job
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .and_then(|c| {
+                        c.iter().find(|c| {
+                            (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True"
+                        })
+                    });
+                let Some(time) = done.and_then(|c| c.last_transition_time.clone()) else {
+                    continue;
+                };
+                if !seen.insert(name.clone()) {
                     continue;
                 }
                 *finished.lock().unwrap() += 1;
                 let i: usize = name.trim_start_matches("load-").parse().unwrap_or(0);
-                if i % SAMPLE_EVERY == 0 {
+                if i.is_multiple_of(SAMPLE_EVERY) {
                     let (trace, lags) = (traces[i].clone(), lags.clone());
                     tokio::spawn(async move {
                         let url = format!("http://127.0.0.1:16686/api/traces/{trace}");
                         for _ in 0..600 {
-                            if let Ok(r) = reqwest::get(&url).await {
-                                if r.status().is_success() {
-                                    let lag = Timestamp::now() - time.0;
-                                    lags.lock().unwrap().push(lag.total(k8s_openapi::jiff::Unit::Second).unwrap_or(0.0));
-                                    return;
-                                }
+                            let found = reqwest::get(&url)
+                                .await
+                                .is_ok_and(|r| r.status().is_success());
+                            if found {
+                                let lag = Timestamp::now() - time.0;
+                                lags.lock().unwrap().push(
+                                    lag.total(k8s_openapi::jiff::Unit::Second).unwrap_or(0.0),
+                                );
+                                return;
                             }
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
@@ -119,7 +150,9 @@ async fn run(jobs_count: usize) {
             let (jobs, trace) = (jobs.clone(), traces[i].clone());
             let run_for = run_for.clone();
             async move {
-                jobs.create(&PostParams::default(), &traced_job(i, &trace, &run_for)).await.expect("create");
+                jobs.create(&PostParams::default(), &traced_job(i, &trace, &run_for))
+                    .await
+                    .expect("create");
             }
         })
         .await;
@@ -141,7 +174,11 @@ async fn run(jobs_count: usize) {
     let mut lags = lags.lock().unwrap().clone();
     lags.sort_by(f64::total_cmp);
     let q = |q: f64| {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
         let i = ((lags.len().max(1) - 1) as f64 * q).round() as usize;
         lags.get(i).copied().unwrap_or(f64::NAN)
     };
@@ -149,7 +186,7 @@ async fn run(jobs_count: usize) {
         "| {jobs_count} | {:.0} s | {} | {:.1} MiB | {cpu:.1} s | {:.2} s | {:.2} s | {}/{sample} |",
         created.as_secs_f64(),
         started.elapsed().as_secs(),
-        peak_kib as f64 / 1024.0,
+        f64::from(u32::try_from(peak_kib).unwrap_or(u32::MAX)) / 1024.0,
         q(0.5),
         q(0.99),
         lags.len()
@@ -162,7 +199,11 @@ fn main() {
         .split(',')
         .filter_map(|n| n.trim().parse().ok())
         .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let _ = rustls::crypto::ring::default_provider().install_default();
         println!("controller_load: each Job one pod on kwok, two spans per Job; export lag sampled on 1 Job in {SAMPLE_EVERY}");

@@ -350,22 +350,32 @@ async fn mark(context: &Context, w: &Work, outcome: &str) -> Result<(), kube::Er
         { "op": "add", "path": "/metadata/annotations/jobtrace.dev~1exported", "value": outcome },
     ]))
     .expect("a valid patch");
-    let params = PatchParams::default();
     let result = match w.kind {
-        Kind::Job => Api::<Job>::namespaced(context.client.clone(), &w.namespace)
-            .patch(&w.name, &params, &Patch::<()>::Json(patch))
-            .await
-            .map(drop),
-        Kind::Pod => Api::<Pod>::namespaced(context.client.clone(), &w.namespace)
-            .patch(&w.name, &params, &Patch::<()>::Json(patch))
-            .await
-            .map(drop),
+        Kind::Job => apply_patch::<Job>(context, w, patch).await,
+        Kind::Pod => apply_patch::<Pod>(context, w, patch).await,
     };
     match result {
         // Gone, or replaced by another object of the same name: nothing to mark.
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 422 => Ok(()),
         other => other,
     }
+}
+
+async fn apply_patch<K>(
+    context: &Context,
+    w: &Work,
+    patch: json_patch::Patch,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(context.client.clone(), &w.namespace)
+        .patch(&w.name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+        .map(drop)
 }
 
 async fn publish(recorder: &Recorder, w: &Work) {

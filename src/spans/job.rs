@@ -3,8 +3,8 @@
 use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::jiff::Timestamp;
 
-use super::{Attributes, Event, Skip, SpanRecord, Status, derived_span_id, sampled_in};
-use crate::context::{SpanId, TraceId};
+use super::{Attributes, Event, Skip, SpanRecord, Status, derived_span_id, sampled_in, traced};
+use crate::context::SpanId;
 use crate::names;
 
 fn condition<'a>(job: &'a Job, type_: &str) -> Option<&'a JobCondition> {
@@ -20,18 +20,11 @@ fn condition<'a>(job: &'a Job, type_: &str) -> Option<&'a JobCondition> {
 /// deletion but the object carries no deletion time).
 pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRecord>, Skip> {
     let meta = &job.metadata;
-    let annotations = meta.annotations.as_ref().ok_or(Skip::NotTraced)?;
-    let trace_id = annotations
-        .get(names::TRACE_ID)
-        .and_then(|v| TraceId::parse(v))
-        .ok_or(Skip::NotTraced)?;
+    let (annotations, trace_id) = traced(meta)?;
     let span_id = annotations
         .get(names::SPAN_ID)
         .and_then(|v| SpanId::parse(v))
         .ok_or(Skip::NotTraced)?;
-    if annotations.contains_key(names::EXPORTED) {
-        return Err(Skip::Exported);
-    }
     let spec = job.spec.as_ref();
     let pod = spec.and_then(|s| s.template.spec.as_ref());
     let containers = pod.into_iter().flat_map(|p| {

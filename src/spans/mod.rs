@@ -101,6 +101,21 @@ impl Skip {
     }
 }
 
+/// The annotations of a traced object whose spans are not exported yet, and its trace id.
+fn traced(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Result<(&std::collections::BTreeMap<String, String>, TraceId), Skip> {
+    let annotations = meta.annotations.as_ref().ok_or(Skip::NotTraced)?;
+    let trace_id = annotations
+        .get(crate::names::TRACE_ID)
+        .and_then(|v| TraceId::parse(v))
+        .ok_or(Skip::NotTraced)?;
+    if annotations.contains_key(crate::names::EXPORTED) {
+        return Err(Skip::Exported);
+    }
+    Ok((annotations, trace_id))
+}
+
 /// A span id derived from another, for spans with no id of their own stored anywhere (the queued
 /// span): the same input always gives the same id, and it never equals the input.
 pub fn derived_span_id(from: SpanId, salt: &[u8]) -> SpanId {

@@ -3,26 +3,19 @@
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use k8s_openapi::jiff::Timestamp;
 
-use super::{Attributes, Event, Skip, SpanRecord, Status, derived_span_id, sampled_in};
-use crate::context::{SpanId, TraceId};
+use super::{Attributes, Event, Skip, SpanRecord, Status, derived_span_id, sampled_in, traced};
+use crate::context::SpanId;
 use crate::names;
 
 /// The span of a pod that has succeeded or failed, or was deleted (`deleted_at`, when the
 /// controller saw the deletion but the object carries no deletion time).
 pub fn pod_span(pod: &Pod, deleted_at: Option<Timestamp>) -> Result<SpanRecord, Skip> {
     let meta = &pod.metadata;
-    let annotations = meta.annotations.as_ref().ok_or(Skip::NotTraced)?;
-    let trace_id = annotations
-        .get(names::TRACE_ID)
-        .and_then(|v| TraceId::parse(v))
-        .ok_or(Skip::NotTraced)?;
+    let (annotations, trace_id) = traced(meta)?;
     let parent = annotations
         .get(names::PARENT_SPAN_ID)
         .and_then(|v| SpanId::parse(v))
         .ok_or(Skip::NotTraced)?;
-    if annotations.contains_key(names::EXPORTED) {
-        return Err(Skip::Exported);
-    }
     // Without the pod webhook the pod has no id of its own: derive one from its uid, stably.
     let span_id = annotations
         .get(names::SPAN_ID)

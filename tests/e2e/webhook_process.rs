@@ -75,6 +75,24 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Starts `jobtrace ARGS` with the cluster's webhook certificate on the given ports.
+fn spawn(args: &[String], env: &[(String, String)], port: u16, metrics_port: u16) -> Child {
+    let pki = cluster_dir().join("pki");
+    Command::new(env!("CARGO_BIN_EXE_jobtrace"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .arg("--tls-cert-file")
+        .arg(pki.join("webhook.crt"))
+        .arg("--tls-key-file")
+        .arg(pki.join("webhook.key"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start jobtrace")
+}
+
 /// A `jobtrace webhook` process registered for one namespace; stopped and unregistered on drop.
 pub struct Webhook {
     child: Option<Child>,
@@ -99,19 +117,12 @@ impl Webhook {
     pub async fn start_with(ns: &TestNamespace, args: &[&str], env: &[(&str, &str)]) -> Self {
         let pki = cluster_dir().join("pki");
         let (port, metrics_port) = (free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_jobtrace"))
-            .args(args)
-            .envs(env.iter().copied())
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .arg("--tls-cert-file")
-            .arg(pki.join("webhook.crt"))
-            .arg("--tls-key-file")
-            .arg(pki.join("webhook.key"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start jobtrace webhook");
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let child = spawn(&args, &env, port, metrics_port);
         let metrics: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         while metrics_text(metrics, "/readyz").await.is_none() {
@@ -139,11 +150,8 @@ impl Webhook {
             metrics,
             name: registration.name,
             port,
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            args,
+            env,
         };
         webhook.wait_until_active(ns).await;
         webhook
@@ -156,20 +164,7 @@ impl Webhook {
 
     /// Starts the same process again on the same ports.
     pub async fn restart(&mut self) {
-        let pki = cluster_dir().join("pki");
-        let child = Command::new(env!("CARGO_BIN_EXE_jobtrace"))
-            .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .args(["--metrics-listen", &self.metrics.to_string()])
-            .arg("--tls-cert-file")
-            .arg(pki.join("webhook.crt"))
-            .arg("--tls-key-file")
-            .arg(pki.join("webhook.key"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("restart jobtrace");
+        let child = spawn(&self.args, &self.env, self.port, self.metrics.port());
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while metrics_text(self.metrics, "/readyz").await.is_none() {
@@ -181,13 +176,15 @@ impl Webhook {
         }
     }
 
-    /// A counter or gauge from the process's metrics, summed over its labels.
-    pub async fn metric(&self, name: &str) -> f64 {
+    /// A counter or gauge from the process's metrics, summed over the series whose labels
+    /// contain `labels`.
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
         let text = metrics_text(self.metrics, "/metrics")
             .await
             .unwrap_or_default();
         text.lines()
             .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter(|l| l.contains(labels))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
@@ -226,14 +223,12 @@ impl Webhook {
 
     /// The webhook's count of admission requests for `endpoint`, all results together.
     pub async fn requests(&self, endpoint: &str) -> u64 {
-        let text = metrics_text(self.metrics, "/metrics")
-            .await
-            .expect("metrics");
-        text.lines()
-            .filter(|l| l.starts_with("jobtrace_admission_requests_total{"))
-            .filter(|l| l.contains(&format!("endpoint=\"{endpoint}\"")))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
+        let labels = format!("endpoint=\"{endpoint}\"");
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let count = self
+            .metric("jobtrace_admission_requests_total", &labels)
+            .await as u64;
+        count
     }
 
     pub fn stop(&mut self) {
