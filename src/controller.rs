@@ -108,7 +108,8 @@ pub async fn run_as_leader(
 
 /// Watches and exports until `shutdown`; then exports what is queued, if the collector takes it.
 pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
-    let (queue, work) = mpsc::channel::<Work>(4096);
+    // A short queue: when the collector is slow the watch waits, instead of memory growing.
+    let (queue, work) = mpsc::channel::<Work>(512);
     let pending = Arc::new(Mutex::new(HashSet::<String>::new()));
     let exporting = tokio::spawn(export_loop(
         context.clone(),
