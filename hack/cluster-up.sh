@@ -51,7 +51,8 @@ await() { # await NAME PROBE...: polls PROBE until it succeeds, the process dies
       echo "cluster-up: $name ready"
       return 0
     fi
-    if ! pid_of "$name" >/dev/null; then
+    # Not pid_of: right after the fork the process may not have exec'd its binary yet.
+    if ! kill -0 "$(cat "$CLUSTER/pids/$name.pid")" 2>/dev/null; then
       echo "cluster-up: $name exited during start-up; its log is $CLUSTER/logs/$name.log:" >&2
       tail -n 40 "$CLUSTER/logs/$name.log" >&2
       exit 1
