@@ -363,3 +363,65 @@ fn unsampled_pod_is_not_exported() {
         .value = Some(format!("00-{TRACE}-2222222222222222-00"));
     assert_eq!(pod_span(&unsampled, None), Err(Skip::Unsampled));
 }
+
+/// Objects dumped with `kubectl get -o json` from the local control plane after running through
+/// the webhook (`tests/data/recorded/`).
+mod recorded {
+    use super::*;
+
+    /// `kubectl get pods -o json` prints a plain `List`.
+    #[derive(serde::Deserialize)]
+    struct List<T> {
+        items: Vec<T>,
+    }
+
+    fn load<T: serde::de::DeserializeOwned>(json: &str) -> T {
+        serde_json::from_str(json).expect("a recorded object")
+    }
+
+    #[test]
+    fn failed_job_after_retries_with_oom_killed_pods() {
+        let job: Job = load(include_str!(
+            "../../tests/data/recorded/job-oom-failed.json"
+        ));
+        let pods: List<Pod> = load(include_str!("../../tests/data/recorded/pods-oom.json"));
+        let job_span = &job_spans(&job, None).unwrap()[0];
+        assert_eq!(job_span.name, "job recorded/oom");
+        assert_eq!(string(job_span, "error.type"), "BackoffLimitExceeded");
+        assert_eq!(int(job_span, "jobtrace.job.failed"), 2);
+        assert_eq!(job_span.start, ts("2026-11-23T17:26:06Z"));
+        assert_eq!(job_span.end, ts("2026-11-23T17:26:20Z"));
+        assert_eq!(pods.items.len(), 2);
+        let mut ids = Vec::new();
+        for pod in &pods.items {
+            let span = pod_span(pod, None).unwrap();
+            assert_eq!(span.parent_span_id, Some(job_span.span_id));
+            assert_eq!(span.trace_id, job_span.trace_id);
+            assert_eq!(string(&span, "error.type"), "OOMKilled");
+            assert_eq!(int(&span, "jobtrace.container.exit_code"), 137);
+            assert_eq!(string(&span, "k8s.job.name"), "oom");
+            assert!(span.end > span.start);
+            ids.push(span.span_id);
+        }
+        assert_ne!(ids[0], ids[1], "each attempt has its own span");
+    }
+
+    #[test]
+    fn indexed_job_pods_carry_their_index() {
+        let job: Job = load(include_str!(
+            "../../tests/data/recorded/job-indexed-complete.json"
+        ));
+        let pods: List<Pod> = load(include_str!("../../tests/data/recorded/pods-indexed.json"));
+        let job_span = &job_spans(&job, None).unwrap()[0];
+        assert_eq!(job_span.status, Status::Ok);
+        assert_eq!(string(job_span, "jobtrace.job.completion_mode"), "Indexed");
+        assert_eq!(int(job_span, "jobtrace.job.succeeded"), 2);
+        let mut indexes: Vec<i64> = pods
+            .items
+            .iter()
+            .map(|p| int(&pod_span(p, None).unwrap(), "jobtrace.job.completion_index"))
+            .collect();
+        indexes.sort_unstable();
+        assert_eq!(indexes, [0, 1]);
+    }
+}
