@@ -45,11 +45,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = fixtures::runtime();
     runtime.block_on(async {
         let with = TestNamespace::create("bench-with").await;
         let without = TestNamespace::create("bench-without").await;

@@ -2,6 +2,9 @@
 //! time it used, and the export lag from a Job's terminal condition to its span being queryable in
 //! Jaeger (sampled Jobs, polled). Needs `make cluster-up`. `BENCH_JOBS=1000,10000` by default.
 
+#[path = "fixtures.rs"]
+#[allow(dead_code)]
+mod fixtures;
 #[path = "../tests/e2e/support.rs"]
 #[allow(dead_code)]
 mod support;
@@ -199,11 +202,7 @@ fn main() {
         .split(',')
         .filter_map(|n| n.trim().parse().ok())
         .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = fixtures::runtime();
     runtime.block_on(async {
         let _ = rustls::crypto::ring::default_provider().install_default();
         println!("controller_load: each Job one pod on kwok, two spans per Job; export lag sampled on 1 Job in {SAMPLE_EVERY}");

@@ -69,3 +69,12 @@ pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> T {
     let i = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[i]
 }
+
+/// The runtime every benchmark drives its clients with: two workers, as the machine has two cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}

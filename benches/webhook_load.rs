@@ -261,11 +261,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let duration = Duration::from_secs(seconds);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = fixtures::runtime();
     runtime.block_on(async {
         let server = start_server().await;
         let pid = server.child.id();
