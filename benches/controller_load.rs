@@ -3,7 +3,6 @@
 //! Jaeger (sampled Jobs, polled). Needs `make cluster-up`. `BENCH_JOBS=1000,10000` by default.
 
 #[path = "fixtures.rs"]
-#[allow(dead_code)]
 mod fixtures;
 #[path = "../tests/e2e/support.rs"]
 #[allow(dead_code)]
