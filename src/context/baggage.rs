@@ -23,16 +23,6 @@ pub enum BaggageProblem {
     TooLong(usize),
 }
 
-impl BaggageProblem {
-    /// A short, stable name for metrics.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Malformed { .. } => "grammar",
-            Self::MemberTooLong { .. } | Self::TooManyMembers(_) | Self::TooLong(_) => "limit",
-        }
-    }
-}
-
 /// What is left of a `baggage` once its problems are dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Baggage {

@@ -90,17 +90,6 @@ pub enum Skip {
     Exported,
 }
 
-impl Skip {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::NotTraced => "not_traced",
-            Self::NotFinished => "not_finished",
-            Self::Unsampled => "unsampled",
-            Self::Exported => "exported",
-        }
-    }
-}
-
 /// The annotations of a traced object whose spans are not exported yet, and its trace id.
 fn traced(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
