@@ -231,10 +231,29 @@ fn proto_span(record: &SpanRecord) -> Span {
             .parent_span_id
             .map(|p| p.0.to_vec())
             .unwrap_or_default(),
-        // The parent is always in another process (the creator, or the Job span's exporter).
-        flags: 0x100 | 0x200 | 0x01,
+        // A parent is always in another process (the creator, or the Job span's exporter); a
+        // span without one (jobtrace's own) is a root.
+        flags: if record.parent_span_id.is_some() {
+            0x100 | 0x200 | 0x01
+        } else {
+            0x100 | 0x01
+        },
         name: record.name.clone(),
-        kind: span::SpanKind::Internal as i32,
+        kind: match record.kind {
+            crate::spans::Kind::Internal => span::SpanKind::Internal,
+            crate::spans::Kind::Server => span::SpanKind::Server,
+        } as i32,
+        links: record
+            .links
+            .iter()
+            .map(|(trace, span)| span::Link {
+                trace_id: trace.0.to_vec(),
+                span_id: span.0.to_vec(),
+                // The linked span is the Job's, in another process.
+                flags: 0x100 | 0x200 | 0x01,
+                ..span::Link::default()
+            })
+            .collect(),
         start_time_unix_nano: nanos(record.start),
         end_time_unix_nano: nanos(record.end),
         attributes: record
@@ -657,6 +676,8 @@ mod tests {
             status: Status::Error {
                 description: "BackoffLimitExceeded".into(),
             },
+            kind: crate::spans::Kind::Internal,
+            links: Vec::new(),
         };
         let request = request(&[record], &[("service.name", "jobtrace".into())]);
         let resource_spans = &request.resource_spans[0];

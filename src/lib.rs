@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod certs;
 pub mod cli;
 pub mod context;
 pub mod controller;
@@ -10,6 +11,7 @@ pub mod metrics;
 pub mod mutate;
 pub mod names;
 pub mod registration;
+pub mod selftrace;
 pub mod server;
 pub mod spans;
 pub mod tls;

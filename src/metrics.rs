@@ -45,6 +45,24 @@ pub struct Metrics {
     pub export_lag: Histogram,
     /// Finished objects whose spans are queued or being exported.
     pub controller_pending: Gauge,
+    /// Spans in exports that failed and will be retried.
+    pub spans_retried: Counter,
+    /// Traced Jobs seen and not finished yet (on the replica that exports).
+    pub jobs_in_flight: Gauge,
+    /// 1 on the replica that holds the Lease and exports, 0 elsewhere.
+    pub leader: Gauge,
+    /// Expiry of the serving certificate being served, in unix seconds.
+    pub certificate_expiry: Gauge,
+    /// Changes to the certificate Secret (created, renewed, CA rolled over), and `caBundle`
+    /// restorations.
+    pub certificate_writes: Family<ReasonLabels, Counter>,
+    /// jobtrace's own spans dropped because the export queue was full.
+    pub self_spans_dropped: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub what: &'static str,
 }
 
 impl Default for Metrics {
@@ -103,8 +121,50 @@ impl Default for Metrics {
             "Finished objects whose spans are waiting to be exported",
             controller_pending.clone(),
         );
+        let spans_retried = Counter::default();
+        registry.register(
+            "spans_retried",
+            "Spans in exports that failed and will be retried",
+            spans_retried.clone(),
+        );
+        let jobs_in_flight = Gauge::default();
+        registry.register(
+            "jobs_in_flight",
+            "Traced Jobs seen and not finished yet (on the exporting replica)",
+            jobs_in_flight.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 on the replica that holds the Lease and exports spans",
+            leader.clone(),
+        );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "Expiry of the webhook's serving certificate, in unix seconds",
+            certificate_expiry.clone(),
+        );
+        let certificate_writes = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "certificate_writes",
+            "Writes of the certificate Secret and of the webhook configuration's caBundle, by what was written",
+            certificate_writes.clone(),
+        );
+        let self_spans_dropped = Counter::default();
+        registry.register(
+            "self_spans_dropped",
+            "jobtrace's own spans dropped because the export queue was full",
+            self_spans_dropped.clone(),
+        );
         Self {
             registry,
+            spans_retried,
+            jobs_in_flight,
+            leader,
+            certificate_expiry,
+            certificate_writes,
+            self_spans_dropped,
             admissions,
             admission_warnings,
             admission_duration,

@@ -3,7 +3,7 @@
 use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::jiff::Timestamp;
 
-use super::{Attributes, Event, Skip, SpanRecord, Status, derived_span_id, sampled_in, traced};
+use super::{Attributes, Event, Kind, Skip, SpanRecord, Status, derived_span_id, sampled_in, traced};
 use crate::context::SpanId;
 use crate::names;
 
@@ -90,6 +90,8 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
         attributes,
         events,
         status,
+        kind: Kind::Internal,
+        links: Vec::new(),
     }];
     if annotations
         .get(names::CREATED_SUSPENDED)
@@ -109,6 +111,8 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
             ],
             events: Vec::new(),
             status: Status::Unset,
+            kind: Kind::Internal,
+            links: Vec::new(),
         });
     }
     Ok(spans)

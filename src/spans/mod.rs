@@ -54,6 +54,16 @@ pub struct Event {
     pub attributes: Attributes,
 }
 
+/// What a span stands for, as OpenTelemetry's span kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// Lifecycle spans of Jobs and pods, and jobtrace's own background work.
+    #[default]
+    Internal,
+    /// An admission request jobtrace served.
+    Server,
+}
+
 /// One finished span, ready for export.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpanRecord {
@@ -66,6 +76,9 @@ pub struct SpanRecord {
     pub attributes: Attributes,
     pub events: Vec<Event>,
     pub status: Status,
+    pub kind: Kind,
+    /// Spans in other traces this one relates to (jobtrace's own spans link to the Job's trace).
+    pub links: Vec<(TraceId, SpanId)>,
 }
 
 impl SpanRecord {

@@ -3,7 +3,7 @@
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use k8s_openapi::jiff::Timestamp;
 
-use super::{Attributes, Event, Skip, SpanRecord, Status, derived_span_id, sampled_in, traced};
+use super::{Attributes, Event, Kind, Skip, SpanRecord, Status, derived_span_id, sampled_in, traced};
 use crate::context::SpanId;
 use crate::names;
 
@@ -82,6 +82,8 @@ pub fn pod_span(pod: &Pod, deleted_at: Option<Timestamp>) -> Result<SpanRecord, 
         attributes,
         events,
         status: span_status,
+        kind: Kind::Internal,
+        links: Vec::new(),
     })
 }
 
