@@ -1,7 +1,7 @@
 //! The plain-HTTP operations port: `/healthz`, `/readyz` and `/metrics`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -11,19 +11,77 @@ use axum::routing::get;
 
 use crate::metrics::Metrics;
 
-/// What `/readyz` reports: ready once every part that must be up says so.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_with_certificates_synced_watches_and_not_stopping() {
+        let readiness = Readiness::default();
+        assert_eq!(
+            readiness.not_ready(),
+            Some("serving certificate not loaded")
+        );
+        readiness.set_tls_loaded();
+        assert!(readiness.is_ready(), "no controller in this process");
+        readiness.set_controller_syncing();
+        assert_eq!(readiness.not_ready(), Some("controller watches not synced"));
+        readiness.set_controller_synced();
+        assert!(readiness.is_ready());
+        readiness.set_stopping();
+        assert_eq!(readiness.not_ready(), Some("shutting down"));
+    }
+}
+
+/// What `/readyz` reports: ready once every part that must be up says so, and not any more once
+/// shutdown begins (so endpoints stop sending admissions before the server drains).
 #[derive(Debug, Default)]
 pub struct Readiness {
     tls_loaded: AtomicBool,
+    /// The controller's state, one of the `CONTROLLER_*` values.
+    controller: AtomicU8,
+    stopping: AtomicBool,
 }
+
+// 0: no controller in this process.
+/// Starting, or leading and listing the traced objects for the first time.
+const CONTROLLER_SYNCING: u8 = 1;
+/// Its watches have listed everything once, or it is a standby replica (not leading).
+const CONTROLLER_SYNCED: u8 = 2;
 
 impl Readiness {
     pub fn set_tls_loaded(&self) {
         self.tls_loaded.store(true, Ordering::Release);
     }
 
+    /// The controller is starting or (re)listing: not ready until [`Self::set_controller_synced`].
+    pub fn set_controller_syncing(&self) {
+        self.controller.store(CONTROLLER_SYNCING, Ordering::Release);
+    }
+
+    pub fn set_controller_synced(&self) {
+        self.controller.store(CONTROLLER_SYNCED, Ordering::Release);
+    }
+
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// `None` when ready, or why not.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if self.stopping.load(Ordering::Acquire) {
+            Some("shutting down")
+        } else if !self.tls_loaded.load(Ordering::Acquire) {
+            Some("serving certificate not loaded")
+        } else if self.controller.load(Ordering::Acquire) == CONTROLLER_SYNCING {
+            Some("controller watches not synced")
+        } else {
+            None
+        }
+    }
+
     pub fn is_ready(&self) -> bool {
-        self.tls_loaded.load(Ordering::Acquire)
+        self.not_ready().is_none()
     }
 }
 
@@ -42,13 +100,9 @@ pub fn router(metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Router {
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    if state.readiness.is_ready() {
-        (StatusCode::OK, "ready")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: serving certificate not loaded",
-        )
+    match state.readiness.not_ready() {
+        None => (StatusCode::OK, "ready".to_owned()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -11,6 +12,69 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line, for log pipelines.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Log level or filter (`info`, `debug`, `jobtrace=debug,kube=warn`); `RUST_LOG` wins when set.
+    #[arg(
+        long,
+        global = true,
+        env = "JOBTRACE_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, global = true, env = "JOBTRACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Share (0 to 1) of admissions recorded as jobtrace's own spans; above 0, export batches and
+    /// certificate changes are recorded too. Sent to the same OTLP endpoint. 0 turns them off.
+    #[arg(long, global = true, env = "JOBTRACE_SELF_TRACING_RATIO", default_value_t = 0.0, value_parser = ratio)]
+    pub self_tracing_ratio: f64,
+}
+
+fn ratio(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{value:?} is not a number from 0 to 1")),
+    }
+}
+
+/// Parses a duration such as `90d`, `12h`, `15m`, `30s` or `500ms`.
+pub fn duration(value: &str) -> Result<Duration, String> {
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a duration such as 90d, 12h, 15m or 30s"))?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{value:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
+            ));
+        }
+    };
+    n.checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{value:?} is too long"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,18 +107,64 @@ pub struct WebhookArgs {
     /// Address of the HTTPS webhook server.
     #[arg(long, env = "JOBTRACE_LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
-    /// PEM certificate (chain) the webhook serves; reloaded when the file changes.
-    #[arg(long, env = "JOBTRACE_TLS_CERT_FILE")]
-    pub tls_cert_file: PathBuf,
+    /// PEM certificate (chain) the webhook serves, reloaded when the file changes (for example
+    /// a Secret written by cert-manager). Without it, `--cert-secret` is required.
+    #[arg(
+        long,
+        env = "JOBTRACE_TLS_CERT_FILE",
+        requires = "tls_key_file",
+        required_unless_present = "cert_secret",
+        conflicts_with = "cert_secret"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
     /// PEM private key of the certificate; reloaded when the file changes.
-    #[arg(long, env = "JOBTRACE_TLS_KEY_FILE")]
-    pub tls_key_file: PathBuf,
-    /// Address of the plain-HTTP server for /healthz, /readyz and /metrics.
-    #[arg(long, env = "JOBTRACE_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
-    pub metrics_listen: SocketAddr,
+    #[arg(long, env = "JOBTRACE_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
     /// How often the certificate files are checked for changes, in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub tls_reload_seconds: u64,
+    #[command(flatten)]
+    pub certs: CertArgs,
+    /// Address of the plain-HTTP server for /healthz, /readyz and /metrics.
+    #[arg(long, env = "JOBTRACE_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    pub metrics_listen: SocketAddr,
+    /// On SIGTERM, how long to keep serving while reporting not ready (so the Service stops
+    /// sending admissions here) before draining open requests.
+    #[arg(long, env = "JOBTRACE_SHUTDOWN_DELAY", default_value = "5s", value_parser = duration)]
+    pub shutdown_delay: Duration,
+}
+
+/// Self-managed certificates: jobtrace keeps a CA and a serving certificate in a Secret and the
+/// CA in the webhook configuration's `caBundle`.
+#[derive(Debug, Clone, Args)]
+pub struct CertArgs {
+    /// Name of the Secret holding the certificates (created when missing).
+    #[arg(long, env = "JOBTRACE_CERT_SECRET")]
+    pub cert_secret: Option<String>,
+    /// Namespace of that Secret (jobtrace's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub cert_namespace: String,
+    /// The `MutatingWebhookConfiguration` whose `caBundle` jobtrace keeps.
+    #[arg(
+        long,
+        env = "JOBTRACE_WEBHOOK_CONFIGURATION",
+        default_value = "jobtrace"
+    )]
+    pub webhook_configuration: String,
+    /// DNS names (or IP addresses) of the serving certificate, comma-separated: the Service's
+    /// `<name>.<namespace>.svc` at least.
+    #[arg(long = "cert-name", env = "JOBTRACE_CERT_NAMES", value_delimiter = ',')]
+    pub cert_names: Vec<String>,
+    /// Lifetime of a serving certificate; it is renewed with a third of it left.
+    #[arg(long, env = "JOBTRACE_CERT_VALIDITY", default_value = "90d", value_parser = duration)]
+    pub cert_validity: Duration,
+    /// Lifetime of a CA; a new one is trusted alongside it with a third of it left.
+    #[arg(long, env = "JOBTRACE_CA_VALIDITY", default_value = "3650d", value_parser = duration)]
+    pub ca_validity: Duration,
+    /// Longest time between two checks of the Secret and the `caBundle` (changes to either are
+    /// seen at once through watches).
+    #[arg(long, env = "JOBTRACE_CERT_RESYNC", default_value = "5m", value_parser = duration)]
+    pub cert_resync: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

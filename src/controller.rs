@@ -20,9 +20,11 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::Readiness;
 use crate::export::{ExportError, Exporter};
 use crate::metrics::Metrics;
 use crate::names;
+use crate::selftrace::SelfTracer;
 use crate::spans::{self, SpanRecord};
 
 /// Spans sent in one OTLP request at most.
@@ -60,6 +62,10 @@ pub struct Context {
     pub instance: String,
     /// Only this namespace, when set.
     pub namespace: Option<String>,
+    /// `/readyz`: not ready while a leading replica lists the traced objects for the first time.
+    pub readiness: Arc<Readiness>,
+    /// Records a span of jobtrace's own for each export, when set.
+    pub tracer: Option<SelfTracer>,
 }
 
 /// Exports only while this replica holds the Lease, so two replicas never both export; loses
@@ -79,6 +85,9 @@ pub async fn run_as_leader(
         .await?;
     let (mut leader, lease) = manager.watch().await;
     loop {
+        context.metrics.leader.set(0);
+        // A standby replica has nothing to sync: ready as soon as its webhook is.
+        context.readiness.set_controller_synced();
         while !*leader.borrow_and_update() {
             tokio::select! {
                 changed = leader.changed() => if changed.is_err() { return Ok(()); },
@@ -86,6 +95,7 @@ pub async fn run_as_leader(
             }
         }
         tracing::info!(instance = %context.instance, "leading: exporting spans");
+        context.metrics.leader.set(1);
         let term = shutdown.child_token();
         let exporting = tokio::spawn(run(context.clone(), term.clone()));
         loop {
@@ -106,8 +116,57 @@ pub async fn run_as_leader(
     }
 }
 
+/// What a watch saw.
+#[derive(Debug)]
+enum Seen {
+    /// An object finished (or was deleted): its spans are to be exported.
+    Finished(Work),
+    /// A traced Job that is not finished.
+    Running(String),
+    /// A Job that needs nothing more (exported, or gone).
+    Gone(String),
+    /// A (re)list begins.
+    Listing(Kind),
+    /// A (re)list is complete.
+    Listed(Kind),
+}
+
+/// Traced Jobs not finished yet, for the in-flight gauge; rebuilt on each re-list.
+#[derive(Default)]
+struct InFlight {
+    jobs: HashSet<String>,
+    listing: Option<HashSet<String>>,
+}
+
+impl InFlight {
+    fn see(&mut self, seen: &Seen) {
+        match seen {
+            Seen::Running(uid) => {
+                self.jobs.insert(uid.clone());
+                if let Some(listing) = &mut self.listing {
+                    listing.insert(uid.clone());
+                }
+            }
+            Seen::Gone(uid) => {
+                self.jobs.remove(uid);
+            }
+            Seen::Finished(w) if w.kind == Kind::Job => {
+                self.jobs.remove(&w.uid);
+            }
+            Seen::Listing(Kind::Job) => self.listing = Some(HashSet::new()),
+            Seen::Listed(Kind::Job) => {
+                if let Some(listed) = self.listing.take() {
+                    self.jobs = listed;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Watches and exports until `shutdown`; then exports what is queued, if the collector takes it.
 pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
+    context.readiness.set_controller_syncing();
     // A short queue: when the collector is slow the watch waits, instead of memory growing.
     let (queue, work) = mpsc::channel::<Work>(512);
     let pending = Arc::new(Mutex::new(HashSet::<String>::new()));
@@ -133,33 +192,61 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     let jobs = watch::<Job>(jobs, config.clone(), Kind::Job);
     let pods = watch::<Pod>(pods, config, Kind::Pod);
     let mut events = std::pin::pin!(futures::stream::select(jobs, pods));
+    let mut in_flight = InFlight::default();
+    let mut listed = (false, false);
     loop {
-        tokio::select! {
+        let seen = tokio::select! {
             () = shutdown.cancelled() => break,
             next = events.next() => match next {
                 None => break,
-                Some(Err(e)) => tracing::warn!(error = %e, "watch error; retrying"),
-                Some(Ok(work)) => {
-                    if pending.lock().expect("not poisoned").insert(work.uid.clone()) {
-                        context.metrics.controller_pending.inc();
-                        if queue.send(work).await.is_err() {
-                            break;
-                        }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "watch error; retrying");
+                    continue;
+                }
+                Some(Ok(seen)) => seen,
+            }
+        };
+        in_flight.see(&seen);
+        context
+            .metrics
+            .jobs_in_flight
+            .set(i64::try_from(in_flight.jobs.len()).unwrap_or(i64::MAX));
+        match seen {
+            Seen::Listed(kind) => {
+                match kind {
+                    Kind::Job => listed.0 = true,
+                    Kind::Pod => listed.1 = true,
+                }
+                if listed == (true, true) {
+                    context.readiness.set_controller_synced();
+                }
+            }
+            Seen::Finished(work) => {
+                if pending
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(work.uid.clone())
+                {
+                    context.metrics.controller_pending.inc();
+                    if queue.send(work).await.is_err() {
+                        break;
                     }
                 }
             }
+            Seen::Running(_) | Seen::Gone(_) | Seen::Listing(_) => {}
         }
     }
+    context.metrics.jobs_in_flight.set(0);
     drop(queue);
     let _ = exporting.await;
 }
 
-/// Terminal or deleted objects of one kind, as work items.
+/// What one object's watch events mean for the controller.
 fn watch<K>(
     api: Api<K>,
     config: watcher::Config,
     kind: Kind,
-) -> impl futures::Stream<Item = Result<Work, watcher::Error>> + Send
+) -> impl futures::Stream<Item = Result<Seen, watcher::Error>> + Send
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -173,41 +260,42 @@ where
     watcher(api, config)
         .default_backoff()
         .map_ok(move |event| {
-            let (objects, deleted) = match event {
-                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => (vec![o], false),
-                watcher::Event::Delete(o) => (vec![o], true),
-                watcher::Event::Init | watcher::Event::InitDone => (Vec::new(), false),
+            let seen = match event {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => o.seen(kind, false),
+                watcher::Event::Delete(o) => o.seen(kind, true),
+                watcher::Event::Init => Some(Seen::Listing(kind)),
+                watcher::Event::InitDone => Some(Seen::Listed(kind)),
             };
-            futures::stream::iter(
-                objects
-                    .into_iter()
-                    .filter_map(move |o| o.to_work(kind, deleted))
-                    .map(Ok),
-            )
+            futures::stream::iter(seen.map(Ok))
         })
         .try_flatten()
 }
 
-/// Builds the work for one object, when it has spans to export.
+/// What one object's state means for the controller.
 trait ToWork {
-    fn to_work(&self, kind: Kind, deleted: bool) -> Option<Work>;
+    fn seen(&self, kind: Kind, deleted: bool) -> Option<Seen>;
 }
 
 impl ToWork for Job {
-    fn to_work(&self, kind: Kind, deleted: bool) -> Option<Work> {
+    fn seen(&self, kind: Kind, deleted: bool) -> Option<Seen> {
         let now = deleted.then(Timestamp::now);
-        let spans = spans::job_spans(self, now).ok()?;
-        let finished = spans.first()?.end;
-        work(self, kind, deleted, spans, finished)
+        match spans::job_spans(self, now) {
+            Ok(spans) => {
+                let finished = spans.first()?.end;
+                work(self, kind, deleted, spans, finished).map(Seen::Finished)
+            }
+            Err(spans::Skip::NotFinished) => self.metadata.uid.clone().map(Seen::Running),
+            Err(_) => self.metadata.uid.clone().map(Seen::Gone),
+        }
     }
 }
 
 impl ToWork for Pod {
-    fn to_work(&self, kind: Kind, deleted: bool) -> Option<Work> {
+    fn seen(&self, kind: Kind, deleted: bool) -> Option<Seen> {
         let now = deleted.then(Timestamp::now);
         let span = spans::pod_span(self, now).ok()?;
         let finished = span.end;
-        work(self, kind, deleted, vec![span], finished)
+        work(self, kind, deleted, vec![span], finished).map(Seen::Finished)
     }
 }
 
@@ -264,7 +352,12 @@ async fn export_loop(
         let spans: Vec<SpanRecord> = batch.iter().flat_map(|w| w.spans.iter().cloned()).collect();
         let request = crate::export::request(&spans, &context.resource);
         let started = Instant::now();
-        match context.exporter.export(request).await {
+        let own = context.tracer.as_ref().map(|t| t.background("export"));
+        let outcome = context.exporter.export(request).await;
+        if let (Some(tracer), Some(span)) = (&context.tracer, own) {
+            record_export(tracer, span, spans.len(), batch.len(), &outcome);
+        }
+        match outcome {
             Ok(accepted) => {
                 backoff = Duration::from_millis(500);
                 context.metrics.spans_exported.inc_by(spans.len() as u64);
@@ -305,6 +398,7 @@ async fn export_loop(
                 retry_after,
             }) => {
                 context.metrics.export_retries.inc();
+                context.metrics.spans_retried.inc_by(spans.len() as u64);
                 let wait = retry_after.unwrap_or(backoff).min(MAX_BACKOFF);
                 tracing::warn!(%message, retry_in = ?wait, spans = spans.len(), endpoint = context.exporter.endpoint(), "export failed; will retry");
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -315,6 +409,31 @@ async fn export_loop(
             }
         }
     }
+}
+
+/// Finishes jobtrace's own span for one export.
+fn record_export(
+    tracer: &SelfTracer,
+    mut span: crate::selftrace::OwnSpan,
+    spans: usize,
+    objects: usize,
+    outcome: &Result<crate::export::Accepted, ExportError>,
+) {
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    span.set("jobtrace.export.spans", count(spans));
+    span.set("jobtrace.export.objects", count(objects));
+    match outcome {
+        Ok(_) => span.set("jobtrace.export.result", "exported"),
+        Err(ExportError::Permanent(m)) => {
+            span.set("jobtrace.export.result", "dropped");
+            span.fail(m.clone());
+        }
+        Err(ExportError::Retryable { message, .. }) => {
+            span.set("jobtrace.export.result", "retry");
+            span.fail(message.clone());
+        }
+    }
+    tracer.record(span);
 }
 
 /// Marks exported objects, records an Event on each Job, and forgets them.
@@ -403,5 +522,37 @@ async fn publish(recorder: &Recorder, w: &Work) {
     };
     if let Err(e) = recorder.publish(&event, &job.object_ref(&())).await {
         tracing::debug!(error = %e, job = %w.name, "could not record the event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_jobs_follow_the_watch_and_a_relist_forgets_the_missed_deletions() {
+        let mut in_flight = InFlight::default();
+        in_flight.see(&Seen::Listing(Kind::Job));
+        in_flight.see(&Seen::Running("a".into()));
+        in_flight.see(&Seen::Running("b".into()));
+        in_flight.see(&Seen::Listed(Kind::Job));
+        assert_eq!(in_flight.jobs.len(), 2);
+        in_flight.see(&Seen::Gone("a".into()));
+        in_flight.see(&Seen::Running("c".into()));
+        assert_eq!(in_flight.jobs.len(), 2);
+        // The watch broke and relists: "b" was deleted meanwhile and is not listed again.
+        in_flight.see(&Seen::Listing(Kind::Job));
+        in_flight.see(&Seen::Running("c".into()));
+        assert_eq!(
+            in_flight.jobs.len(),
+            2,
+            "the old set holds until the list is done"
+        );
+        in_flight.see(&Seen::Listed(Kind::Job));
+        assert_eq!(in_flight.jobs, HashSet::from(["c".to_owned()]));
+        // A pod's list doesn't touch the Jobs.
+        in_flight.see(&Seen::Listing(Kind::Pod));
+        in_flight.see(&Seen::Listed(Kind::Pod));
+        assert_eq!(in_flight.jobs.len(), 1);
     }
 }

@@ -107,6 +107,52 @@ impl OwnSpan {
     }
 }
 
+/// Own spans sent in one request at most.
+const BATCH: usize = 512;
+
+/// Exports jobtrace's own spans until `shutdown`, then what is queued. Best effort, unlike the
+/// Job spans: a failed export is logged and its spans counted as dropped, never retried, so
+/// telemetry about jobtrace never competes with its users' spans.
+pub async fn export(
+    mut spans: mpsc::Receiver<SpanRecord>,
+    exporter: crate::export::Exporter,
+    resource: Vec<(&'static str, String)>,
+    metrics: Arc<Metrics>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let stopping = tokio::select! {
+            n = spans.recv_many(&mut batch, BATCH) => n == 0,
+            () = shutdown.cancelled() => true,
+        };
+        if !stopping {
+            // Let a few more arrive: one request a second at most.
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                () = shutdown.cancelled() => {}
+            }
+        }
+        while batch.len() < BATCH {
+            match spans.try_recv() {
+                Ok(span) => batch.push(span),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            let request = crate::export::request(&batch, &resource);
+            if let Err(e) = exporter.export(request).await {
+                tracing::debug!(error = %e, spans = batch.len(), "own spans not exported");
+                metrics.self_spans_dropped.inc_by(batch.len() as u64);
+            }
+            batch.clear();
+        }
+        if stopping || shutdown.is_cancelled() {
+            return;
+        }
+    }
+}
+
 fn random_trace_id() -> TraceId {
     let mut id: [u8; 16] = rand::random();
     if id == [0; 16] {

@@ -37,17 +37,25 @@ impl TlsFiles {
     }
 
     /// Loads the certificate; fails when the files are missing or not a matching PEM pair.
-    pub async fn load(&self) -> Result<RustlsConfig, TlsError> {
+    /// Returns the certificate's PEM too.
+    pub async fn load(&self) -> Result<(RustlsConfig, Vec<u8>), TlsError> {
         let (cert, key) = self.read().await?;
-        RustlsConfig::from_pem(cert, key)
+        let config = RustlsConfig::from_pem(cert.clone(), key)
             .await
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.error(e))?;
+        Ok((config, cert))
     }
 
     /// Rereads the files every `interval` and swaps the certificate in when they changed. A pair
     /// that doesn't load is logged and the current certificate stays. New connections get the new
     /// certificate; open ones keep theirs.
-    pub async fn watch(self, config: RustlsConfig, interval: Duration) {
+    /// `expiry` is set to the loaded certificate's expiry (unix seconds).
+    pub async fn watch(
+        self,
+        config: RustlsConfig,
+        interval: Duration,
+        expiry: prometheus_client::metrics::gauge::Gauge,
+    ) {
         let mut current = self.read().await.ok();
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -65,6 +73,9 @@ impl TlsFiles {
             {
                 Ok(()) => {
                     tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
+                    if let Some(at) = crate::certs::expiry(&files.0) {
+                        expiry.set(at);
+                    }
                     current = Some(files);
                 }
                 // Mid-rotation the cert and key may not match yet: keep trying.

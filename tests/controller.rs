@@ -143,6 +143,8 @@ async fn run_until(
         resource: vec![("service.name", "jobtrace".to_owned())],
         instance: "test".to_owned(),
         namespace: None,
+        readiness: Arc::default(),
+        tracer: None,
     });
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(context, shutdown.clone()));

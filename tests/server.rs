@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use jobtrace::admin::Readiness;
 use jobtrace::metrics::Metrics;
-use jobtrace::server::{Listeners, webhook};
+use jobtrace::server::{Listeners, Serve, TlsSource, webhook};
 use jobtrace::tls::TlsFiles;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
@@ -48,11 +48,17 @@ fn start(name: &str, pki: &TestPki) -> Running {
         key: dir.join("tls.key"),
     };
     let task = tokio::spawn(webhook(
-        listeners,
-        tls,
-        Duration::from_millis(200),
-        Arc::new(Metrics::default()),
-        Arc::new(Readiness::default()),
+        Serve {
+            listeners,
+            tls: TlsSource::Files {
+                files: tls,
+                reload: Duration::from_millis(200),
+            },
+            metrics: Arc::new(Metrics::default()),
+            readiness: Arc::new(Readiness::default()),
+            tracer: None,
+            shutdown_delay: Duration::ZERO,
+        },
         shutdown.clone(),
     ));
     Running {
@@ -199,11 +205,17 @@ async fn missing_certificate_fails_at_start_with_the_paths() {
         key: "/nonexistent/tls.key".into(),
     };
     let error = webhook(
-        listeners,
-        tls,
-        Duration::from_secs(1),
-        Arc::default(),
-        Arc::default(),
+        Serve {
+            listeners,
+            tls: TlsSource::Files {
+                files: tls,
+                reload: Duration::from_secs(1),
+            },
+            metrics: Arc::default(),
+            readiness: Arc::default(),
+            tracer: None,
+            shutdown_delay: Duration::ZERO,
+        },
         CancellationToken::new(),
     )
     .await

@@ -7,11 +7,12 @@
 //! published as the webhook configuration's `caBundle`; only once the apiserver trusts both is a
 //! serving certificate issued by the new CA. Expired CAs then leave the bundle.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// What the Secret holds, as PEM text.
@@ -96,7 +97,9 @@ pub fn parse_bundle(pem: &str) -> Result<Vec<CertInfo>, CertError> {
                             Some((*dns).to_owned())
                         }
                         x509_parser::extensions::GeneralName::IPAddress(ip) => match ip.len() {
-                            4 => <[u8; 4]>::try_from(*ip).ok().map(|a| IpAddr::from(a).to_string()),
+                            4 => <[u8; 4]>::try_from(*ip)
+                                .ok()
+                                .map(|a| IpAddr::from(a).to_string()),
                             16 => <[u8; 16]>::try_from(*ip)
                                 .ok()
                                 .map(|a| IpAddr::from(a).to_string()),
@@ -118,7 +121,9 @@ pub fn parse_bundle(pem: &str) -> Result<Vec<CertInfo>, CertError> {
         });
     }
     if out.is_empty() {
-        return Err(CertError::Parse("no certificate in the PEM text".to_owned()));
+        return Err(CertError::Parse(
+            "no certificate in the PEM text".to_owned(),
+        ));
     }
     Ok(out)
 }
@@ -131,7 +136,7 @@ fn pem_block(label: &str, der: &[u8]) -> String {
         out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
         out.push('\n');
     }
-    out.push_str(&format!("-----END {label}-----\n"));
+    let _ = writeln!(out, "-----END {label}-----");
     out
 }
 
@@ -305,7 +310,11 @@ fn fresh(policy: &Policy, now: i64, reason: &'static str) -> Result<Decision, Ce
     )
 }
 
-fn finish(material: Material, now: i64, change: Option<&'static str>) -> Result<Decision, CertError> {
+fn finish(
+    material: Material,
+    now: i64,
+    change: Option<&'static str>,
+) -> Result<Decision, CertError> {
     let cas = parse_bundle(&material.ca_bundle)?;
     let cert = parse_bundle(&material.cert)?.remove(0);
     let mut next_check = cert.renew_at().min(cas[0].renew_at());
@@ -365,7 +374,10 @@ mod tests {
         assert!(same_names(&cert.names, &policy().names));
         assert_eq!(cert.issuer, subjects(&d.material)[0]);
         assert_eq!(cert.not_after, T0 + 30 * DAY);
-        assert!(cert.not_before < T0, "valid a little before now, for clock skew");
+        assert!(
+            cert.not_before < T0,
+            "valid a little before now, for clock skew"
+        );
         // Renewal of the serving certificate is the next thing to do, at 2/3 of its lifetime.
         assert_eq!(d.next_check, cert.renew_at());
         assert!(d.next_check > T0 + 19 * DAY && d.next_check < T0 + 21 * DAY);
@@ -387,7 +399,10 @@ mod tests {
     fn renews_the_certificate_with_the_same_ca_before_expiry() {
         let first = plan(None, true, T0, &policy()).unwrap();
         let later = plan(Some(&first.material), true, first.next_check, &policy()).unwrap();
-        assert_eq!(later.change, Some("the serving certificate is due for renewal"));
+        assert_eq!(
+            later.change,
+            Some("the serving certificate is due for renewal")
+        );
         assert_eq!(later.material.ca_bundle, first.material.ca_bundle);
         assert_ne!(later.material.cert, first.material.cert);
         assert_ne!(later.material.key, first.material.key);
@@ -400,11 +415,17 @@ mod tests {
         let mut other = policy();
         other.names.push("jobtrace.other.svc".to_owned());
         let renamed = plan(Some(&first.material), true, T0, &other).unwrap();
-        assert_eq!(renamed.change, Some("the serving certificate's names changed"));
+        assert_eq!(
+            renamed.change,
+            Some("the serving certificate's names changed")
+        );
         let mut broken = first.material.clone();
         broken.key = renamed.material.key.clone();
         let fixed = plan(Some(&broken), true, T0, &policy()).unwrap();
-        assert_eq!(fixed.change, Some("the serving certificate doesn't match its key"));
+        assert_eq!(
+            fixed.change,
+            Some("the serving certificate doesn't match its key")
+        );
     }
 
     #[test]
@@ -415,7 +436,10 @@ mod tests {
             cert: String::new(),
             key: String::new(),
         };
-        assert_eq!(plan(Some(&garbage), true, T0, &policy()).unwrap().change, Some("created"));
+        assert_eq!(
+            plan(Some(&garbage), true, T0, &policy()).unwrap().change,
+            Some("created")
+        );
         let a = plan(None, true, T0, &policy()).unwrap().material;
         let b = plan(None, true, T0, &policy()).unwrap().material;
         let mixed = Material {
@@ -434,7 +458,9 @@ mod tests {
         let first = plan(None, true, T0, &policy).unwrap().material;
         let old_ca = subjects(&first)[0].clone();
         // Just past 2/3 of the CA's life, with a serving certificate renewed shortly before.
-        let renewed = plan(Some(&first), true, T0 + 199 * DAY, &policy).unwrap().material;
+        let renewed = plan(Some(&first), true, T0 + 199 * DAY, &policy)
+            .unwrap()
+            .material;
         let t = T0 + 202 * DAY;
         let step1 = plan(Some(&renewed), true, t, &policy).unwrap();
         assert_eq!(step1.change, Some("new CA added to the bundle"));
@@ -446,7 +472,10 @@ mod tests {
         assert_eq!(issuer_of(&waiting.material), old_ca);
         assert!(waiting.next_check <= t + 15, "looks again soon");
         let step2 = plan(Some(&waiting.material), true, t + 20, &policy).unwrap();
-        assert_eq!(step2.change, Some("the serving certificate moves to the new CA"));
+        assert_eq!(
+            step2.change,
+            Some("the serving certificate moves to the new CA")
+        );
         assert_eq!(issuer_of(&step2.material), bundle[0]);
         // The old CA leaves the bundle when it expires, not before.
         let kept = plan(Some(&step2.material), true, T0 + 299 * DAY, &policy).unwrap();

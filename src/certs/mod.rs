@@ -178,36 +178,33 @@ impl Manager {
     }
 
     async fn write(&self, existing: Option<Secret>, material: &Material) -> Result<(), Error> {
-        match existing {
-            Some(mut secret) => {
-                secret.data = Some(data(material));
-                secret.string_data = None;
-                // Replace carries the resourceVersion: a concurrent write by another replica
-                // makes this one fail with a conflict, and the next pass reads theirs.
-                self.secrets
-                    .replace(&self.settings.secret, &PostParams::default(), &secret)
-                    .await?;
-            }
-            None => {
-                let secret = Secret {
-                    metadata: ObjectMeta {
-                        name: Some(self.settings.secret.clone()),
-                        namespace: Some(self.settings.namespace.clone()),
-                        labels: Some(BTreeMap::from([
-                            ("app.kubernetes.io/name".to_owned(), "jobtrace".to_owned()),
-                            (
-                                "app.kubernetes.io/managed-by".to_owned(),
-                                "jobtrace".to_owned(),
-                            ),
-                        ])),
-                        ..ObjectMeta::default()
-                    },
-                    type_: Some("kubernetes.io/tls".to_owned()),
-                    data: Some(data(material)),
-                    ..Secret::default()
-                };
-                self.secrets.create(&PostParams::default(), &secret).await?;
-            }
+        if let Some(mut secret) = existing {
+            secret.data = Some(data(material));
+            secret.string_data = None;
+            // Replace carries the resourceVersion: a concurrent write by another replica makes
+            // this one fail with a conflict, and the next pass reads theirs.
+            self.secrets
+                .replace(&self.settings.secret, &PostParams::default(), &secret)
+                .await?;
+        } else {
+            let secret = Secret {
+                metadata: ObjectMeta {
+                    name: Some(self.settings.secret.clone()),
+                    namespace: Some(self.settings.namespace.clone()),
+                    labels: Some(BTreeMap::from([
+                        ("app.kubernetes.io/name".to_owned(), "jobtrace".to_owned()),
+                        (
+                            "app.kubernetes.io/managed-by".to_owned(),
+                            "jobtrace".to_owned(),
+                        ),
+                    ])),
+                    ..ObjectMeta::default()
+                },
+                type_: Some("kubernetes.io/tls".to_owned()),
+                data: Some(data(material)),
+                ..Secret::default()
+            };
+            self.secrets.create(&PostParams::default(), &secret).await?;
         }
         Ok(())
     }
@@ -297,9 +294,7 @@ impl Manager {
                                     expires = decision.cert_not_after,
                                     "serving certificate reloaded"
                                 );
-                                self.metrics
-                                    .certificate_expiry
-                                    .set(decision.cert_not_after);
+                                self.metrics.certificate_expiry.set(decision.cert_not_after);
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "the new serving certificate doesn't load; keeping the current one");

@@ -3,7 +3,9 @@
 use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::jiff::Timestamp;
 
-use super::{Attributes, Event, Kind, Skip, SpanRecord, Status, derived_span_id, sampled_in, traced};
+use super::{
+    Attributes, Event, Kind, Skip, SpanRecord, Status, derived_span_id, sampled_in, traced,
+};
 use crate::context::SpanId;
 use crate::names;
 

@@ -17,6 +17,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 use crate::context::SpanId;
 use crate::metrics::{AdmissionLabels, EndpointLabels, Metrics, WarningLabels};
+use crate::selftrace::SelfTracer;
 pub use review::Endpoint;
 
 /// Largest `AdmissionReview` accepted. Objects are at most 1.5 MiB in etcd; a review carries at
@@ -26,26 +27,38 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What the handlers share.
+#[derive(Clone)]
+struct Shared {
+    metrics: Arc<Metrics>,
+    tracer: Option<SelfTracer>,
+}
+
 /// The router for the webhook's HTTPS port.
 pub fn router(metrics: Arc<Metrics>) -> Router {
+    traced_router(metrics, None)
+}
+
+/// The router, recording a span of jobtrace's own for a share of admissions when `tracer` is set.
+pub fn traced_router(metrics: Arc<Metrics>, tracer: Option<SelfTracer>) -> Router {
     Router::new()
-        .route("/mutate/jobs", post(mutate_jobs))
-        .route("/mutate/pods", post(mutate_pods))
+        .route(Endpoint::Jobs.path(), post(mutate_jobs))
+        .route(Endpoint::Pods.path(), post(mutate_pods))
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
         .layer(CatchPanicLayer::new())
-        .with_state(metrics)
+        .with_state(Shared { metrics, tracer })
 }
 
-async fn mutate_jobs(State(metrics): State<Arc<Metrics>>, request: Request) -> Response {
-    handle(Endpoint::Jobs, &metrics, request).await
+async fn mutate_jobs(State(shared): State<Shared>, request: Request) -> Response {
+    handle(Endpoint::Jobs, &shared, request).await
 }
 
-async fn mutate_pods(State(metrics): State<Arc<Metrics>>, request: Request) -> Response {
-    handle(Endpoint::Pods, &metrics, request).await
+async fn mutate_pods(State(shared): State<Shared>, request: Request) -> Response {
+    handle(Endpoint::Pods, &shared, request).await
 }
 
 fn content_length(headers: &axum::http::HeaderMap) -> Option<u64> {
@@ -78,8 +91,13 @@ async fn read_body(request: Request) -> Result<Bytes, (StatusCode, String)> {
     }
 }
 
-async fn handle(endpoint: Endpoint, metrics: &Metrics, request: Request) -> Response {
+async fn handle(endpoint: Endpoint, shared: &Shared, request: Request) -> Response {
+    let metrics = &shared.metrics;
     let started = Instant::now();
+    let mut own = shared
+        .tracer
+        .as_ref()
+        .and_then(|t| t.admission(&format!("admission {}", endpoint.label())));
     let labels = |result| AdmissionLabels {
         endpoint: endpoint.label(),
         result,
@@ -90,16 +108,22 @@ async fn handle(endpoint: Endpoint, metrics: &Metrics, request: Request) -> Resp
                 .admissions
                 .get_or_create(&labels("bad_request"))
                 .inc();
+            if let Some(span) = own.as_mut() {
+                span.fail(message.clone());
+            }
             error(status, &message)
         }
         Ok(body) => {
-            let span = SpanId::from_random(rand::random());
-            match review::review(endpoint, &body, span) {
+            let span_id = SpanId::from_random(rand::random());
+            match review::review(endpoint, &body, span_id) {
                 Err(e) => {
                     metrics
                         .admissions
                         .get_or_create(&labels("bad_request"))
                         .inc();
+                    if let Some(span) = own.as_mut() {
+                        span.fail(e.to_string());
+                    }
                     error(StatusCode::BAD_REQUEST, &e.to_string())
                 }
                 Ok(reviewed) => {
@@ -114,6 +138,16 @@ async fn handle(endpoint: Endpoint, metrics: &Metrics, request: Request) -> Resp
                                 reason: warning.reason,
                             })
                             .inc();
+                    }
+                    if let Some(span) = own.as_mut() {
+                        span.set("jobtrace.admission.result", reviewed.result);
+                        span.set(
+                            "jobtrace.admission.warnings",
+                            i32::try_from(reviewed.warnings.len()).unwrap_or(i32::MAX),
+                        );
+                        if let Some(trace_id) = reviewed.trace_id {
+                            span.link(trace_id, span_id);
+                        }
                     }
                     tracing::debug!(
                         endpoint = endpoint.label(),
@@ -132,6 +166,10 @@ async fn handle(endpoint: Endpoint, metrics: &Metrics, request: Request) -> Resp
             endpoint: endpoint.label(),
         })
         .observe(started.elapsed().as_secs_f64());
+    if let (Some(tracer), Some(mut span)) = (&shared.tracer, own) {
+        span.set("http.route", endpoint.path());
+        tracer.record(span);
+    }
     response
 }
 

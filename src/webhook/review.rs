@@ -26,6 +26,14 @@ impl Endpoint {
         }
     }
 
+    /// The URL path it is served at.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Jobs => "/mutate/jobs",
+            Self::Pods => "/mutate/pods",
+        }
+    }
+
     fn handles(self, kind: &GroupVersionKind) -> bool {
         match self {
             Self::Jobs => kind.group == "batch" && kind.kind == "Job",
@@ -70,6 +78,8 @@ pub struct Reviewed {
     /// `injected`, `not_traced` or `skipped`.
     pub result: &'static str,
     pub warnings: Vec<Warning>,
+    /// The trace the object joined, when it is traced.
+    pub trace_id: Option<crate::context::TraceId>,
 }
 
 /// Handles one `AdmissionReview` body. Anything that is a review is allowed, changed or not; only a
@@ -104,11 +114,13 @@ pub fn review(endpoint: Endpoint, body: &[u8], new_span: SpanId) -> Result<Revie
         }],
         outcome: Outcome::NotTraced,
     });
-    let result = match mutation.outcome {
-        Outcome::Traced { .. } => "injected",
-        Outcome::NotTraced => "not_traced",
+    let (result, trace_id) = match mutation.outcome {
+        Outcome::Traced { trace_id, .. } => ("injected", Some(trace_id)),
+        Outcome::NotTraced => ("not_traced", None),
     };
-    Ok(respond(request.uid, Some(mutation), result))
+    let mut reviewed = respond(request.uid, Some(mutation), result);
+    reviewed.trace_id = trace_id;
+    Ok(reviewed)
 }
 
 /// The `AdmissionReview` v1 response: always allowed, the patch base64-encoded as the API expects.
@@ -165,5 +177,6 @@ fn respond(uid: String, mutation: Option<Mutation>, result: &'static str) -> Rev
         body,
         result,
         warnings,
+        trace_id: None,
     }
 }
