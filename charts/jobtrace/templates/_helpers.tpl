@@ -1,0 +1,49 @@
+{{/* The chart's name, or nameOverride. */}}
+{{- define "jobtrace.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The resources' name: fullnameOverride, or <release>-<chart> (just <release> when it holds the chart's name). */}}
+{{- define "jobtrace.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "jobtrace.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "jobtrace.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "jobtrace.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "jobtrace.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "jobtrace.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "jobtrace.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the serving certificate (and, self-managed, the CA). */}}
+{{- define "jobtrace.tlsSecret" -}}
+{{- printf "%s-tls" (include "jobtrace.fullname" .) }}
+{{- end }}
+
+{{/* The names the serving certificate is valid for: the Service's in-cluster DNS names. */}}
+{{- define "jobtrace.dnsNames" -}}
+{{- $svc := include "jobtrace.fullname" . }}
+{{- printf "%s.%s.svc,%s.%s.svc.cluster.local" $svc .Release.Namespace $svc .Release.Namespace }}
+{{- end }}
