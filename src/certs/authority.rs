@@ -69,10 +69,24 @@ pub struct CertInfo {
     pem: String,
 }
 
+/// Certificates are valid from this many seconds before their issuance, for clock skew.
+const BACKDATE: i64 = 60;
+
 impl CertInfo {
+    /// When it was issued (it is valid from a little earlier).
+    fn issued(&self) -> i64 {
+        self.not_before + BACKDATE
+    }
+
     fn renew_at(&self) -> i64 {
         // Renew with a third of the lifetime left.
-        self.not_after - (self.not_after - self.not_before) / 3
+        self.not_after - (self.not_after - self.issued()) / 3
+    }
+
+    /// How long a new CA must have been published before it signs: the apiservers pick up a
+    /// webhook configuration change through an informer, within a second or so.
+    fn trusted_at(&self) -> i64 {
+        self.issued() + ((self.not_after - self.issued()) / 10).min(60)
     }
 }
 
@@ -164,7 +178,7 @@ fn new_ca(now: i64, validity: i64) -> Result<(String, String), CertError> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    params.not_before = time(now - 60)?;
+    params.not_before = time(now - BACKDATE)?;
     params.not_after = time(now + validity)?;
     let cert = params.self_signed(&key)?;
     Ok((cert.pem(), key.serialize_pem()))
@@ -199,7 +213,7 @@ fn issue(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
-    params.not_before = time(now - 60)?;
+    params.not_before = time(now - BACKDATE)?;
     params.not_after = time((now + validity).min(ca.not_after))?;
     let cert = params.signed_by(&key, &issuer)?;
     Ok((cert.pem(), key.serialize_pem()))
@@ -267,8 +281,9 @@ pub fn plan(
         Some("the serving certificate's names changed")
     } else if !key_matches(&material.key, &cert) {
         Some("the serving certificate doesn't match its key")
-    } else if !rolled && cert.issuer != signing.subject && published {
-        // Step two of a CA rollover, once the apiserver trusts the new CA.
+    } else if !rolled && cert.issuer != signing.subject && published && now >= signing.trusted_at()
+    {
+        // Step two of a CA rollover, once the apiservers trust the new CA.
         Some("the serving certificate moves to the new CA")
     } else {
         None
@@ -323,8 +338,8 @@ fn finish(
         next_check = next_check.min(ca.not_after);
     }
     if cert.issuer != cas[0].subject {
-        // Waiting for the new CA to be published: look again soon.
-        next_check = next_check.min(now + 5);
+        // Waiting for the new CA to be published and trusted: look again soon.
+        next_check = next_check.min(cas[0].trusted_at().max(now + 1).min(now + 5));
     }
     Ok(Decision {
         cert_not_after: cert.not_after,
@@ -471,7 +486,10 @@ mod tests {
         let waiting = plan(Some(&step1.material), false, t + 10, &policy).unwrap();
         assert_eq!(issuer_of(&waiting.material), old_ca);
         assert!(waiting.next_check <= t + 15, "looks again soon");
-        let step2 = plan(Some(&waiting.material), true, t + 20, &policy).unwrap();
+        // Published, but the apiservers get a minute to pick the new bundle up.
+        let early = plan(Some(&waiting.material), true, t + 30, &policy).unwrap();
+        assert_eq!(issuer_of(&early.material), old_ca);
+        let step2 = plan(Some(&waiting.material), true, t + 61, &policy).unwrap();
         assert_eq!(
             step2.change,
             Some("the serving certificate moves to the new CA")
@@ -482,6 +500,19 @@ mod tests {
         assert_eq!(subjects(&kept.material).len(), 2);
         let pruned = plan(Some(&step2.material), true, T0 + 301 * DAY, &policy).unwrap();
         assert_eq!(subjects(&pruned.material), vec![bundle[0].clone()]);
+    }
+
+    #[test]
+    fn short_lifetimes_renew_at_two_thirds_not_at_once() {
+        let mut policy = policy();
+        policy.cert_validity_seconds = 9;
+        policy.ca_validity_seconds = 36;
+        let first = plan(None, true, T0, &policy).unwrap();
+        assert_eq!(first.next_check, T0 + 6);
+        let same = plan(Some(&first.material), true, T0 + 5, &policy).unwrap();
+        assert_eq!(same.change, None);
+        let renewed = plan(Some(&first.material), true, T0 + 6, &policy).unwrap();
+        assert_eq!(renewed.change, Some("the serving certificate is due for renewal"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -94,6 +95,18 @@ fn data(material: &Material) -> BTreeMap<String, ByteString> {
     .collect()
 }
 
+fn owner_reference(config: &MutatingWebhookConfiguration) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        api_version: "admissionregistration.k8s.io/v1".to_owned(),
+        kind: "MutatingWebhookConfiguration".to_owned(),
+        name: config.metadata.name.clone()?,
+        uid: config.metadata.uid.clone()?,
+        // Blocking the owner's deletion would need more permissions, and nothing to gain.
+        block_owner_deletion: None,
+        controller: None,
+    })
+}
+
 /// Whether every webhook of the configuration trusts exactly `bundle`.
 fn publishes(config: &MutatingWebhookConfiguration, bundle: &str) -> bool {
     config.webhooks.iter().flatten().all(|w| {
@@ -144,13 +157,26 @@ impl Manager {
             unix_now(),
             &self.settings.policy,
         )?;
-        if let Some(reason) = decision.change {
+        let owner = config.as_ref().and_then(owner_reference);
+        let has_owner = secret.as_ref().is_some_and(|s| {
+            owner.as_ref().is_none_or(|o| {
+                s.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|r| r.uid == o.uid)
+            })
+        });
+        let change = decision.change.or_else(|| {
+            (secret.is_some() && !has_owner).then_some("owned by the webhook configuration")
+        });
+        if let Some(reason) = change {
             let mut span = self.tracer.as_ref().map(|t| {
                 let mut span = t.background("certificate write");
                 span.set("jobtrace.certificate.reason", reason);
                 span
             });
-            let written = self.write(secret, &decision.material).await;
+            let written = self.write(secret, &decision.material, owner).await;
             if let (Some(span), Err(e)) = (span.as_mut(), &written) {
                 span.fail(e.to_string());
             }
@@ -177,10 +203,22 @@ impl Manager {
         Ok(decision)
     }
 
-    async fn write(&self, existing: Option<Secret>, material: &Material) -> Result<(), Error> {
+    /// Creates or replaces the Secret. It is owned by the webhook configuration, so uninstalling
+    /// (which deletes the configuration) has the garbage collector delete it too.
+    async fn write(
+        &self,
+        existing: Option<Secret>,
+        material: &Material,
+        owner: Option<OwnerReference>,
+    ) -> Result<(), Error> {
         if let Some(mut secret) = existing {
             secret.data = Some(data(material));
             secret.string_data = None;
+            if let Some(owner) = owner {
+                let refs = secret.metadata.owner_references.get_or_insert_with(Vec::new);
+                refs.retain(|r| r.kind != owner.kind || r.api_version != owner.api_version);
+                refs.push(owner);
+            }
             // Replace carries the resourceVersion: a concurrent write by another replica makes
             // this one fail with a conflict, and the next pass reads theirs.
             self.secrets
@@ -198,6 +236,7 @@ impl Manager {
                             "jobtrace".to_owned(),
                         ),
                     ])),
+                    owner_references: owner.map(|o| vec![o]),
                     ..ObjectMeta::default()
                 },
                 type_: Some("kubernetes.io/tls".to_owned()),
