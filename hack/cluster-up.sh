@@ -97,7 +97,7 @@ await kube-apiserver curl -sf --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "
   "https://127.0.0.1:$APISERVER_PORT/readyz"
 
 start kube-controller-manager --kubeconfig="$CLUSTER/kubeconfig" \
-  --controllers=job-controller,cronjob-controller,ttl-after-finished-controller,garbage-collector-controller,namespace-controller \
+  --controllers=job-controller,cronjob-controller,ttl-after-finished-controller,garbage-collector-controller,namespace-controller,deployment-controller,replicaset-controller,disruption-controller \
   --leader-elect=false --bind-address=127.0.0.1 --secure-port=10257 \
   --kube-api-qps=500 --kube-api-burst=1000 --concurrent-job-syncs=20 \
   --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics --v=1

@@ -86,14 +86,17 @@ pub fn webhook_configuration(registration: &Registration) -> MutatingWebhookConf
         }
         config
     };
-    let namespace_selector = match &registration.only_namespaces {
-        Some(only) => json!({ "matchExpressions": [
-            { "key": "kubernetes.io/metadata.name", "operator": "In", "values": only }
-        ] }),
-        None => json!({ "matchExpressions": [
-            { "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": registration.excluded_namespaces }
-        ] }),
-    };
+    // The exclusions always hold; a list of namespaces narrows further (as the Helm chart does).
+    let mut expressions = Vec::new();
+    if let Some(only) = &registration.only_namespaces {
+        expressions.push(
+            json!({ "key": "kubernetes.io/metadata.name", "operator": "In", "values": only }),
+        );
+    }
+    expressions.push(json!({
+        "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": registration.excluded_namespaces
+    }));
+    let namespace_selector = json!({ "matchExpressions": expressions });
     let common = |name: &str, path: &str| {
         json!({
             "name": name,

@@ -512,7 +512,10 @@ mod tests {
         let same = plan(Some(&first.material), true, T0 + 5, &policy).unwrap();
         assert_eq!(same.change, None);
         let renewed = plan(Some(&first.material), true, T0 + 6, &policy).unwrap();
-        assert_eq!(renewed.change, Some("the serving certificate is due for renewal"));
+        assert_eq!(
+            renewed.change,
+            Some("the serving certificate is due for renewal")
+        );
     }
 
     #[test]

@@ -215,7 +215,10 @@ impl Manager {
             secret.data = Some(data(material));
             secret.string_data = None;
             if let Some(owner) = owner {
-                let refs = secret.metadata.owner_references.get_or_insert_with(Vec::new);
+                let refs = secret
+                    .metadata
+                    .owner_references
+                    .get_or_insert_with(Vec::new);
                 refs.retain(|r| r.kind != owner.kind || r.api_version != owner.api_version);
                 refs.push(owner);
             }

@@ -4,6 +4,8 @@
 mod support;
 mod webhook_process;
 
+mod certs;
+mod chart;
 mod cluster;
 mod jaeger;
 mod spans;
