@@ -31,6 +31,10 @@ fn write_pki(dir: &Path, pki: &TestPki) {
 }
 
 fn start(name: &str, pki: &TestPki) -> Running {
+    start_with_delay(name, pki, Duration::ZERO)
+}
+
+fn start_with_delay(name: &str, pki: &TestPki, shutdown_delay: Duration) -> Running {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = std::env::temp_dir().join(format!("jobtrace-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -57,7 +61,7 @@ fn start(name: &str, pki: &TestPki) -> Running {
             metrics: Arc::new(Metrics::default()),
             readiness: Arc::new(Readiness::default()),
             tracer: None,
-            shutdown_delay: Duration::ZERO,
+            shutdown_delay,
         },
         shutdown.clone(),
     ));
@@ -224,4 +228,92 @@ async fn missing_certificate_fails_at_start_with_the_paths() {
         error.to_string().contains("/nonexistent/tls.crt"),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_reports_not_ready_keeps_serving_then_drains() {
+    let pki = TestPki::generate();
+    let server = start_with_delay("drain", &pki, Duration::from_secs(2));
+    let body = review(
+        "batch",
+        "Job",
+        "CREATE",
+        &job(&json!({ "traceparent": TP })),
+    )
+    .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !http_get(server.admin, "/readyz")
+        .await
+        .starts_with("HTTP/1.1 200")
+    {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Not ready, so the Service stops sending admissions here; those still arriving are served.
+    let readyz = http_get(server.admin, "/readyz").await;
+    assert!(
+        readyz.starts_with("HTTP/1.1 503") && readyz.contains("shutting down"),
+        "{readyz}"
+    );
+    let response = https(server.webhook, &pki.ca_der, &post(&body))
+        .await
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    tokio::time::timeout(Duration::from_secs(15), server.task)
+        .await
+        .expect("the server drains and stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        https(server.webhook, &pki.ca_der, &post(&body))
+            .await
+            .is_err(),
+        "nothing is served after the drain"
+    );
+    std::fs::remove_dir_all(server.dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_a_line() {
+    use tokio::io::AsyncBufReadExt;
+    let pki = TestPki::generate();
+    let dir = std::env::temp_dir().join(format!("jobtrace-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    write_pki(&dir, &pki);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jobtrace"))
+        .args([
+            "webhook",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--tls-cert-file")
+        .arg(dir.join("tls.crt"))
+        .arg("--tls-key-file")
+        .arg(dir.join("tls.key"))
+        .env("JOBTRACE_LOG_FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("a log line")
+        .unwrap()
+        .expect("a log line");
+    let entry: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(entry["level"], "INFO", "{line}");
+    assert_eq!(entry["message"], "webhook serving", "{line}");
+    assert!(
+        entry["timestamp"].is_string() && entry["listen"].is_string(),
+        "{line}"
+    );
+    child.kill().await.unwrap();
+    std::fs::remove_dir_all(dir).ok();
 }

@@ -284,3 +284,95 @@ async fn spans_wait_for_a_collector_that_is_down() {
         "nothing dropped"
     );
 }
+
+/// Traces of one operation of one service, from a Jaeger's query API.
+async fn operation_traces(base: &str, service: &str, operation: &str) -> Vec<Value> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let body: Value = http
+            .get(format!(
+                "{base}/api/traces?service={service}&operation={}&limit=50",
+                operation.replace(' ', "%20")
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_default();
+        if let Some(traces) = body["data"].as_array().filter(|t| !t.is_empty()) {
+            return traces.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {operation:?} span of {service}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobtrace_traces_its_own_work_in_traces_of_its_own() {
+    let ns = TestNamespace::create("self").await;
+    let collector = crate::jaeger::Collector::reserve().start();
+    let service = format!("jobtrace-{}", ns.name);
+    let args = ["run", "--no-leader-election", "--watch-namespace", &ns.name];
+    let otlp = collector.otlp();
+    let _jobtrace = Webhook::start_with(
+        &ns,
+        &args,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp),
+            ("OTEL_SERVICE_NAME", &service),
+            ("JOBTRACE_SELF_TRACING_RATIO", "1"),
+        ],
+    )
+    .await;
+    let trace_id = random_trace_id();
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let jobs: Api<Job> = ns.api();
+    jobs.create(
+        &PostParams::default(),
+        &kwok_job("own", &traceparent, "500ms"),
+    )
+    .await
+    .unwrap();
+    all_exported(&ns, 1).await;
+
+    // The admission of the Job: a server span in a trace of its own, linked to the Job's.
+    let admissions = operation_traces(&collector.query(), &service, "admission jobs").await;
+    let linked: Vec<&Value> = admissions
+        .iter()
+        .flat_map(|t| t["spans"].as_array().unwrap())
+        .filter(|s| {
+            s["references"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["traceID"] == trace_id.as_str()))
+        })
+        .collect();
+    assert!(
+        !linked.is_empty(),
+        "an admission span links to the Job's trace"
+    );
+    for span in &linked {
+        assert_ne!(
+            span["traceID"],
+            trace_id.as_str(),
+            "never in the user's trace"
+        );
+        assert_eq!(tag(span, "span.kind").unwrap(), "server");
+        assert_eq!(tag(span, "jobtrace.admission.result").unwrap(), "injected");
+    }
+    // Each export is recorded too.
+    let exports = operation_traces(&collector.query(), &service, "export").await;
+    let results: HashSet<&str> = exports
+        .iter()
+        .flat_map(|t| t["spans"].as_array().unwrap())
+        .filter_map(|s| tag(s, "jobtrace.export.result")?.as_str())
+        .collect();
+    assert!(results.contains("exported"), "{results:?}");
+    // The user's trace holds the Job's spans only: nothing of jobtrace's own work.
+    let trace = fetch_trace_from(&collector.query(), &trace_id, 2).await;
+    assert!(named(&trace, "admission").is_empty() && named(&trace, "export").is_empty());
+}
