@@ -1,5 +1,6 @@
-//! The pure Job mutation on a typical Job (three containers, one init container), and the whole
-//! admission handler (parse, mutate, serialize) on the same Job.
+//! The pure Job mutation on a typical Job (three containers, one init container), the whole
+//! admission handler (parse, mutate, serialize) on the same Job, and the HTTP router with and
+//! without jobtrace's own spans, side by side.
 
 #[path = "fixtures.rs"]
 mod fixtures;
@@ -34,5 +35,37 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(mutation, benches);
+/// One admission through the router (no TLS), without and with an own span for every admission.
+fn router(c: &mut Criterion) {
+    use std::sync::Arc;
+    use tower::ServiceExt;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = fixtures::typical_review();
+    let metrics = Arc::new(jobtrace::metrics::Metrics::default());
+    let (tracer, mut spans) = jobtrace::selftrace::SelfTracer::new(1.0, metrics.clone());
+    // The exporter's end, draining the own spans as they come.
+    runtime.spawn(async move { while spans.recv().await.is_some() {} });
+    let plain = jobtrace::webhook::router(metrics.clone());
+    let traced = jobtrace::webhook::traced_router(metrics, Some(tracer));
+    let mut group = c.benchmark_group("router admission");
+    for (name, router) in [("own spans off", plain), ("own spans on (ratio 1)", traced)] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let request = axum::http::Request::post("/mutate/jobs")
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(body.clone()))
+                    .unwrap();
+                let response = runtime.block_on(router.clone().oneshot(request)).unwrap();
+                assert!(response.status().is_success());
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(mutation, benches, router);
 criterion_main!(mutation);

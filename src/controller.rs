@@ -91,7 +91,7 @@ pub async fn run_as_leader(
         while !*leader.borrow_and_update() {
             tokio::select! {
                 changed = leader.changed() => if changed.is_err() { return Ok(()); },
-                () = shutdown.cancelled() => { lease.abort(); return Ok(()); }
+                () = shutdown.cancelled() => { release(leader, lease).await; return Ok(()); }
             }
         }
         tracing::info!(instance = %context.instance, "leading: exporting spans");
@@ -109,10 +109,27 @@ pub async fn run_as_leader(
         term.cancel();
         let _ = exporting.await;
         if shutdown.is_cancelled() {
-            lease.abort();
+            context.metrics.leader.set(0);
+            release(leader, lease).await;
             return Ok(());
         }
         tracing::warn!(instance = %context.instance, "lost the lease: stopped exporting");
+    }
+}
+
+/// Gives the Lease up, so that another replica leads at once rather than when it expires.
+async fn release(
+    leader: tokio::sync::watch::Receiver<bool>,
+    lease: tokio::task::JoinHandle<
+        Result<kube_lease_manager::LeaseManager, kube_lease_manager::LeaseManagerError>,
+    >,
+) {
+    // The lease task releases the Lease once nobody listens to it any more.
+    drop(leader);
+    match tokio::time::timeout(Duration::from_secs(5), lease).await {
+        Ok(Ok(Ok(_))) => tracing::info!("Lease released"),
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the Lease; it expires"),
+        Ok(Err(_)) | Err(_) => tracing::warn!("could not release the Lease in time; it expires"),
     }
 }
 

@@ -376,3 +376,130 @@ async fn jobtrace_traces_its_own_work_in_traces_of_its_own() {
     let trace = fetch_trace_from(&collector.query(), &trace_id, 2).await;
     assert!(named(&trace, "admission").is_empty() && named(&trace, "export").is_empty());
 }
+
+/// A `jobtrace controller` replica electing a leader through `lease` in the namespace.
+struct Replica {
+    child: std::process::Child,
+    metrics: String,
+}
+
+impl Replica {
+    fn start(ns: &TestNamespace, lease: &str, name: &str, otlp: &str) -> Self {
+        let port = crate::webhook_process::free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_jobtrace"))
+            .args(["controller", "--watch-namespace", &ns.name])
+            .args(["--lease-namespace", &ns.name, "--lease-name", lease])
+            .args(["--instance", name])
+            .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            metrics: format!("http://127.0.0.1:{port}/metrics"),
+        }
+    }
+
+    async fn leads(&self) -> Option<bool> {
+        let text = reqwest::get(&self.metrics).await.ok()?.text().await.ok()?;
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix("jobtrace_leader "))?;
+        Some(value.trim() == "1")
+    }
+
+    /// SIGTERM, as the kubelet stops a pod, and the exit.
+    fn terminate(&mut self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_export_once_and_hand_over_on_shutdown() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let ns = TestNamespace::create("leader").await;
+    let collector = crate::jaeger::Collector::reserve().start();
+    let _webhook = Webhook::start(&ns).await;
+    let replicas = [
+        Replica::start(&ns, "exporter", "replica-a", &collector.otlp()),
+        Replica::start(&ns, "exporter", "replica-b", &collector.otlp()),
+    ];
+    let deadline = Instant::now() + DEADLINE;
+    let leader = loop {
+        let states = [replicas[0].leads().await, replicas[1].leads().await];
+        if states == [Some(true), Some(false)] {
+            break 0;
+        }
+        if states == [Some(false), Some(true)] {
+            break 1;
+        }
+        assert!(Instant::now() < deadline, "no single leader: {states:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let [a, b] = replicas;
+    let (mut first, second) = if leader == 0 { (a, b) } else { (b, a) };
+    let trace_id = random_trace_id();
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let jobs: Api<Job> = ns.api();
+    for i in 0..3 {
+        jobs.create(
+            &PostParams::default(),
+            &kwok_job(&format!("before-{i}"), &traceparent, "500ms"),
+        )
+        .await
+        .unwrap();
+    }
+    all_exported(&ns, 3).await;
+
+    // The leader is stopped: it gives the Lease up on its way out, the other one takes over.
+    first.terminate();
+    let leases: Api<Lease> = ns.api();
+    let lease = leases.get("exporter").await.unwrap();
+    let holder = lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    assert!(
+        holder.is_empty() || holder != format!("replica-{}", ["a", "b"][leader]),
+        "the stopped leader still holds the Lease: {holder}"
+    );
+    let deadline = Instant::now() + DEADLINE;
+    while second.leads().await != Some(true) {
+        assert!(Instant::now() < deadline, "the other replica never led");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for i in 0..3 {
+        jobs.create(
+            &PostParams::default(),
+            &kwok_job(&format!("after-{i}"), &traceparent, "500ms"),
+        )
+        .await
+        .unwrap();
+    }
+    all_exported(&ns, 6).await;
+    let trace = fetch_trace_from(&collector.query(), &trace_id, 12).await;
+    let job_spans = named(&trace, "job ");
+    let ids: HashSet<&str> = job_spans
+        .iter()
+        .filter_map(|s| s["spanID"].as_str())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        6,
+        "each Job's span, from one replica or the other"
+    );
+    drop(second);
+}
