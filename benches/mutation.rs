@@ -50,9 +50,9 @@ fn router(c: &mut Criterion) {
     // The exporter's end, draining the own spans as they come.
     runtime.spawn(async move { while spans.recv().await.is_some() {} });
     let plain = jobtrace::webhook::router(metrics.clone());
-    let traced = jobtrace::webhook::traced_router(metrics, Some(tracer));
+    let with_spans = jobtrace::webhook::traced_router(metrics, Some(tracer));
     let mut group = c.benchmark_group("router admission");
-    for (name, router) in [("own spans off", plain), ("own spans on (ratio 1)", traced)] {
+    for (name, router) in [("own spans off", plain), ("own spans on (ratio 1)", with_spans)] {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let request = axum::http::Request::post("/mutate/jobs")
