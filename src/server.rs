@@ -374,6 +374,41 @@ async fn export(
     }
 }
 
+/// What `jobtrace controller` and `jobtrace run` share: the shutdown signal, metrics, readiness,
+/// jobtrace's own spans, and the controller's context.
+struct Started {
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    tracer: Option<SelfTracer>,
+    /// The task exporting jobtrace's own spans.
+    own: Option<tokio::task::JoinHandle<()>>,
+    context: Arc<Context>,
+}
+
+async fn start_controller(
+    args: &ControllerArgs,
+    common: &CommonArgs,
+) -> Result<Started, ServeError> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(shutdown.clone()));
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Arc::new(Readiness::default());
+    readiness.set_controller_syncing();
+    let instance = instance_name(args.instance.as_ref());
+    let (tracer, own) = self_tracing(common, &metrics, &resource(&instance), &shutdown)?;
+    let context =
+        controller_context(args, metrics.clone(), readiness.clone(), tracer.clone()).await?;
+    Ok(Started {
+        shutdown,
+        metrics,
+        readiness,
+        tracer,
+        own,
+        context,
+    })
+}
+
 /// `jobtrace controller`: exports spans, with the operations port, until a signal; then exports
 /// what is queued.
 pub async fn run_controller(
@@ -386,26 +421,24 @@ pub async fn run_controller(
             addr: command.metrics_listen,
             source,
         })?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(shutdown_on_signal(shutdown.clone()));
-    let metrics = Arc::new(Metrics::default());
-    let readiness = Arc::new(Readiness::default());
-    readiness.set_tls_loaded();
-    readiness.set_controller_syncing();
-    let instance = instance_name(command.controller.instance.as_ref());
-    let (tracer, own) = self_tracing(&common, &metrics, &resource(&instance), &shutdown)?;
-    let context = controller_context(
-        &command.controller,
-        metrics.clone(),
-        readiness.clone(),
-        tracer,
-    )
-    .await?;
+    let started = start_controller(&command.controller, &common).await?;
+    // No webhook here: nothing to load before being ready.
+    started.readiness.set_tls_loaded();
     let admin_stop = CancellationToken::new();
-    let admin = serve_admin(admin, metrics, readiness, admin_stop.clone())?;
-    let exported = export(context, &command.controller, shutdown.clone()).await;
-    shutdown.cancel();
-    if let Some(own) = own {
+    let admin = serve_admin(
+        admin,
+        started.metrics,
+        started.readiness,
+        admin_stop.clone(),
+    )?;
+    let exported = export(
+        started.context,
+        &command.controller,
+        started.shutdown.clone(),
+    )
+    .await;
+    started.shutdown.cancel();
+    if let Some(own) = started.own {
         let _ = own.await;
     }
     admin_stop.cancel();
@@ -416,42 +449,30 @@ pub async fn run_controller(
 /// `jobtrace run`: the webhook and the controller, sharing the operations port and the metrics.
 pub async fn run_all(args: RunArgs, common: CommonArgs) -> Result<(), ServeError> {
     let listeners = Listeners::bind(args.webhook.listen, args.webhook.metrics_listen)?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(shutdown_on_signal(shutdown.clone()));
-    let metrics = Arc::new(Metrics::default());
-    let readiness = Arc::new(Readiness::default());
-    readiness.set_controller_syncing();
-    let instance = instance_name(args.controller.instance.as_ref());
-    let (tracer, own) = self_tracing(&common, &metrics, &resource(&instance), &shutdown)?;
-    let context = controller_context(
-        &args.controller,
-        metrics.clone(),
-        readiness.clone(),
-        tracer.clone(),
-    )
-    .await?;
-    let tls = tls_source(&args.webhook, &metrics, tracer.as_ref()).await?;
+    let started = start_controller(&args.controller, &common).await?;
+    let tls = tls_source(&args.webhook, &started.metrics, started.tracer.as_ref()).await?;
     tracing::info!(listen = %args.webhook.listen, metrics = %args.webhook.metrics_listen, "webhook serving");
     let exporting = tokio::spawn({
-        let shutdown = shutdown.clone();
+        let shutdown = started.shutdown.clone();
         let controller = args.controller.clone();
+        let context = started.context;
         async move { export(context, &controller, shutdown).await }
     });
     let served = webhook(
         Serve {
             listeners,
             tls,
-            metrics,
-            readiness,
-            tracer,
+            metrics: started.metrics,
+            readiness: started.readiness,
+            tracer: started.tracer,
             shutdown_delay: args.webhook.shutdown_delay,
         },
-        shutdown.clone(),
+        started.shutdown.clone(),
     )
     .await;
-    shutdown.cancel();
+    started.shutdown.cancel();
     let exported = exporting.await.unwrap_or(Ok(()));
-    if let Some(own) = own {
+    if let Some(own) = started.own {
         let _ = own.await;
     }
     served.and(exported)

@@ -850,6 +850,17 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
+/// `TRACEPARENT` of a pod's first container.
+fn traceparent_of(pod: &k8s_openapi::api::core::v1::PodSpec) -> String {
+    pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "TRACEPARENT")
+        .and_then(|e| e.value.clone())
+        .expect("TRACEPARENT injected")
+}
+
 fn ca_bundles(config: &MutatingWebhookConfiguration) -> Vec<Vec<u8>> {
     config
         .webhooks
@@ -1015,17 +1026,7 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
     })
     .await;
     let created = jobs.create(&PostParams::default(), &job).await.unwrap();
-    let env = created.spec.unwrap().template.spec.unwrap().containers[0]
-        .env
-        .clone()
-        .unwrap();
-    let traceparent = env
-        .iter()
-        .find(|e| e.name == "TRACEPARENT")
-        .unwrap()
-        .value
-        .clone()
-        .unwrap();
+    let traceparent = traceparent_of(&created.spec.unwrap().template.spec.unwrap());
     assert!(
         traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
         "{traceparent}"
@@ -1035,17 +1036,7 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
         (!pods.is_empty()).then_some(pods)
     })
     .await;
-    let pod_env = pods[0].spec.clone().unwrap().containers[0]
-        .env
-        .clone()
-        .unwrap();
-    let pod_traceparent = pod_env
-        .iter()
-        .find(|e| e.name == "TRACEPARENT")
-        .unwrap()
-        .value
-        .clone()
-        .unwrap();
+    let pod_traceparent = traceparent_of(pods[0].spec.as_ref().unwrap());
     assert_ne!(
         pod_traceparent, traceparent,
         "each pod attempt has a span of its own"
