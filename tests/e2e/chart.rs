@@ -1069,6 +1069,19 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
     })
     .await;
 
+    // An upgrade renders the configuration with the current bundle, read from the Secret
+    // (helm's `lookup`, which only a render against the cluster can do).
+    let upgrade = render(
+        &release,
+        &install.name,
+        &["--set", &traced_only, "--set", &watch, "--dry-run=server"],
+    )
+    .unwrap();
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &ca);
+    for webhook in webhooks(&upgrade) {
+        assert_eq!(webhook["clientConfig"]["caBundle"], encoded.as_str());
+    }
+
     let text = get_ok(format!("{metrics}/metrics")).await.unwrap();
     let expiry: i64 = text
         .lines()
