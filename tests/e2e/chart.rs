@@ -1108,3 +1108,67 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
     .await;
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Applies the rendered documents with a server-side dry-run; the error text when refused.
+fn dry_run(docs: &[&Value], dir: &std::path::Path) -> Result<(), String> {
+    let path = dir.join("dry-run.json");
+    let list = json!({ "apiVersion": "v1", "kind": "List", "items": docs });
+    std::fs::write(&path, list.to_string()).unwrap();
+    let output = kubectl()
+        .args(["apply", "--server-side", "--dry-run=server", "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn cert_manager_objects_pass_cert_managers_own_schemas() {
+    // cert-manager's CRDs, from its module (hack/build-bins.sh certmanager).
+    let crds = bin_dir().parent().unwrap().join("crds/cert-manager");
+    run_kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
+    run_kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/certificates.cert-manager.io",
+        "crd/issuers.cert-manager.io",
+    ]);
+    let ns = TestNamespace::create("cert-manager").await;
+    let dir = std::env::temp_dir().join(format!("jobtrace-{}", ns.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    for flags in [
+        &["--set", "certificates.certManager.enabled=true"][..],
+        &[
+            "--set",
+            "certificates.certManager.enabled=true,certificates.certManager.issuerRef.name=corporate,certificates.certManager.issuerRef.kind=ClusterIssuer",
+        ][..],
+    ] {
+        let docs = render("jt", &ns.name, flags).unwrap();
+        let ours: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["apiVersion"] == "cert-manager.io/v1")
+            .collect();
+        assert!(!ours.is_empty());
+        dry_run(&ours, &dir).unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+    }
+    // The dry-run does check: a Certificate cert-manager's schema refuses is refused.
+    let docs = render(
+        "jt",
+        &ns.name,
+        &["--set", "certificates.certManager.enabled=true"],
+    )
+    .unwrap();
+    let mut wrong = (*kind(&docs, "Certificate")
+        .iter()
+        .find(|c| c["metadata"]["name"] == "jt-jobtrace-tls")
+        .unwrap())
+    .clone();
+    wrong["spec"]["privateKey"]["algorithm"] = json!("DSA");
+    let error = dry_run(&[&wrong], &dir).expect_err("an unknown key algorithm");
+    assert!(error.contains("privateKey.algorithm"), "{error}");
+    std::fs::remove_dir_all(dir).ok();
+}
