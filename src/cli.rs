@@ -103,6 +103,7 @@ pub struct WebhookConfigArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("certificate").required(true).args(["tls_cert_file", "cert_secret"])))]
 pub struct WebhookArgs {
     /// Address of the HTTPS webhook server.
     #[arg(long, env = "JOBTRACE_LISTEN", default_value = "0.0.0.0:8443")]
@@ -201,4 +202,62 @@ pub struct RunArgs {
     pub webhook: WebhookArgs,
     #[command(flatten)]
     pub controller: ControllerArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_every_unit_and_clear_refusals() {
+        assert_eq!(duration("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert_eq!(duration("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(duration("5x").unwrap_err().contains("unknown unit \"x\""));
+        assert!(duration("d").unwrap_err().contains("is not a duration"));
+        assert!(duration("99999999999999999999d").is_err());
+        assert!(
+            duration("999999999999999999d")
+                .unwrap_err()
+                .contains("too long")
+        );
+    }
+
+    #[test]
+    fn a_certificate_source_is_required_and_only_one() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["jobtrace"][..], args].concat());
+        let missing = parse(&["webhook"]).unwrap_err().to_string();
+        assert!(
+            missing.contains("--tls-cert-file") && missing.contains("--cert-secret"),
+            "{missing}"
+        );
+        assert!(
+            parse(&[
+                "webhook",
+                "--cert-secret",
+                "s",
+                "--tls-cert-file",
+                "c",
+                "--tls-key-file",
+                "k"
+            ])
+            .is_err()
+        );
+        let ok = parse(&[
+            "run",
+            "--cert-secret",
+            "jobtrace-tls",
+            "--cert-name",
+            "a.b.svc,127.0.0.1",
+        ])
+        .unwrap();
+        let Command::Run(run) = ok.command else {
+            panic!()
+        };
+        assert_eq!(run.webhook.certs.cert_names, ["a.b.svc", "127.0.0.1"]);
+        assert!(parse(&["--self-tracing-ratio", "1.5", "run", "--cert-secret", "s"]).is_err());
+    }
 }
