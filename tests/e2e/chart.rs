@@ -850,6 +850,40 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
+/// Points the webhook configuration's two webhooks at a local jobtrace on `port`, or back at the
+/// chart's Service (`None`), keeping the `caBundle`.
+async fn redirect(
+    configs: &Api<MutatingWebhookConfiguration>,
+    name: &str,
+    namespace: &str,
+    port: Option<u16>,
+) {
+    let mut ops = Vec::new();
+    for (i, path) in ["/mutate/jobs", "/mutate/pods"].iter().enumerate() {
+        let service = json!({
+            "namespace": namespace, "name": name, "path": path, "port": 443
+        });
+        let (remove, add, value) = match port {
+            Some(port) => (
+                "service",
+                "url",
+                json!(format!("https://127.0.0.1:{port}{path}")),
+            ),
+            None => ("url", "service", service),
+        };
+        ops.push(json!({ "op": "remove", "path": format!("/webhooks/{i}/clientConfig/{remove}") }));
+        ops.push(json!({ "op": "add", "path": format!("/webhooks/{i}/clientConfig/{add}"), "value": value }));
+    }
+    configs
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::<()>::Json(serde_json::from_value(json!(ops)).unwrap()),
+        )
+        .await
+        .unwrap();
+}
+
 /// `TRACEPARENT` of a pod's first container.
 fn traceparent_of(pod: &k8s_openapi::api::core::v1::PodSpec) -> String {
     pod.containers[0]
@@ -891,19 +925,15 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
     // alongside), spans go to the local Jaeger.
     let traced_only = format!("webhook.namespaces={{{}}}", traced.name);
     let watch = format!("controller.watchNamespace={}", traced.name);
-    let docs = render(
-        &release,
-        &install.name,
-        &[
-            "--set",
-            &traced_only,
-            "--set",
-            &watch,
-            "--set",
-            "otlp.endpoint=http://127.0.0.1:4317",
-        ],
-    )
-    .unwrap();
+    let values = [
+        "--set",
+        &traced_only,
+        "--set",
+        &watch,
+        "--set",
+        "otlp.endpoint=http://127.0.0.1:4317",
+    ];
+    let docs = render(&release, &install.name, &values).unwrap();
     let manifest = dir.join("chart.yaml");
     let text: String = docs
         .iter()
@@ -919,7 +949,28 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
         "pod-security.kubernetes.io/enforce=restricted",
     ]);
     run_kubectl(&["apply", "--server-side", "--dry-run=server", "-f", path]);
-    run_kubectl(&["apply", "--server-side", "-f", path]);
+    // Then for real, as users install it.
+    let chart = chart_dir();
+    let helm_release = |verb: &str, extra: &[&str]| {
+        let mut args = vec![verb, release.as_str()];
+        if verb != "uninstall" {
+            args.push(chart.to_str().unwrap());
+        }
+        args.extend_from_slice(&["--namespace", &install.name]);
+        args.extend_from_slice(extra);
+        let output = helm(&args);
+        assert!(
+            output.status.success(),
+            "helm {verb}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let notes = helm_release("install", &values);
+    assert!(
+        notes.contains("traceparent:"),
+        "NOTES tell how to annotate a Job: {notes}"
+    );
     let pods: Api<k8s_openapi::api::core::v1::Pod> = install.api();
     let selector = format!("app.kubernetes.io/instance={release}");
     eventually("the Deployment's two pods, admitted as restricted", || {
@@ -939,19 +990,7 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
     // started with the Deployment's own arguments and environment, as its ServiceAccount.
     let (port, metrics_port) = (free_port(), free_port());
     let configs: Api<MutatingWebhookConfiguration> = Api::all(install.client.clone());
-    let mut ops = Vec::new();
-    for (i, path) in ["/mutate/jobs", "/mutate/pods"].iter().enumerate() {
-        ops.push(json!({ "op": "remove", "path": format!("/webhooks/{i}/clientConfig/service") }));
-        ops.push(json!({ "op": "add", "path": format!("/webhooks/{i}/clientConfig/url"), "value": format!("https://127.0.0.1:{port}{path}") }));
-    }
-    configs
-        .patch(
-            &fullname,
-            &PatchParams::default(),
-            &Patch::<()>::Json(serde_json::from_value(json!(ops)).unwrap()),
-        )
-        .await
-        .unwrap();
+    redirect(&configs, &fullname, &install.name, Some(port)).await;
     let kubeconfig = service_account_kubeconfig(&install.name, &fullname, &dir);
     let mut command = Command::new(jobtrace_binary());
     for arg in args(&docs) {
@@ -1070,7 +1109,7 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
     .await;
 
     // An upgrade renders the configuration with the current bundle, read from the Secret
-    // (helm's `lookup`, which only a render against the cluster can do).
+    // (helm's `lookup`, which only a render against the cluster can do)...
     let upgrade = render(
         &release,
         &install.name,
@@ -1081,6 +1120,31 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
     for webhook in webhooks(&upgrade) {
         assert_eq!(webhook["clientConfig"]["caBundle"], encoded.as_str());
     }
+    // ... and a real upgrade leaves the caBundle in place (nothing for jobtrace to restore).
+    let writes = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("jobtrace_certificate_writes_total{what=\"ca_bundle\"} "))
+            .map(str::to_owned)
+    };
+    let before = writes(&get_ok(format!("{metrics}/metrics")).await.unwrap());
+    // (The chart's clientConfig back first: helm merges, and would add the Service next to the
+    // test's URL.)
+    redirect(&configs, &fullname, &install.name, None).await;
+    helm_release("upgrade", &["--reuse-values", "--set", "logLevel=debug"]);
+    let config = configs.get(&fullname).await.unwrap();
+    assert_eq!(ca_bundles(&config), vec![ca.clone(), ca.clone()]);
+    let deployment: Api<k8s_openapi::api::apps::v1::Deployment> = install.api();
+    let upgraded = deployment.get(&fullname).await.unwrap();
+    assert!(
+        serde_json::to_string(&upgraded.spec)
+            .unwrap()
+            .contains("\"debug\"")
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        writes(&get_ok(format!("{metrics}/metrics")).await.unwrap()),
+        before
+    );
 
     let text = get_ok(format!("{metrics}/metrics")).await.unwrap();
     let expiry: i64 = text
@@ -1098,7 +1162,7 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
 
     // Uninstall: nothing is left behind, the Secret jobtrace made included.
     drop(process);
-    run_kubectl(&["delete", "-f", path, "--wait=true"]);
+    helm_release("uninstall", &["--wait"]);
     assert!(configs.get_opt(&fullname).await.unwrap().is_none());
     eventually("the certificate Secret to be collected", || {
         let secrets = secrets.clone();
