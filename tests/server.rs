@@ -105,6 +105,17 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     out
 }
 
+/// The review of a Job carrying a traceparent.
+fn traced_job_review() -> String {
+    review(
+        "batch",
+        "Job",
+        "CREATE",
+        &job(&json!({ "traceparent": TP })),
+    )
+    .to_string()
+}
+
 fn post(body: &str) -> String {
     format!(
         "POST /mutate/jobs HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
@@ -117,13 +128,7 @@ fn post(body: &str) -> String {
 async fn serves_admission_over_https_and_reports_metrics() {
     let pki = TestPki::generate();
     let server = start("serve", &pki);
-    let body = review(
-        "batch",
-        "Job",
-        "CREATE",
-        &job(&json!({ "traceparent": TP })),
-    )
-    .to_string();
+    let body = traced_job_review();
     let response = https(server.webhook, &pki.ca_der, &post(&body))
         .await
         .unwrap();
@@ -234,13 +239,7 @@ async fn missing_certificate_fails_at_start_with_the_paths() {
 async fn shutdown_reports_not_ready_keeps_serving_then_drains() {
     let pki = TestPki::generate();
     let server = start_with_delay("drain", &pki, Duration::from_secs(2));
-    let body = review(
-        "batch",
-        "Job",
-        "CREATE",
-        &job(&json!({ "traceparent": TP })),
-    )
-    .to_string();
+    let body = traced_job_review();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !http_get(server.admin, "/readyz")
         .await

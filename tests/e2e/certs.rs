@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use jobtrace::registration::{Endpoint, Registration, webhook_configuration};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
@@ -16,7 +15,7 @@ use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 
 use crate::support::TestNamespace;
-use crate::webhook_process::{TP, free_port, job};
+use crate::webhook_process::{TP, free_port, job, local_registration, register};
 
 /// How long admissions are sent while certificates rotate.
 const LOAD: Duration = Duration::from_secs(40);
@@ -38,21 +37,10 @@ fn injected(job: &Job) -> bool {
 async fn certificates_rotate_under_load_without_a_failed_admission() {
     let ns = TestNamespace::create("rotate").await;
     let (port, metrics_port) = (free_port(), free_port());
-    let mut registration = Registration::new(
-        Endpoint::Url(format!("https://127.0.0.1:{port}")),
-        "jobtrace",
-    );
-    registration.name = format!("jobtrace-{}", ns.name);
-    registration.only_namespaces = Some(vec![ns.name.clone()]);
+    let mut registration = local_registration(&ns, port);
     registration.failure_policy = "Fail".to_owned();
+    register(&ns, &registration).await;
     let configs: Api<MutatingWebhookConfiguration> = Api::all(ns.client.clone());
-    configs
-        .create(
-            &PostParams::default(),
-            &webhook_configuration(&registration),
-        )
-        .await
-        .unwrap();
     // A 9 s certificate is renewed every 6 s; a 36 s CA rolls over after 24 s.
     let child = std::process::Command::new(crate::chart::jobtrace_binary())
         .args(["webhook", "--listen", &format!("127.0.0.1:{port}")])

@@ -93,6 +93,25 @@ fn spawn(args: &[String], env: &[(String, String)], port: u16, metrics_port: u16
         .expect("start jobtrace")
 }
 
+/// A webhook configuration for a jobtrace on this machine's `port`, for the test's namespace only.
+pub fn local_registration(ns: &TestNamespace, port: u16) -> Registration {
+    let mut registration = Registration::new(
+        Endpoint::Url(format!("https://127.0.0.1:{port}")),
+        "jobtrace",
+    );
+    registration.name = format!("jobtrace-{}", ns.name);
+    registration.only_namespaces = Some(vec![ns.name.clone()]);
+    registration
+}
+
+pub async fn register(ns: &TestNamespace, registration: &Registration) {
+    let configs: Api<MutatingWebhookConfiguration> = Api::all(ns.client.clone());
+    configs
+        .create(&PostParams::default(), &webhook_configuration(registration))
+        .await
+        .expect("register the webhook");
+}
+
 /// A `jobtrace webhook` process registered for one namespace; stopped and unregistered on drop.
 pub struct Webhook {
     child: Option<Child>,
@@ -130,21 +149,9 @@ impl Webhook {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
 
-        let mut registration = Registration::new(
-            Endpoint::Url(format!("https://127.0.0.1:{port}")),
-            "jobtrace",
-        );
-        registration.name = format!("jobtrace-{}", ns.name);
-        registration.only_namespaces = Some(vec![ns.name.clone()]);
+        let mut registration = local_registration(ns, port);
         registration.ca_bundle = Some(std::fs::read(pki.join("ca.crt")).unwrap());
-        let configs: Api<MutatingWebhookConfiguration> = Api::all(ns.client.clone());
-        configs
-            .create(
-                &PostParams::default(),
-                &webhook_configuration(&registration),
-            )
-            .await
-            .expect("register the webhook");
+        register(ns, &registration).await;
         let webhook = Self {
             child: Some(child),
             metrics,
