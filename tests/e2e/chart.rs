@@ -286,6 +286,13 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            paths: &["image.tag"],
+            flags: &["--set", "image.tag=20261123"],
+            check: |d| {
+                assert_eq!(container(d)["image"], "jobtrace/jobtrace:20261123");
+            },
+        },
+        Case {
             paths: &["imagePullSecrets"],
             flags: &["--set", "imagePullSecrets[0].name=regcred"],
             check: |d| {
