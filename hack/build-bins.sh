@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries from the Go module proxy into
 # ~/.cache/jobtrace/bin (or $JOBTRACE_CACHE/bin). Each binary is skipped when it was already built
-# at the pinned version. Usage: hack/build-bins.sh [k8s] [etcd] [kwok] [helm] [jaeger] [certmanager]
+# at the pinned version. Usage: hack/build-bins.sh [k8s] [etcd] [kwok] [helm] [jaeger] [crds]
 set -euo pipefail
 trap 'echo "build-bins: failed; see the output above" >&2' ERR
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -109,21 +109,32 @@ build_jaeger() {
   mark jaeger "$JAEGER_VERSION"
 }
 
-build_certmanager() {
-  # Not a binary: cert-manager's CRDs, taken from its module, so the end-to-end tests can check
-  # the chart's Certificate and Issuers against the real schemas (server-side dry-run).
-  local out=$CACHE/crds/cert-manager
-  [ "$(cat "$out/.version" 2>/dev/null)" = "$CERT_MANAGER_VERSION" ] && return 0
-  local module_dir
-  module_dir=$(cd /tmp && go mod download -json "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION" |
+# Not binaries: the CRDs of projects the chart can create objects for, taken from their modules,
+# so that the end-to-end tests dry-run those objects against the real schemas.
+crds_from_module() { # crds_from_module NAME MODULE VERSION FILE...
+  local name=$1 module=$2 version=$3 out=$CACHE/crds/$1 module_dir file
+  shift 3
+  [ "$(cat "$out/.version" 2>/dev/null)" = "$version" ] && return 0
+  module_dir=$(cd /tmp && go mod download -json "$module@$version" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   rm -rf "$out" && mkdir -p "$out"
-  cp "$module_dir"/deploy/crds/cert-manager.io_*.yaml "$out/"
-  echo "$CERT_MANAGER_VERSION" >"$out/.version"
+  for file in "$@"; do cp "$module_dir/$file" "$out/"; done
+  echo "$version" >"$out/.version"
+  echo "crds: $name $version"
+}
+
+build_crds() {
+  crds_from_module cert-manager github.com/cert-manager/cert-manager "$CERT_MANAGER_VERSION" \
+    deploy/crds/cert-manager.io_certificates.yaml deploy/crds/cert-manager.io_issuers.yaml \
+    deploy/crds/cert-manager.io_clusterissuers.yaml deploy/crds/cert-manager.io_certificaterequests.yaml
+  crds_from_module prometheus-operator github.com/prometheus-operator/prometheus-operator \
+    "$PROMETHEUS_OPERATOR_VERSION" \
+    example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml \
+    example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(etcd kwok helm jaeger certmanager k8s)
+[ ${#targets[@]} -gt 0 ] || targets=(etcd kwok helm jaeger crds k8s)
 for t in "${targets[@]}"; do
   start=$(date +%s)
   # A subshell keeps each build's `cd` to itself; `set -e` still applies inside it because its

@@ -517,6 +517,69 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            paths: &[
+                "metrics.serviceMonitor.enabled",
+                "metrics.serviceMonitor.interval",
+                "metrics.serviceMonitor.labels",
+            ],
+            flags: &[
+                "--set",
+                "metrics.serviceMonitor.enabled=true,metrics.serviceMonitor.interval=15s,metrics.serviceMonitor.labels.release=kube-prometheus",
+            ],
+            check: |d| {
+                let monitor = one(d, "ServiceMonitor");
+                assert_eq!(monitor["metadata"]["labels"]["release"], "kube-prometheus");
+                assert_eq!(
+                    monitor["spec"]["endpoints"][0],
+                    json!({ "port": "metrics", "path": "/metrics", "interval": "15s" })
+                );
+                assert_eq!(
+                    monitor["spec"]["selector"]["matchLabels"],
+                    one(d, "Service")["spec"]["selector"]
+                );
+            },
+        },
+        Case {
+            paths: &[
+                "metrics.prometheusRule.enabled",
+                "metrics.prometheusRule.labels",
+            ],
+            flags: &[
+                "--set",
+                "metrics.prometheusRule.enabled=true,metrics.prometheusRule.labels.release=kube-prometheus",
+            ],
+            check: |d| {
+                let rule = one(d, "PrometheusRule");
+                assert_eq!(rule["metadata"]["labels"]["release"], "kube-prometheus");
+                let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["alert"].as_str().unwrap())
+                    .collect();
+                // The alerts docs/operations.md lists, each one.
+                let documented = std::fs::read_to_string(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/docs/operations.md"
+                ))
+                .unwrap();
+                for alert in &alerts {
+                    assert!(
+                        documented.contains(&format!("alert: {alert}")),
+                        "{alert} not in docs/operations.md"
+                    );
+                }
+                assert_eq!(alerts.len(), documented.matches("- alert: ").count());
+                // Scoped to the release's namespace.
+                assert!(
+                    rule["spec"]["groups"][0]["rules"][0]["expr"]
+                        .as_str()
+                        .unwrap()
+                        .contains(r#"namespace="tracing""#)
+                );
+            },
+        },
+        Case {
             paths: &["service.port"],
             flags: &["--set", "service.port=8443"],
             check: |d| {
@@ -1198,15 +1261,19 @@ fn dry_run(docs: &[&Value], dir: &std::path::Path) -> Result<(), String> {
 }
 
 #[tokio::test]
-async fn cert_manager_objects_pass_cert_managers_own_schemas() {
-    // cert-manager's CRDs, from its module (hack/build-bins.sh certmanager).
-    let crds = bin_dir().parent().unwrap().join("crds/cert-manager");
-    run_kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
+async fn objects_for_cert_manager_and_prometheus_operator_pass_their_schemas() {
+    // Their CRDs, from their modules (hack/build-bins.sh crds).
+    for project in ["cert-manager", "prometheus-operator"] {
+        let crds = bin_dir().parent().unwrap().join("crds").join(project);
+        run_kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
+    }
     run_kubectl(&[
         "wait",
         "--for=condition=Established",
         "crd/certificates.cert-manager.io",
         "crd/issuers.cert-manager.io",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
     ]);
     let ns = TestNamespace::create("cert-manager").await;
     let dir = std::env::temp_dir().join(format!("jobtrace-{}", ns.name));
@@ -1217,11 +1284,18 @@ async fn cert_manager_objects_pass_cert_managers_own_schemas() {
             "--set",
             "certificates.certManager.enabled=true,certificates.certManager.issuerRef.name=corporate,certificates.certManager.issuerRef.kind=ClusterIssuer",
         ][..],
+        &[
+            "--set",
+            "metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true",
+        ][..],
     ] {
         let docs = render("jt", &ns.name, flags).unwrap();
         let ours: Vec<&Value> = docs
             .iter()
-            .filter(|d| d["apiVersion"] == "cert-manager.io/v1")
+            .filter(|d| {
+                d["apiVersion"] == "cert-manager.io/v1"
+                    || d["apiVersion"] == "monitoring.coreos.com/v1"
+            })
             .collect();
         assert!(!ours.is_empty());
         dry_run(&ours, &dir).unwrap_or_else(|e| panic!("{flags:?}: {e}"));
