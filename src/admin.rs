@@ -23,11 +23,11 @@ mod tests {
             Some("serving certificate not loaded")
         );
         readiness.set_tls_loaded();
-        assert!(readiness.is_ready(), "no controller in this process");
+        assert_eq!(readiness.not_ready(), None, "no controller in this process");
         readiness.set_controller_syncing();
         assert_eq!(readiness.not_ready(), Some("controller watches not synced"));
         readiness.set_controller_synced();
-        assert!(readiness.is_ready());
+        assert_eq!(readiness.not_ready(), None);
         readiness.set_stopping();
         assert_eq!(readiness.not_ready(), Some("shutting down"));
     }
@@ -78,10 +78,6 @@ impl Readiness {
         } else {
             None
         }
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.not_ready().is_none()
     }
 }
 

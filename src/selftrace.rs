@@ -46,9 +46,11 @@ impl SelfTracer {
         )
     }
 
-    /// Starts an admission span, for the sampled share of admissions.
-    pub fn admission(&self, name: &str) -> Option<OwnSpan> {
-        (rand::random::<f64>() < self.ratio).then(|| OwnSpan::start(name, Kind::Server))
+    /// Starts the span of an admission at `endpoint` (`jobs`, `pods`), for the sampled share of
+    /// admissions; nothing is built for the others.
+    pub fn admission(&self, endpoint: &str) -> Option<OwnSpan> {
+        (rand::random::<f64>() < self.ratio)
+            .then(|| OwnSpan::start(&format!("admission {endpoint}"), Kind::Server))
     }
 
     /// Starts a span for background work (always recorded).
@@ -169,9 +171,9 @@ mod tests {
     fn ratio_zero_never_samples_admissions_and_one_always_does() {
         let metrics = Arc::new(Metrics::default());
         let (never, _rx) = SelfTracer::new(0.0, metrics.clone());
-        assert!((0..1000).all(|_| never.admission("a").is_none()));
+        assert!((0..1000).all(|_| never.admission("jobs").is_none()));
         let (always, _rx) = SelfTracer::new(1.0, metrics);
-        assert!((0..1000).all(|_| always.admission("a").is_some()));
+        assert!((0..1000).all(|_| always.admission("jobs").is_some()));
     }
 
     #[test]
@@ -179,7 +181,7 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let (tracer, mut rx) = SelfTracer::new(1.0, metrics.clone());
         let job_trace = TraceId([7; 16]);
-        let mut span = tracer.admission("admission jobs").unwrap();
+        let mut span = tracer.admission("jobs").unwrap();
         span.set("jobtrace.admission.result", "injected");
         span.link(job_trace, SpanId([3; 8]));
         tracer.record(span);
@@ -187,6 +189,7 @@ mod tests {
         assert_eq!(record.parent_span_id, None);
         assert_ne!(record.trace_id, job_trace);
         assert_eq!(record.kind, Kind::Server);
+        assert_eq!(record.name, "admission jobs");
         assert_eq!(record.links, vec![(job_trace, SpanId([3; 8]))]);
         assert!(record.end >= record.start);
         for _ in 0..QUEUE + 5 {

@@ -54,14 +54,15 @@ pub struct Listeners {
     pub admin: std::net::TcpListener,
 }
 
+/// A non-blocking listening socket, ready for tokio.
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServeError> {
+    std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|source| ServeError::Listen { addr, source })
+}
+
 impl Listeners {
     pub fn bind(webhook: SocketAddr, admin: SocketAddr) -> Result<Self, ServeError> {
-        let bind = |addr| {
-            let listener = std::net::TcpListener::bind(addr)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .map_err(|source| ServeError::Listen { addr, source })?;
-            Ok::<_, ServeError>(listener)
-        };
         Ok(Self {
             webhook: bind(webhook)?,
             admin: bind(admin)?,
@@ -415,12 +416,7 @@ pub async fn run_controller(
     command: ControllerCommand,
     common: CommonArgs,
 ) -> Result<(), ServeError> {
-    let admin = std::net::TcpListener::bind(command.metrics_listen)
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .map_err(|source| ServeError::Listen {
-            addr: command.metrics_listen,
-            source,
-        })?;
+    let admin = bind(command.metrics_listen)?;
     let started = start_controller(&command.controller, &common).await?;
     // No webhook here: nothing to load before being ready.
     started.readiness.set_tls_loaded();

@@ -158,18 +158,19 @@ impl Manager {
             &self.settings.policy,
         )?;
         let owner = config.as_ref().and_then(owner_reference);
-        let has_owner = secret.as_ref().is_some_and(|s| {
-            owner.as_ref().is_none_or(|o| {
-                s.metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|r| r.uid == o.uid)
-            })
-        });
-        let change = decision.change.or_else(|| {
-            (secret.is_some() && !has_owner).then_some("owned by the webhook configuration")
-        });
+        // An existing Secret that the configuration doesn't own yet gets the owner reference.
+        let needs_owner = match (&secret, &owner) {
+            (Some(secret), Some(owner)) => !secret
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == owner.uid),
+            _ => false,
+        };
+        let change = decision
+            .change
+            .or_else(|| needs_owner.then_some("owned by the webhook configuration"));
         if let Some(reason) = change {
             let mut span = self.tracer.as_ref().map(|t| {
                 let mut span = t.background("certificate write");
@@ -306,8 +307,18 @@ impl Manager {
     pub async fn run(self, tls: RustlsConfig, mut served: Decision, shutdown: CancellationToken) {
         let wake = Arc::new(Notify::new());
         let watches = [
-            self.watch_secret(wake.clone(), shutdown.clone()),
-            self.watch_configuration(wake.clone(), shutdown.clone()),
+            watch_by_name(
+                self.secrets.clone(),
+                &self.settings.secret,
+                wake.clone(),
+                shutdown.clone(),
+            ),
+            watch_by_name(
+                self.webhooks.clone(),
+                &self.settings.webhook_configuration,
+                wake.clone(),
+                shutdown.clone(),
+            ),
         ];
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -365,36 +376,21 @@ impl Manager {
             watch.abort();
         }
     }
+}
 
-    fn watch_secret(
-        &self,
-        wake: Arc<Notify>,
-        shutdown: CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
-        let config =
-            watcher::Config::default().fields(&format!("metadata.name={}", self.settings.secret));
-        tokio::spawn(notify_on_change(
-            watcher(self.secrets.clone(), config),
-            wake,
-            shutdown,
-        ))
-    }
-
-    fn watch_configuration(
-        &self,
-        wake: Arc<Notify>,
-        shutdown: CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
-        let config = watcher::Config::default().fields(&format!(
-            "metadata.name={}",
-            self.settings.webhook_configuration
-        ));
-        tokio::spawn(notify_on_change(
-            watcher(self.webhooks.clone(), config),
-            wake,
-            shutdown,
-        ))
-    }
+/// Wakes `wake` on every change to the object `name` of `api` (and after each (re)list), until
+/// `shutdown`.
+fn watch_by_name<K>(
+    api: Api<K>,
+    name: &str,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    tokio::spawn(notify_on_change(watcher(api, config), wake, shutdown))
 }
 
 async fn notify_on_change<K>(

@@ -97,7 +97,7 @@ async fn handle(endpoint: Endpoint, shared: &Shared, request: Request) -> Respon
     let mut own = shared
         .tracer
         .as_ref()
-        .and_then(|t| t.admission(&format!("admission {}", endpoint.label())));
+        .and_then(|t| t.admission(endpoint.label()));
     let labels = |result| AdmissionLabels {
         endpoint: endpoint.label(),
         result,
