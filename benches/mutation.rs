@@ -17,9 +17,15 @@ use jobtrace::webhook::review::{Endpoint, review};
 
 fn benches(c: &mut Criterion) {
     let job = serde_json::from_value(fixtures::typical_job("nightly-report")).unwrap();
+    let now = k8s_openapi::jiff::Timestamp::now();
     c.bench_function("mutate::job (3 containers + 1 init)", |b| {
         b.iter(|| {
-            jobtrace::mutate::job::mutate(black_box(&job), "reports", SpanId::from_random([7; 8]))
+            let admission = jobtrace::mutate::Admission {
+                namespace: "reports",
+                new_span: SpanId::from_random([7; 8]),
+                now,
+            };
+            jobtrace::mutate::job::mutate(black_box(&job), &admission)
         });
     });
     let body = fixtures::typical_review();
@@ -29,6 +35,7 @@ fn benches(c: &mut Criterion) {
                 Endpoint::Jobs,
                 black_box(&body),
                 SpanId::from_random([7; 8]),
+                now,
             )
             .unwrap()
         });

@@ -212,6 +212,10 @@ fn nanos(t: k8s_openapi::jiff::Timestamp) -> u64 {
     u64::try_from(t.as_nanosecond()).unwrap_or(0)
 }
 
+/// OTLP `SpanFlags`: whether the parent (or linked) span is remote is known, and that it is.
+const SPAN_FLAGS_HAS_IS_REMOTE: u32 = 0x100;
+const SPAN_FLAGS_IS_REMOTE: u32 = 0x200;
+
 fn proto_span(record: &SpanRecord) -> Span {
     let status = match &record.status {
         Status::Unset => None,
@@ -231,13 +235,15 @@ fn proto_span(record: &SpanRecord) -> Span {
             .parent_span_id
             .map(|p| p.0.to_vec())
             .unwrap_or_default(),
-        // A parent is always in another process (the creator, or the Job span's exporter); a
-        // span without one (jobtrace's own) is a root.
-        flags: if record.parent_span_id.is_some() {
-            0x100 | 0x200 | 0x01
-        } else {
-            0x100 | 0x01
-        },
+        // The low byte is the context's W3C trace flags; bit 8 says whether the parent is
+        // remote is known, bit 9 that it is: a parent is always in another process (the creator,
+        // or the Job span's exporter), and a span without one (jobtrace's own) is a root.
+        flags: u32::from(record.trace_flags)
+            | if record.parent_span_id.is_some() {
+                SPAN_FLAGS_HAS_IS_REMOTE | SPAN_FLAGS_IS_REMOTE
+            } else {
+                SPAN_FLAGS_HAS_IS_REMOTE
+            },
         name: record.name.clone(),
         kind: match record.kind {
             crate::spans::Kind::Internal => span::SpanKind::Internal,
@@ -246,11 +252,13 @@ fn proto_span(record: &SpanRecord) -> Span {
         links: record
             .links
             .iter()
-            .map(|(trace, span)| span::Link {
-                trace_id: trace.0.to_vec(),
-                span_id: span.0.to_vec(),
+            .map(|link| span::Link {
+                trace_id: link.trace_id.0.to_vec(),
+                span_id: link.span_id.0.to_vec(),
                 // The linked span is the Job's, in another process.
-                flags: 0x100 | 0x200 | 0x01,
+                flags: u32::from(link.trace_flags)
+                    | SPAN_FLAGS_HAS_IS_REMOTE
+                    | SPAN_FLAGS_IS_REMOTE,
                 ..span::Link::default()
             })
             .collect(),
@@ -677,6 +685,7 @@ mod tests {
                 description: "BackoffLimitExceeded".into(),
             },
             kind: crate::spans::Kind::Internal,
+            trace_flags: 0x03,
             links: Vec::new(),
         };
         let request = request(&[record], &[("service.name", "jobtrace".into())]);
@@ -692,6 +701,10 @@ mod tests {
         );
         assert_eq!(span.span_id, vec![1; 8]);
         assert_eq!(span.parent_span_id, vec![2; 8]);
+        assert_eq!(
+            span.flags, 0x303,
+            "the context's trace flags (sampled, random) and a remote parent"
+        );
         assert_eq!(
             span.end_time_unix_nano - span.start_time_unix_nano,
             42_000_000_000

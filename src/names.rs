@@ -14,6 +14,30 @@ pub const TRACESTATE_KEYS: [&str; 2] = ["jobtrace.dev/tracestate", "tracestate"]
 /// Input annotations carrying the creator's `baggage`, in order of precedence.
 pub const BAGGAGE_KEYS: [&str; 2] = ["jobtrace.dev/baggage", "baggage"];
 
+/// A place a creator's context comes from: its `traceparent` key and the `tracestate` key that
+/// belongs with it (a `tracestate` only means something next to its own `traceparent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextSource {
+    pub traceparent: &'static str,
+    pub tracestate: Option<&'static str>,
+}
+
+/// The context sources in order of precedence; the same order as `TRACEPARENT_KEYS`.
+pub const CONTEXT_SOURCES: [ContextSource; 3] = [
+    ContextSource {
+        traceparent: TRACEPARENT_KEYS[0],
+        tracestate: Some(TRACESTATE_KEYS[0]),
+    },
+    ContextSource {
+        traceparent: TRACEPARENT_KEYS[1],
+        tracestate: None,
+    },
+    ContextSource {
+        traceparent: TRACEPARENT_KEYS[2],
+        tracestate: Some(TRACESTATE_KEYS[1]),
+    },
+];
+
 /// Label on traced Jobs and their pod templates, so selectors can find them.
 pub const TRACED_LABEL: &str = "jobtrace.dev/traced";
 /// Trace id of the object's span.
@@ -25,8 +49,17 @@ pub const PARENT_SPAN_ID: &str = "jobtrace.dev/parent-span-id";
 /// Set by the Job webhook when the Job is created suspended: its queued span then runs from
 /// creation to the first start.
 pub const CREATED_SUSPENDED: &str = "jobtrace.dev/created-suspended";
+/// The W3C trace flags of the creator's context (two hex digits), recorded at admission: they
+/// decide whether the object's spans are exported, and travel on the exported spans.
+pub const TRACE_FLAGS: &str = "jobtrace.dev/trace-flags";
+/// When the webhook admitted the object (RFC 3339, microseconds): tells a reinvocation of the
+/// same request from an old object re-created from a saved manifest.
+pub const ADMITTED_AT: &str = "jobtrace.dev/admitted-at";
 /// Set by the controller once the object's span has been exported.
 pub const EXPORTED: &str = "jobtrace.dev/exported";
+/// Annotations that describe one object only: never copied from a Job's pod template to its pods,
+/// never trusted when they arrive on a CREATE.
+pub const OBJECT_OWN: [&str; 4] = [SPAN_ID, ADMITTED_AT, EXPORTED, CREATED_SUSPENDED];
 
 /// Labels the job controller puts on every pod of a Job (and on the Job's pod template).
 pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::context::{SpanId, TraceId};
 use crate::metrics::Metrics;
-use crate::spans::{Kind, SpanRecord, Status, Value};
+use crate::spans::{Kind, Link, SpanRecord, Status, Value};
 
 /// Own spans waiting for the exporter, at most.
 const QUEUE: usize = 2048;
@@ -89,6 +89,8 @@ impl OwnSpan {
                 events: Vec::new(),
                 status: Status::Unset,
                 kind,
+                // Sampled, and the ids are random (W3C Level 2's random flag).
+                trace_flags: 0x03,
                 links: Vec::new(),
             },
         }
@@ -98,8 +100,12 @@ impl OwnSpan {
         self.record.attributes.push((key, value.into()));
     }
 
-    pub fn link(&mut self, trace_id: TraceId, span_id: SpanId) {
-        self.record.links.push((trace_id, span_id));
+    pub fn link(&mut self, trace_id: TraceId, span_id: SpanId, trace_flags: u8) {
+        self.record.links.push(Link {
+            trace_id,
+            span_id,
+            trace_flags,
+        });
     }
 
     pub fn fail(&mut self, description: impl Into<String>) {
@@ -183,14 +189,22 @@ mod tests {
         let job_trace = TraceId([7; 16]);
         let mut span = tracer.admission("jobs").unwrap();
         span.set("jobtrace.admission.result", "injected");
-        span.link(job_trace, SpanId([3; 8]));
+        span.link(job_trace, SpanId([3; 8]), 0x01);
         tracer.record(span);
         let record = rx.try_recv().unwrap();
         assert_eq!(record.parent_span_id, None);
         assert_ne!(record.trace_id, job_trace);
         assert_eq!(record.kind, Kind::Server);
         assert_eq!(record.name, "admission jobs");
-        assert_eq!(record.links, vec![(job_trace, SpanId([3; 8]))]);
+        assert_eq!(
+            record.links,
+            vec![Link {
+                trace_id: job_trace,
+                span_id: SpanId([3; 8]),
+                trace_flags: 0x01
+            }]
+        );
+        assert_eq!(record.trace_flags, 0x03);
         assert!(record.end >= record.start);
         for _ in 0..QUEUE + 5 {
             tracer.record(tracer.background("export"));

@@ -95,21 +95,29 @@ proptest! {
         span in any::<[u8; 8]>(),
     ) {
         let object = job_object(&annotations, &containers);
-        let first = job::mutate(&serde_json::from_value(object.clone()).unwrap(), "ns", SpanId::from_random(span));
+        let first = job::mutate(&serde_json::from_value(object.clone()).unwrap(), &admission(SpanId::from_random(span)));
         let mut patched = object;
         json_patch::patch(&mut patched, &first.patch).expect("the patch applies");
         let typed = serde_json::from_value(patched.clone()).expect("the result is a Job");
-        let second = job::mutate(&typed, "ns", SpanId::from_random([9; 8]));
+        let second = job::mutate(&typed, &admission(SpanId::from_random([9; 8])));
         prop_assert!(second.patch.0.is_empty(), "second pass: {:?}", second.patch);
 
         // The pod the job controller would make from it is idempotent too.
         let template = &patched["spec"]["template"];
         let pod_object = json!({ "metadata": template["metadata"], "spec": template["spec"] });
-        let pod_first = pod::mutate(&serde_json::from_value(pod_object.clone()).unwrap(), SpanId::from_random([7; 8]));
+        let pod_first = pod::mutate(&serde_json::from_value(pod_object.clone()).unwrap(), &admission(SpanId::from_random([7; 8])));
         let mut pod_patched = pod_object;
         json_patch::patch(&mut pod_patched, &pod_first.patch).expect("the pod patch applies");
-        let pod_second = pod::mutate(&serde_json::from_value(pod_patched).unwrap(), SpanId::from_random([8; 8]));
+        let pod_second = pod::mutate(&serde_json::from_value(pod_patched).unwrap(), &admission(SpanId::from_random([8; 8])));
         prop_assert!(pod_second.patch.0.is_empty());
+    }
+}
+
+fn admission(new_span: SpanId) -> jobtrace::mutate::Admission<'static> {
+    jobtrace::mutate::Admission {
+        namespace: "ns",
+        new_span,
+        now: "2026-11-23T10:00:00Z".parse().unwrap(),
     }
 }
 

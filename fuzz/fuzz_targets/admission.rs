@@ -7,8 +7,9 @@ use jobtrace::webhook::review::{Endpoint, review};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    let now = "2026-11-23T10:00:00Z".parse().unwrap();
     for endpoint in [Endpoint::Jobs, Endpoint::Pods] {
-        if let Ok(reviewed) = review(endpoint, data, SpanId::from_random([1; 8])) {
+        if let Ok(reviewed) = review(endpoint, data, SpanId::from_random([1; 8]), now) {
             let body: serde_json::Value = serde_json::from_slice(&reviewed.body).unwrap();
             assert_eq!(body["response"]["allowed"], true);
         }

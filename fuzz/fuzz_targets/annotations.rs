@@ -19,11 +19,16 @@ fuzz_target!(|values: (String, String, String, String)| {
         ] } } }
     });
     let job = serde_json::from_value(object.clone()).unwrap();
-    let first = jobtrace::mutate::job::mutate(&job, "ns", SpanId::from_random([1; 8]));
+    let admission = |span| jobtrace::mutate::Admission {
+        namespace: "ns",
+        new_span: SpanId::from_random(span),
+        now: "2026-11-23T10:00:00Z".parse().unwrap(),
+    };
+    let first = jobtrace::mutate::job::mutate(&job, &admission([1; 8]));
     let mut patched = object;
     json_patch_apply(&mut patched, &first.patch);
     let job = serde_json::from_value(patched).unwrap();
-    let second = jobtrace::mutate::job::mutate(&job, "ns", SpanId::from_random([2; 8]));
+    let second = jobtrace::mutate::job::mutate(&job, &admission([2; 8]));
     assert!(second.patch.0.is_empty());
 });
 

@@ -46,18 +46,47 @@ pub struct Context {
     pub baggage: Option<Baggage>,
 }
 
-/// Reads the trace context from `annotations` by DESIGN.md's precedence: for each field the first
-/// key holding a valid value wins; invalid values and conflicting sources become warnings.
-/// `tracestate` is read only when a valid `traceparent` was found, as W3C requires.
+/// An input annotation's value without the surrounding whitespace a YAML block scalar or a
+/// careless template leaves (`traceparent: |` ends in a newline). The same for every key.
+pub fn annotation_value(value: &str) -> &str {
+    value.trim_ascii()
+}
+
+/// Reads the trace context from `annotations` by the documented precedence: the first source
+/// whose `traceparent` is valid wins, and its own `tracestate` (never another source's) comes
+/// with it; the first valid `baggage` wins on its own. Invalid values and conflicting sources
+/// become warnings. As W3C requires, a `tracestate` is read only next to a valid `traceparent`.
 pub fn from_annotations(annotations: &BTreeMap<String, String>) -> (Option<Context>, Vec<Warning>) {
     let mut warnings = Vec::new();
-    let traceparent = first_valid(
-        annotations,
-        &names::TRACEPARENT_KEYS,
-        |v| traceparent::parse(v.trim()).map_err(|e| (e.label(), e.to_string())),
-        &mut warnings,
-    );
-    let Some(traceparent) = traceparent else {
+    let get = |key: &str| annotations.get(key).map(|v| annotation_value(v));
+    let mut winner: Option<(names::ContextSource, Traceparent)> = None;
+    for source in names::CONTEXT_SOURCES {
+        let Some(value) = get(source.traceparent) else {
+            continue;
+        };
+        match traceparent::parse(value) {
+            Err(e) => warnings.push(Warning::new(
+                e.label(),
+                format!(
+                    "annotation {} ignored: {:?} {e}",
+                    source.traceparent,
+                    shorten(value)
+                ),
+            )),
+            Ok(parsed) => match &winner {
+                None => winner = Some((source, parsed)),
+                Some((won, kept)) if *kept != parsed => warnings.push(Warning::new(
+                    "conflict",
+                    format!(
+                        "annotation {} differs from {}; {} wins",
+                        source.traceparent, won.traceparent, won.traceparent
+                    ),
+                )),
+                Some(_) => {}
+            },
+        }
+    }
+    let Some((source, traceparent)) = winner else {
         let ignored: Vec<&str> = names::TRACESTATE_KEYS
             .iter()
             .chain(&names::BAGGAGE_KEYS)
@@ -75,38 +104,24 @@ pub fn from_annotations(annotations: &BTreeMap<String, String>) -> (Option<Conte
         }
         return (None, warnings);
     };
-    let tracestate = first_valid(
-        annotations,
-        &names::TRACESTATE_KEYS,
-        |v| {
-            let mut ts = tracestate::parse(v).map_err(|e| (e.label(), e.to_string()))?;
-            Ok((ts.truncate(tracestate::MAX_LEN), ts))
-        },
-        &mut warnings,
-    )
-    .and_then(|(dropped, ts)| {
-        if dropped > 0 {
+    let own = source.tracestate.and_then(|key| Some((key, get(key)?)));
+    for other in names::TRACESTATE_KEYS {
+        let Some(value) = get(other).filter(|_| Some(other) != source.tracestate) else {
+            continue;
+        };
+        if own.is_none_or(|(_, v)| v != value) {
             warnings.push(Warning::new(
-                "tracestate_truncated",
+                "tracestate_of_other_source",
                 format!(
-                    "tracestate: {dropped} entries dropped to stay within {} characters",
-                    tracestate::MAX_LEN
+                    "annotation {other} ignored: a tracestate goes with its own traceparent, \
+                     and {} wins",
+                    source.traceparent
                 ),
             ));
         }
-        (!ts.is_empty()).then_some(ts)
-    });
-    let baggage =
-        names::BAGGAGE_KEYS
-            .iter()
-            .find_map(|key| annotations.get(*key).map(|v| (*key, v)))
-            .and_then(|(key, value)| {
-                let (baggage, problems) = baggage::parse(value);
-                warnings.extend(problems.into_iter().map(|p| {
-                    Warning::new("baggage_member_dropped", format!("annotation {key}: {p}"))
-                }));
-                (!baggage.is_empty()).then_some(baggage)
-            });
+    }
+    let tracestate = own.and_then(|(key, value)| read_tracestate(key, value, &mut warnings));
+    let baggage = read_baggage(annotations, &mut warnings);
     let context = Context {
         traceparent,
         tracestate,
@@ -115,35 +130,74 @@ pub fn from_annotations(annotations: &BTreeMap<String, String>) -> (Option<Conte
     (Some(context), warnings)
 }
 
-/// The parsed value of the first of `keys` that is present and valid. Invalid values and later
-/// valid values that differ from the winner are reported.
-fn first_valid<T: PartialEq>(
+/// The `tracestate` at `key`, or nothing with a warning when it is invalid; duplicate keys keep
+/// their first entry and an over-long value loses whole entries, each with a warning.
+fn read_tracestate(key: &str, value: &str, warnings: &mut Vec<Warning>) -> Option<Tracestate> {
+    let mut ts = match tracestate::parse(value) {
+        Ok(ts) => ts,
+        Err(e) => {
+            warnings.push(Warning::new(
+                e.label(),
+                format!("annotation {key} ignored: {:?} {e}", shorten(value)),
+            ));
+            return None;
+        }
+    };
+    if !ts.duplicates().is_empty() {
+        warnings.push(Warning::new(
+            "tracestate_duplicate_key",
+            format!(
+                "annotation {key}: later entries of {} dropped, the first is kept",
+                ts.duplicates().join(", ")
+            ),
+        ));
+    }
+    let dropped = ts.truncate(tracestate::MAX_LEN);
+    if dropped > 0 {
+        warnings.push(Warning::new(
+            "tracestate_truncated",
+            format!(
+                "annotation {key}: {dropped} entries dropped to stay within {} characters",
+                tracestate::MAX_LEN
+            ),
+        ));
+    }
+    (!ts.is_empty()).then_some(ts)
+}
+
+/// The first `baggage` source with at least one valid member; its invalid members are dropped
+/// with a warning each, a source with none falls through to the next, and a later valid source
+/// that differs is reported.
+fn read_baggage(
     annotations: &BTreeMap<String, String>,
-    keys: &[&str],
-    parse: impl Fn(&str) -> Result<T, (&'static str, String)>,
     warnings: &mut Vec<Warning>,
-) -> Option<T> {
-    let mut winner: Option<(&str, T)> = None;
-    for key in keys {
-        let Some(value) = annotations.get(*key) else {
+) -> Option<Baggage> {
+    let mut winner: Option<(&str, Baggage)> = None;
+    for key in names::BAGGAGE_KEYS {
+        let Some(value) = annotations.get(key).map(|v| annotation_value(v)) else {
             continue;
         };
-        match parse(value) {
-            Err((reason, why)) => warnings.push(Warning::new(
-                reason,
-                format!("annotation {key} ignored: {:?} {why}", shorten(value)),
-            )),
-            Ok(parsed) => match &winner {
-                None => winner = Some((key, parsed)),
-                Some((won, kept)) if *kept != parsed => warnings.push(Warning::new(
-                    "conflict",
-                    format!("annotation {key} differs from {won}; {won} wins"),
-                )),
-                Some(_) => {}
-            },
+        let (baggage, problems) = baggage::parse(value);
+        match &winner {
+            Some((won, kept)) => {
+                if baggage.header() != kept.header() {
+                    warnings.push(Warning::new(
+                        "conflict",
+                        format!("annotation {key} differs from {won}; {won} wins"),
+                    ));
+                }
+            }
+            None => {
+                warnings.extend(problems.into_iter().map(|p| {
+                    Warning::new("baggage_member_dropped", format!("annotation {key}: {p}"))
+                }));
+                if !baggage.is_empty() {
+                    winner = Some((key, baggage));
+                }
+            }
         }
     }
-    winner.map(|(_, parsed)| parsed)
+    winner.map(|(_, baggage)| baggage)
 }
 
 #[cfg(test)]
@@ -265,5 +319,105 @@ mod tests {
         let s = "é".repeat(50);
         assert_eq!(shorten(&s).chars().count(), QUOTE_LEN + 1);
         assert_eq!(shorten("short"), "short");
+    }
+
+    #[test]
+    fn tracestate_comes_from_the_source_of_the_winning_traceparent() {
+        let (cx, warnings) = from_annotations(&annotations(&[
+            ("jobtrace.dev/traceparent", TP),
+            ("jobtrace.dev/tracestate", "mine=1"),
+            ("traceparent", OTHER),
+            ("tracestate", "theirs=2"),
+        ]));
+        assert_eq!(cx.unwrap().tracestate.unwrap().header(), "mine=1");
+        let reasons: Vec<&str> = warnings.iter().map(|w| w.reason).collect();
+        assert_eq!(reasons, ["conflict", "tracestate_of_other_source"]);
+    }
+
+    #[test]
+    fn the_tracestate_of_an_invalid_traceparent_is_not_used() {
+        let (cx, warnings) = from_annotations(&annotations(&[
+            ("jobtrace.dev/traceparent", "00-broken"),
+            ("jobtrace.dev/tracestate", "mine=1"),
+            ("traceparent", TP),
+        ]));
+        let cx = cx.unwrap();
+        assert_eq!(cx.traceparent.to_string(), TP);
+        assert!(cx.tracestate.is_none(), "{:?}", cx.tracestate);
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.reason == "tracestate_of_other_source"
+                    && w.message.contains("jobtrace.dev/tracestate")),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_winning_source_without_tracestate_takes_none_from_another() {
+        let (cx, _) = from_annotations(&annotations(&[
+            ("tracing.k8s.io/traceparent", TP),
+            ("traceparent", OTHER),
+            ("tracestate", "theirs=2"),
+        ]));
+        assert!(cx.unwrap().tracestate.is_none());
+    }
+
+    #[test]
+    fn the_same_tracestate_next_to_the_same_traceparent_does_not_warn() {
+        let (cx, warnings) = from_annotations(&annotations(&[
+            ("jobtrace.dev/traceparent", TP),
+            ("jobtrace.dev/tracestate", "a=1"),
+            ("traceparent", TP),
+            ("tracestate", "a=1"),
+        ]));
+        assert_eq!(cx.unwrap().tracestate.unwrap().header(), "a=1");
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn duplicate_tracestate_keys_keep_the_first_and_warn() {
+        let (cx, warnings) =
+            from_annotations(&annotations(&[("traceparent", TP), ("tracestate", "a=1,b=2,a=3")]));
+        assert_eq!(cx.unwrap().tracestate.unwrap().header(), "a=1,b=2");
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].reason, "tracestate_duplicate_key");
+    }
+
+    #[test]
+    fn the_first_valid_baggage_source_wins() {
+        let (cx, warnings) = from_annotations(&annotations(&[
+            ("traceparent", TP),
+            ("jobtrace.dev/baggage", "not baggage"),
+            ("baggage", "k=v"),
+        ]));
+        assert_eq!(cx.unwrap().baggage.unwrap().header(), "k=v");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].reason, "baggage_member_dropped");
+    }
+
+    #[test]
+    fn a_later_baggage_that_differs_is_a_conflict() {
+        let (cx, warnings) = from_annotations(&annotations(&[
+            ("traceparent", TP),
+            ("jobtrace.dev/baggage", "k=v"),
+            ("baggage", "k=w"),
+        ]));
+        assert_eq!(cx.unwrap().baggage.unwrap().header(), "k=v");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].reason, "conflict");
+    }
+
+    #[test]
+    fn every_input_annotation_is_trimmed_the_same_way() {
+        let (cx, warnings) = from_annotations(&annotations(&[
+            ("traceparent", &format!("{TP}\n")),
+            ("tracestate", "\n rojo=1\n"),
+            ("baggage", "k=v\r\n"),
+        ]));
+        let cx = cx.unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(cx.tracestate.unwrap().header(), "rojo=1");
+        assert_eq!(cx.baggage.unwrap().header(), "k=v");
     }
 }

@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::{Container, EnvVar};
 use serde_json::{Value, json};
 
 use super::{Ops, pointer};
-use crate::context::Warning;
+use crate::context::{Traceparent, Warning, traceparent};
 use crate::names::env;
 
 /// What every container of a traced pod should carry, prepared once for all containers.
@@ -18,6 +18,9 @@ pub(super) struct Injection {
     joined: String,
     /// The downward-API variables `attributes` reference, and their JSON.
     helpers: Vec<(&'static str, Value)>,
+    /// The `TRACEPARENT` jobtrace wrote for the span the object had before it was re-created from
+    /// a saved manifest: a container holding it holds jobtrace's old injection, not the user's.
+    stale: Option<Traceparent>,
 }
 
 /// Downward-API variables that resource attributes reference with `$(NAME)`, and their fields.
@@ -34,18 +37,52 @@ const HELPERS: [(&str, &str); 4] = [
     (env::POD_UID, "metadata.uid"),
 ];
 
+/// `value` as it must stand in `env[].value` for the process to receive it byte for byte: the
+/// kubelet expands `$(VAR)` there and turns `$$` into `$`, so every `$` is doubled.
+pub(super) fn kubelet_literal(value: &str) -> String {
+    value.replace('$', "$$")
+}
+
+/// Whether `name` may reach `container` through one of its `envFrom` sources, which jobtrace can't
+/// look into at admission (a source with a prefix only defines names that start with it).
+fn may_come_from_env_from(container: &Container, name: &str) -> bool {
+    container
+        .env_from
+        .iter()
+        .flatten()
+        .any(|source| name.starts_with(source.prefix.as_deref().unwrap_or_default()))
+}
+
 impl Injection {
-    pub fn new(vars: Vec<(&'static str, String)>, attributes: Vec<(&'static str, String)>) -> Self {
+    /// `vars` and `attributes` hold values as received; they are escaped for the kubelet here
+    /// (attribute values of the form `$(HELPER)` are references and stay as they are).
+    pub fn new(
+        vars: Vec<(&'static str, String)>,
+        attributes: Vec<(&'static str, String)>,
+        stale: Option<Traceparent>,
+    ) -> Self {
         let vars = vars
             .into_iter()
             .map(|(name, value)| {
+                let value = kubelet_literal(&value);
                 let json = json!({ "name": name, "value": value });
                 (name, value, json)
             })
             .collect();
+        let attributes: Vec<(&'static str, String)> = attributes
+            .into_iter()
+            .map(|(k, v)| {
+                let v = if helper_reference(&v).is_some() {
+                    v
+                } else {
+                    kubelet_literal(&v)
+                };
+                (k, v)
+            })
+            .collect();
         let helpers = HELPERS
             .iter()
-            .filter(|(name, _)| referenced(&attributes, name))
+            .filter(|(name, _)| attributes.iter().any(|(_, v)| helper_reference(v) == Some(*name)))
             .map(|(name, field)| {
                 let json = json!({
                     "name": name,
@@ -59,7 +96,20 @@ impl Injection {
             joined: join_attributes(&attributes),
             attributes,
             helpers,
+            stale,
         }
+    }
+
+    /// Whether the container's `TRACEPARENT` is the one jobtrace wrote before a re-creation.
+    fn holds_stale_injection(&self, existing: &[EnvVar]) -> bool {
+        let Some(stale) = self.stale else {
+            return false;
+        };
+        existing
+            .iter()
+            .rfind(|v| v.name == env::TRACEPARENT)
+            .and_then(|v| traceparent::parse(v.value.as_deref()?).ok())
+            .is_some_and(|tp| tp.trace_id == stale.trace_id && tp.parent_id == stale.parent_id)
     }
 
     /// Adds the injection to `container`, whose JSON pointer is `path`.
@@ -71,12 +121,38 @@ impl Injection {
         warnings: &mut Vec<Warning>,
     ) {
         let existing = container.env.as_deref().unwrap_or_default();
-        let find = |name: &str| existing.iter().position(|v| v.name == name);
+        let find = |name: &str| existing.iter().rposition(|v| v.name == name);
         let mut appended: Vec<Value> = Vec::new();
+        let env_path = |tail: &[&str]| {
+            pointer(
+                path.iter()
+                    .copied()
+                    .chain(["env"])
+                    .chain(tail.iter().copied()),
+            )
+        };
+        let stale = self.holds_stale_injection(existing);
+        if stale {
+            // jobtrace's own old values: brought up to date, and emptied where the context no
+            // longer has them (an empty TRACESTATE or BAGGAGE is no tracestate or baggage).
+            for name in [env::TRACESTATE, env::BAGGAGE] {
+                if let Some(i) = find(name).filter(|_| !self.vars.iter().any(|(n, ..)| *n == name)) {
+                    if existing[i].value_from.is_none() && existing[i].value.as_deref() != Some("") {
+                        ops.add(env_path(&[&i.to_string(), "value"]), Value::String(String::new()));
+                    }
+                }
+            }
+        }
+        // The context variables describe this Job alone, so they are set even where `envFrom`
+        // might define them too (an `env` entry wins over `envFrom`): a ConfigMap shared by many
+        // Jobs can't hold a per-Job context, and the three must come from one source.
         for (name, value, json) in &self.vars {
             match find(name) {
                 None => appended.push(json.clone()),
                 Some(i) if existing[i].value.as_ref() == Some(value) => {}
+                Some(i) if stale && existing[i].value_from.is_none() => {
+                    ops.add(env_path(&[&i.to_string(), "value"]), Value::String(value.clone()));
+                }
                 Some(_) => warnings.push(Warning {
                     reason: "env_user_set",
                     message: format!(
@@ -87,32 +163,37 @@ impl Injection {
             }
         }
 
-        let env_path = |tail: &[&str]| {
-            pointer(
-                path.iter()
-                    .copied()
-                    .chain(["env"])
-                    .chain(tail.iter().copied()),
-            )
-        };
-        let container_attribute = format!("k8s.container.name={}", container.name);
         match find(env::RESOURCE_ATTRIBUTES) {
+            None if may_come_from_env_from(container, env::RESOURCE_ATTRIBUTES) => {
+                warnings.push(Warning {
+                    reason: "env_from",
+                    message: format!(
+                        "container {:?} may take {} from envFrom; jobtrace left it alone (set it \
+                         in env to have the Kubernetes attributes added)",
+                        container.name,
+                        env::RESOURCE_ATTRIBUTES
+                    ),
+                });
+            }
             None => {
-                appended.extend(self.missing_helpers(existing, |_| true));
-                appended.push(json!({
-                    "name": env::RESOURCE_ATTRIBUTES,
-                    "value": format!("{},{container_attribute}", self.joined),
-                }));
+                let value = format!(
+                    "{},k8s.container.name={}",
+                    self.joined,
+                    kubelet_literal(&container.name)
+                );
+                appended.extend(self.helpers_missing_before(existing, existing.len(), &value));
+                appended.push(json!({ "name": env::RESOURCE_ATTRIBUTES, "value": value }));
             }
             Some(i) => {
-                if let Some(value) = self.extend_user_attributes(container, &existing[i], warnings)
-                {
-                    let helpers = self.missing_helpers(existing, |name| value.contains(name));
+                if let Some(value) = self.user_attributes(container, &existing[i], warnings) {
+                    let helpers = self.helpers_missing_before(existing, i, &value);
                     for (k, helper) in helpers.iter().enumerate() {
                         ops.add(env_path(&[&(i + k).to_string()]), helper.clone());
                     }
-                    let index = (i + helpers.len()).to_string();
-                    ops.add(env_path(&[&index, "value"]), Value::String(value));
+                    if existing[i].value.as_deref() != Some(value.as_str()) {
+                        let index = (i + helpers.len()).to_string();
+                        ops.add(env_path(&[&index, "value"]), Value::String(value));
+                    }
                 }
             }
         }
@@ -128,18 +209,25 @@ impl Injection {
         }
     }
 
-    /// The helper variables `container` lacks, among those `wanted` by name.
-    fn missing_helpers(&self, existing: &[EnvVar], wanted: impl Fn(&str) -> bool) -> Vec<Value> {
+    /// jobtrace's helper variables that `value` references and that are not defined as jobtrace
+    /// defines them by the last entry of that name in `existing[..before]`: the kubelet expands
+    /// `$(VAR)` only from variables defined earlier, so each must stand before its user.
+    fn helpers_missing_before(&self, existing: &[EnvVar], before: usize, value: &str) -> Vec<Value> {
         self.helpers
             .iter()
-            .filter(|(name, _)| wanted(name) && !existing.iter().any(|v| v.name == *name))
+            .filter(|(name, _)| value.contains(&format!("$({name})")))
+            .filter(|(name, _)| {
+                let field = HELPERS.iter().find(|(n, _)| n == name).map(|(_, f)| *f);
+                let last = existing[..before].iter().rev().find(|v| v.name == *name);
+                last.is_none_or(|v| !is_helper(v, field.unwrap_or_default()))
+            })
             .map(|(_, json)| json.clone())
             .collect()
     }
 
-    /// The user's `OTEL_RESOURCE_ATTRIBUTES` with the attributes it lacks appended; `None` when
-    /// nothing is missing or the value comes from a reference jobtrace can't extend.
-    fn extend_user_attributes(
+    /// The user's `OTEL_RESOURCE_ATTRIBUTES` with the attributes it lacks appended (unchanged
+    /// when nothing is missing); `None` when it comes from a reference jobtrace can't extend.
+    fn user_attributes(
         &self,
         container: &Container,
         user: &EnvVar,
@@ -161,7 +249,7 @@ impl Injection {
             .split(',')
             .filter_map(|pair| pair.split_once('=').map(|(k, _)| k.trim()))
             .collect();
-        let container_attribute = ("k8s.container.name", container.name.clone());
+        let container_attribute = ("k8s.container.name", kubelet_literal(&container.name));
         let missing: Vec<(&str, String)> = self
             .attributes
             .iter()
@@ -170,7 +258,7 @@ impl Injection {
             .cloned()
             .collect();
         if missing.is_empty() {
-            return None;
+            return Some(value.to_owned());
         }
         let value = value.trim_end_matches([',', ' ']);
         let added = join_attributes(&missing);
@@ -182,10 +270,23 @@ impl Injection {
     }
 }
 
-fn referenced(attributes: &[(&str, String)], helper: &str) -> bool {
-    attributes
-        .iter()
-        .any(|(_, v)| v.strip_prefix("$(").and_then(|v| v.strip_suffix(')')) == Some(helper))
+/// Whether `var` is defined as jobtrace defines a helper: the downward-API field `field` (the
+/// apiserver may have defaulted `fieldRef.apiVersion`).
+fn is_helper(var: &EnvVar, field: &str) -> bool {
+    var.value.as_deref().is_none_or(str::is_empty)
+        && var.value_from.as_ref().is_some_and(|from| {
+            from.field_ref
+                .as_ref()
+                .is_some_and(|f| f.field_path == field)
+                && from.config_map_key_ref.is_none()
+                && from.secret_key_ref.is_none()
+                && from.resource_field_ref.is_none()
+        })
+}
+
+/// The helper a `$(NAME)` attribute value refers to.
+fn helper_reference(value: &str) -> Option<&str> {
+    value.strip_prefix("$(")?.strip_suffix(')')
 }
 
 fn join_attributes(attributes: &[(&str, String)]) -> String {

@@ -1,17 +1,20 @@
 //! The Job mutation: trace context from the Job's annotations into its pod template.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 use super::env::Injection;
-use super::{Mutation, Ops, Outcome};
-use crate::context::{self, SpanId, TraceId};
+use super::{Admission, Mutation, Ops, Outcome, admission_stamp, is_reinvocation};
+use crate::context::{self, SpanId, TraceId, Traceparent};
 use crate::names::{self, env};
 
-/// Mutates a Job being created in `namespace`. `new_span` becomes the Job span's id unless the
-/// Job already carries one for the same trace (a reinvocation).
-pub fn mutate(job: &Job, namespace: &str, new_span: SpanId) -> Mutation {
-    let empty = std::collections::BTreeMap::new();
+/// Mutates a Job being created. The Job span gets `admission.new_span` unless this is a
+/// reinvocation of the request that already gave it one; whatever else of jobtrace's the Job
+/// carries (say, from a saved manifest) is recomputed or removed.
+pub fn mutate(job: &Job, admission: &Admission) -> Mutation {
+    let empty = BTreeMap::new();
     let annotations = job.metadata.annotations.as_ref().unwrap_or(&empty);
     let (context, mut warnings) = context::from_annotations(annotations);
     let Some(context) = context else {
@@ -19,7 +22,8 @@ pub fn mutate(job: &Job, namespace: &str, new_span: SpanId) -> Mutation {
     };
     let traceparent = context.traceparent;
     let trace_id = traceparent.trace_id;
-    let job_span = annotations
+    let reinvoked = is_reinvocation(&job.metadata, admission.now);
+    let previous_span = annotations
         .get(names::SPAN_ID)
         .and_then(|id| SpanId::parse(id))
         .filter(|_| {
@@ -27,8 +31,20 @@ pub fn mutate(job: &Job, namespace: &str, new_span: SpanId) -> Mutation {
                 .get(names::TRACE_ID)
                 .and_then(|id| TraceId::parse(id))
                 == Some(trace_id)
-        })
-        .unwrap_or(new_span);
+        });
+    let job_span = previous_span
+        .filter(|_| reinvoked)
+        .unwrap_or(admission.new_span);
+    let admitted_at = annotations
+        .get(names::ADMITTED_AT)
+        .filter(|_| reinvoked)
+        .cloned()
+        .unwrap_or_else(|| admission_stamp(admission.now));
+    let flags = format!("{:02x}", traceparent.flags);
+    let outcome = Outcome::Traced {
+        trace_id,
+        flags: traceparent.flags,
+    };
 
     let mut ops = Ops::default();
     let traced = [(names::TRACED_LABEL, "true".to_owned())];
@@ -37,12 +53,15 @@ pub fn mutate(job: &Job, namespace: &str, new_span: SpanId) -> Mutation {
         job.metadata.labels.as_ref(),
         &traced,
     );
+    let suspended = job.spec.as_ref().and_then(|s| s.suspend) == Some(true);
     let mut job_annotations = vec![
         (names::TRACE_ID, trace_id.to_string()),
         (names::SPAN_ID, job_span.to_string()),
         (names::PARENT_SPAN_ID, traceparent.parent_id.to_string()),
+        (names::TRACE_FLAGS, flags.clone()),
+        (names::ADMITTED_AT, admitted_at),
     ];
-    if job.spec.as_ref().and_then(|s| s.suspend) == Some(true) {
+    if suspended {
         job_annotations.push((names::CREATED_SUSPENDED, "true".to_owned()));
     }
     ops.ensure_entries(
@@ -50,19 +69,22 @@ pub fn mutate(job: &Job, namespace: &str, new_span: SpanId) -> Mutation {
         Some(annotations),
         &job_annotations,
     );
+    // Never trusted on a CREATE: a Job re-created from a saved manifest is exported afresh.
+    let mut untrusted = vec![names::EXPORTED];
+    if !suspended {
+        untrusted.push(names::CREATED_SUSPENDED);
+    }
+    ops.remove_entries(&["metadata", "annotations"], Some(annotations), &untrusted);
 
     let Some(spec) = &job.spec else {
         return Mutation {
             patch: ops.into_patch(),
             warnings,
-            outcome: Outcome::Traced {
-                trace_id,
-                sampled: traceparent.sampled(),
-            },
+            outcome,
         };
     };
     let template = &spec.template;
-    label_template(&mut ops, template, trace_id, job_span);
+    label_template(&mut ops, template, trace_id, job_span, &flags);
 
     let mut vars = vec![(
         env::TRACEPARENT,
@@ -74,7 +96,14 @@ pub fn mutate(job: &Job, namespace: &str, new_span: SpanId) -> Mutation {
     if let Some(baggage) = &context.baggage {
         vars.push((env::BAGGAGE, baggage.header()));
     }
-    let injection = Injection::new(vars, resource_attributes(job, namespace));
+    // What jobtrace wrote into the containers for the Job span this object had before.
+    let stale = previous_span
+        .filter(|span| *span != job_span)
+        .map(|span| Traceparent {
+            parent_id: span,
+            ..traceparent
+        });
+    let injection = Injection::new(vars, resource_attributes(job, admission.namespace), stale);
     if let Some(pod) = &template.spec {
         let lists = [
             (
@@ -95,19 +124,25 @@ pub fn mutate(job: &Job, namespace: &str, new_span: SpanId) -> Mutation {
     Mutation {
         patch: ops.into_patch(),
         warnings,
-        outcome: Outcome::Traced {
-            trace_id,
-            sampled: traceparent.sampled(),
-        },
+        outcome,
     }
 }
 
-/// Labels the pod template traced and records the trace and the pods' parent (the Job span).
-fn label_template(ops: &mut Ops, template: &PodTemplateSpec, trace_id: TraceId, job_span: SpanId) {
+/// Labels the pod template traced and records what each pod needs to know without a lookup: the
+/// trace, the pods' parent (the Job span) and the trace flags. Annotations that belong to one
+/// object only are kept off the template, so no pod inherits another's.
+fn label_template(
+    ops: &mut Ops,
+    template: &PodTemplateSpec,
+    trace_id: TraceId,
+    job_span: SpanId,
+    flags: &str,
+) {
     let traced = [(names::TRACED_LABEL, "true".to_owned())];
     let annotations = [
         (names::TRACE_ID, trace_id.to_string()),
         (names::PARENT_SPAN_ID, job_span.to_string()),
+        (names::TRACE_FLAGS, flags.to_owned()),
     ];
     let Some(meta) = &template.metadata else {
         let map = |entries: &[(&str, String)]| -> serde_json::Map<String, serde_json::Value> {
@@ -131,6 +166,11 @@ fn label_template(ops: &mut Ops, template: &PodTemplateSpec, trace_id: TraceId, 
         &["spec", "template", "metadata", "annotations"],
         meta.annotations.as_ref(),
         &annotations,
+    );
+    ops.remove_entries(
+        &["spec", "template", "metadata", "annotations"],
+        meta.annotations.as_ref(),
+        &names::OBJECT_OWN,
     );
 }
 
@@ -165,7 +205,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::mutate::fixtures::{SPAN_A, SPAN_B, TP, apply, env_value, job, typed};
+    use crate::mutate::fixtures::{SPAN_A, SPAN_B, TP, admission, apply, env_value, job, typed};
 
     const CONTAINERS: [&str; 4] = [
         "/spec/template/spec/initContainers/0",
@@ -175,7 +215,7 @@ mod tests {
     ];
 
     fn run(object: &Value, span: SpanId) -> (Mutation, Value) {
-        let mutation = mutate(&typed(object), "reports", span);
+        let mutation = mutate(&typed(object), &admission(span));
         let patched = apply(object, &mutation.patch);
         (mutation, patched)
     }
@@ -227,7 +267,7 @@ mod tests {
             mutation.outcome,
             Outcome::Traced {
                 trace_id: TraceId::parse("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
-                sampled: true
+                flags: 0x01
             }
         );
     }
@@ -399,10 +439,8 @@ mod tests {
                 "00-4bf92f3577b34da6a3ce929d0e0e4736-0a0a0a0a0a0a0a0a-00"
             ))
         );
-        assert!(matches!(
-            mutation.outcome,
-            Outcome::Traced { sampled: false, .. }
-        ));
+        assert!(!mutation.outcome.sampled());
+        assert_eq!(out["metadata"]["annotations"]["jobtrace.dev/trace-flags"], "00");
     }
 
     #[test]

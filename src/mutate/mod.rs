@@ -1,5 +1,6 @@
 //! The mutations (pure: object in, JSON patch and warnings out). Every operation is an RFC 6902
-//! `add` with an escaped pointer, and a second pass over a mutated object yields an empty patch.
+//! `add` with an escaped pointer (or the `remove` of an annotation of jobtrace's that arrived on a
+//! CREATE), and a second pass over a mutated object yields an empty patch.
 
 mod env;
 pub mod job;
@@ -8,16 +9,67 @@ pub mod pod;
 use std::collections::BTreeMap;
 
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation};
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
-use crate::context::{TraceId, Warning};
+use crate::context::{SpanId, TraceId, Warning};
+use crate::names;
+
+/// What an admission brings besides the object, passed in so the mutation stays pure.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission<'a> {
+    /// The request's namespace.
+    pub namespace: &'a str,
+    /// The id the object's span gets unless it already has one from this very request.
+    pub new_span: SpanId,
+    /// The webhook's clock.
+    pub now: Timestamp,
+}
+
+/// How long one create request can last, reinvocations included: the apiserver ends a request
+/// after a minute. An admission stamp older than this is from another request.
+const REQUEST_LIFETIME: SignedDuration = SignedDuration::from_secs(60);
+/// Clock skew between webhook replicas tolerated in an admission stamp from the future.
+const CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(5);
+
+/// The admission time jobtrace writes on an object.
+fn admission_stamp(now: Timestamp) -> String {
+    now.round(k8s_openapi::jiff::Unit::Microsecond)
+        .unwrap_or(now)
+        .to_string()
+}
+
+/// Whether an object arriving on a CREATE was already admitted by jobtrace in this same request
+/// (the apiserver reinvoking the webhook), as opposed to an old object re-created from a saved
+/// manifest: only then are the ids jobtrace wrote on it kept. An object in a reinvocation has no
+/// `creationTimestamp` yet (the apiserver sets it after admission) and jobtrace's stamp on it is
+/// younger than a request can live.
+fn is_reinvocation(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    now: Timestamp,
+) -> bool {
+    if meta.creation_timestamp.is_some() {
+        return false;
+    }
+    let Some(stamp) = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(names::ADMITTED_AT))
+        .and_then(|v| v.parse::<Timestamp>().ok())
+    else {
+        return false;
+    };
+    let age = now.duration_since(stamp);
+    age <= REQUEST_LIFETIME && age >= -CLOCK_SKEW
+}
 
 /// What a mutation decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The object carries trace context: the patch injects it (and is empty on a second pass).
-    Traced { trace_id: TraceId, sampled: bool },
+    /// `flags` are the W3C trace flags of the creator's context.
+    Traced { trace_id: TraceId, flags: u8 },
     /// No valid trace context: nothing to inject.
     NotTraced,
 }
@@ -28,6 +80,13 @@ pub struct Mutation {
     pub patch: Patch,
     pub warnings: Vec<Warning>,
     pub outcome: Outcome,
+}
+
+impl Outcome {
+    /// Whether the spans of a traced object will be exported.
+    pub fn sampled(&self) -> bool {
+        matches!(self, Self::Traced { flags, .. } if flags & 0x01 == 0x01)
+    }
 }
 
 impl Mutation {
@@ -82,6 +141,25 @@ impl Ops {
         }
     }
 
+    fn remove(&mut self, path: PointerBuf) {
+        self.0
+            .push(PatchOperation::Remove(RemoveOperation { path }));
+    }
+
+    /// Removes from the string map at `base` those of `keys` it holds.
+    fn remove_entries(
+        &mut self,
+        base: &[&str],
+        existing: Option<&BTreeMap<String, String>>,
+        keys: &[&str],
+    ) {
+        for key in keys {
+            if existing.is_some_and(|m| m.contains_key(*key)) {
+                self.remove(pointer(base.iter().copied().chain([*key])));
+            }
+        }
+    }
+
     fn into_patch(self) -> Patch {
         Patch(self.0)
     }
@@ -95,6 +173,20 @@ pub(crate) mod fixtures {
     pub const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     pub const SPAN_A: crate::context::SpanId = crate::context::SpanId([0xa; 8]);
     pub const SPAN_B: crate::context::SpanId = crate::context::SpanId([0xb; 8]);
+
+    /// The webhook's clock in tests.
+    pub fn now() -> k8s_openapi::jiff::Timestamp {
+        "2026-11-23T10:00:00Z".parse().expect("a timestamp")
+    }
+
+    /// An admission in namespace `reports` at `now()`, giving `span` to a new object.
+    pub fn admission(span: crate::context::SpanId) -> super::Admission<'static> {
+        super::Admission {
+            namespace: "reports",
+            new_span: span,
+            now: now(),
+        }
+    }
 
     /// A typical Job: three containers and one init container.
     pub fn job(annotations: &Value) -> Value {

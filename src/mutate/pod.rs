@@ -4,13 +4,13 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
-use super::{Mutation, Ops, Outcome};
+use super::{Admission, Mutation, Ops, Outcome, admission_stamp, is_reinvocation};
 use crate::context::{SpanId, TraceId, traceparent};
 use crate::names::{self, env};
 
-/// Mutates a pod of a traced Job. `new_span` becomes the attempt span's id unless the pod
-/// already has one (a reinvocation).
-pub fn mutate(pod: &Pod, new_span: SpanId) -> Mutation {
+/// Mutates a pod of a traced Job. The attempt span gets `admission.new_span` unless this is a
+/// reinvocation of the request that already gave it one.
+pub fn mutate(pod: &Pod, admission: &Admission) -> Mutation {
     let empty = std::collections::BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let trace_id = annotations
@@ -23,18 +23,35 @@ pub fn mutate(pod: &Pod, new_span: SpanId) -> Mutation {
         // Labelled traced, but not by the Job webhook: nothing jobtrace can vouch for.
         return Mutation::untouched(Vec::new());
     };
-    let span = annotations
+    let reinvoked = is_reinvocation(&pod.metadata, admission.now);
+    let previous = annotations
         .get(names::SPAN_ID)
-        .and_then(|v| SpanId::parse(v))
-        .unwrap_or(new_span);
+        .and_then(|v| SpanId::parse(v));
+    let span = previous.filter(|_| reinvoked).unwrap_or(admission.new_span);
+    let admitted_at = annotations
+        .get(names::ADMITTED_AT)
+        .filter(|_| reinvoked)
+        .cloned()
+        .unwrap_or_else(|| admission_stamp(admission.now));
 
     let mut ops = Ops::default();
     ops.ensure_entries(
         &["metadata", "annotations"],
         Some(annotations),
-        &[(names::SPAN_ID, span.to_string())],
+        &[
+            (names::SPAN_ID, span.to_string()),
+            (names::ADMITTED_AT, admitted_at),
+        ],
     );
-    let mut sampled = false;
+    ops.remove_entries(
+        &["metadata", "annotations"],
+        Some(annotations),
+        &[names::EXPORTED],
+    );
+    let flags = annotations
+        .get(names::TRACE_FLAGS)
+        .and_then(|v| u8::from_str_radix(v, 16).ok());
+    let mut env_flags = None;
     if let Some(spec) = &pod.spec {
         let lists = [
             (
@@ -56,14 +73,17 @@ pub fn mutate(pod: &Pod, new_span: SpanId) -> Mutation {
                     let Ok(tp) = traceparent::parse(value) else {
                         continue;
                     };
-                    // Only the value the Job webhook wrote (child of the Job span) is rewritten.
-                    if tp.trace_id == trace_id && tp.parent_id == parent {
+                    if tp.trace_id != trace_id {
+                        continue;
+                    }
+                    env_flags.get_or_insert(tp.flags);
+                    // Only what the Job webhook wrote (child of the Job span), or what this
+                    // webhook wrote for an earlier pod the object was saved from, is rewritten.
+                    let ours = tp.parent_id == parent || previous == Some(tp.parent_id);
+                    if ours && tp.parent_id != span {
                         let (i, j) = (i.to_string(), j.to_string());
                         let path = super::pointer(["spec", field, &i, "env", &j, "value"]);
                         ops.add(path, Value::String(tp.with_parent(span).to_string()));
-                    }
-                    if tp.trace_id == trace_id {
-                        sampled |= tp.sampled();
                     }
                 }
             }
@@ -72,7 +92,11 @@ pub fn mutate(pod: &Pod, new_span: SpanId) -> Mutation {
     Mutation {
         patch: ops.into_patch(),
         warnings: Vec::new(),
-        outcome: Outcome::Traced { trace_id, sampled },
+        outcome: Outcome::Traced {
+            trace_id,
+            // Pods of Jobs admitted before the flags were recorded carry them only in the env.
+            flags: flags.or(env_flags).unwrap_or(0),
+        },
     }
 }
 
@@ -81,12 +105,12 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::mutate::fixtures::{SPAN_A, SPAN_B, TP, apply, env_value, job, typed};
+    use crate::mutate::fixtures::{SPAN_A, SPAN_B, TP, admission, apply, env_value, job, typed};
 
     /// The pod the job controller would create from a Job mutated with span A.
     fn pod_of_mutated_job() -> Value {
         let object = job(&json!({ "traceparent": TP }));
-        let mutation = crate::mutate::job::mutate(&typed(&object), "reports", SPAN_A);
+        let mutation = crate::mutate::job::mutate(&typed(&object), &admission(SPAN_A));
         let job = apply(&object, &mutation.patch);
         let template = &job["spec"]["template"];
         json!({
@@ -104,7 +128,7 @@ mod tests {
     #[test]
     fn each_pod_gets_its_own_span_and_traceparent_points_at_it() {
         let pod = pod_of_mutated_job();
-        let mutation = mutate(&typed(&pod), SPAN_B);
+        let mutation = mutate(&typed(&pod), &admission(SPAN_B));
         let out = apply(&pod, &mutation.patch);
         assert_eq!(
             out["metadata"]["annotations"]["jobtrace.dev/span-id"],
@@ -124,17 +148,14 @@ mod tests {
                 "{c}"
             );
         }
-        assert!(matches!(
-            mutation.outcome,
-            Outcome::Traced { sampled: true, .. }
-        ));
+        assert!(mutation.outcome.sampled());
     }
 
     #[test]
     fn pod_reinvocation_yields_empty_patch() {
         let pod = pod_of_mutated_job();
-        let once = apply(&pod, &mutate(&typed(&pod), SPAN_B).patch);
-        let again = mutate(&typed(&once), SPAN_A);
+        let once = apply(&pod, &mutate(&typed(&pod), &admission(SPAN_B)).patch);
+        let again = mutate(&typed(&once), &admission(SPAN_A));
         assert!(again.patch.0.is_empty(), "{:?}", again.patch);
     }
 
@@ -143,7 +164,7 @@ mod tests {
         let mut pod = pod_of_mutated_job();
         let own = "00-11111111111111111111111111111111-2222222222222222-01";
         pod["spec"]["containers"][1]["env"] = json!([{ "name": "TRACEPARENT", "value": own }]);
-        let out = apply(&pod, &mutate(&typed(&pod), SPAN_B).patch);
+        let out = apply(&pod, &mutate(&typed(&pod), &admission(SPAN_B)).patch);
         assert_eq!(
             env_value(&out, "/spec/containers/1", "TRACEPARENT"),
             Some(&json!(own))
@@ -157,7 +178,7 @@ mod tests {
             "metadata": { "name": "p", "labels": { "jobtrace.dev/traced": "true" } },
             "spec": { "containers": [{ "name": "c", "image": "i" }] }
         });
-        let mutation = mutate(&typed(&pod), SPAN_B);
+        let mutation = mutate(&typed(&pod), &admission(SPAN_B));
         assert!(mutation.patch.0.is_empty());
         assert_eq!(mutation.outcome, Outcome::NotTraced);
     }

@@ -4,7 +4,7 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{
-    Attributes, Event, Kind, Skip, SpanRecord, Status, derived_span_id, sampled_in, traced,
+    Attributes, Event, Kind, Skip, SpanRecord, Status, derived_span_id, sampled, trace_flags, traced,
 };
 use crate::context::SpanId;
 use crate::names;
@@ -35,7 +35,8 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
             .flatten()
             .chain(p.containers.iter())
     });
-    if !sampled_in(containers, trace_id) {
+    let flags = trace_flags(annotations, containers, trace_id);
+    if !sampled(flags) {
         return Err(Skip::Unsampled);
     }
 
@@ -93,6 +94,7 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
         events,
         status,
         kind: Kind::Internal,
+        trace_flags: flags,
         links: Vec::new(),
     }];
     if annotations
@@ -114,6 +116,7 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
             events: Vec::new(),
             status: Status::Unset,
             kind: Kind::Internal,
+            trace_flags: flags,
             links: Vec::new(),
         });
     }

@@ -77,8 +77,19 @@ pub struct SpanRecord {
     pub events: Vec<Event>,
     pub status: Status,
     pub kind: Kind,
-    /// Spans in other traces this one relates to (jobtrace's own spans link to the Job's trace).
-    pub links: Vec<(TraceId, SpanId)>,
+    /// The W3C trace flags of the span's context (sampled, and Level 2's random bit).
+    pub trace_flags: u8,
+    /// Spans in other traces this one relates to (jobtrace's own spans link to the Job's trace),
+    /// with the trace flags of each linked context.
+    pub links: Vec<Link>,
+}
+
+/// A span in another trace that a span relates to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub trace_flags: u8,
 }
 
 impl SpanRecord {
@@ -134,19 +145,32 @@ pub fn derived_span_id(from: SpanId, salt: &[u8]) -> SpanId {
     id
 }
 
-/// The sampled flag of the first `TRACEPARENT` in `containers` that belongs to `trace_id`; `true`
-/// when there is none (the user set their own everywhere, or the webhook didn't run).
-fn sampled_in<'a>(
+/// The trace flags of a traced object's context: those the webhook recorded at admission. An
+/// object admitted before jobtrace recorded them has them only in its containers' `TRACEPARENT`
+/// (the first that belongs to `trace_id`; sampled when there is none).
+fn trace_flags<'a>(
+    annotations: &std::collections::BTreeMap<String, String>,
     containers: impl IntoIterator<Item = &'a k8s_openapi::api::core::v1::Container>,
     trace_id: TraceId,
-) -> bool {
+) -> u8 {
+    if let Some(flags) = annotations
+        .get(crate::names::TRACE_FLAGS)
+        .and_then(|v| u8::from_str_radix(v, 16).ok())
+    {
+        return flags;
+    }
     containers
         .into_iter()
         .flat_map(|c| c.env.iter().flatten())
         .filter(|v| v.name == crate::names::env::TRACEPARENT)
         .filter_map(|v| crate::context::traceparent::parse(v.value.as_deref()?).ok())
         .find(|tp| tp.trace_id == trace_id)
-        .is_none_or(|tp| tp.sampled())
+        .map_or(0x01, |tp| tp.flags)
+}
+
+/// Whether trace flags say sampled.
+fn sampled(flags: u8) -> bool {
+    flags & 0x01 == 0x01
 }
 
 #[cfg(test)]

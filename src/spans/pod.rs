@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{
-    Attributes, Event, Kind, Skip, SpanRecord, Status, derived_span_id, sampled_in, traced,
+    Attributes, Event, Kind, Skip, SpanRecord, Status, derived_span_id, sampled, trace_flags, traced,
 };
 use crate::context::SpanId;
 use crate::names;
@@ -32,7 +32,8 @@ pub fn pod_span(pod: &Pod, deleted_at: Option<Timestamp>) -> Result<SpanRecord, 
             .flatten()
             .chain(s.containers.iter())
     });
-    if !sampled_in(containers, trace_id) {
+    let flags = trace_flags(annotations, containers, trace_id);
+    if !sampled(flags) {
         return Err(Skip::Unsampled);
     }
 
@@ -85,6 +86,7 @@ pub fn pod_span(pod: &Pod, deleted_at: Option<Timestamp>) -> Result<SpanRecord, 
         events,
         status: span_status,
         kind: Kind::Internal,
+        trace_flags: flags,
         links: Vec::new(),
     })
 }

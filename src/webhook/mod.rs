@@ -115,7 +115,7 @@ async fn handle(endpoint: Endpoint, shared: &Shared, request: Request) -> Respon
         }
         Ok(body) => {
             let span_id = SpanId::from_random(rand::random());
-            match review::review(endpoint, &body, span_id) {
+            match review::review(endpoint, &body, span_id, k8s_openapi::jiff::Timestamp::now()) {
                 Err(e) => {
                     metrics
                         .admissions
@@ -145,8 +145,8 @@ async fn handle(endpoint: Endpoint, shared: &Shared, request: Request) -> Respon
                             "jobtrace.admission.warnings",
                             i32::try_from(reviewed.warnings.len()).unwrap_or(i32::MAX),
                         );
-                        if let Some(trace_id) = reviewed.trace_id {
-                            span.link(trace_id, span_id);
+                        if let Some((trace_id, flags)) = reviewed.traced {
+                            span.link(trace_id, span_id, flags);
                         }
                     }
                     tracing::debug!(

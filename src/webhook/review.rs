@@ -4,6 +4,7 @@
 use base64::Engine;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::core::GroupVersionKind;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -78,13 +79,18 @@ pub struct Reviewed {
     /// `injected`, `not_traced` or `skipped`.
     pub result: &'static str,
     pub warnings: Vec<Warning>,
-    /// The trace the object joined, when it is traced.
-    pub trace_id: Option<crate::context::TraceId>,
+    /// The trace the object joined and its trace flags, when it is traced.
+    pub traced: Option<(crate::context::TraceId, u8)>,
 }
 
 /// Handles one `AdmissionReview` body. Anything that is a review is allowed, changed or not; only a
 /// body that is not a review at all is an error.
-pub fn review(endpoint: Endpoint, body: &[u8], new_span: SpanId) -> Result<Reviewed, ReviewError> {
+pub fn review(
+    endpoint: Endpoint,
+    body: &[u8],
+    new_span: SpanId,
+    now: Timestamp,
+) -> Result<Reviewed, ReviewError> {
     let review: Review = serde_json::from_slice(body)?;
     let request = review.request.ok_or(ReviewError::NoRequest)?;
     let object = request
@@ -100,11 +106,21 @@ pub fn review(endpoint: Endpoint, body: &[u8], new_span: SpanId) -> Result<Revie
                 .as_deref()
                 .or(job.metadata.namespace.as_deref())
                 .unwrap_or_default();
-            mutate::job::mutate(&job, namespace, new_span)
+            let admission = mutate::Admission {
+                namespace,
+                new_span,
+                now,
+            };
+            mutate::job::mutate(&job, &admission)
         }),
-        Endpoint::Pods => {
-            serde_json::from_str::<Pod>(object.get()).map(|pod| mutate::pod::mutate(&pod, new_span))
-        }
+        Endpoint::Pods => serde_json::from_str::<Pod>(object.get()).map(|pod| {
+            let admission = mutate::Admission {
+                namespace: request.namespace.as_deref().unwrap_or_default(),
+                new_span,
+                now,
+            };
+            mutate::pod::mutate(&pod, &admission)
+        }),
     };
     let mutation = mutation.unwrap_or_else(|e| Mutation {
         patch: json_patch::Patch(Vec::new()),
@@ -114,12 +130,12 @@ pub fn review(endpoint: Endpoint, body: &[u8], new_span: SpanId) -> Result<Revie
         }],
         outcome: Outcome::NotTraced,
     });
-    let (result, trace_id) = match mutation.outcome {
-        Outcome::Traced { trace_id, .. } => ("injected", Some(trace_id)),
+    let (result, traced) = match mutation.outcome {
+        Outcome::Traced { trace_id, flags } => ("injected", Some((trace_id, flags))),
         Outcome::NotTraced => ("not_traced", None),
     };
     let mut reviewed = respond(request.uid, Some(mutation), result);
-    reviewed.trace_id = trace_id;
+    reviewed.traced = traced;
     Ok(reviewed)
 }
 
@@ -177,6 +193,6 @@ fn respond(uid: String, mutation: Option<Mutation>, result: &'static str) -> Rev
         body,
         result,
         warnings,
-        trace_id: None,
+        traced: None,
     }
 }
