@@ -25,7 +25,7 @@ fn traceparent_value() -> impl Strategy<Value = String> {
 
 fn list_value() -> impl Strategy<Value = String> {
     prop_oneof![
-        proptest::collection::vec("[a-z][a-z0-9_*/-]{0,6}=[ -+--<>-~]{1,8}", 0..40)
+        proptest::collection::vec("[a-z0-9@_A][a-z0-9_*/@-]{0,6}=[ -+--<>-~]{0,8}", 0..40)
             .prop_map(|m| m.join(",")),
         ".{0,200}",
     ]
@@ -35,8 +35,10 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn traceparent_never_panics_and_round_trips(value in traceparent_value()) {
-        if let Ok(parsed) = traceparent::parse(&value) {
+    fn traceparent_is_accepted_exactly_when_the_grammar_says_so(value in traceparent_value()) {
+        let parsed = traceparent::parse(&value);
+        prop_assert_eq!(parsed.is_ok(), traceparent_grammar(&value), "{:?}: {:?}", value, parsed);
+        if let Ok(parsed) = parsed {
             let written = parsed.to_string();
             prop_assert_eq!(written.len(), 55);
             prop_assert_eq!(traceparent::parse(&written), Ok(parsed));
@@ -44,13 +46,28 @@ proptest! {
     }
 
     #[test]
-    fn tracestate_keeps_a_valid_value_within_the_limit(value in list_value()) {
-        if let Ok(mut parsed) = tracestate::parse(&value) {
+    fn tracestate_is_accepted_exactly_when_the_grammar_says_so(value in list_value()) {
+        let parsed = tracestate::parse(&value);
+        prop_assert_eq!(parsed.is_ok(), tracestate_grammar(&value), "{:?}: {:?}", value, parsed);
+        if let Ok(mut parsed) = parsed {
             parsed.truncate(tracestate::MAX_LEN);
             let header = parsed.header();
             prop_assert!(header.len() <= tracestate::MAX_LEN);
             prop_assert_eq!(tracestate::parse(&header).map(|t| t.header()), Ok(header));
         }
+    }
+
+    #[test]
+    fn baggage_keeps_exactly_the_members_the_grammar_allows(value in list_value()) {
+        let (kept, problems) = baggage::parse(&value);
+        let members: Vec<&str> = value
+            .split(',')
+            .map(|m| m.trim_matches([' ', '\t']))
+            .filter(|m| !m.is_empty())
+            .collect();
+        let valid: Vec<&str> = members.iter().copied().filter(|m| baggage_member_grammar(m)).collect();
+        prop_assert_eq!(kept.header(), valid.join(","));
+        prop_assert_eq!(problems.len(), members.len() - valid.len(), "one problem per dropped member");
     }
 
     #[test]
@@ -111,6 +128,49 @@ proptest! {
         let pod_second = pod::mutate(&serde_json::from_value(pod_patched).unwrap(), &admission(SpanId::from_random([8; 8])));
         prop_assert!(pod_second.patch.0.is_empty());
     }
+}
+
+/// W3C Trace Context `traceparent`, written from the specification as regular expressions: version
+/// 00 exactly, a later version with any ASCII (the header's alphabet) after a `-`; never version
+/// ff, never zero ids.
+fn traceparent_grammar(value: &str) -> bool {
+    let v00 = regex::Regex::new(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$").unwrap();
+    let later =
+        regex::Regex::new(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[\x00-\x7f]*)?$")
+            .unwrap();
+    let shape = if value.starts_with("00") {
+        v00.is_match(value)
+    } else {
+        later.is_match(value)
+    };
+    shape
+        && !value.starts_with("ff")
+        && &value[3..35] != "0".repeat(32)
+        && &value[36..52] != "0".repeat(16)
+}
+
+/// W3C Trace Context Level 2 `tracestate`: at most 32 members, each `key=value`.
+fn tracestate_grammar(value: &str) -> bool {
+    let member = regex::Regex::new(
+        r"^[a-z0-9][a-z0-9_\-*/@]{0,255}=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$",
+    )
+    .unwrap();
+    let members: Vec<&str> = value
+        .split(',')
+        .map(|m| m.trim_matches([' ', '\t']))
+        .filter(|m| !m.is_empty())
+        .collect();
+    members.len() <= 32 && members.iter().all(|m| member.is_match(m))
+}
+
+/// W3C Baggage `list-member`: `key OWS "=" OWS value *( OWS ";" OWS property )`.
+fn baggage_member_grammar(member: &str) -> bool {
+    let token = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+";
+    let octets = r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*";
+    let ows = r"[ \t]*";
+    let property = format!("{token}{ows}(={ows}{octets})?");
+    let pattern = format!("^{token}{ows}={ows}{octets}({ows};{ows}{property})*$");
+    regex::Regex::new(&pattern).unwrap().is_match(member)
 }
 
 fn admission(new_span: SpanId) -> jobtrace::mutate::Admission<'static> {

@@ -178,23 +178,22 @@ fn read_baggage(
             continue;
         };
         let (baggage, problems) = baggage::parse(value);
-        match &winner {
-            Some((won, kept)) => {
-                if baggage.header() != kept.header() {
-                    warnings.push(Warning::new(
-                        "conflict",
-                        format!("annotation {key} differs from {won}; {won} wins"),
-                    ));
-                }
+        if let Some((won, kept)) = &winner {
+            if baggage.header() != kept.header() {
+                warnings.push(Warning::new(
+                    "conflict",
+                    format!("annotation {key} differs from {won}; {won} wins"),
+                ));
             }
-            None => {
-                warnings.extend(problems.into_iter().map(|p| {
-                    Warning::new("baggage_member_dropped", format!("annotation {key}: {p}"))
-                }));
-                if !baggage.is_empty() {
-                    winner = Some((key, baggage));
-                }
-            }
+            continue;
+        }
+        warnings.extend(
+            problems
+                .into_iter()
+                .map(|p| Warning::new("baggage_member_dropped", format!("annotation {key}: {p}"))),
+        );
+        if !baggage.is_empty() {
+            winner = Some((key, baggage));
         }
     }
     winner.map(|(_, baggage)| baggage)
@@ -377,8 +376,10 @@ mod tests {
 
     #[test]
     fn duplicate_tracestate_keys_keep_the_first_and_warn() {
-        let (cx, warnings) =
-            from_annotations(&annotations(&[("traceparent", TP), ("tracestate", "a=1,b=2,a=3")]));
+        let (cx, warnings) = from_annotations(&annotations(&[
+            ("traceparent", TP),
+            ("tracestate", "a=1,b=2,a=3"),
+        ]));
         assert_eq!(cx.unwrap().tracestate.unwrap().header(), "a=1,b=2");
         assert_eq!(warnings.len(), 1);
         assert_eq!(warnings[0].reason, "tracestate_duplicate_key");

@@ -119,8 +119,7 @@ pub fn parse(value: &str) -> Result<Tracestate, TracestateError> {
 /// Level 2: `key = ( lcalpha / DIGIT ) 0*255( keychar )`, with
 /// `keychar = lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@"`.
 fn valid_key(key: &str) -> bool {
-    let key_char =
-        |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-*/@".contains(&c);
+    let key_char = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-*/@".contains(&c);
     let bytes = key.as_bytes();
     bytes
         .first()

@@ -82,7 +82,11 @@ impl Injection {
             .collect();
         let helpers = HELPERS
             .iter()
-            .filter(|(name, _)| attributes.iter().any(|(_, v)| helper_reference(v) == Some(*name)))
+            .filter(|(name, _)| {
+                attributes
+                    .iter()
+                    .any(|(_, v)| helper_reference(v) == Some(*name))
+            })
             .map(|(name, field)| {
                 let json = json!({
                     "name": name,
@@ -136,10 +140,17 @@ impl Injection {
             // jobtrace's own old values: brought up to date, and emptied where the context no
             // longer has them (an empty TRACESTATE or BAGGAGE is no tracestate or baggage).
             for name in [env::TRACESTATE, env::BAGGAGE] {
-                if let Some(i) = find(name).filter(|_| !self.vars.iter().any(|(n, ..)| *n == name)) {
-                    if existing[i].value_from.is_none() && existing[i].value.as_deref() != Some("") {
-                        ops.add(env_path(&[&i.to_string(), "value"]), Value::String(String::new()));
-                    }
+                let dropped = !self.vars.iter().any(|(n, ..)| *n == name);
+                let old = find(name).filter(|&i| {
+                    dropped
+                        && existing[i].value_from.is_none()
+                        && existing[i].value.as_deref() != Some("")
+                });
+                if let Some(i) = old {
+                    ops.add(
+                        env_path(&[&i.to_string(), "value"]),
+                        Value::String(String::new()),
+                    );
                 }
             }
         }
@@ -151,7 +162,10 @@ impl Injection {
                 None => appended.push(json.clone()),
                 Some(i) if existing[i].value.as_ref() == Some(value) => {}
                 Some(i) if stale && existing[i].value_from.is_none() => {
-                    ops.add(env_path(&[&i.to_string(), "value"]), Value::String(value.clone()));
+                    ops.add(
+                        env_path(&[&i.to_string(), "value"]),
+                        Value::String(value.clone()),
+                    );
                 }
                 Some(_) => warnings.push(Warning {
                     reason: "env_user_set",
@@ -212,7 +226,12 @@ impl Injection {
     /// jobtrace's helper variables that `value` references and that are not defined as jobtrace
     /// defines them by the last entry of that name in `existing[..before]`: the kubelet expands
     /// `$(VAR)` only from variables defined earlier, so each must stand before its user.
-    fn helpers_missing_before(&self, existing: &[EnvVar], before: usize, value: &str) -> Vec<Value> {
+    fn helpers_missing_before(
+        &self,
+        existing: &[EnvVar],
+        before: usize,
+        value: &str,
+    ) -> Vec<Value> {
         self.helpers
             .iter()
             .filter(|(name, _)| value.contains(&format!("$({name})")))

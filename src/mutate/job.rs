@@ -47,34 +47,14 @@ pub fn mutate(job: &Job, admission: &Admission) -> Mutation {
     };
 
     let mut ops = Ops::default();
-    let traced = [(names::TRACED_LABEL, "true".to_owned())];
-    ops.ensure_entries(
-        &["metadata", "labels"],
-        job.metadata.labels.as_ref(),
-        &traced,
-    );
-    let suspended = job.spec.as_ref().and_then(|s| s.suspend) == Some(true);
-    let mut job_annotations = vec![
+    let ids = vec![
         (names::TRACE_ID, trace_id.to_string()),
         (names::SPAN_ID, job_span.to_string()),
         (names::PARENT_SPAN_ID, traceparent.parent_id.to_string()),
         (names::TRACE_FLAGS, flags.clone()),
         (names::ADMITTED_AT, admitted_at),
     ];
-    if suspended {
-        job_annotations.push((names::CREATED_SUSPENDED, "true".to_owned()));
-    }
-    ops.ensure_entries(
-        &["metadata", "annotations"],
-        Some(annotations),
-        &job_annotations,
-    );
-    // Never trusted on a CREATE: a Job re-created from a saved manifest is exported afresh.
-    let mut untrusted = vec![names::EXPORTED];
-    if !suspended {
-        untrusted.push(names::CREATED_SUSPENDED);
-    }
-    ops.remove_entries(&["metadata", "annotations"], Some(annotations), &untrusted);
+    label_job(&mut ops, job, ids);
 
     let Some(spec) = &job.spec else {
         return Mutation {
@@ -126,6 +106,30 @@ pub fn mutate(job: &Job, admission: &Admission) -> Mutation {
         warnings,
         outcome,
     }
+}
+
+/// Labels the Job traced and writes its annotations: the ids and stamp, and `created-suspended`
+/// as the spec says now. Never trusted on a CREATE: `exported` (a Job re-created from a saved
+/// manifest is exported afresh) and a `created-suspended` the spec no longer bears out.
+fn label_job(ops: &mut Ops, job: &Job, ids: Vec<(&'static str, String)>) {
+    let empty = BTreeMap::new();
+    let annotations = job.metadata.annotations.as_ref().unwrap_or(&empty);
+    let traced = [(names::TRACED_LABEL, "true".to_owned())];
+    ops.ensure_entries(
+        &["metadata", "labels"],
+        job.metadata.labels.as_ref(),
+        &traced,
+    );
+    let suspended = job.spec.as_ref().and_then(|s| s.suspend) == Some(true);
+    let mut entries = ids;
+    let mut untrusted = vec![names::EXPORTED];
+    if suspended {
+        entries.push((names::CREATED_SUSPENDED, "true".to_owned()));
+    } else {
+        untrusted.push(names::CREATED_SUSPENDED);
+    }
+    ops.ensure_entries(&["metadata", "annotations"], Some(annotations), &entries);
+    ops.remove_entries(&["metadata", "annotations"], Some(annotations), &untrusted);
 }
 
 /// Labels the pod template traced and records what each pod needs to know without a lookup: the
@@ -440,7 +444,10 @@ mod tests {
             ))
         );
         assert!(!mutation.outcome.sampled());
-        assert_eq!(out["metadata"]["annotations"]["jobtrace.dev/trace-flags"], "00");
+        assert_eq!(
+            out["metadata"]["annotations"]["jobtrace.dev/trace-flags"],
+            "00"
+        );
     }
 
     #[test]
@@ -531,5 +538,380 @@ mod tests {
             out["metadata"]["annotations"]["jobtrace.dev/trace-id"],
             "11111111111111111111111111111111"
         );
+    }
+
+    /// The kubelet's `$(VAR)` expansion of an `env[].value`, as Kubernetes implements it: `$$` is
+    /// `$`, `$(NAME)` is the value of an earlier variable (left as written when there is none).
+    fn kubelet_expand(value: &str, defined: &[(&str, &str)]) -> String {
+        let mut out = String::new();
+        let mut rest = value;
+        while let Some(at) = rest.find('$') {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + 1..];
+            if let Some(tail) = after.strip_prefix('$') {
+                out.push('$');
+                rest = tail;
+            } else if let Some((name, tail)) =
+                after.strip_prefix('(').and_then(|a| a.split_once(')'))
+            {
+                if let Some((_, v)) = defined.iter().find(|(n, _)| *n == name) {
+                    out.push_str(v);
+                } else {
+                    out.push_str("$(");
+                    out.push_str(name);
+                    out.push(')');
+                }
+                rest = tail;
+            } else {
+                out.push('$');
+                rest = after;
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    #[test]
+    fn kubelet_expansion_model_matches_kubernetes() {
+        let defined = [("A", "1")];
+        assert_eq!(
+            kubelet_expand("$(A)-$$(A)-$$$(A)-$(B)-$x-$", &defined),
+            "1-$(A)-$1-$(B)-$x-$"
+        );
+    }
+
+    #[test]
+    fn dollar_in_injected_values_reaches_the_process_byte_for_byte() {
+        let baggage = "k=$(DB_PASSWORD),m=a$$b,n=$x";
+        let tracestate = "rojo=$(DB_PASSWORD)";
+        let object =
+            job(&json!({ "traceparent": TP, "tracestate": tracestate, "baggage": baggage }));
+        let (mutation, out) = run(&object, SPAN_A);
+        assert!(mutation.warnings.is_empty(), "{:?}", mutation.warnings);
+        let secret = [("DB_PASSWORD", "hunter2")];
+        for c in CONTAINERS {
+            let value = |name| {
+                env_value(&out, c, name)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            };
+            assert_eq!(kubelet_expand(&value("BAGGAGE"), &secret), baggage, "{c}");
+            assert_eq!(
+                kubelet_expand(&value("TRACESTATE"), &secret),
+                tracestate,
+                "{c}"
+            );
+        }
+        let (again, _) = run(&out, SPAN_B);
+        assert!(again.patch.0.is_empty(), "{:?}", again.patch);
+    }
+
+    #[test]
+    fn resource_attributes_expand_to_the_pod_and_job_values() {
+        let (_, out) = run(&job(&json!({ "traceparent": TP })), SPAN_A);
+        let value = env_value(&out, CONTAINERS[1], "OTEL_RESOURCE_ATTRIBUTES").unwrap();
+        let defined = [
+            ("JOBTRACE_JOB_UID", "u-1"),
+            ("JOBTRACE_POD_NAME", "nightly-x"),
+            ("JOBTRACE_POD_UID", "u-2"),
+        ];
+        assert_eq!(
+            kubelet_expand(value.as_str().unwrap(), &defined),
+            "k8s.namespace.name=reports,k8s.job.name=nightly,k8s.job.uid=u-1,\
+             k8s.pod.name=nightly-x,k8s.pod.uid=u-2,k8s.container.name=main"
+        );
+    }
+
+    #[test]
+    fn env_from_keeps_resource_attributes_alone_with_a_warning() {
+        let mut object = job(&json!({ "traceparent": TP }));
+        object["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+            json!([{ "configMapRef": { "name": "otel" } }]);
+        let (mutation, out) = run(&object, SPAN_A);
+        assert!(env_value(&out, CONTAINERS[1], "OTEL_RESOURCE_ATTRIBUTES").is_none());
+        assert!(
+            env_value(&out, CONTAINERS[1], "JOBTRACE_POD_NAME").is_none(),
+            "no helper without a user"
+        );
+        assert_eq!(mutation.warnings.len(), 1, "{:?}", mutation.warnings);
+        assert_eq!(mutation.warnings[0].reason, "env_from");
+        assert!(mutation.warnings[0].message.contains("\"main\""));
+        // The context itself belongs to this Job alone: it is set whatever envFrom holds.
+        assert!(env_value(&out, CONTAINERS[1], "TRACEPARENT").is_some());
+        assert!(
+            env_value(&out, CONTAINERS[2], "OTEL_RESOURCE_ATTRIBUTES").is_some(),
+            "other containers"
+        );
+        let (again, _) = run(&out, SPAN_B);
+        assert!(again.patch.0.is_empty(), "{:?}", again.patch);
+    }
+
+    #[test]
+    fn env_from_with_a_prefix_that_cannot_define_it_is_no_reason_to_hold_back() {
+        let mut object = job(&json!({ "traceparent": TP }));
+        object["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+            json!([{ "prefix": "APP_", "secretRef": { "name": "s" } }]);
+        let (mutation, out) = run(&object, SPAN_A);
+        assert!(mutation.warnings.is_empty(), "{:?}", mutation.warnings);
+        assert!(env_value(&out, CONTAINERS[1], "OTEL_RESOURCE_ATTRIBUTES").is_some());
+        object["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+            json!([{ "prefix": "OTEL_", "secretRef": { "name": "s" } }]);
+        let (mutation, _) = run(&object, SPAN_A);
+        assert_eq!(
+            mutation.warnings[0].reason, "env_from",
+            "OTEL_ can define it"
+        );
+    }
+
+    /// Names of the container's env entries, in order.
+    fn env_names(out: &Value, container: &str) -> Vec<String> {
+        out.pointer(container).unwrap()["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn helpers_stand_before_resource_attributes_even_when_the_user_defined_one_after_it() {
+        let mut object = job(&json!({ "traceparent": TP }));
+        object["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
+            { "name": "OTEL_RESOURCE_ATTRIBUTES", "value": "service.name=reports" },
+            { "name": "JOBTRACE_POD_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } }
+        ]);
+        let (_, out) = run(&object, SPAN_A);
+        let names = env_names(&out, CONTAINERS[1]);
+        let ra = names
+            .iter()
+            .position(|n| n == "OTEL_RESOURCE_ATTRIBUTES")
+            .unwrap();
+        for helper in ["JOBTRACE_JOB_UID", "JOBTRACE_POD_NAME", "JOBTRACE_POD_UID"] {
+            let first = names.iter().position(|n| n == helper).expect(helper);
+            assert!(
+                first < ra,
+                "{helper} before OTEL_RESOURCE_ATTRIBUTES: {names:?}"
+            );
+        }
+        let (again, _) = run(&out, SPAN_B);
+        assert!(again.patch.0.is_empty(), "{:?}", again.patch);
+    }
+
+    #[test]
+    fn a_user_variable_of_a_helpers_name_is_not_taken_for_the_helper() {
+        let mut object = job(&json!({ "traceparent": TP }));
+        object["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
+            { "name": "JOBTRACE_POD_NAME", "value": "not-the-pod" }
+        ]);
+        let (_, out) = run(&object, SPAN_A);
+        let env = out.pointer(CONTAINERS[1]).unwrap()["env"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let ra = env
+            .iter()
+            .position(|v| v["name"] == "OTEL_RESOURCE_ATTRIBUTES")
+            .unwrap();
+        let last_before = env[..ra]
+            .iter()
+            .rev()
+            .find(|v| v["name"] == "JOBTRACE_POD_NAME")
+            .unwrap();
+        assert_eq!(
+            last_before["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.name"
+        );
+        let (again, _) = run(&out, SPAN_B);
+        assert!(again.patch.0.is_empty(), "{:?}", again.patch);
+    }
+
+    #[test]
+    fn a_helper_the_apiserver_defaulted_is_still_the_helper() {
+        let (_, mut out) = run(&job(&json!({ "traceparent": TP })), SPAN_A);
+        for var in out["spec"]["template"]["spec"]["containers"][1]["env"]
+            .as_array_mut()
+            .unwrap()
+        {
+            if let Some(field) = var.pointer_mut("/valueFrom/fieldRef") {
+                field["apiVersion"] = json!("v1");
+            }
+        }
+        let (again, _) = run(&out, SPAN_B);
+        assert!(again.patch.0.is_empty(), "{:?}", again.patch);
+    }
+
+    /// A Job as `kubectl get -o yaml` saves it after jobtrace admitted and exported it, with the
+    /// fields a re-create can't carry stripped.
+    fn saved(suspended_at_admission: bool) -> Value {
+        let mut object = job(&json!({ "traceparent": TP }));
+        if suspended_at_admission {
+            object["spec"]["suspend"] = json!(true);
+        }
+        let (_, mut out) = run(&object, SPAN_A);
+        out["spec"]["suspend"] = json!(false);
+        out["metadata"]["annotations"]["jobtrace.dev/exported"] = json!("true");
+        out["metadata"]["creationTimestamp"] = json!("2026-11-23T10:00:00Z");
+        out
+    }
+
+    #[test]
+    fn a_job_recreated_from_a_saved_manifest_is_traced_afresh() {
+        let object = saved(true);
+        let later = crate::mutate::Admission {
+            now: "2026-11-24T08:00:00Z".parse().unwrap(),
+            ..admission(SPAN_B)
+        };
+        let mutation = mutate(&typed(&object), &later);
+        let out = apply(&object, &mutation.patch);
+        let annotations = &out["metadata"]["annotations"];
+        assert!(
+            annotations.get("jobtrace.dev/exported").is_none(),
+            "exported is removed"
+        );
+        assert!(
+            annotations.get("jobtrace.dev/created-suspended").is_none(),
+            "recomputed"
+        );
+        assert_eq!(
+            annotations["jobtrace.dev/span-id"], "0b0b0b0b0b0b0b0b",
+            "a new Job span"
+        );
+        assert_eq!(
+            annotations["jobtrace.dev/admitted-at"],
+            "2026-11-24T08:00:00Z"
+        );
+        assert_eq!(
+            out["spec"]["template"]["metadata"]["annotations"]["jobtrace.dev/parent-span-id"],
+            "0b0b0b0b0b0b0b0b"
+        );
+        let child = "00-4bf92f3577b34da6a3ce929d0e0e4736-0b0b0b0b0b0b0b0b-01";
+        for c in CONTAINERS {
+            assert_eq!(
+                env_value(&out, c, "TRACEPARENT"),
+                Some(&json!(child)),
+                "{c}"
+            );
+        }
+        assert!(
+            mutation.warnings.is_empty(),
+            "jobtrace's own values are not the user's: {:?}",
+            mutation.warnings
+        );
+        let again = mutate(&typed(&out), &later);
+        assert!(again.patch.0.is_empty(), "{:?}", again.patch);
+    }
+
+    #[test]
+    fn a_saved_job_without_creation_time_but_an_old_stamp_gets_a_new_span() {
+        let mut object = saved(false);
+        object["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("creationTimestamp");
+        let later = crate::mutate::Admission {
+            now: "2026-11-23T10:01:01Z".parse().unwrap(),
+            ..admission(SPAN_B)
+        };
+        let out = apply(&object, &mutate(&typed(&object), &later).patch);
+        assert_eq!(
+            out["metadata"]["annotations"]["jobtrace.dev/span-id"],
+            "0b0b0b0b0b0b0b0b"
+        );
+    }
+
+    #[test]
+    fn a_saved_job_recreated_within_a_minute_is_new_by_its_creation_time() {
+        let object = saved(false);
+        let soon = crate::mutate::Admission {
+            now: "2026-11-23T10:00:20Z".parse().unwrap(),
+            ..admission(SPAN_B)
+        };
+        let out = apply(&object, &mutate(&typed(&object), &soon).patch);
+        assert_eq!(
+            out["metadata"]["annotations"]["jobtrace.dev/span-id"],
+            "0b0b0b0b0b0b0b0b"
+        );
+    }
+
+    #[test]
+    fn reinvocation_within_the_request_keeps_the_span() {
+        let (_, once) = run(&job(&json!({ "traceparent": TP })), SPAN_A);
+        let soon = crate::mutate::Admission {
+            now: "2026-11-23T10:00:02Z".parse().unwrap(),
+            ..admission(SPAN_B)
+        };
+        let again = mutate(&typed(&once), &soon);
+        assert!(again.patch.0.is_empty(), "{:?}", again.patch);
+    }
+
+    #[test]
+    fn created_suspended_follows_the_spec_on_every_pass() {
+        let mut object = job(&json!({ "traceparent": TP }));
+        let (_, once) = run(&object, SPAN_A);
+        assert!(
+            once["metadata"]["annotations"]
+                .get("jobtrace.dev/created-suspended")
+                .is_none()
+        );
+        object["spec"]["suspend"] = json!(true);
+        let (_, suspended) = run(&object, SPAN_A);
+        assert_eq!(
+            suspended["metadata"]["annotations"]["jobtrace.dev/created-suspended"],
+            "true"
+        );
+        // Another webhook (Kueue) suspends it between two passes.
+        let mut reinvoked = once.clone();
+        reinvoked["spec"]["suspend"] = json!(true);
+        let (_, out) = run(&reinvoked, SPAN_B);
+        assert_eq!(
+            out["metadata"]["annotations"]["jobtrace.dev/created-suspended"],
+            "true"
+        );
+    }
+
+    #[test]
+    fn the_pod_template_never_carries_annotations_of_one_object() {
+        let mut object = job(&json!({ "traceparent": TP }));
+        object["spec"]["template"]["metadata"] = json!({ "annotations": {
+            "jobtrace.dev/span-id": "1234123412341234",
+            "jobtrace.dev/exported": "true",
+            "jobtrace.dev/admitted-at": "2026-11-23T10:00:00Z",
+            "team": "data"
+        } });
+        let (_, out) = run(&object, SPAN_A);
+        let template = out["spec"]["template"]["metadata"]["annotations"]
+            .as_object()
+            .unwrap();
+        let mut keys: Vec<&str> = template.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "jobtrace.dev/parent-span-id",
+                "jobtrace.dev/trace-flags",
+                "jobtrace.dev/trace-id",
+                "team"
+            ]
+        );
+    }
+
+    #[test]
+    fn trace_flags_are_recorded_on_the_job_and_its_pods() {
+        let level2 = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03";
+        let (mutation, out) = run(&job(&json!({ "traceparent": level2 })), SPAN_A);
+        assert_eq!(
+            out["metadata"]["annotations"]["jobtrace.dev/trace-flags"],
+            "03"
+        );
+        assert_eq!(
+            out["spec"]["template"]["metadata"]["annotations"]["jobtrace.dev/trace-flags"],
+            "03"
+        );
+        assert!(matches!(
+            mutation.outcome,
+            Outcome::Traced { flags: 0x03, .. }
+        ));
     }
 }

@@ -182,4 +182,37 @@ mod tests {
         assert!(mutation.patch.0.is_empty());
         assert_eq!(mutation.outcome, Outcome::NotTraced);
     }
+
+    #[test]
+    fn a_pod_recreated_from_a_saved_manifest_gets_a_new_span_and_is_exported_afresh() {
+        let pod = pod_of_mutated_job();
+        let mut saved = apply(&pod, &mutate(&typed(&pod), &admission(SPAN_B)).patch);
+        saved["metadata"]["annotations"]["jobtrace.dev/exported"] = json!("true");
+        saved["metadata"]["creationTimestamp"] = json!("2026-11-23T10:00:00Z");
+        let fresh = crate::context::SpanId([0xc; 8]);
+        let out = apply(&saved, &mutate(&typed(&saved), &admission(fresh)).patch);
+        assert_eq!(
+            out["metadata"]["annotations"]["jobtrace.dev/span-id"],
+            "0c0c0c0c0c0c0c0c"
+        );
+        assert!(
+            out["metadata"]["annotations"]
+                .get("jobtrace.dev/exported")
+                .is_none()
+        );
+        assert_eq!(
+            env_value(&out, "/spec/containers/0", "TRACEPARENT"),
+            Some(&json!(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0c0c0c0c0c0c0c0c-01"
+            )),
+            "the old attempt's TRACEPARENT is jobtrace's own: rewritten"
+        );
+    }
+
+    #[test]
+    fn pod_sampling_comes_from_the_recorded_flags() {
+        let mut pod = pod_of_mutated_job();
+        pod["metadata"]["annotations"]["jobtrace.dev/trace-flags"] = json!("00");
+        assert!(!mutate(&typed(&pod), &admission(SPAN_B)).outcome.sampled());
+    }
 }

@@ -4,7 +4,8 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{
-    Attributes, Event, Kind, Skip, SpanRecord, Status, derived_span_id, sampled, trace_flags, traced,
+    Attributes, Event, Kind, Skip, SpanRecord, Status, derived_span_id, sampled, trace_flags,
+    traced,
 };
 use crate::context::SpanId;
 use crate::names;

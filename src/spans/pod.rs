@@ -4,7 +4,8 @@ use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{
-    Attributes, Event, Kind, Skip, SpanRecord, Status, derived_span_id, sampled, trace_flags, traced,
+    Attributes, Event, Kind, Skip, SpanRecord, Status, derived_span_id, sampled, trace_flags,
+    traced,
 };
 use crate::context::SpanId;
 use crate::names;
@@ -149,11 +150,12 @@ fn outcome(
         attributes.push(("k8s.container.name", (*container).into()));
         attributes.push(("jobtrace.container.exit_code", t.exit_code.into()));
         if let Some(reason) = &t.reason {
-            attributes.push((
-                "k8s.container.status.last_terminated_reason",
-                reason.as_str().into(),
-            ));
+            // The reason of the state the container is in: terminated, by this very instance.
+            attributes.push(("k8s.container.status.reason", reason.as_str().into()));
         }
+    }
+    if let Some(reason) = status.and_then(|s| s.reason.as_deref()) {
+        attributes.push(("k8s.pod.status.reason", reason.into()));
     }
     let error_type = status
         .and_then(|s| s.reason.clone())

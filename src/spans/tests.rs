@@ -282,9 +282,11 @@ fn oom_killed_pod_is_an_error_with_exit_code_and_container() {
     assert_eq!(string(&span, "error.type"), "OOMKilled");
     assert_eq!(string(&span, "k8s.container.name"), "main");
     assert_eq!(int(&span, "jobtrace.container.exit_code"), 137);
-    assert_eq!(
-        string(&span, "k8s.container.status.last_terminated_reason"),
-        "OOMKilled"
+    assert_eq!(string(&span, "k8s.container.status.reason"), "OOMKilled");
+    assert!(
+        span.attribute("k8s.container.status.last_terminated_reason")
+            .is_none(),
+        "that attribute is for a previous instance of the container"
     );
 }
 
@@ -293,6 +295,7 @@ fn evicted_pod_takes_the_pod_reason() {
     let extra = json!({ "status.reason": "Evicted", "status.message": "The node was low on resource: memory." });
     let span = pod_span(&pod("Failed", &json!([]), &extra), None).unwrap();
     assert_eq!(string(&span, "error.type"), "Evicted");
+    assert_eq!(string(&span, "k8s.pod.status.reason"), "Evicted");
     assert_eq!(
         span.status,
         Status::Error {
@@ -346,10 +349,79 @@ fn pod_without_its_own_span_id_gets_a_stable_derived_one() {
         .as_mut()
         .unwrap()
         .remove("jobtrace.dev/span-id");
-    let first = pod_span(&unhooked, None).unwrap();
-    let second = pod_span(&unhooked, None).unwrap();
-    assert_eq!(first.span_id, second.span_id);
-    assert_ne!(first.span_id.to_string(), JOB_SPAN);
+    let span = pod_span(&unhooked, None).unwrap();
+    // Pinned: a replica of another version, or after a restart, must derive this very id.
+    assert_eq!(span.span_id.to_string(), DERIVED_FROM_UID);
+    let mut other = unhooked.clone();
+    other.metadata.uid = Some("9a8b7c6d-0000-4000-8000-000000000002".into());
+    assert_ne!(
+        pod_span(&other, None).unwrap().span_id,
+        span.span_id,
+        "another pod, another id"
+    );
+}
+
+/// FNV-1a-64 of the Job span's bytes then the fixture pod's uid, big-endian (computed apart from
+/// this code).
+const DERIVED_FROM_UID: &str = "aa696fd9dd01b4c2";
+
+#[test]
+fn derived_ids_are_pinned_and_never_the_input() {
+    let from = SpanId::parse(JOB_SPAN).unwrap();
+    assert_eq!(derived_span_id(from, b"queued").to_string(), DERIVED_QUEUED);
+    assert_ne!(derived_span_id(from, b"queued"), from);
+    assert_ne!(
+        derived_span_id(from, b"queued"),
+        derived_span_id(from, b"other")
+    );
+}
+
+/// FNV-1a-64 of the Job span's bytes then `queued`, big-endian (computed apart from this code).
+const DERIVED_QUEUED: &str = "3a1682604aa74dbc";
+
+#[test]
+fn sampling_follows_the_flags_recorded_at_admission_not_the_containers() {
+    let status = json!({ "conditions": [condition("Complete", "CompletionsReached", "2026-11-23T10:00:42Z")] });
+    // The creator's context was unsampled; a container sets a sampled TRACEPARENT of its own.
+    let unsampled = job(&status, &json!({ "jobtrace.dev/trace-flags": "00" }), "01");
+    assert_eq!(job_spans(&unsampled, None), Err(Skip::Unsampled));
+    let sampled = job(&status, &json!({ "jobtrace.dev/trace-flags": "01" }), "00");
+    assert!(job_spans(&sampled, None).is_ok());
+
+    let containers = json!([terminated("main", 0, "Completed", "2026-11-23T10:00:20Z")]);
+    let mut pod_unsampled = pod("Succeeded", &containers, &json!({}));
+    pod_unsampled
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert("jobtrace.dev/trace-flags".into(), "00".into());
+    assert_eq!(pod_span(&pod_unsampled, None), Err(Skip::Unsampled));
+}
+
+#[test]
+fn spans_carry_the_trace_flags_of_the_context() {
+    let status = json!({ "conditions": [condition("Complete", "CompletionsReached", "2026-11-23T10:00:42Z")] });
+    let suspended =
+        json!({ "jobtrace.dev/trace-flags": "03", "jobtrace.dev/created-suspended": "true" });
+    let spans = job_spans(&job(&status, &suspended, "01"), None).unwrap();
+    assert_eq!(spans.len(), 2);
+    assert!(spans.iter().all(|s| s.trace_flags == 0x03), "{spans:?}");
+    let legacy = job_spans(&job(&status, &json!({}), "01"), None).unwrap();
+    assert_eq!(
+        legacy[0].trace_flags, 0x01,
+        "without the annotation: the container's"
+    );
+
+    let containers = json!([terminated("main", 0, "Completed", "2026-11-23T10:00:20Z")]);
+    let mut attempt = pod("Succeeded", &containers, &json!({}));
+    attempt
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert("jobtrace.dev/trace-flags".into(), "03".into());
+    assert_eq!(pod_span(&attempt, None).unwrap().trace_flags, 0x03);
 }
 
 #[test]

@@ -115,7 +115,12 @@ async fn handle(endpoint: Endpoint, shared: &Shared, request: Request) -> Respon
         }
         Ok(body) => {
             let span_id = SpanId::from_random(rand::random());
-            match review::review(endpoint, &body, span_id, k8s_openapi::jiff::Timestamp::now()) {
+            match review::review(
+                endpoint,
+                &body,
+                span_id,
+                k8s_openapi::jiff::Timestamp::now(),
+            ) {
                 Err(e) => {
                     metrics
                         .admissions
