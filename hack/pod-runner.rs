@@ -1,6 +1,7 @@
 //! Plays the kubelet for pods labelled `sim.jobtrace.dev/runner`, which kwok leaves alone: runs
-//! each container's command as a local process with exactly the pod's environment (`$(VAR)`
-//! expansion and downward-API values resolved as the kubelet does) and writes the real exit codes
+//! each container's command as a local process with exactly the pod's environment (`envFrom`,
+//! config map and secret keys, downward-API values and `$(VAR)` expansion resolved as the kubelet
+//! does) and writes the real exit codes
 //! and times back to the pod's status. Images are ignored: `command` names a program on this host.
 //!
 //! Usage: `cargo run --example pod-runner [NAMESPACE]` with `KUBECONFIG` set; without a namespace
@@ -11,7 +12,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -71,7 +72,7 @@ fn now() -> String {
 async fn run(client: Client, pod: Pod) -> anyhow::Result<()> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(client, &namespace);
+    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let spec = pod.spec.clone().unwrap_or_default();
     let start = now();
     let running: Vec<Value> = spec
@@ -99,7 +100,7 @@ async fn run(client: Client, pod: Pod) -> anyhow::Result<()> {
     let mut init_statuses = Vec::new();
     let mut failed = false;
     for container in spec.init_containers.iter().flatten() {
-        let status = run_container(&pod, container).await;
+        let status = run_container(&client, &pod, container).await;
         failed |= status.0 != 0;
         init_statuses.push(terminated(container, &status));
         if failed {
@@ -108,7 +109,10 @@ async fn run(client: Client, pod: Pod) -> anyhow::Result<()> {
     }
     let mut statuses = Vec::new();
     if !failed {
-        let runs = spec.containers.iter().map(|c| run_container(&pod, c));
+        let runs = spec
+            .containers
+            .iter()
+            .map(|c| run_container(&client, &pod, c));
         for (container, status) in spec
             .containers
             .iter()
@@ -149,11 +153,11 @@ fn terminated(container: &Container, (code, started, finished): &Outcome) -> Val
             "state": { "terminated": { "exitCode": code, "reason": reason, "startedAt": started, "finishedAt": finished } } })
 }
 
-async fn run_container(pod: &Pod, container: &Container) -> Outcome {
+async fn run_container(client: &Client, pod: &Pod, container: &Container) -> Outcome {
     let started = now();
     let mut argv: Vec<String> = container.command.clone().unwrap_or_default();
     argv.extend(container.args.clone().unwrap_or_default());
-    let env = environment(pod, container);
+    let env = environment(client, pod, container).await;
     let argv: Vec<String> = argv.iter().map(|a| expand(a, &env)).collect();
     let Some((program, rest)) = argv.split_first() else {
         eprintln!("pod-runner: container {} has no command", container.name);
@@ -175,9 +179,31 @@ async fn run_container(pod: &Pod, container: &Container) -> Outcome {
     (code, started, now())
 }
 
-/// The container's environment as the kubelet builds it: a runtime's defaults, then `env` in
-/// order, each value expanded against the variables before it.
-fn environment(pod: &Pod, container: &Container) -> HashMap<String, String> {
+/// The container's environment as the kubelet builds it: a runtime's defaults, then `envFrom` in
+/// order (with its prefix), then `env` in order, each value expanded against the variables before
+/// it. A missing config map, secret or key gives an empty value (the kubelet would not start the
+/// container; these tests never rely on that).
+async fn environment(client: &Client, pod: &Pod, container: &Container) -> HashMap<String, String> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let config_map = |name: String| {
+        let api = config_maps.clone();
+        async move {
+            let data = api.get_opt(&name).await.ok().flatten().and_then(|c| c.data);
+            data.unwrap_or_default()
+        }
+    };
+    let secret = |name: String| {
+        let api = secrets.clone();
+        async move {
+            let data = api.get_opt(&name).await.ok().flatten().and_then(|s| s.data);
+            data.unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        }
+    };
     let mut env: HashMap<String, String> = HashMap::from([
         (
             "PATH".to_owned(),
@@ -188,14 +214,32 @@ fn environment(pod: &Pod, container: &Container) -> HashMap<String, String> {
             pod.metadata.name.clone().unwrap_or_default(),
         ),
     ]);
+    for source in container.env_from.iter().flatten() {
+        let prefix = source.prefix.clone().unwrap_or_default();
+        let data = if let Some(c) = &source.config_map_ref {
+            config_map(c.name.clone()).await
+        } else if let Some(s) = &source.secret_ref {
+            secret(s.name.clone()).await
+        } else {
+            continue;
+        };
+        env.extend(data.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)));
+    }
     for var in container.env.iter().flatten() {
         let value = if let Some(value) = &var.value {
             Some(expand(value, &env))
+        } else if let Some(from) = &var.value_from {
+            if let Some(f) = &from.field_ref {
+                field(pod, &f.field_path)
+            } else if let Some(k) = &from.secret_key_ref {
+                secret(k.name.clone()).await.remove(&k.key)
+            } else if let Some(k) = &from.config_map_key_ref {
+                config_map(k.name.clone()).await.remove(&k.key)
+            } else {
+                None
+            }
         } else {
-            var.value_from
-                .as_ref()
-                .and_then(|from| from.field_ref.as_ref())
-                .and_then(|f| field(pod, &f.field_path))
+            None
         };
         env.insert(var.name.clone(), value.unwrap_or_default());
     }

@@ -1,13 +1,21 @@
-//! The controller against a mocked apiserver and a fake OTLP/HTTP collector: export first, then
-//! mark; nothing marked while the collector can't take the spans; refused spans dropped and
-//! marked so.
+//! The controller against a mocked apiserver that plays a scenario, and a fake OTLP/HTTP
+//! collector: export first, then mark; a marked Job is never exported again, even when a relist
+//! shows it once more; nothing marked while the collector can't take the spans; refused spans
+//! dropped and marked so.
 
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::routing::post;
-use hyper::http::{self, Request, Response, StatusCode};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use jobtrace::controller::{Context, run};
 use jobtrace::export::{Exporter, ExporterConfig, Protocol};
 use jobtrace::metrics::Metrics;
@@ -20,16 +28,25 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 const SPAN_ID: &str = "1111111111111111";
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+/// The selector of every list and watch the controller makes.
+const TRACED: &str = "jobtrace.dev/traced=true";
+/// How long the controller has to make all the requests of a scenario.
+const SCENARIO_DEADLINE: Duration = Duration::from_secs(10);
+/// How long the apiserver listens for a request too many once the scenario is played: longer
+/// than the export loop takes to batch, export and mark a Job it wrongly took for unexported.
+const QUIET: Duration = Duration::from_secs(1);
 
-fn finished_job(exported: bool) -> Value {
+/// The traced Job `reports/nightly`, finished; marked `jobtrace.dev/exported: <outcome>` if given.
+fn finished_job(exported: Option<&str>) -> Value {
     let mut annotations = json!({
-        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        "jobtrace.dev/trace-id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "traceparent": format!("00-{TRACE_ID}-00f067aa0ba902b7-01"),
+        "jobtrace.dev/trace-id": TRACE_ID,
         "jobtrace.dev/span-id": SPAN_ID,
         "jobtrace.dev/parent-span-id": "00f067aa0ba902b7"
     });
-    if exported {
-        annotations["jobtrace.dev/exported"] = json!("true");
+    if let Some(outcome) = exported {
+        annotations["jobtrace.dev/exported"] = json!(outcome);
     }
     json!({
         "apiVersion": "batch/v1", "kind": "Job",
@@ -42,8 +59,16 @@ fn finished_job(exported: bool) -> Value {
     })
 }
 
-/// What happened, in order: `export <status>` from the collector, `patch <body>` from the
-/// apiserver.
+/// The JSON patch marking the very Job exported (same uid) with `outcome`.
+fn mark(outcome: &str) -> Value {
+    json!([
+        { "op": "test", "path": "/metadata/uid", "value": "uid-1" },
+        { "op": "add", "path": "/metadata/annotations/jobtrace.dev~1exported", "value": outcome }
+    ])
+}
+
+/// What happened, in order: `export <status> <span ids>` from the collector, `patch` and `event`
+/// from the apiserver.
 type Log = Arc<Mutex<Vec<String>>>;
 
 /// A fake OTLP/HTTP collector answering each export with the next status of `statuses` (the last
@@ -87,47 +112,377 @@ async fn collector(log: Log, statuses: Vec<u16>) -> String {
     url
 }
 
-/// A mocked apiserver: lists return the Job (marked once patched), watches end at once, patches
-/// and events are recorded.
-fn apiserver(log: Log) -> kube::Client {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    tokio::spawn(async move {
-        let mut marked = false;
-        while let Some((request, send)) = handle.next_request().await {
-            let path = request.uri().path().to_owned();
-            let query = request.uri().query().unwrap_or_default().to_owned();
-            let method = request.method().clone();
-            let response = if method == http::Method::PATCH {
-                let body = request.into_body().collect_bytes().await.unwrap();
-                log.lock()
-                    .unwrap()
-                    .push(format!("patch {}", String::from_utf8_lossy(&body)));
-                marked = true;
-                json!(finished_job(true))
-            } else if method == http::Method::POST {
-                json!({ "apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": { "name": "e", "namespace": "reports" } })
-            } else if query.contains("watch=true") {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                send.send_response(Response::builder().body(Body::empty()).unwrap());
-                continue;
-            } else if path.ends_with("/jobs") {
-                json!({ "apiVersion": "batch/v1", "kind": "JobList", "metadata": { "resourceVersion": "7" },
-                        "items": [finished_job(marked)] })
-            } else {
-                json!({ "apiVersion": "v1", "kind": "PodList", "metadata": { "resourceVersion": "7" }, "items": [] })
-            };
-            let body = Body::from(serde_json::to_vec(&response).unwrap());
-            send.send_response(Response::builder().body(body).unwrap());
-        }
-    });
-    kube::Client::new(service, "default")
+/// The controller's request streams. Each makes its requests in order, but they run
+/// concurrently: the order is checked within a stream, never across streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stream {
+    /// The watcher of traced Jobs.
+    Jobs,
+    /// The watcher of traced pods.
+    Pods,
+    /// The export loop: a mark, then an Event, for each exported Job.
+    Export,
 }
 
-async fn run_until(
-    log: &Log,
-    statuses: Vec<u16>,
-    done: impl Fn(&[String]) -> bool,
-) -> (Vec<String>, Arc<Metrics>) {
+/// One request the controller is to make, and the apiserver's answer.
+#[derive(Debug)]
+enum Step {
+    /// A watcher lists the traced objects, and gets `items` at `version`.
+    List {
+        version: &'static str,
+        items: Vec<Value>,
+    },
+    /// A watcher watches from `version`; its events end as `ends` says.
+    Watch { version: &'static str, ends: Ends },
+    /// The export loop patches the Job with exactly this JSON patch.
+    Mark(Value),
+    /// The export loop records that the Job's span was exported, as an `events.k8s.io` Event.
+    Event,
+}
+
+/// How the events of a watch end.
+#[derive(Debug, Clone, Copy)]
+enum Ends {
+    /// They don't: the watch stays open until the test ends.
+    Never,
+    /// With `410 Gone` as soon as the Job is marked, before the watch delivers the change (as
+    /// when etcd compacted it away): the watcher has to list again.
+    ExpiredOnceMarked,
+}
+
+impl Step {
+    fn list<const N: usize>(version: &'static str, items: [Value; N]) -> Self {
+        Self::List {
+            version,
+            items: items.into(),
+        }
+    }
+
+    /// The method and the path this step expects in `stream`.
+    fn target(&self, stream: Stream) -> (Method, &'static str) {
+        match (self, stream) {
+            (Self::List { .. } | Self::Watch { .. }, Stream::Jobs) => {
+                (Method::GET, "/apis/batch/v1/jobs")
+            }
+            (Self::List { .. } | Self::Watch { .. }, Stream::Pods) => (Method::GET, "/api/v1/pods"),
+            (Self::Mark(_), Stream::Export) => (
+                Method::PATCH,
+                "/apis/batch/v1/namespaces/reports/jobs/nightly",
+            ),
+            (Self::Event, Stream::Export) => (
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/reports/events",
+            ),
+            (step, stream) => panic!("a scenario can't expect {step:?} from {stream:?}"),
+        }
+    }
+
+    /// A line naming the step, for the record of what was played.
+    fn describe(&self) -> String {
+        match self {
+            Self::List { version, items } => format!("list {} at {version}", items.len()),
+            Self::Watch { version, ends } => format!("watch from {version} ({ends:?})"),
+            Self::Mark(patch) => format!("mark {}", patch[1]["value"]),
+            Self::Event => "event".to_owned(),
+        }
+    }
+}
+
+/// What the controller is to ask, stream by stream, in the order of each stream.
+struct Scenario {
+    jobs: Vec<Step>,
+    pods: Vec<Step>,
+    export: Vec<Step>,
+}
+
+impl Scenario {
+    /// The Job listed unmarked, watched until the test ends; no pods; and what the export loop
+    /// is to ask.
+    fn one_job(export: Vec<Step>) -> Self {
+        Self {
+            jobs: vec![
+                Step::list("7", [finished_job(None)]),
+                Step::Watch {
+                    version: "7",
+                    ends: Ends::Never,
+                },
+            ],
+            pods: no_pods(),
+            export,
+        }
+    }
+}
+
+fn no_pods() -> Vec<Step> {
+    vec![
+        Step::list("7", []),
+        Step::Watch {
+            version: "7",
+            ends: Ends::Never,
+        },
+    ]
+}
+
+type ResponseBody = UnsyncBoxBody<Bytes, Infallible>;
+
+/// The steps each stream played, described.
+type Played = BTreeMap<Stream, Vec<String>>;
+
+/// A mocked apiserver that answers exactly the requests of a [`Scenario`] and fails the test on
+/// any other: a request no stream expects next, a request that doesn't come in time, a request
+/// once the scenario is played, or one whose query or body isn't the expected one.
+struct ApiServerVerifier {
+    handle: tower_test::mock::Handle<Request<Body>, Response<ResponseBody>>,
+    log: Log,
+    /// Whether the Job has been marked: ends the watches that expire then.
+    marked: tokio::sync::watch::Sender<bool>,
+}
+
+impl ApiServerVerifier {
+    fn new(log: Log) -> (kube::Client, Self) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<ResponseBody>>();
+        let verifier = Self {
+            handle,
+            log,
+            marked: tokio::sync::watch::Sender::new(false),
+        };
+        (kube::Client::new(service, "default"), verifier)
+    }
+
+    /// Answers the controller's requests as `scenario` says, each matched to the stream whose
+    /// next step it is; then listens for one more request for [`QUIET`], which would be one too
+    /// many.
+    async fn play(mut self, scenario: Scenario) -> Played {
+        let mut expected = BTreeMap::from([
+            (Stream::Jobs, VecDeque::from(scenario.jobs)),
+            (Stream::Pods, VecDeque::from(scenario.pods)),
+            (Stream::Export, VecDeque::from(scenario.export)),
+        ]);
+        let mut played = Played::new();
+        let deadline = tokio::time::Instant::now() + SCENARIO_DEADLINE;
+        while expected.values().any(|steps| !steps.is_empty()) {
+            let next = tokio::time::timeout_at(deadline, self.handle.next_request()).await;
+            let Ok(Some((request, send))) = next else {
+                panic!(
+                    "the controller didn't make every expected request within \
+                     {SCENARIO_DEADLINE:?}; still expected: {expected:?}; played: {played:?}"
+                );
+            };
+            let target = (request.method().clone(), request.uri().path());
+            let Some((&stream, steps)) = expected.iter_mut().find(|(stream, steps)| {
+                steps
+                    .front()
+                    .is_some_and(|step| step.target(**stream) == target)
+            }) else {
+                panic!(
+                    "unexpected {} {}; expected next: {:?}; played: {played:?}",
+                    request.method(),
+                    request.uri(),
+                    expected
+                        .iter()
+                        .map(|(s, steps)| (s, steps.front()))
+                        .collect::<Vec<_>>()
+                );
+            };
+            let step = steps.pop_front().expect("the step just matched");
+            played.entry(stream).or_default().push(step.describe());
+            send.send_response(self.answer(stream, step, request).await);
+        }
+        if let Ok(Some((request, _))) =
+            tokio::time::timeout(QUIET, self.handle.next_request()).await
+        {
+            panic!(
+                "unexpected {} {} after the whole scenario was played: {played:?}",
+                request.method(),
+                request.uri()
+            );
+        }
+        played
+    }
+
+    /// Checks `request` against `step`, and answers it.
+    async fn answer(
+        &self,
+        stream: Stream,
+        step: Step,
+        request: Request<Body>,
+    ) -> Response<ResponseBody> {
+        let what = format!("{} {}", request.method(), request.uri());
+        let query = query(request.uri());
+        match step {
+            Step::List { version, items } => {
+                assert_eq!(
+                    query,
+                    pairs(&[("labelSelector", TRACED), ("limit", "100")]),
+                    "{what}: a list of the traced objects, by pages"
+                );
+                let (api_version, kind) = match stream {
+                    Stream::Jobs => ("batch/v1", "JobList"),
+                    _ => ("v1", "PodList"),
+                };
+                let list = json!({ "apiVersion": api_version, "kind": kind,
+                                   "metadata": { "resourceVersion": version }, "items": items });
+                json_response(StatusCode::OK, serde_json::to_vec(&list).unwrap())
+            }
+            Step::Watch { version, ends } => {
+                let mut query = query;
+                // kube's own defaults, not the controller's choice.
+                query.remove("timeoutSeconds");
+                query.remove("allowWatchBookmarks");
+                assert_eq!(
+                    query,
+                    pairs(&[
+                        ("watch", "true"),
+                        ("labelSelector", TRACED),
+                        ("resourceVersion", version)
+                    ]),
+                    "{what}: a watch of the traced objects from the last list"
+                );
+                Response::new(StreamBody::new(self.watch_events(version, ends)).boxed_unsync())
+            }
+            Step::Mark(patch) => {
+                assert_eq!(
+                    request.headers().get(header::CONTENT_TYPE).unwrap(),
+                    "application/json-patch+json",
+                    "{what}"
+                );
+                assert_eq!(query, pairs(&[]), "{what}");
+                let body = request.into_body().collect_bytes().await.unwrap();
+                let body: Value = serde_json::from_slice(&body).expect("a JSON patch");
+                assert_eq!(body, patch, "{what}: the mark");
+                self.log.lock().unwrap().push("patch".to_owned());
+                self.marked.send_replace(true);
+                let outcome = patch[1]["value"].as_str().unwrap();
+                let marked = finished_job(Some(outcome));
+                json_response(StatusCode::OK, serde_json::to_vec(&marked).unwrap())
+            }
+            Step::Event => {
+                assert_eq!(query, pairs(&[]), "{what}");
+                let body = request.into_body().collect_bytes().await.unwrap();
+                let event: Value = serde_json::from_slice(&body).expect("an Event");
+                assert_eq!(
+                    what_it_says(&event),
+                    json!({
+                        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+                        "type": "Normal", "reason": "TraceExported", "action": "ExportSpan",
+                        "note": format!("trace {TRACE_ID}: Job span exported"),
+                        "regarding": { "apiVersion": "batch/v1", "kind": "Job",
+                                       "namespace": "reports", "name": "nightly", "uid": "uid-1" },
+                        "reportingController": "jobtrace", "reportingInstance": "test",
+                        "namespace": "reports"
+                    }),
+                    "{what}: the Event on the Job"
+                );
+                self.log.lock().unwrap().push("event".to_owned());
+                json_response(StatusCode::CREATED, body.to_vec())
+            }
+        }
+    }
+
+    /// The events of a watch, as `ends` says.
+    fn watch_events(
+        &self,
+        version: &'static str,
+        ends: Ends,
+    ) -> BoxStream<'static, Result<Frame<Bytes>, Infallible>> {
+        match ends {
+            Ends::Never => futures::stream::pending().boxed(),
+            Ends::ExpiredOnceMarked => {
+                let mut marked = self.marked.subscribe();
+                futures::stream::once(async move {
+                    let _ = marked.wait_for(|marked| *marked).await;
+                    let expired = json!({ "type": "ERROR", "object": {
+                        "apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+                        "message": format!("too old resource version: {version}"),
+                        "reason": "Expired", "code": 410 } });
+                    Ok(Frame::data(Bytes::from(format!("{expired}\n"))))
+                })
+                .boxed()
+            }
+        }
+    }
+}
+
+/// The fields of an Event that say what it is, about what, and from whom (not its name or time).
+fn what_it_says(event: &Value) -> Value {
+    let fields = [
+        "apiVersion",
+        "kind",
+        "type",
+        "reason",
+        "action",
+        "note",
+        "regarding",
+        "reportingController",
+        "reportingInstance",
+    ];
+    let mut said: serde_json::Map<String, Value> = fields
+        .iter()
+        .map(|&f| (f.to_owned(), event[f].clone()))
+        .collect();
+    said.insert("namespace".into(), event["metadata"]["namespace"].clone());
+    Value::Object(said)
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response<ResponseBody> {
+    let body = http_body_util::Full::new(Bytes::from(body)).boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn pairs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// The query of `uri`, decoded.
+fn query(uri: &Uri) -> BTreeMap<String, String> {
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// `application/x-www-form-urlencoded` decoding.
+fn decode(encoded: &str) -> String {
+    let mut bytes = Vec::new();
+    let mut rest = encoded.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        match first {
+            b'%' => {
+                let hex = std::str::from_utf8(&tail[..2]).unwrap();
+                bytes.push(u8::from_str_radix(hex, 16).expect("a percent-encoded byte"));
+                rest = &tail[2..];
+            }
+            b'+' => {
+                bytes.push(b' ');
+                rest = tail;
+            }
+            byte => {
+                bytes.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8(bytes).unwrap()
+}
+
+/// Runs the controller against `scenario` and a collector answering `statuses`, until the
+/// scenario is played; then stops it. What happened, what each stream played, and the metrics.
+async fn play(statuses: Vec<u16>, scenario: Scenario) -> (Vec<String>, Played, Arc<Metrics>) {
+    let log = Log::default();
     let endpoint = collector(log.clone(), statuses).await;
     let config = ExporterConfig {
         protocol: Protocol::HttpProtobuf,
@@ -135,9 +490,11 @@ async fn run_until(
         headers: Vec::new(),
         timeout: Duration::from_secs(2),
     };
+    let (client, apiserver) = ApiServerVerifier::new(log.clone());
+    let verifier = tokio::spawn(apiserver.play(scenario));
     let metrics = Arc::new(Metrics::default());
     let context = Arc::new(Context {
-        client: apiserver(log.clone()),
+        client,
         exporter: Exporter::new(config).unwrap(),
         metrics: metrics.clone(),
         resource: vec![("service.name", "jobtrace".to_owned())],
@@ -147,77 +504,100 @@ async fn run_until(
         tracer: None,
     });
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(run(context, shutdown.clone()));
-    let finished = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            if done(&log.lock().unwrap()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    let controller = tokio::spawn(run(context, shutdown.clone()));
+    let outcome =
+        tokio::time::timeout(SCENARIO_DEADLINE + QUIET + Duration::from_secs(2), verifier).await;
     shutdown.cancel();
-    let _ = task.await;
-    let entries = log.lock().unwrap().clone();
-    assert!(finished.is_ok(), "timed out: {entries:?}");
-    (entries, metrics)
-}
-
-fn patches(log: &[String]) -> Vec<&String> {
-    log.iter().filter(|l| l.starts_with("patch")).collect()
+    let stopped = tokio::time::timeout(Duration::from_secs(2), controller).await;
+    let log = log.lock().unwrap().clone();
+    let played = match outcome {
+        Ok(Ok(played)) => played,
+        Ok(Err(e)) if e.is_panic() => {
+            eprintln!("what happened: {log:?}");
+            std::panic::resume_unwind(e.into_panic())
+        }
+        Ok(Err(e)) => panic!("the apiserver verifier failed: {e}; what happened: {log:?}"),
+        Err(elapsed) => panic!("the apiserver verifier never finished ({elapsed}): {log:?}"),
+    };
+    assert!(
+        matches!(stopped, Ok(Ok(()))),
+        "the controller stops when told"
+    );
+    (log, played, metrics)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_then_marks_the_very_object() {
-    let log = Log::default();
-    let (log, metrics) = run_until(&log, vec![200], |l| !patches(l).is_empty()).await;
-    assert_eq!(log[0], format!("export 200 {SPAN_ID}"), "{log:?}");
-    let patch: Value = serde_json::from_str(log[1].strip_prefix("patch ").unwrap()).unwrap();
+    let scenario = Scenario {
+        jobs: vec![
+            Step::list("7", [finished_job(None)]),
+            Step::Watch {
+                version: "7",
+                ends: Ends::ExpiredOnceMarked,
+            },
+            // The relist shows the Job again, marked this time.
+            Step::list("8", [finished_job(Some("true"))]),
+            Step::Watch {
+                version: "8",
+                ends: Ends::Never,
+            },
+        ],
+        pods: no_pods(),
+        export: vec![Step::Mark(mark("true")), Step::Event],
+    };
+    let (log, played, metrics) = play(vec![200], scenario).await;
     assert_eq!(
-        patch,
-        json!([
-            { "op": "test", "path": "/metadata/uid", "value": "uid-1" },
-            { "op": "add", "path": "/metadata/annotations/jobtrace.dev~1exported", "value": "true" }
-        ])
+        log,
+        [
+            format!("export 200 {SPAN_ID}"),
+            "patch".into(),
+            "event".into()
+        ],
+        "one export, then its mark and Event; nothing more after the relist"
+    );
+    assert_eq!(
+        played[&Stream::Jobs],
+        [
+            "list 1 at 7",
+            "watch from 7 (ExpiredOnceMarked)",
+            "list 1 at 8",
+            "watch from 8 (Never)"
+        ],
+        "the watcher listed the marked Job again"
     );
     assert_eq!(metrics.spans_exported.get(), 1);
-    assert_eq!(
-        patches(&log).len(),
-        1,
-        "a marked Job is not exported again: {log:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_marked_until_the_collector_takes_the_spans() {
-    let log = Log::default();
-    let (log, metrics) = run_until(&log, vec![503, 503, 200], |l| !patches(l).is_empty()).await;
-    let exports: Vec<&String> = log.iter().filter(|l| l.starts_with("export")).collect();
-    assert!(exports.len() >= 3, "{log:?}");
-    assert!(exports[0].starts_with("export 503") && exports[1].starts_with("export 503"));
-    let first_patch = log.iter().position(|l| l.starts_with("patch")).unwrap();
-    let first_success = log
-        .iter()
-        .position(|l| l.starts_with("export 200"))
-        .unwrap();
-    assert!(
-        first_success < first_patch,
-        "marked only after the export succeeded: {log:?}"
+    let scenario = Scenario::one_job(vec![Step::Mark(mark("true")), Step::Event]);
+    let (log, _, metrics) = play(vec![503, 503, 200], scenario).await;
+    let export = |status: u16| format!("export {status} {SPAN_ID}");
+    assert_eq!(
+        log,
+        [
+            export(503),
+            export(503),
+            export(200),
+            "patch".into(),
+            "event".into()
+        ],
+        "retried, and marked only after the collector took the spans"
     );
-    assert!(metrics.export_retries.get() >= 2);
+    assert_eq!(metrics.export_retries.get(), 2);
+    assert_eq!(metrics.spans_exported.get(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_spans_are_dropped_and_marked_dropped() {
-    let log = Log::default();
-    let (log, metrics) = run_until(&log, vec![400], |l| !patches(l).is_empty()).await;
+    // No Event: nothing was exported.
+    let scenario = Scenario::one_job(vec![Step::Mark(mark("dropped"))]);
+    let (log, _, metrics) = play(vec![400], scenario).await;
     assert_eq!(
-        log.iter().filter(|l| l.starts_with("export 400")).count(),
-        1,
-        "a 400 is not retried: {log:?}"
+        log,
+        [format!("export 400 {SPAN_ID}"), "patch".into()],
+        "a 400 is not retried"
     );
-    assert!(patches(&log)[0].contains(r#""value":"dropped""#), "{log:?}");
     assert_eq!(metrics.spans_dropped.get(), 1);
     assert_eq!(metrics.spans_exported.get(), 0);
 }

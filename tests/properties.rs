@@ -145,8 +145,8 @@ fn traceparent_grammar(value: &str) -> bool {
     };
     shape
         && !value.starts_with("ff")
-        && &value[3..35] != "0".repeat(32)
-        && &value[36..52] != "0".repeat(16)
+        && value[3..35] != "0".repeat(32)
+        && value[36..52] != "0".repeat(16)
 }
 
 /// W3C Trace Context Level 2 `tracestate`: at most 32 members, each `key=value`.

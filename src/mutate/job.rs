@@ -836,6 +836,42 @@ mod tests {
     }
 
     #[test]
+    fn a_saved_job_recreated_within_a_minute_is_new_by_its_managed_fields() {
+        let mut object = saved(false);
+        object["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("creationTimestamp");
+        object["metadata"]["managedFields"] = json!([{
+            "manager": "kubectl-create", "operation": "Update", "apiVersion": "batch/v1",
+            "time": "2026-11-23T10:00:21Z", "fieldsType": "FieldsV1", "fieldsV1": {}
+        }]);
+        let soon = crate::mutate::Admission {
+            now: "2026-11-23T10:00:21.300Z".parse().unwrap(),
+            ..admission(SPAN_B)
+        };
+        let out = apply(&object, &mutate(&typed(&object), &soon).patch);
+        assert_eq!(
+            out["metadata"]["annotations"]["jobtrace.dev/span-id"],
+            "0b0b0b0b0b0b0b0b"
+        );
+        // The apiserver's reinvocation of the request that stamped the Job: fields written in
+        // the second the request began, before jobtrace's stamp.
+        let (_, once) = run(&job(&json!({ "traceparent": TP })), SPAN_A);
+        let mut reinvoked = once.clone();
+        reinvoked["metadata"]["managedFields"] = json!([{
+            "manager": "kubectl-create", "operation": "Update", "apiVersion": "batch/v1",
+            "time": "2026-11-23T10:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": {}
+        }]);
+        assert!(
+            mutate(&typed(&reinvoked), &admission(SPAN_B))
+                .patch
+                .0
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn reinvocation_within_the_request_keeps_the_span() {
         let (_, once) = run(&job(&json!({ "traceparent": TP })), SPAN_A);
         let soon = crate::mutate::Admission {

@@ -42,9 +42,10 @@ fn admission_stamp(now: Timestamp) -> String {
 
 /// Whether an object arriving on a CREATE was already admitted by jobtrace in this same request
 /// (the apiserver reinvoking the webhook), as opposed to an old object re-created from a saved
-/// manifest: only then are the ids jobtrace wrote on it kept. An object in a reinvocation has no
-/// `creationTimestamp` yet (the apiserver sets it after admission) and jobtrace's stamp on it is
-/// younger than a request can live.
+/// manifest: only then are the ids jobtrace wrote on it kept. In a reinvocation the object has no
+/// `creationTimestamp` yet (the apiserver sets it after admission), jobtrace's stamp on it is
+/// younger than a request can live, and no entry of its `managedFields` (which the apiserver
+/// writes for this request before admission, to the second) is later than the stamp.
 fn is_reinvocation(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     now: Timestamp,
@@ -61,7 +62,14 @@ fn is_reinvocation(
         return false;
     };
     let age = now.duration_since(stamp);
-    age <= REQUEST_LIFETIME && age >= -CLOCK_SKEW
+    let this_request = meta
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|entry| entry.time.as_ref())
+        .map(|time| time.0)
+        .max();
+    age <= REQUEST_LIFETIME && age >= -CLOCK_SKEW && this_request.is_none_or(|t| t <= stamp)
 }
 
 /// What a mutation decided.

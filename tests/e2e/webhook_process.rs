@@ -135,31 +135,29 @@ impl Webhook {
 
     pub async fn start_with(ns: &TestNamespace, args: &[&str], env: &[(&str, &str)]) -> Self {
         let pki = cluster_dir().join("pki");
-        let (port, metrics_port) = (free_port(), free_port());
+        let port = free_port();
+        // Two listeners of one process can't share a port: it would exit at once.
+        let metrics_port = std::iter::repeat_with(free_port)
+            .find(|p| *p != port)
+            .unwrap();
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let child = spawn(&args, &env, port, metrics_port);
-        let metrics: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while metrics_text(metrics, "/readyz").await.is_none() {
-            assert!(Instant::now() < deadline, "the webhook never became ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-
         let mut registration = local_registration(ns, port);
         registration.ca_bundle = Some(std::fs::read(pki.join("ca.crt")).unwrap());
-        register(ns, &registration).await;
-        let webhook = Self {
-            child: Some(child),
-            metrics,
-            name: registration.name,
+        // Owned from the start, so that a failure stops the process.
+        let mut webhook = Self {
+            child: Some(spawn(&args, &env, port, metrics_port)),
+            metrics: format!("127.0.0.1:{metrics_port}").parse().unwrap(),
+            name: registration.name.clone(),
             port,
             args,
             env,
         };
+        webhook.wait_until_ready().await;
+        register(ns, &registration).await;
         webhook.wait_until_active(ns).await;
         webhook
     }
@@ -171,29 +169,51 @@ impl Webhook {
 
     /// Starts the same process again on the same ports.
     pub async fn restart(&mut self) {
-        let child = spawn(&self.args, &self.env, self.port, self.metrics.port());
-        self.child = Some(child);
+        self.child = Some(spawn(&self.args, &self.env, self.port, self.metrics.port()));
+        self.wait_until_ready().await;
+    }
+
+    /// Waits until the process answers `/readyz` on its metrics port; panics when it exits first
+    /// or takes too long.
+    async fn wait_until_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while metrics_text(self.metrics, "/readyz").await.is_none() {
+        while !ready(self.metrics).await {
+            let child = self.child.as_mut().expect("a started process");
+            if let Some(status) = child.try_wait().expect("the jobtrace process's status") {
+                panic!(
+                    "jobtrace exited ({status}) before it was ready on {}",
+                    self.metrics
+                );
+            }
             assert!(
                 Instant::now() < deadline,
-                "jobtrace never became ready again"
+                "jobtrace never became ready on {}",
+                self.metrics
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    /// A counter or gauge from the process's metrics, summed over the series whose labels
-    /// contain `labels`.
-    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = metrics_text(self.metrics, "/metrics")
+    /// What the process's `/metrics` serves now; panics with the URL and the error when it can't
+    /// be read, so that no check on a metric passes on a page that nobody served.
+    pub async fn scrape(&self) -> Scrape {
+        let url = format!("http://{}/metrics", self.metrics);
+        let response = reqwest::get(&url)
             .await
-            .unwrap_or_default();
-        text.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .filter(|l| l.contains(labels))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+            .unwrap_or_else(|e| panic!("can't read {url}: {e}"));
+        let status = response.status();
+        assert!(status.is_success(), "{url} answered {status}");
+        let text = response
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("can't read {url}: {e}"));
+        Scrape { url, text }
+    }
+
+    /// A counter jobtrace registers at start-up, such as `jobtrace_spans_dropped_total`. It is
+    /// there from the start, so its absence fails the test rather than reading as 0.
+    pub async fn counter(&self, name: &str) -> u64 {
+        self.scrape().await.counter(name)
     }
 
     /// The apiserver picks configurations up asynchronously: probe with dry-run creates.
@@ -228,14 +248,13 @@ impl Webhook {
         }
     }
 
-    /// The webhook's count of admission requests for `endpoint`, all results together.
+    /// The webhook's count of admission requests for `endpoint`, all results together: 0 before
+    /// the first (the counter's series appear with their first request).
     pub async fn requests(&self, endpoint: &str) -> u64 {
-        let labels = format!("endpoint=\"{endpoint}\"");
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let count = self
-            .metric("jobtrace_admission_requests_total", &labels)
-            .await as u64;
-        count
+        self.scrape().await.counter_family(
+            "jobtrace_admission_requests",
+            &format!("endpoint=\"{endpoint}\""),
+        )
     }
 
     pub fn stop(&mut self) {
@@ -266,13 +285,75 @@ impl Drop for Webhook {
     }
 }
 
-/// GET on the webhook's plain-HTTP port; `None` unless it answers 200.
-async fn metrics_text(addr: SocketAddr, path: &str) -> Option<String> {
-    let response = reqwest::get(format!("http://{addr}{path}")).await.ok()?;
-    if !response.status().is_success() {
-        return None;
+/// Whether `/readyz` on the plain-HTTP port answers 200.
+async fn ready(addr: SocketAddr) -> bool {
+    reqwest::get(format!("http://{addr}/readyz"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// One reading of a process's `/metrics`, in the `OpenMetrics` text format.
+pub struct Scrape {
+    url: String,
+    text: String,
+}
+
+impl Scrape {
+    /// The labels (`{...}`, or empty) and the value of each sample named `name`.
+    fn samples<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(move |l| {
+                let rest = l.strip_prefix(name)?;
+                let (labels, rest) = if rest.starts_with('{') {
+                    rest.split_at(rest.find('}')? + 1)
+                } else {
+                    ("", rest)
+                };
+                // After the value, maybe a timestamp or an exemplar.
+                let value = rest.strip_prefix(' ')?.split(' ').next()?;
+                Some((labels, value))
+            })
     }
-    response.text().await.ok()
+
+    fn count(&self, name: &str, value: &str) -> u64 {
+        value
+            .parse()
+            .unwrap_or_else(|e| panic!("{name} at {} is {value:?}, not a count: {e}", self.url))
+    }
+
+    /// The value of the counter sample `name` (with its `_total`), which has no labels; panics
+    /// when it is absent.
+    pub fn counter(&self, name: &str) -> u64 {
+        let values: Vec<&str> = self
+            .samples(name)
+            .filter(|(labels, _)| labels.is_empty())
+            .map(|(_, value)| value)
+            .collect();
+        match values[..] {
+            [value] => self.count(name, value),
+            [] => panic!("{} has no {name}:\n{}", self.url, self.text),
+            _ => panic!("{} has {name} more than once:\n{}", self.url, self.text),
+        }
+    }
+
+    /// The sum of the counter `family`'s series whose labels include `labels`: 0 when it has
+    /// none (yet), but the family itself must be declared.
+    pub fn counter_family(&self, family: &str, labels: &str) -> u64 {
+        let declared = format!("# TYPE {family} counter");
+        assert!(
+            self.text.lines().any(|l| l == declared),
+            "{} declares no counter {family}:\n{}",
+            self.url,
+            self.text
+        );
+        let name = format!("{family}_total");
+        self.samples(&name)
+            .filter(|(l, _)| l.contains(labels))
+            .map(|(_, value)| self.count(&name, value))
+            .sum()
+    }
 }
 
 /// A Job with one init container and two containers; `fail_first` makes attempts fail until the
