@@ -7,6 +7,7 @@ mod webhook_process;
 mod certs;
 mod chart;
 mod cluster;
+mod edges;
 mod jaeger;
 mod spans;
 mod webhook;

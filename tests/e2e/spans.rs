@@ -33,7 +33,7 @@ fn parent(span: &Value) -> Option<&str> {
         .as_str()
 }
 
-fn named<'a>(trace: &'a Value, prefix: &str) -> Vec<&'a Value> {
+pub fn named<'a>(trace: &'a Value, prefix: &str) -> Vec<&'a Value> {
     trace["spans"]
         .as_array()
         .unwrap()
@@ -47,12 +47,12 @@ fn named<'a>(trace: &'a Value, prefix: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-fn random_trace_id() -> String {
+pub fn random_trace_id() -> String {
     format!("{:032x}", rand::random::<u128>() | 1)
 }
 
 /// Waits until every Job in the namespace is finished and marked exported.
-async fn all_exported(ns: &TestNamespace, count: usize) -> Vec<Job> {
+pub async fn all_exported(ns: &TestNamespace, count: usize) -> Vec<Job> {
     let jobs: Api<Job> = ns.api();
     let deadline = Instant::now() + DEADLINE * 2;
     loop {
@@ -78,7 +78,7 @@ async fn all_exported(ns: &TestNamespace, count: usize) -> Vec<Job> {
     }
 }
 
-fn kwok_job(name: &str, traceparent: &str, run_for: &str) -> Job {
+pub fn kwok_job(name: &str, traceparent: &str, run_for: &str) -> Job {
     serde_json::from_value(json!({
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": { "name": name, "annotations": { "traceparent": traceparent } },

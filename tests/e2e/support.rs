@@ -60,9 +60,15 @@ impl TestNamespace {
         jobs.create(&PostParams::default(), job)
             .await
             .expect("create the Job");
+        self.finished(&name).await
+    }
+
+    /// Waits until the Job `name` has a `Complete` or `Failed` condition.
+    pub async fn finished(&self, name: &str) -> Job {
+        let jobs: Api<Job> = self.api();
         let finished = tokio::time::timeout(
             DEADLINE,
-            await_condition(jobs, &name, |job: Option<&Job>| {
+            await_condition(jobs, name, |job: Option<&Job>| {
                 job.is_some_and(|job| finished_condition(job).is_some())
             }),
         )

@@ -15,7 +15,7 @@ use crate::support::{DEADLINE, TestNamespace, finished_condition};
 use crate::webhook_process::{TP, Webhook, job, kubectl};
 
 /// Creates `job` with kubectl, as a user would; kubectl's stderr (where warnings go).
-fn kubectl_create(ns: &TestNamespace, job: &Job) -> String {
+pub fn kubectl_create(ns: &TestNamespace, job: &Job) -> String {
     let mut child = kubectl()
         .args(["create", "-n", &ns.name, "-f", "-"])
         .stdin(Stdio::piped())
