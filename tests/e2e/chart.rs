@@ -185,7 +185,7 @@ fn defaults_are_highly_available_restricted_and_match_the_design() {
         &"--cert-name=jt-jobtrace.tracing.svc,jt-jobtrace.tracing.svc.cluster.local".to_owned()
     ));
     assert_eq!(env_value(&docs, "JOBTRACE_LOG_FORMAT"), "json");
-    // The webhook configuration is the one jobtrace itself builds (DESIGN.md), release
+    // The webhook configuration is the one jobtrace itself builds, release
     // namespace excluded.
     let expected = webhook_configuration(&Registration::new(
         Endpoint::Service {
