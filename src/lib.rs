@@ -10,6 +10,7 @@ pub mod export;
 pub mod metrics;
 pub mod mutate;
 pub mod names;
+pub mod policy;
 pub mod registration;
 pub mod selftrace;
 pub mod server;

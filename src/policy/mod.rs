@@ -1,0 +1,298 @@
+//! The `JobTracePolicy` custom resource (`jobtrace.dev/v1alpha1`, namespaced): what a namespace's
+//! platform team says about tracing its Jobs. The schema, its CEL rules and printer columns come
+//! from these types (`jobtrace crds` prints them; `crds/` holds the output). Resolving which
+//! settings apply to one Job is pure: [`resolve`].
+
+mod resolve;
+pub mod sampling;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use resolve::{Defaults, Effective, Resolution, resolve};
+
+/// Settings for the Jobs of one namespace, or of those its `selector` picks. Every field is
+/// optional: what a policy leaves out comes from the cluster-wide defaults (flags and Helm values).
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "jobtrace.dev",
+    version = "v1alpha1",
+    kind = "JobTracePolicy",
+    plural = "jobtracepolicies",
+    shortname = "jtp",
+    category = "jobtrace",
+    namespaced,
+    status = "JobTracePolicyStatus",
+    doc = "Tracing settings for the Jobs of a namespace.",
+    printcolumn(
+        name = "Root traces",
+        type_ = "number",
+        json_path = ".spec.rootTraces.ratio",
+        description = "Share of Jobs without context traced as roots"
+    ),
+    printcolumn(
+        name = "Relationship",
+        type_ = "string",
+        json_path = ".spec.relationship"
+    ),
+    printcolumn(name = "CronJobs", type_ = "string", json_path = ".spec.cronJobs"),
+    printcolumn(
+        name = "Selected",
+        type_ = "integer",
+        json_path = ".status.selectedJobs"
+    ),
+    printcolumn(name = "Traced", type_ = "integer", json_path = ".status.tracedJobs"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    validation = Rule::new("self.metadata.name.size() <= 63").message(
+        "metadata.name: at most 63 characters, since it is written as a label value on the Jobs it selects"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct JobTracePolicySpec {
+    /// Which Jobs of the namespace the policy applies to; all of them when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// Decides between policies that select the same Job: the highest wins, then the name that
+    /// sorts first. 0 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= -1000 && self <= 1000").message("spec.priority: between -1000 and 1000"))]
+    pub priority: Option<i32>,
+    /// Jobs without trace context get a trace of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_traces: Option<RootTraces>,
+    /// How a Job's span relates to its creator's: `child` (in the creator's trace) or `link` (a
+    /// new trace, linked to the creator's span).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relationship: Option<Relationship>,
+    /// How runs of a CronJob are traced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_jobs: Option<CronJobMode>,
+    /// Which baggage members reach the Jobs' containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baggage: Option<KeyFilter>,
+    /// Which containers (and init containers), by name, get the trace context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers: Option<KeyFilter>,
+    /// Whether each pod attempt gets a span of its own (and pods reach the pod webhook at all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_spans: Option<bool>,
+    /// Whether `OTEL_RESOURCE_ATTRIBUTES` is set or extended with the Kubernetes attributes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_attributes: Option<bool>,
+    /// Job labels copied to the Job span as `k8s.job.label.<key>` attributes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.all(k, k.size() > 0 && k.size() <= 317)").message("spec.jobLabels: each entry is a label key"))]
+    pub job_labels: Option<Vec<String>>,
+}
+
+/// Traces for Jobs that carry no context.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RootTraces {
+    /// Share of such Jobs whose trace is sampled, decided from the trace id alone (so any replica
+    /// decides the same); the others still get a context, with the sampled flag off.
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("spec.rootTraces.ratio: between 0 and 1"))]
+    pub ratio: f64,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Relationship {
+    /// The Job span is a child of the creator's span, in its trace.
+    #[default]
+    Child,
+    /// The Job span starts a trace of its own with a span link to the creator's span: for long
+    /// or fan-out flows, as the Kubernetes object-tracing proposal prefers.
+    Link,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum CronJobMode {
+    /// Each run is a trace of its own, linked to the context its CronJob's `jobTemplate`
+    /// carries, if any.
+    #[default]
+    NewTracePerRun,
+    /// Each run is a child of the context the `jobTemplate` carries (one trace for every run).
+    Child,
+    /// Runs of CronJobs are not traced.
+    Off,
+}
+
+/// Names kept or dropped: with `include`, only those; then `exclude` drops names.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+impl KeyFilter {
+    pub fn allows(&self, name: &str) -> bool {
+        self.include
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == name))
+            && !self.exclude.iter().any(|n| n == name)
+    }
+}
+
+/// What the controller observed of a policy.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobTracePolicyStatus {
+    /// The generation of the spec these counts and conditions are about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`: the policy is valid and in force; `Overridden`: a policy of higher precedence
+    /// also selects some of its Jobs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Jobs in the namespace now that the policy decided for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected_jobs: Option<i64>,
+    /// Of those, the ones traced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traced_jobs: Option<i64>,
+}
+
+/// Whether `selector` selects an object with `labels` (Kubernetes label selector semantics; an
+/// absent selector selects everything, an unknown operator nothing).
+pub fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
+    let Some(selector) = selector else {
+        return true;
+    };
+    let matched = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    matched
+        && selector.match_expressions.iter().flatten().all(|e| {
+            let values = e.values.as_deref().unwrap_or_default();
+            let value = labels.get(&e.key);
+            match e.operator.as_str() {
+                "In" => value.is_some_and(|v| values.contains(v)),
+                "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+    use serde_json::json;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn label_selectors_select_as_kubernetes_does() {
+        let selector: LabelSelector = serde_json::from_value(json!({
+            "matchLabels": { "team": "data" },
+            "matchExpressions": [
+                { "key": "tier", "operator": "In", "values": ["batch", "etl"] },
+                { "key": "skip", "operator": "DoesNotExist" },
+                { "key": "env", "operator": "NotIn", "values": ["dev"] }
+            ]
+        }))
+        .unwrap();
+        let cases = [
+            (labels(&[("team", "data"), ("tier", "etl")]), true),
+            (
+                labels(&[("team", "data"), ("tier", "etl"), ("env", "prod")]),
+                true,
+            ),
+            (
+                labels(&[("team", "data"), ("tier", "etl"), ("env", "dev")]),
+                false,
+            ),
+            (labels(&[("team", "data"), ("tier", "web")]), false),
+            (
+                labels(&[("team", "data"), ("tier", "etl"), ("skip", "")]),
+                false,
+            ),
+            (labels(&[("tier", "etl")]), false),
+        ];
+        for (labels, expected) in cases {
+            assert_eq!(selects(Some(&selector), &labels), expected, "{labels:?}");
+        }
+        assert!(selects(None, &BTreeMap::new()), "no selector: every Job");
+        let unknown: LabelSelector = serde_json::from_value(
+            json!({ "matchExpressions": [{ "key": "a", "operator": "Near" }] }),
+        )
+        .unwrap();
+        assert!(!selects(Some(&unknown), &labels(&[("a", "1")])));
+    }
+
+    #[test]
+    fn key_filters_include_then_exclude() {
+        let all = KeyFilter::default();
+        assert!(all.allows("main"));
+        let only = KeyFilter {
+            include: Some(vec!["main".into(), "side".into()]),
+            exclude: vec!["side".into()],
+        };
+        assert!(only.allows("main"));
+        assert!(!only.allows("side"));
+        assert!(!only.allows("other"));
+    }
+
+    #[test]
+    fn the_crd_has_its_rules_columns_and_status() {
+        let crd = serde_json::to_value(JobTracePolicy::crd()).unwrap();
+        assert_eq!(crd["metadata"]["name"], "jobtracepolicies.jobtrace.dev");
+        assert_eq!(crd["spec"]["scope"], "Namespaced");
+        let version = &crd["spec"]["versions"][0];
+        assert_eq!(version["name"], "v1alpha1");
+        assert!(version["subresources"]["status"].is_object());
+        let columns: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                "Root traces",
+                "Relationship",
+                "CronJobs",
+                "Selected",
+                "Traced",
+                "Ready",
+                "Age"
+            ]
+        );
+        let text = crd.to_string();
+        for message in [
+            "spec.rootTraces.ratio: between 0 and 1",
+            "spec.priority: between -1000 and 1000",
+            "metadata.name: at most 63 characters",
+        ] {
+            assert!(text.contains(message), "{message}");
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Which settings apply to one Job: the cluster-wide defaults, overridden field by field by the
+//! one policy of its namespace that selects it and takes precedence.
+
+use std::collections::BTreeMap;
+
+use super::{CronJobMode, JobTracePolicy, KeyFilter, Relationship, selects};
+
+/// The cluster-wide settings (flags and Helm values), in force where no policy says otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Defaults {
+    /// The sampling ratio of root traces for Jobs without context; `None`: no root traces.
+    pub root_traces: Option<f64>,
+    pub relationship: Relationship,
+    pub cron_jobs: CronJobMode,
+    pub baggage: KeyFilter,
+    pub containers: KeyFilter,
+    pub pod_spans: bool,
+    pub resource_attributes: bool,
+    pub job_labels: Vec<String>,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            root_traces: None,
+            relationship: Relationship::Child,
+            cron_jobs: CronJobMode::NewTracePerRun,
+            baggage: KeyFilter::default(),
+            containers: KeyFilter::default(),
+            pod_spans: true,
+            resource_attributes: true,
+            job_labels: Vec::new(),
+        }
+    }
+}
+
+/// The settings that apply to one Job.
+pub type Effective = Defaults;
+
+/// The outcome of resolving: the settings, the policy they came from, and the other policies
+/// that selected the Job too but lost to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolution {
+    pub effective: Effective,
+    pub policy: Option<String>,
+    pub overridden: Vec<String>,
+}
+
+/// Resolves the settings for a Job with `labels` among `policies` (those of its namespace).
+///
+/// Of the policies whose selector selects the Job, the one with the highest `priority` wins, then
+/// the one whose name sorts first; its fields override the defaults one by one, and what it
+/// leaves out stays as the defaults say. Policies are never merged with each other.
+pub fn resolve<'a>(
+    defaults: &Defaults,
+    policies: impl IntoIterator<Item = &'a JobTracePolicy>,
+    labels: &BTreeMap<String, String>,
+) -> Resolution {
+    let mut selecting: Vec<&JobTracePolicy> = policies
+        .into_iter()
+        .filter(|p| selects(p.spec.selector.as_ref(), labels))
+        .collect();
+    selecting.sort_by(|a, b| {
+        let priority = |p: &JobTracePolicy| p.spec.priority.unwrap_or(0);
+        priority(b)
+            .cmp(&priority(a))
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
+    let mut effective = defaults.clone();
+    let Some((winner, losers)) = selecting.split_first() else {
+        return Resolution {
+            effective,
+            policy: None,
+            overridden: Vec::new(),
+        };
+    };
+    let spec = &winner.spec;
+    if let Some(root) = &spec.root_traces {
+        effective.root_traces = Some(root.ratio);
+    }
+    if let Some(relationship) = spec.relationship {
+        effective.relationship = relationship;
+    }
+    if let Some(mode) = spec.cron_jobs {
+        effective.cron_jobs = mode;
+    }
+    if let Some(filter) = &spec.baggage {
+        effective.baggage = filter.clone();
+    }
+    if let Some(filter) = &spec.containers {
+        effective.containers = filter.clone();
+    }
+    if let Some(on) = spec.pod_spans {
+        effective.pod_spans = on;
+    }
+    if let Some(on) = spec.resource_attributes {
+        effective.resource_attributes = on;
+    }
+    if let Some(keys) = &spec.job_labels {
+        effective.job_labels.clone_from(keys);
+    }
+    Resolution {
+        effective,
+        policy: winner.metadata.name.clone(),
+        overridden: losers
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn policy(name: &str, spec: &serde_json::Value) -> JobTracePolicy {
+        serde_json::from_value(json!({
+            "apiVersion": "jobtrace.dev/v1alpha1", "kind": "JobTracePolicy",
+            "metadata": { "name": name, "namespace": "reports" },
+            "spec": spec
+        }))
+        .unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn without_policies_the_defaults_apply() {
+        let defaults = Defaults {
+            root_traces: Some(0.5),
+            ..Defaults::default()
+        };
+        let resolution = resolve(&defaults, [], &BTreeMap::new());
+        assert_eq!(resolution.effective, defaults);
+        assert_eq!(resolution.policy, None);
+    }
+
+    #[test]
+    fn each_field_overrides_its_default_alone() {
+        let cases = [
+            (
+                json!({ "rootTraces": { "ratio": 0.25 } }),
+                Defaults {
+                    root_traces: Some(0.25),
+                    ..Defaults::default()
+                },
+            ),
+            (
+                json!({ "relationship": "link" }),
+                Defaults {
+                    relationship: Relationship::Link,
+                    ..Defaults::default()
+                },
+            ),
+            (
+                json!({ "cronJobs": "off" }),
+                Defaults {
+                    cron_jobs: CronJobMode::Off,
+                    ..Defaults::default()
+                },
+            ),
+            (
+                json!({ "cronJobs": "child" }),
+                Defaults {
+                    cron_jobs: CronJobMode::Child,
+                    ..Defaults::default()
+                },
+            ),
+            (
+                json!({ "baggage": { "exclude": ["user.email"] } }),
+                Defaults {
+                    baggage: KeyFilter {
+                        include: None,
+                        exclude: vec!["user.email".into()],
+                    },
+                    ..Defaults::default()
+                },
+            ),
+            (
+                json!({ "containers": { "include": ["main"] } }),
+                Defaults {
+                    containers: KeyFilter {
+                        include: Some(vec!["main".into()]),
+                        exclude: vec![],
+                    },
+                    ..Defaults::default()
+                },
+            ),
+            (
+                json!({ "podSpans": false }),
+                Defaults {
+                    pod_spans: false,
+                    ..Defaults::default()
+                },
+            ),
+            (
+                json!({ "resourceAttributes": false }),
+                Defaults {
+                    resource_attributes: false,
+                    ..Defaults::default()
+                },
+            ),
+            (
+                json!({ "jobLabels": ["team"] }),
+                Defaults {
+                    job_labels: vec!["team".into()],
+                    ..Defaults::default()
+                },
+            ),
+        ];
+        for (spec, expected) in cases {
+            let p = policy("p", &spec);
+            let resolution = resolve(&Defaults::default(), [&p], &BTreeMap::new());
+            assert_eq!(resolution.effective, expected, "{spec}");
+            assert_eq!(resolution.policy.as_deref(), Some("p"));
+        }
+    }
+
+    #[test]
+    fn a_policy_that_does_not_select_the_job_changes_nothing() {
+        let p = policy(
+            "p",
+            &json!({ "selector": { "matchLabels": { "team": "data" } }, "podSpans": false }),
+        );
+        let resolution = resolve(&Defaults::default(), [&p], &labels(&[("team", "web")]));
+        assert!(resolution.effective.pod_spans);
+        assert_eq!(resolution.policy, None);
+        let resolution = resolve(&Defaults::default(), [&p], &labels(&[("team", "data")]));
+        assert!(!resolution.effective.pod_spans);
+    }
+
+    #[test]
+    fn the_highest_priority_wins_and_the_others_are_overridden() {
+        let low = policy("a-low", &json!({ "podSpans": false }));
+        let high = policy("z-high", &json!({ "priority": 10, "relationship": "link" }));
+        let resolution = resolve(&Defaults::default(), [&low, &high], &BTreeMap::new());
+        assert_eq!(resolution.policy.as_deref(), Some("z-high"));
+        assert_eq!(resolution.overridden, ["a-low"]);
+        assert_eq!(resolution.effective.relationship, Relationship::Link);
+        assert!(resolution.effective.pod_spans, "policies are never merged");
+    }
+
+    #[test]
+    fn equal_priorities_go_to_the_name_that_sorts_first_in_any_order() {
+        let a = policy("alpha", &json!({ "cronJobs": "off" }));
+        let b = policy("beta", &json!({ "cronJobs": "child" }));
+        for order in [[&a, &b], [&b, &a]] {
+            let resolution = resolve(&Defaults::default(), order, &BTreeMap::new());
+            assert_eq!(resolution.policy.as_deref(), Some("alpha"));
+            assert_eq!(resolution.overridden, ["beta"]);
+            assert_eq!(resolution.effective.cron_jobs, CronJobMode::Off);
+        }
+    }
+}
