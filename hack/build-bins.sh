@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries from the Go module proxy into
 # ~/.cache/jobtrace/bin (or $JOBTRACE_CACHE/bin). Each binary is skipped when it was already built
-# at the pinned version. Usage: hack/build-bins.sh [k8s] [etcd] [kwok] [helm] [jaeger] [crds]
+# at the pinned version.
+# Usage: hack/build-bins.sh [k8s] [etcd] [kwok] [helm] [jaeger] [viewer] [crds]
 set -euo pipefail
 trap 'echo "build-bins: failed; see the output above" >&2' ERR
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -109,6 +110,21 @@ build_jaeger() {
   mark jaeger "$JAEGER_VERSION"
 }
 
+# The trace UI: otel-desktop-viewer, an OpenTelemetry Collector build with DuckDB as its store
+# and its built web frontend embedded. `go install pkg@version` needs the module's version list,
+# which the proxy does not serve for it; a tools module takes the pinned version directly. DuckDB
+# comes as a static C++ library in a module of its own (about 570 MB of module cache), hence cgo.
+build_viewer() {
+  built otel-desktop-viewer "$OTEL_DESKTOP_VIEWER_VERSION" && return 0
+  local dir=$SRC/otel-desktop-viewer-$OTEL_DESKTOP_VIEWER_VERSION
+  wrapper_module "$dir" jobtrace.local/viewerbin
+  cd "$dir"
+  go get -tool "github.com/CtrlSpice/otel-desktop-viewer@$OTEL_DESKTOP_VIEWER_VERSION"
+  CGO_ENABLED=1 go build -trimpath -ldflags "-s -w -X main.version=${OTEL_DESKTOP_VIEWER_VERSION#v}" \
+    -o "$BIN/otel-desktop-viewer" github.com/CtrlSpice/otel-desktop-viewer
+  mark otel-desktop-viewer "$OTEL_DESKTOP_VIEWER_VERSION"
+}
+
 # Not binaries: the CRDs of projects the chart can create objects for, taken from their modules,
 # so that the end-to-end tests dry-run those objects against the real schemas.
 crds_from_module() { # crds_from_module NAME MODULE VERSION FILE...
@@ -134,7 +150,7 @@ build_crds() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(etcd kwok helm jaeger crds k8s)
+[ ${#targets[@]} -gt 0 ] || targets=(etcd kwok helm jaeger viewer crds k8s)
 for t in "${targets[@]}"; do
   start=$(date +%s)
   # A subshell keeps each build's `cd` to itself; `set -e` still applies inside it because its

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Starts the local control plane on 127.0.0.1: Jaeger, etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler and kwok with simulated nodes. State, logs and PIDs go
-# to target/cluster/; the admin kubeconfig to target/cluster/kubeconfig. Running it again while
-# the cluster is up changes nothing.
+# Starts the local control plane on 127.0.0.1: the trace UI (otel-desktop-viewer), Jaeger, etcd,
+# kube-apiserver, kube-controller-manager, kube-scheduler and kwok with simulated nodes. State,
+# logs and PIDs go to target/cluster/; the admin kubeconfig to target/cluster/kubeconfig. Running
+# it again while the cluster is up changes nothing.
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -11,13 +11,13 @@ NODES=${JOBTRACE_NODES:-2}
 ETCD_FSYNC=()
 [ "${JOBTRACE_ETCD_FSYNC:-0}" = 1 ] || ETCD_FSYNC=(--unsafe-no-fsync=true)
 
-"$REPO/hack/build-bins.sh" k8s etcd kwok jaeger
+"$REPO/hack/build-bins.sh" k8s etcd kwok jaeger viewer
 
 running=0
 for c in "${COMPONENTS[@]}"; do pid_of "$c" >/dev/null && running=$((running + 1)); done
 if [ "$running" = "${#COMPONENTS[@]}" ] &&
   "$BIN/kubectl" --kubeconfig "$CLUSTER/kubeconfig" get --raw /readyz >/dev/null 2>&1; then
-  echo "cluster-up: already running; export KUBECONFIG=$CLUSTER/kubeconfig"
+  echo "cluster-up: already running; export KUBECONFIG=$CLUSTER/kubeconfig (trace UI: $TRACE_UI/traces)"
   exit 0
 fi
 if [ "$running" -gt 0 ]; then
@@ -25,7 +25,7 @@ if [ "$running" -gt 0 ]; then
   "$REPO/hack/cluster-down.sh"
 fi
 
-for port in 4317 4318 16686 2379 2380 "$APISERVER_PORT" 10257 10259 10247; do
+for port in 8000 14317 14318 4317 4318 16686 2379 2380 "$APISERVER_PORT" 10257 10259 10247; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "cluster-up: port 127.0.0.1:$port is already in use by a process this script did not start" >&2
     exit 1
@@ -71,6 +71,11 @@ stop_on_failure() {
   fi
 }
 trap stop_on_failure EXIT
+
+# The trace UI first, so that Jaeger's copy of each span finds it from the start.
+start otel-desktop-viewer --host=127.0.0.1 --browser-port=8000 --grpc=14317 --http=14318 \
+  --open-browser=false
+await otel-desktop-viewer curl -sf "$TRACE_UI/traces"
 
 start jaeger --config="$REPO/hack/cluster/jaeger.yaml"
 await jaeger curl -sf http://127.0.0.1:16686/api/services
@@ -134,4 +139,6 @@ NODE
 done | "${kubectl[@]}" apply -f - >/dev/null
 "${kubectl[@]}" wait --for=condition=Ready node --all --timeout=60s >/dev/null
 echo "cluster-up: $NODES kwok nodes Ready"
-echo "cluster-up: export KUBECONFIG=$CLUSTER/kubeconfig   (Jaeger UI: http://127.0.0.1:16686)"
+echo "cluster-up: export KUBECONFIG=$CLUSTER/kubeconfig"
+echo "cluster-up: traces: OTLP to 127.0.0.1:4317 (gRPC) or :4318 (HTTP); UI $TRACE_UI/traces," \
+  "Jaeger's query API http://127.0.0.1:16686/api"

@@ -7,8 +7,11 @@ CACHE=${JOBTRACE_CACHE:-$HOME/.cache/jobtrace}
 BIN=$CACHE/bin
 CLUSTER=${JOBTRACE_CLUSTER_DIR:-$REPO/target/cluster}
 APISERVER_PORT=${APISERVER_PORT:-6443}
-# The components, in start order; cluster-down stops them in reverse.
-COMPONENTS=(jaeger etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+# The components, in start order; cluster-down stops them in reverse. otel-desktop-viewer is the
+# trace UI, fed by Jaeger (hack/cluster/jaeger.yaml).
+COMPONENTS=(otel-desktop-viewer jaeger etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+# The trace UI (its own OTLP ports, 14317 and 14318, are for Jaeger's copy of each span).
+TRACE_UI=http://127.0.0.1:8000
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 
 # pid_of NAME: the recorded PID of a component when that process is still the one we started.
