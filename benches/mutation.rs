@@ -12,32 +12,37 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use jobtrace::context::SpanId;
-use jobtrace::webhook::review::{Endpoint, review};
+use std::collections::BTreeMap;
+
+use jobtrace::context::{SpanId, TraceId};
+use jobtrace::policy::{Defaults, Policies};
+use jobtrace::webhook::review::{Endpoint, Fresh, review};
 
 fn benches(c: &mut Criterion) {
     let job = serde_json::from_value(fixtures::typical_job("nightly-report")).unwrap();
     let now = k8s_openapi::jiff::Timestamp::now();
+    let defaults = jobtrace::policy::resolve(&Defaults::default(), [], &BTreeMap::new());
+    let policies = Policies::defaults_only(Defaults::default());
     c.bench_function("mutate::job (3 containers + 1 init)", |b| {
         b.iter(|| {
             let admission = jobtrace::mutate::Admission {
                 namespace: "reports",
                 new_span: SpanId::from_random([7; 8]),
+                new_trace: TraceId::from_random([7; 16]),
                 now,
             };
-            jobtrace::mutate::job::mutate(black_box(&job), &admission)
+            jobtrace::mutate::job::mutate(black_box(&job), &admission, &defaults)
         });
     });
     let body = fixtures::typical_review();
     c.bench_function("review (parse + mutate + respond)", |b| {
         b.iter(|| {
-            review(
-                Endpoint::Jobs,
-                black_box(&body),
-                SpanId::from_random([7; 8]),
+            let fresh = Fresh {
+                span: SpanId::from_random([7; 8]),
+                trace: TraceId::from_random([7; 16]),
                 now,
-            )
-            .unwrap()
+            };
+            review(Endpoint::Jobs, black_box(&body), fresh, &policies).unwrap()
         });
     });
 }
@@ -64,7 +69,11 @@ fn router(c: &mut Criterion) {
         }
     });
     let plain = jobtrace::webhook::router(metrics.clone());
-    let with_spans = jobtrace::webhook::traced_router(metrics, Some(tracer));
+    let with_spans = jobtrace::webhook::traced_router(
+        metrics,
+        Some(tracer),
+        Policies::defaults_only(Defaults::default()),
+    );
     let mut group = c.benchmark_group("router admission");
     for (name, router) in [
         ("own spans off", plain),

@@ -133,6 +133,80 @@ pub struct WebhookArgs {
     /// sending admissions here) before draining open requests.
     #[arg(long, env = "JOBTRACE_SHUTDOWN_DELAY", default_value = "5s", value_parser = duration)]
     pub shutdown_delay: Duration,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// The cluster-wide tracing settings: in force wherever no `JobTracePolicy` says otherwise.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// Read `JobTracePolicy` objects (every replica keeps a watch-backed copy); with `false`, only
+    /// these flags apply.
+    #[arg(long, env = "JOBTRACE_POLICIES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub policies: bool,
+    /// Give Jobs without trace context a trace of their own, sampled at this ratio (0 to 1).
+    /// Every Job then calls the webhook.
+    #[arg(long, env = "JOBTRACE_ROOT_TRACES", value_parser = ratio)]
+    pub root_traces: Option<f64>,
+    /// How a Job's span relates to its creator's.
+    #[arg(long, env = "JOBTRACE_RELATIONSHIP", value_enum, default_value_t = RelationshipArg::Child)]
+    pub relationship: RelationshipArg,
+    /// How the runs of CronJobs are traced.
+    #[arg(long, env = "JOBTRACE_CRONJOBS", value_enum, default_value_t = CronJobsArg::NewTracePerRun)]
+    pub cronjobs: CronJobsArg,
+    /// Baggage keys never injected into containers (comma-separated).
+    #[arg(long, env = "JOBTRACE_BAGGAGE_EXCLUDE", value_delimiter = ',')]
+    pub baggage_exclude: Vec<String>,
+    /// Give each pod attempt a span of its own.
+    #[arg(long, env = "JOBTRACE_POD_SPANS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pod_spans: bool,
+    /// Set or extend `OTEL_RESOURCE_ATTRIBUTES` with the Kubernetes attributes.
+    #[arg(long, env = "JOBTRACE_RESOURCE_ATTRIBUTES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub resource_attributes: bool,
+    /// Job labels copied to Job spans as `k8s.job.label.<key>` (comma-separated keys).
+    #[arg(long, env = "JOBTRACE_JOB_LABELS", value_delimiter = ',')]
+    pub job_labels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RelationshipArg {
+    Child,
+    Link,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CronJobsArg {
+    #[value(name = "newTracePerRun")]
+    NewTracePerRun,
+    Child,
+    Off,
+}
+
+impl PolicyArgs {
+    /// The settings these flags give.
+    pub fn defaults(&self) -> crate::policy::Defaults {
+        use crate::policy::{CronJobMode, Defaults, KeyFilter, Relationship};
+        Defaults {
+            root_traces: self.root_traces,
+            relationship: match self.relationship {
+                RelationshipArg::Child => Relationship::Child,
+                RelationshipArg::Link => Relationship::Link,
+            },
+            cron_jobs: match self.cronjobs {
+                CronJobsArg::NewTracePerRun => CronJobMode::NewTracePerRun,
+                CronJobsArg::Child => CronJobMode::Child,
+                CronJobsArg::Off => CronJobMode::Off,
+            },
+            baggage: KeyFilter {
+                include: None,
+                exclude: self.baggage_exclude.clone(),
+            },
+            containers: KeyFilter::default(),
+            pod_spans: self.pod_spans,
+            resource_attributes: self.resource_attributes,
+            job_labels: self.job_labels.clone(),
+        }
+    }
 }
 
 /// Self-managed certificates: jobtrace keeps a CA and a serving certificate in a Secret and the
@@ -259,5 +333,50 @@ mod tests {
         };
         assert_eq!(run.webhook.certs.cert_names, ["a.b.svc", "127.0.0.1"]);
         assert!(parse(&["--self-tracing-ratio", "1.5", "run", "--cert-secret", "s"]).is_err());
+    }
+
+    #[test]
+    fn policy_flags_give_the_cluster_defaults() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from([&["jobtrace", "webhook", "--cert-secret", "s"][..], args].concat())
+        };
+        let Command::Webhook(plain) = parse(&[]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(plain.policy.defaults(), crate::policy::Defaults::default());
+        assert!(plain.policy.policies);
+        let Command::Webhook(set) = parse(&[
+            "--root-traces",
+            "0.25",
+            "--relationship",
+            "link",
+            "--cronjobs",
+            "off",
+            "--baggage-exclude",
+            "user.email,session",
+            "--pod-spans",
+            "false",
+            "--resource-attributes",
+            "false",
+            "--job-labels",
+            "team,app",
+            "--policies",
+            "false",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        let defaults = set.policy.defaults();
+        assert_eq!(defaults.root_traces, Some(0.25));
+        assert_eq!(defaults.relationship, crate::policy::Relationship::Link);
+        assert_eq!(defaults.cron_jobs, crate::policy::CronJobMode::Off);
+        assert_eq!(defaults.baggage.exclude, ["user.email", "session"]);
+        assert!(!defaults.pod_spans && !defaults.resource_attributes);
+        assert_eq!(defaults.job_labels, ["team", "app"]);
+        assert!(!set.policy.policies);
+        assert!(parse(&["--root-traces", "2"]).is_err());
+        assert!(parse(&["--cronjobs", "sometimes"]).is_err());
     }
 }

@@ -55,6 +55,16 @@ pub const TRACE_FLAGS: &str = "jobtrace.dev/trace-flags";
 /// When the webhook admitted the object (RFC 3339, microseconds): tells a reinvocation of the
 /// same request from an old object re-created from a saved manifest.
 pub const ADMITTED_AT: &str = "jobtrace.dev/admitted-at";
+/// Why the Job is traced as it is: `child`, `link`, `cronjob-run` or `root`.
+pub const ORIGIN: &str = "jobtrace.dev/origin";
+/// The creator's context (a `traceparent`) that the Job span of a trace of its own links to.
+pub const LINK: &str = "jobtrace.dev/link";
+/// Label on a Job: the `JobTracePolicy` of its namespace that decided how it is traced.
+pub const POLICY: &str = "jobtrace.dev/policy";
+/// The other policies that selected the Job too, and lost to `jobtrace.dev/policy`.
+pub const POLICY_OVERRIDDEN: &str = "jobtrace.dev/policy-overridden";
+/// Label keys of the Job copied to its span as `k8s.job.label.<key>`, comma-separated.
+pub const JOB_LABELS: &str = "jobtrace.dev/job-labels";
 /// Set by the controller once the object's span has been exported.
 pub const EXPORTED: &str = "jobtrace.dev/exported";
 /// Annotations that describe one object only: never copied from a Job's pod template to its pods,

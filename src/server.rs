@@ -85,8 +85,39 @@ pub struct Serve {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub tracer: Option<SelfTracer>,
+    /// The cluster defaults and the policies admission decides with.
+    pub policies: crate::policy::Policies,
     /// How long to keep serving, not ready, after the shutdown signal.
     pub shutdown_delay: Duration,
+}
+
+/// The policies admission decides with: the flags' defaults, and a watch of the `JobTracePolicy`
+/// objects (kept by a task until `shutdown`) unless turned off or no client can be had.
+async fn policies(
+    args: &crate::cli::PolicyArgs,
+    shutdown: &CancellationToken,
+) -> crate::policy::Policies {
+    let defaults = args.defaults();
+    if !args.policies {
+        return crate::policy::Policies::defaults_only(defaults);
+    }
+    match kube::Client::try_default().await {
+        Ok(client) => {
+            let (policies, keep) = crate::policy::Policies::watch(client, None, defaults);
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = keep => {}
+                    () = shutdown.cancelled() => {}
+                }
+            });
+            policies
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no Kubernetes client: JobTracePolicies are not read, the cluster defaults apply");
+            crate::policy::Policies::defaults_only(defaults)
+        }
+    }
 }
 
 /// Loads the first certificate and starts keeping it current.
@@ -164,7 +195,10 @@ pub async fn webhook(serve: Serve, shutdown: CancellationToken) -> Result<(), Se
             .http1()
             .header_read_timeout(Some(IDLE));
         let result = server
-            .serve(webhook::traced_router(serve.metrics, serve.tracer).into_make_service())
+            .serve(
+                webhook::traced_router(serve.metrics, serve.tracer, serve.policies)
+                    .into_make_service(),
+            )
             .await
             .map_err(|e| ServeError::Stopped("webhook", e));
         keeper.abort();
@@ -297,6 +331,7 @@ pub async fn run_webhook(args: WebhookArgs, common: CommonArgs) -> Result<(), Se
         &shutdown,
     )?;
     let tls = tls_source(&args, &metrics, tracer.as_ref()).await?;
+    let policies = policies(&args.policy, &shutdown).await;
     tracing::info!(listen = %args.listen, metrics = %args.metrics_listen, "webhook serving");
     let served = webhook(
         Serve {
@@ -305,6 +340,7 @@ pub async fn run_webhook(args: WebhookArgs, common: CommonArgs) -> Result<(), Se
             metrics,
             readiness: Arc::default(),
             tracer,
+            policies,
             shutdown_delay: args.shutdown_delay,
         },
         shutdown.clone(),
@@ -447,6 +483,7 @@ pub async fn run_all(args: RunArgs, common: CommonArgs) -> Result<(), ServeError
     let listeners = Listeners::bind(args.webhook.listen, args.webhook.metrics_listen)?;
     let started = start_controller(&args.controller, &common).await?;
     let tls = tls_source(&args.webhook, &started.metrics, started.tracer.as_ref()).await?;
+    let policies = policies(&args.webhook.policy, &started.shutdown).await;
     tracing::info!(listen = %args.webhook.listen, metrics = %args.webhook.metrics_listen, "webhook serving");
     let exporting = tokio::spawn({
         let shutdown = started.shutdown.clone();
@@ -461,6 +498,7 @@ pub async fn run_all(args: RunArgs, common: CommonArgs) -> Result<(), ServeError
             metrics: started.metrics,
             readiness: started.readiness,
             tracer: started.tracer,
+            policies,
             shutdown_delay: args.webhook.shutdown_delay,
         },
         started.shutdown.clone(),

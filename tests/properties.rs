@@ -110,13 +110,21 @@ proptest! {
             1..4,
         ),
         span in any::<[u8; 8]>(),
+        settings in settings(),
+        cron_run in any::<bool>(),
     ) {
-        let object = job_object(&annotations, &containers);
-        let first = job::mutate(&serde_json::from_value(object.clone()).unwrap(), &admission(SpanId::from_random(span)));
+        let mut object = job_object(&annotations, &containers);
+        if cron_run {
+            object["metadata"]["ownerReferences"] = json!([{
+                "apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly", "uid": "u", "controller": true
+            }]);
+        }
+        let resolution = jobtrace::policy::resolve(&settings, [], &BTreeMap::new());
+        let first = job::mutate(&serde_json::from_value(object.clone()).unwrap(), &admission(SpanId::from_random(span)), &resolution);
         let mut patched = object;
         json_patch::patch(&mut patched, &first.patch).expect("the patch applies");
         let typed = serde_json::from_value(patched.clone()).expect("the result is a Job");
-        let second = job::mutate(&typed, &admission(SpanId::from_random([9; 8])));
+        let second = job::mutate(&typed, &admission(SpanId::from_random([9; 8])), &resolution);
         prop_assert!(second.patch.0.is_empty(), "second pass: {:?}", second.patch);
 
         // The pod the job controller would make from it is idempotent too.
@@ -177,8 +185,51 @@ fn admission(new_span: SpanId) -> jobtrace::mutate::Admission<'static> {
     jobtrace::mutate::Admission {
         namespace: "ns",
         new_span,
+        new_trace: jobtrace::context::TraceId::from_random([0x5a; 16]),
         now: "2026-11-23T10:00:00Z".parse().unwrap(),
     }
+}
+
+/// Any cluster-wide settings.
+fn settings() -> impl Strategy<Value = jobtrace::policy::Defaults> {
+    use jobtrace::policy::{CronJobMode, Defaults, KeyFilter, Relationship};
+    (
+        proptest::option::of(0.0f64..=1.0),
+        any::<bool>(),
+        prop_oneof![
+            Just(CronJobMode::NewTracePerRun),
+            Just(CronJobMode::Child),
+            Just(CronJobMode::Off)
+        ],
+        any::<bool>(),
+        any::<bool>(),
+        proptest::option::of(proptest::collection::vec(
+            prop_oneof![Just("c0".to_owned()), Just("c1".to_owned())],
+            0..2,
+        )),
+    )
+        .prop_map(
+            |(root_traces, link, cron_jobs, pod_spans, resource_attributes, include)| Defaults {
+                root_traces,
+                relationship: if link {
+                    Relationship::Link
+                } else {
+                    Relationship::Child
+                },
+                cron_jobs,
+                baggage: KeyFilter {
+                    include: None,
+                    exclude: vec!["k".into()],
+                },
+                containers: KeyFilter {
+                    include,
+                    exclude: Vec::new(),
+                },
+                pod_spans,
+                resource_attributes,
+                job_labels: vec!["team".into()],
+            },
+        )
 }
 
 fn job_object(

@@ -61,6 +61,9 @@ fn start_with_delay(name: &str, pki: &TestPki, shutdown_delay: Duration) -> Runn
             metrics: Arc::new(Metrics::default()),
             readiness: Arc::new(Readiness::default()),
             tracer: None,
+            policies: jobtrace::policy::Policies::defaults_only(
+                jobtrace::policy::Defaults::default(),
+            ),
             shutdown_delay,
         },
         shutdown.clone(),
@@ -223,6 +226,9 @@ async fn missing_certificate_fails_at_start_with_the_paths() {
             metrics: Arc::default(),
             readiness: Arc::default(),
             tracer: None,
+            policies: jobtrace::policy::Policies::defaults_only(
+                jobtrace::policy::Defaults::default(),
+            ),
             shutdown_delay: Duration::ZERO,
         },
         CancellationToken::new(),
@@ -293,6 +299,7 @@ async fn json_logs_are_one_object_a_line() {
         .arg(dir.join("tls.crt"))
         .arg("--tls-key-file")
         .arg(dir.join("tls.key"))
+        .args(["--policies", "false"])
         .env("JOBTRACE_LOG_FORMAT", "json")
         .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::piped())

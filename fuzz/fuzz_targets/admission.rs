@@ -2,14 +2,20 @@
 //! answers is an allowed AdmissionReview.
 #![no_main]
 
-use jobtrace::context::SpanId;
-use jobtrace::webhook::review::{Endpoint, review};
+use jobtrace::context::{SpanId, TraceId};
+use jobtrace::policy::{Defaults, Policies};
+use jobtrace::webhook::review::{Endpoint, Fresh, review};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let now = "2026-11-23T10:00:00Z".parse().unwrap();
+    let fresh = Fresh {
+        span: SpanId::from_random([1; 8]),
+        trace: TraceId::from_random([1; 16]),
+        now: "2026-11-23T10:00:00Z".parse().unwrap(),
+    };
+    let policies = Policies::defaults_only(Defaults::default());
     for endpoint in [Endpoint::Jobs, Endpoint::Pods] {
-        if let Ok(reviewed) = review(endpoint, data, SpanId::from_random([1; 8]), now) {
+        if let Ok(reviewed) = review(endpoint, data, fresh, &policies) {
             let body: serde_json::Value = serde_json::from_slice(&reviewed.body).unwrap();
             assert_eq!(body["response"]["allowed"], true);
         }

@@ -22,13 +22,19 @@ fuzz_target!(|values: (String, String, String, String)| {
     let admission = |span| jobtrace::mutate::Admission {
         namespace: "ns",
         new_span: SpanId::from_random(span),
+        new_trace: jobtrace::context::TraceId::from_random([3; 16]),
         now: "2026-11-23T10:00:00Z".parse().unwrap(),
     };
-    let first = jobtrace::mutate::job::mutate(&job, &admission([1; 8]));
+    let settings = jobtrace::policy::resolve(
+        &jobtrace::policy::Defaults::default(),
+        [],
+        &std::collections::BTreeMap::new(),
+    );
+    let first = jobtrace::mutate::job::mutate(&job, &admission([1; 8]), &settings);
     let mut patched = object;
     json_patch_apply(&mut patched, &first.patch);
     let job = serde_json::from_value(patched).unwrap();
-    let second = jobtrace::mutate::job::mutate(&job, &admission([2; 8]));
+    let second = jobtrace::mutate::job::mutate(&job, &admission([2; 8]), &settings);
     assert!(second.patch.0.is_empty());
 });
 

@@ -38,6 +38,16 @@ impl Baggage {
     pub fn header(&self) -> String {
         self.members.join(",")
     }
+
+    /// Keeps the members whose key `keep` accepts, in order.
+    #[must_use]
+    pub fn retain_keys(mut self, keep: impl Fn(&str) -> bool) -> Self {
+        self.members.retain(|member| {
+            let key = member.split('=').next().unwrap_or_default();
+            keep(key.trim_matches([' ', '\t']))
+        });
+        self
+    }
 }
 
 /// Parses a `baggage` value, keeping every valid member within the limits.
@@ -144,6 +154,13 @@ fn check_value(value: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_are_kept_or_dropped_by_key() {
+        let (b, _) = parse("a=1, user.email = x@y ;p,b=2");
+        let kept = b.retain_keys(|k| k != "user.email");
+        assert_eq!(kept.header(), "a=1,b=2");
+    }
 
     #[test]
     fn valid_members_are_kept_in_order() {

@@ -188,6 +188,14 @@ impl SpanId {
 }
 
 impl TraceId {
+    /// A trace id from random bytes (never all zeros).
+    pub fn from_random(mut bytes: [u8; 16]) -> Self {
+        if bytes == [0; 16] {
+            bytes[15] = 1;
+        }
+        Self(bytes)
+    }
+
     /// Parses 32 lowercase hex digits, not all zeros.
     pub fn parse(value: &str) -> Option<Self> {
         hex_field::<16>(value.as_bytes())

@@ -12,8 +12,8 @@ pub(super) struct Injection {
     /// Literal variables (`TRACEPARENT`, `TRACESTATE`, `BAGGAGE`) and their JSON.
     vars: Vec<(&'static str, String, Value)>,
     /// Resource attributes for `OTEL_RESOURCE_ATTRIBUTES`; `k8s.container.name` is added per
-    /// container.
-    attributes: Vec<(&'static str, String)>,
+    /// container. `None`: `OTEL_RESOURCE_ATTRIBUTES` is left alone.
+    attributes: Option<Vec<(&'static str, String)>>,
     /// `attributes` joined, for the common case of a container without its own value.
     joined: String,
     /// The downward-API variables `attributes` reference, and their JSON.
@@ -58,7 +58,7 @@ impl Injection {
     /// (attribute values of the form `$(HELPER)` are references and stay as they are).
     pub fn new(
         vars: Vec<(&'static str, String)>,
-        attributes: Vec<(&'static str, String)>,
+        attributes: Option<Vec<(&'static str, String)>>,
         stale: Option<Traceparent>,
     ) -> Self {
         let vars = vars
@@ -69,21 +69,24 @@ impl Injection {
                 (name, value, json)
             })
             .collect();
-        let attributes: Vec<(&'static str, String)> = attributes
-            .into_iter()
-            .map(|(k, v)| {
-                let v = if helper_reference(&v).is_some() {
-                    v
-                } else {
-                    kubelet_literal(&v)
-                };
-                (k, v)
-            })
-            .collect();
+        let attributes: Option<Vec<(&'static str, String)>> = attributes.map(|attributes| {
+            attributes
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = if helper_reference(&v).is_some() {
+                        v
+                    } else {
+                        kubelet_literal(&v)
+                    };
+                    (k, v)
+                })
+                .collect()
+        });
+        let listed = attributes.as_deref().unwrap_or_default();
         let helpers = HELPERS
             .iter()
             .filter(|(name, _)| {
-                attributes
+                listed
                     .iter()
                     .any(|(_, v)| helper_reference(v) == Some(*name))
             })
@@ -97,7 +100,7 @@ impl Injection {
             .collect();
         Self {
             vars,
-            joined: join_attributes(&attributes),
+            joined: join_attributes(listed),
             attributes,
             helpers,
             stale,
@@ -178,6 +181,7 @@ impl Injection {
         }
 
         match find(env::RESOURCE_ATTRIBUTES) {
+            _ if self.attributes.is_none() => {}
             None if may_come_from_env_from(container, env::RESOURCE_ATTRIBUTES) => {
                 warnings.push(Warning {
                     reason: "env_from",
@@ -272,6 +276,7 @@ impl Injection {
         let missing: Vec<(&str, String)> = self
             .attributes
             .iter()
+            .flatten()
             .chain(std::iter::once(&container_attribute))
             .filter(|(k, _)| !keys.contains(k))
             .cloned()

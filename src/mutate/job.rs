@@ -1,4 +1,5 @@
-//! The Job mutation: trace context from the Job's annotations into its pod template.
+//! The Job mutation: trace context from the Job's annotations, or a trace of its own, into its
+//! pod template, as the settings that apply to it say.
 
 use std::collections::BTreeMap;
 
@@ -6,55 +7,69 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 use super::env::Injection;
+use super::plan::{Plan, plan};
 use super::{Admission, Mutation, Ops, Outcome, admission_stamp, is_reinvocation};
 use crate::context::{self, SpanId, TraceId, Traceparent};
 use crate::names::{self, env};
+use crate::policy::Resolution;
 
-/// Mutates a Job being created. The Job span gets `admission.new_span` unless this is a
-/// reinvocation of the request that already gave it one; whatever else of jobtrace's the Job
-/// carries (say, from a saved manifest) is recomputed or removed.
-pub fn mutate(job: &Job, admission: &Admission) -> Mutation {
+/// Mutates a Job being created, with the settings `resolution` found for it. The Job span (and a
+/// trace of its own) gets the ids of `admission` unless this is a reinvocation of the request that
+/// already gave it some; whatever else of jobtrace's the Job carries (say, from a saved manifest)
+/// is recomputed or removed.
+pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Mutation {
     let empty = BTreeMap::new();
     let annotations = job.metadata.annotations.as_ref().unwrap_or(&empty);
     let (context, mut warnings) = context::from_annotations(annotations);
-    let Some(context) = context else {
-        return Mutation::untouched(warnings);
-    };
-    let traceparent = context.traceparent;
-    let trace_id = traceparent.trace_id;
+    let settings = &resolution.effective;
     let reinvoked = is_reinvocation(&job.metadata, admission.now);
+    let previous_trace = annotations
+        .get(names::TRACE_ID)
+        .and_then(|id| TraceId::parse(id));
     let previous_span = annotations
         .get(names::SPAN_ID)
-        .and_then(|id| SpanId::parse(id))
-        .filter(|_| {
-            annotations
-                .get(names::TRACE_ID)
-                .and_then(|id| TraceId::parse(id))
-                == Some(trace_id)
-        });
-    let job_span = previous_span
+        .and_then(|id| SpanId::parse(id));
+    let new_trace = previous_trace
         .filter(|_| reinvoked)
+        .unwrap_or(admission.new_trace);
+    let Some(plan) = plan(context, settings, cron_run(job), new_trace) else {
+        let mut ops = Ops::default();
+        let mut edit = MetaEdit::default();
+        label_policy(&mut edit, resolution);
+        edit.apply(&mut ops, job);
+        return Mutation {
+            patch: ops.into_patch(),
+            warnings,
+            outcome: Outcome::NotTraced,
+        };
+    };
+    let trace_id = plan.trace_id;
+    let job_span = previous_span
+        .filter(|_| reinvoked && previous_trace == Some(trace_id))
         .unwrap_or(admission.new_span);
     let admitted_at = annotations
         .get(names::ADMITTED_AT)
         .filter(|_| reinvoked)
         .cloned()
         .unwrap_or_else(|| admission_stamp(admission.now));
-    let flags = format!("{:02x}", traceparent.flags);
+    let flags = format!("{:02x}", plan.flags);
     let outcome = Outcome::Traced {
         trace_id,
-        flags: traceparent.flags,
+        flags: plan.flags,
     };
 
     let mut ops = Ops::default();
-    let ids = vec![
-        (names::TRACE_ID, trace_id.to_string()),
-        (names::SPAN_ID, job_span.to_string()),
-        (names::PARENT_SPAN_ID, traceparent.parent_id.to_string()),
-        (names::TRACE_FLAGS, flags.clone()),
-        (names::ADMITTED_AT, admitted_at),
-    ];
-    label_job(&mut ops, job, ids);
+    let mut edit = MetaEdit::default();
+    label_policy(&mut edit, resolution);
+    label_job(
+        &mut edit,
+        job,
+        &plan,
+        job_span,
+        admitted_at,
+        &settings.job_labels,
+    );
+    edit.apply(&mut ops, job);
 
     let Some(spec) = &job.spec else {
         return Mutation {
@@ -64,27 +79,77 @@ pub fn mutate(job: &Job, admission: &Admission) -> Mutation {
         };
     };
     let template = &spec.template;
-    label_template(&mut ops, template, trace_id, job_span, &flags);
+    label_template(
+        &mut ops,
+        template,
+        trace_id,
+        job_span,
+        &flags,
+        settings.pod_spans,
+    );
 
-    let mut vars = vec![(
-        env::TRACEPARENT,
-        traceparent.with_parent(job_span).to_string(),
-    )];
-    if let Some(tracestate) = &context.tracestate {
+    let previous = previous_trace.zip(previous_span);
+    inject_containers(
+        &mut ops,
+        &mut warnings,
+        job,
+        &plan,
+        job_span,
+        previous,
+        admission.namespace,
+        settings,
+    );
+
+    Mutation {
+        patch: ops.into_patch(),
+        warnings,
+        outcome,
+    }
+}
+
+/// Injects the Job's context into every container of its pod template the settings allow.
+/// `previous` are the ids the Job carried: a container holding what jobtrace wrote for them holds
+/// jobtrace's old injection (a re-created Job), not the user's.
+#[allow(clippy::too_many_arguments)]
+fn inject_containers(
+    ops: &mut Ops,
+    warnings: &mut Vec<context::Warning>,
+    job: &Job,
+    plan: &Plan,
+    job_span: SpanId,
+    previous: Option<(TraceId, SpanId)>,
+    namespace: &str,
+    settings: &crate::policy::Effective,
+) {
+    let trace_id = plan.trace_id;
+    let Some(pod) = job.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
+        return;
+    };
+    let context = Traceparent {
+        trace_id,
+        parent_id: job_span,
+        flags: plan.flags,
+    };
+    let mut vars = vec![(env::TRACEPARENT, context.to_string())];
+    if let Some(tracestate) = &plan.tracestate {
         vars.push((env::TRACESTATE, tracestate.header()));
     }
-    if let Some(baggage) = &context.baggage {
+    if let Some(baggage) = &plan.baggage {
         vars.push((env::BAGGAGE, baggage.header()));
     }
-    // What jobtrace wrote into the containers for the Job span this object had before.
-    let stale = previous_span
-        .filter(|span| *span != job_span)
-        .map(|span| Traceparent {
+    // What jobtrace wrote into the containers for the span this object had before.
+    let stale = previous
+        .filter(|&(trace, span)| (trace, span) != (trace_id, job_span))
+        .map(|(trace, span)| Traceparent {
+            trace_id: trace,
             parent_id: span,
-            ..traceparent
+            flags: plan.flags,
         });
-    let injection = Injection::new(vars, resource_attributes(job, admission.namespace), stale);
-    if let Some(pod) = &template.spec {
+    let attributes = settings
+        .resource_attributes
+        .then(|| resource_attributes(job, namespace));
+    let injection = Injection::new(vars, attributes, stale);
+    {
         let lists = [
             (
                 "initContainers",
@@ -94,55 +159,125 @@ pub fn mutate(job: &Job, admission: &Admission) -> Mutation {
         ];
         for (field, containers) in lists {
             for (i, container) in containers.iter().enumerate() {
+                if !settings.containers.allows(&container.name) {
+                    continue;
+                }
                 let index = i.to_string();
                 let path = ["spec", "template", "spec", field, &index];
-                injection.inject(&mut ops, &path, container, &mut warnings);
+                injection.inject(ops, &path, container, warnings);
             }
         }
     }
+}
 
-    Mutation {
-        patch: ops.into_patch(),
-        warnings,
-        outcome,
+/// Whether a CronJob owns the Job: its scheduled runs, and those made by hand with
+/// `kubectl create job --from=cronjob/...`, which sets the same owner.
+fn cron_run(job: &Job) -> bool {
+    job.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "CronJob" && o.api_version.starts_with("batch/"))
+}
+
+/// The labels and annotations to set on an object's metadata and those to remove, applied at
+/// once (two `add`s of a map that was absent would replace each other).
+#[derive(Default)]
+struct MetaEdit {
+    labels: Vec<(&'static str, String)>,
+    unlabel: Vec<&'static str>,
+    annotations: Vec<(&'static str, String)>,
+    unannotate: Vec<&'static str>,
+}
+
+impl MetaEdit {
+    fn annotation(&mut self, key: &'static str, value: Option<String>) {
+        match value {
+            Some(value) => self.annotations.push((key, value)),
+            None => self.unannotate.push(key),
+        }
+    }
+
+    fn apply(self, ops: &mut Ops, job: &Job) {
+        let meta = &job.metadata;
+        if !self.labels.is_empty() {
+            ops.ensure_entries(&["metadata", "labels"], meta.labels.as_ref(), &self.labels);
+        }
+        ops.remove_entries(&["metadata", "labels"], meta.labels.as_ref(), &self.unlabel);
+        if !self.annotations.is_empty() {
+            ops.ensure_entries(
+                &["metadata", "annotations"],
+                meta.annotations.as_ref(),
+                &self.annotations,
+            );
+        }
+        ops.remove_entries(
+            &["metadata", "annotations"],
+            meta.annotations.as_ref(),
+            &self.unannotate,
+        );
     }
 }
 
-/// Labels the Job traced and writes its annotations: the ids and stamp, and `created-suspended`
-/// as the spec says now. Never trusted on a CREATE: `exported` (a Job re-created from a saved
-/// manifest is exported afresh) and a `created-suspended` the spec no longer bears out.
-fn label_job(ops: &mut Ops, job: &Job, ids: Vec<(&'static str, String)>) {
-    let empty = BTreeMap::new();
-    let annotations = job.metadata.annotations.as_ref().unwrap_or(&empty);
-    let traced = [(names::TRACED_LABEL, "true".to_owned())];
-    ops.ensure_entries(
-        &["metadata", "labels"],
-        job.metadata.labels.as_ref(),
-        &traced,
+/// Records which policy decided for the Job (a label, so the controller can count its Jobs) and
+/// which it overrode; removes what a saved manifest says of an earlier decision.
+fn label_policy(edit: &mut MetaEdit, resolution: &Resolution) {
+    match &resolution.policy {
+        Some(name) => edit.labels.push((names::POLICY, name.clone())),
+        None => edit.unlabel.push(names::POLICY),
+    }
+    let overridden = (!resolution.overridden.is_empty()).then(|| resolution.overridden.join(","));
+    edit.annotation(names::POLICY_OVERRIDDEN, overridden);
+}
+
+/// Labels the Job traced and writes its annotations: the ids, flags, stamp and origin, the link
+/// and parent where the plan has them, the label keys for its span, and `created-suspended` as
+/// the spec says now. Never trusted on a CREATE: `exported` (a Job re-created from a saved manifest
+/// is exported afresh), and a parent, link or `created-suspended` the plan no longer bears out.
+fn label_job(
+    edit: &mut MetaEdit,
+    job: &Job,
+    plan: &Plan,
+    job_span: SpanId,
+    admitted_at: String,
+    job_labels: &[String],
+) {
+    edit.labels.push((names::TRACED_LABEL, "true".to_owned()));
+    edit.annotations.extend([
+        (names::TRACE_ID, plan.trace_id.to_string()),
+        (names::SPAN_ID, job_span.to_string()),
+        (names::TRACE_FLAGS, format!("{:02x}", plan.flags)),
+        (names::ADMITTED_AT, admitted_at),
+        (names::ORIGIN, plan.origin.label().to_owned()),
+    ]);
+    edit.unannotate.push(names::EXPORTED);
+    edit.annotation(names::PARENT_SPAN_ID, plan.parent.map(|p| p.to_string()));
+    edit.annotation(names::LINK, plan.link.map(|l| l.to_string()));
+    edit.annotation(
+        names::JOB_LABELS,
+        (!job_labels.is_empty()).then(|| job_labels.join(",")),
     );
     let suspended = job.spec.as_ref().and_then(|s| s.suspend) == Some(true);
-    let mut entries = ids;
-    let mut untrusted = vec![names::EXPORTED];
-    if suspended {
-        entries.push((names::CREATED_SUSPENDED, "true".to_owned()));
-    } else {
-        untrusted.push(names::CREATED_SUSPENDED);
-    }
-    ops.ensure_entries(&["metadata", "annotations"], Some(annotations), &entries);
-    ops.remove_entries(&["metadata", "annotations"], Some(annotations), &untrusted);
+    edit.annotation(
+        names::CREATED_SUSPENDED,
+        suspended.then(|| "true".to_owned()),
+    );
 }
 
-/// Labels the pod template traced and records what each pod needs to know without a lookup: the
-/// trace, the pods' parent (the Job span) and the trace flags. Annotations that belong to one
-/// object only are kept off the template, so no pod inherits another's.
+/// Records on the pod template what each pod needs to know without a lookup: the trace, the
+/// pods' parent (the Job span) and the trace flags; labels it traced, so its pods reach the pod
+/// webhook and the controller, unless pod spans are off. Annotations that belong to one object
+/// only are kept off the template, so no pod inherits another's.
 fn label_template(
     ops: &mut Ops,
     template: &PodTemplateSpec,
     trace_id: TraceId,
     job_span: SpanId,
     flags: &str,
+    pod_spans: bool,
 ) {
     let traced = [(names::TRACED_LABEL, "true".to_owned())];
+    let traced: &[(&str, String)] = if pod_spans { &traced } else { &[] };
     let annotations = [
         (names::TRACE_ID, trace_id.to_string()),
         (names::PARENT_SPAN_ID, job_span.to_string()),
@@ -157,15 +292,23 @@ fn label_template(
         };
         ops.add(
             super::pointer(["spec", "template", "metadata"]),
-            serde_json::json!({ "labels": map(&traced), "annotations": map(&annotations) }),
+            serde_json::json!({ "labels": map(traced), "annotations": map(&annotations) }),
         );
         return;
     };
-    ops.ensure_entries(
-        &["spec", "template", "metadata", "labels"],
-        meta.labels.as_ref(),
-        &traced,
-    );
+    if pod_spans {
+        ops.ensure_entries(
+            &["spec", "template", "metadata", "labels"],
+            meta.labels.as_ref(),
+            traced,
+        );
+    } else {
+        ops.remove_entries(
+            &["spec", "template", "metadata", "labels"],
+            meta.labels.as_ref(),
+            &[names::TRACED_LABEL],
+        );
+    }
     ops.ensure_entries(
         &["spec", "template", "metadata", "annotations"],
         meta.annotations.as_ref(),
@@ -209,7 +352,9 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::mutate::fixtures::{SPAN_A, SPAN_B, TP, admission, apply, env_value, job, typed};
+    use crate::mutate::fixtures::{
+        SPAN_A, SPAN_B, TP, admission, apply, defaults, env_value, job, typed,
+    };
 
     const CONTAINERS: [&str; 4] = [
         "/spec/template/spec/initContainers/0",
@@ -219,7 +364,7 @@ mod tests {
     ];
 
     fn run(object: &Value, span: SpanId) -> (Mutation, Value) {
-        let mutation = mutate(&typed(object), &admission(span));
+        let mutation = mutate(&typed(object), &admission(span), &defaults());
         let patched = apply(object, &mutation.patch);
         (mutation, patched)
     }
@@ -763,7 +908,7 @@ mod tests {
             now: "2026-11-24T08:00:00Z".parse().unwrap(),
             ..admission(SPAN_B)
         };
-        let mutation = mutate(&typed(&object), &later);
+        let mutation = mutate(&typed(&object), &later, &defaults());
         let out = apply(&object, &mutation.patch);
         let annotations = &out["metadata"]["annotations"];
         assert!(
@@ -799,7 +944,7 @@ mod tests {
             "jobtrace's own values are not the user's: {:?}",
             mutation.warnings
         );
-        let again = mutate(&typed(&out), &later);
+        let again = mutate(&typed(&out), &later, &defaults());
         assert!(again.patch.0.is_empty(), "{:?}", again.patch);
     }
 
@@ -814,7 +959,7 @@ mod tests {
             now: "2026-11-23T10:01:01Z".parse().unwrap(),
             ..admission(SPAN_B)
         };
-        let out = apply(&object, &mutate(&typed(&object), &later).patch);
+        let out = apply(&object, &mutate(&typed(&object), &later, &defaults()).patch);
         assert_eq!(
             out["metadata"]["annotations"]["jobtrace.dev/span-id"],
             "0b0b0b0b0b0b0b0b"
@@ -828,7 +973,7 @@ mod tests {
             now: "2026-11-23T10:00:20Z".parse().unwrap(),
             ..admission(SPAN_B)
         };
-        let out = apply(&object, &mutate(&typed(&object), &soon).patch);
+        let out = apply(&object, &mutate(&typed(&object), &soon, &defaults()).patch);
         assert_eq!(
             out["metadata"]["annotations"]["jobtrace.dev/span-id"],
             "0b0b0b0b0b0b0b0b"
@@ -850,7 +995,7 @@ mod tests {
             now: "2026-11-23T10:00:21.300Z".parse().unwrap(),
             ..admission(SPAN_B)
         };
-        let out = apply(&object, &mutate(&typed(&object), &soon).patch);
+        let out = apply(&object, &mutate(&typed(&object), &soon, &defaults()).patch);
         assert_eq!(
             out["metadata"]["annotations"]["jobtrace.dev/span-id"],
             "0b0b0b0b0b0b0b0b"
@@ -864,7 +1009,7 @@ mod tests {
             "time": "2026-11-23T10:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": {}
         }]);
         assert!(
-            mutate(&typed(&reinvoked), &admission(SPAN_B))
+            mutate(&typed(&reinvoked), &admission(SPAN_B), &defaults())
                 .patch
                 .0
                 .is_empty()
@@ -878,7 +1023,7 @@ mod tests {
             now: "2026-11-23T10:00:02Z".parse().unwrap(),
             ..admission(SPAN_B)
         };
-        let again = mutate(&typed(&once), &soon);
+        let again = mutate(&typed(&once), &soon, &defaults());
         assert!(again.patch.0.is_empty(), "{:?}", again.patch);
     }
 

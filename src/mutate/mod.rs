@@ -4,7 +4,10 @@
 
 mod env;
 pub mod job;
+mod plan;
 pub mod pod;
+
+pub use plan::Origin;
 
 use std::collections::BTreeMap;
 
@@ -23,6 +26,8 @@ pub struct Admission<'a> {
     pub namespace: &'a str,
     /// The id the object's span gets unless it already has one from this very request.
     pub new_span: SpanId,
+    /// The id a trace of the object's own gets (a root trace, a linked one), on the same terms.
+    pub new_trace: TraceId,
     /// The webhook's clock.
     pub now: Timestamp,
 }
@@ -187,11 +192,21 @@ pub(crate) mod fixtures {
         "2026-11-23T10:00:00Z".parse().expect("a timestamp")
     }
 
+    /// The cluster defaults, no policy.
+    pub fn defaults() -> crate::policy::Resolution {
+        crate::policy::resolve(
+            &crate::policy::Defaults::default(),
+            [],
+            &std::collections::BTreeMap::new(),
+        )
+    }
+
     /// An admission in namespace `reports` at `now()`, giving `span` to a new object.
     pub fn admission(span: crate::context::SpanId) -> super::Admission<'static> {
         super::Admission {
             namespace: "reports",
             new_span: span,
+            new_trace: crate::context::TraceId([0x5a; 16]),
             now: now(),
         }
     }

@@ -105,12 +105,14 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::mutate::fixtures::{SPAN_A, SPAN_B, TP, admission, apply, env_value, job, typed};
+    use crate::mutate::fixtures::{
+        SPAN_A, SPAN_B, TP, admission, apply, defaults, env_value, job, typed,
+    };
 
     /// The pod the job controller would create from a Job mutated with span A.
     fn pod_of_mutated_job() -> Value {
         let object = job(&json!({ "traceparent": TP }));
-        let mutation = crate::mutate::job::mutate(&typed(&object), &admission(SPAN_A));
+        let mutation = crate::mutate::job::mutate(&typed(&object), &admission(SPAN_A), &defaults());
         let job = apply(&object, &mutation.patch);
         let template = &job["spec"]["template"];
         json!({

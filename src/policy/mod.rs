@@ -3,6 +3,7 @@
 //! from these types (`jobtrace crds` prints them; `crds/` holds the output). Resolving which
 //! settings apply to one Job is pure: [`resolve`].
 
+mod cache;
 mod resolve;
 pub mod sampling;
 
@@ -13,6 +14,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use cache::Policies;
 pub use resolve::{Defaults, Effective, Resolution, resolve};
 
 /// Settings for the Jobs of one namespace, or of those its `selector` picks. Every field is

@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
-use crate::context::SpanId;
 use crate::metrics::{AdmissionLabels, EndpointLabels, Metrics, WarningLabels};
+use crate::policy::Policies;
 use crate::selftrace::SelfTracer;
 pub use review::Endpoint;
 
@@ -32,15 +32,25 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 struct Shared {
     metrics: Arc<Metrics>,
     tracer: Option<SelfTracer>,
+    policies: Policies,
 }
 
-/// The router for the webhook's HTTPS port.
+/// The router for the webhook's HTTPS port, with the default settings and no policies.
 pub fn router(metrics: Arc<Metrics>) -> Router {
-    traced_router(metrics, None)
+    traced_router(
+        metrics,
+        None,
+        Policies::defaults_only(crate::policy::Defaults::default()),
+    )
 }
 
-/// The router, recording a span of jobtrace's own for a share of admissions when `tracer` is set.
-pub fn traced_router(metrics: Arc<Metrics>, tracer: Option<SelfTracer>) -> Router {
+/// The router, deciding with `policies`, and recording a span of jobtrace's own for a share of
+/// admissions when `tracer` is set.
+pub fn traced_router(
+    metrics: Arc<Metrics>,
+    tracer: Option<SelfTracer>,
+    policies: Policies,
+) -> Router {
     Router::new()
         .route(Endpoint::Jobs.path(), post(mutate_jobs))
         .route(Endpoint::Pods.path(), post(mutate_pods))
@@ -50,7 +60,11 @@ pub fn traced_router(metrics: Arc<Metrics>, tracer: Option<SelfTracer>) -> Route
             REQUEST_TIMEOUT,
         ))
         .layer(CatchPanicLayer::new())
-        .with_state(Shared { metrics, tracer })
+        .with_state(Shared {
+            metrics,
+            tracer,
+            policies,
+        })
 }
 
 async fn mutate_jobs(State(shared): State<Shared>, request: Request) -> Response {
@@ -114,13 +128,9 @@ async fn handle(endpoint: Endpoint, shared: &Shared, request: Request) -> Respon
             error(status, &message)
         }
         Ok(body) => {
-            let span_id = SpanId::from_random(rand::random());
-            match review::review(
-                endpoint,
-                &body,
-                span_id,
-                k8s_openapi::jiff::Timestamp::now(),
-            ) {
+            let fresh = review::Fresh::now();
+            let span_id = fresh.span;
+            match review::review(endpoint, &body, fresh, &shared.policies) {
                 Err(e) => {
                     metrics
                         .admissions

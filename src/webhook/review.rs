@@ -9,8 +9,9 @@ use kube::core::GroupVersionKind;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::context::{SpanId, Warning};
+use crate::context::{SpanId, TraceId, Warning};
 use crate::mutate::{self, Mutation, Outcome};
+use crate::policy::Policies;
 
 /// Which mutation an endpoint performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,13 +84,32 @@ pub struct Reviewed {
     pub traced: Option<(crate::context::TraceId, u8)>,
 }
 
-/// Handles one `AdmissionReview` body. Anything that is a review is allowed, changed or not; only a
-/// body that is not a review at all is an error.
+/// What a review brings besides its body: fresh ids for new spans and traces, and the time.
+#[derive(Debug, Clone, Copy)]
+pub struct Fresh {
+    pub span: SpanId,
+    pub trace: TraceId,
+    pub now: Timestamp,
+}
+
+impl Fresh {
+    /// Random ids and the clock's time.
+    pub fn now() -> Self {
+        Self {
+            span: SpanId::from_random(rand::random()),
+            trace: TraceId::from_random(rand::random()),
+            now: Timestamp::now(),
+        }
+    }
+}
+
+/// Handles one `AdmissionReview` body, with the settings `policies` give. Anything that is a
+/// review is allowed, changed or not; only a body that is not a review at all is an error.
 pub fn review(
     endpoint: Endpoint,
     body: &[u8],
-    new_span: SpanId,
-    now: Timestamp,
+    fresh: Fresh,
+    policies: &Policies,
 ) -> Result<Reviewed, ReviewError> {
     let review: Review = serde_json::from_slice(body)?;
     let request = review.request.ok_or(ReviewError::NoRequest)?;
@@ -108,16 +128,23 @@ pub fn review(
                 .unwrap_or_default();
             let admission = mutate::Admission {
                 namespace,
-                new_span,
-                now,
+                new_span: fresh.span,
+                new_trace: fresh.trace,
+                now: fresh.now,
             };
-            mutate::job::mutate(&job, &admission)
+            let empty = std::collections::BTreeMap::new();
+            let labels = job.metadata.labels.as_ref().unwrap_or(&empty);
+            let (resolution, unsynced) = policies.resolve(namespace, labels);
+            let mut mutation = mutate::job::mutate(&job, &admission, &resolution);
+            mutation.warnings.extend(unsynced);
+            mutation
         }),
         Endpoint::Pods => serde_json::from_str::<Pod>(object.get()).map(|pod| {
             let admission = mutate::Admission {
                 namespace: request.namespace.as_deref().unwrap_or_default(),
-                new_span,
-                now,
+                new_span: fresh.span,
+                new_trace: fresh.trace,
+                now: fresh.now,
             };
             mutate::pod::mutate(&pod, &admission)
         }),
