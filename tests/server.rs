@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use jobtrace::admin::Readiness;
 use jobtrace::metrics::Metrics;
-use jobtrace::server::{Listeners, Serve, TlsSource, webhook};
+use jobtrace::serve::{Listeners, TlsSource, WebhookServer, webhook};
 use jobtrace::tls::TlsFiles;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
@@ -22,7 +22,7 @@ struct Running {
     admin: SocketAddr,
     shutdown: CancellationToken,
     dir: std::path::PathBuf,
-    task: tokio::task::JoinHandle<Result<(), jobtrace::server::ServeError>>,
+    task: tokio::task::JoinHandle<Result<(), jobtrace::serve::ServeError>>,
 }
 
 fn write_pki(dir: &Path, pki: &TestPki) {
@@ -52,7 +52,7 @@ fn start_with_delay(name: &str, pki: &TestPki, shutdown_delay: Duration) -> Runn
         key: dir.join("tls.key"),
     };
     let task = tokio::spawn(webhook(
-        Serve {
+        WebhookServer {
             listeners,
             tls: TlsSource::Files {
                 files: tls,
@@ -217,7 +217,7 @@ async fn missing_certificate_fails_at_start_with_the_paths() {
         key: "/nonexistent/tls.key".into(),
     };
     let error = webhook(
-        Serve {
+        WebhookServer {
             listeners,
             tls: TlsSource::Files {
                 files: tls,

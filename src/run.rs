@@ -1,0 +1,378 @@
+//! Wiring: which tasks each subcommand runs, with what. The flags become the webhook's
+//! certificate source, the controller's context and the OTLP resource; serving is
+//! [`crate::serve`]'s, exporting [`crate::controller`]'s.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::Readiness;
+use crate::cli::{
+    Cli, Command, CommonArgs, ControllerArgs, ControllerCommand, RunArgs, WebhookArgs,
+};
+use crate::controller::{self, Context};
+use crate::export::{Exporter, ExporterConfig};
+use crate::metrics::Metrics;
+use crate::selftrace::SelfTracer;
+use crate::serve::{self, Listeners, ServeError, TlsSource, WebhookServer};
+use crate::tls::TlsFiles;
+
+/// Why `jobtrace` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Logging(#[from] crate::logging::LoggingError),
+    #[error("another TLS crypto provider is already installed")]
+    CryptoProvider,
+    #[error(transparent)]
+    WebhookConfig(#[from] crate::registration::WebhookConfigError),
+    /// `command` is the subcommand: `webhook`, `controller` or `run`.
+    #[error("{command}")]
+    Command {
+        command: &'static str,
+        source: CommandError,
+    },
+}
+
+/// Why a subcommand could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("no Kubernetes client (KUBECONFIG or in-cluster configuration): {0}")]
+    Kube(#[from] kube::Error),
+    #[error("OTLP exporter configuration: {0}")]
+    ExporterConfig(#[from] crate::export::ConfigError),
+    #[error("OTLP exporter: {0}")]
+    Exporter(#[from] crate::export::ExportError),
+    #[error("certificates: give --tls-cert-file and --tls-key-file, or --cert-secret")]
+    NoCertificateSource,
+    #[error("certificates: --cert-secret needs --cert-name (the Service's <name>.<namespace>.svc)")]
+    NoCertificateNames,
+    #[error("certificates: --cert-validity must be 3 s or more and shorter than --ca-validity")]
+    CertificateValidity,
+    #[error("leader election: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
+}
+
+impl Cli {
+    /// Parses the command line and runs the subcommand.
+    pub async fn parse_and_run() -> Result<(), Error> {
+        Self::parse().run().await
+    }
+
+    /// Sets up logging and the TLS crypto provider, then runs the subcommand.
+    pub async fn run(self) -> Result<(), Error> {
+        crate::logging::init(&self.common)?;
+        rustls::crypto::ring::default_provider()
+            .install_default()
+            .map_err(|_| Error::CryptoProvider)?;
+        let failed = |command| move |source| Error::Command { command, source };
+        match self.command {
+            Command::Webhook(args) => webhook(args, self.common).await.map_err(failed("webhook")),
+            Command::Controller(args) => controller(args, self.common)
+                .await
+                .map_err(failed("controller")),
+            Command::Run(args) => run(args, self.common).await.map_err(failed("run")),
+            Command::WebhookConfig(args) => {
+                print!("{}", crate::registration::webhook_config_yaml(&args)?);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The certificate source the flags ask for.
+async fn tls_source(
+    args: &WebhookArgs,
+    metrics: &Arc<Metrics>,
+    tracer: Option<&SelfTracer>,
+) -> Result<TlsSource, CommandError> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_key_file) {
+        return Ok(TlsSource::Files {
+            files: TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            reload: Duration::from_secs(args.tls_reload_seconds),
+        });
+    }
+    let certs = &args.certs;
+    let secret = certs
+        .cert_secret
+        .clone()
+        .ok_or(CommandError::NoCertificateSource)?;
+    if certs.cert_names.is_empty() {
+        return Err(CommandError::NoCertificateNames);
+    }
+    let seconds = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    if certs.cert_validity < Duration::from_secs(3) || certs.ca_validity <= certs.cert_validity {
+        return Err(CommandError::CertificateValidity);
+    }
+    let settings = crate::certs::Settings {
+        namespace: certs.cert_namespace.clone(),
+        secret,
+        webhook_configuration: certs.webhook_configuration.clone(),
+        policy: crate::certs::Policy {
+            names: certs.cert_names.clone(),
+            ca_validity_seconds: seconds(certs.ca_validity),
+            cert_validity_seconds: seconds(certs.cert_validity),
+        },
+        resync: certs.cert_resync,
+    };
+    tracing::info!(secret = %settings.secret, namespace = %settings.namespace, configuration = %settings.webhook_configuration, "self-managed certificates");
+    Ok(TlsSource::Managed(Box::new(crate::certs::Manager::new(
+        kube::Client::try_default().await?,
+        settings,
+        metrics.clone(),
+        tracer.cloned(),
+    ))))
+}
+
+/// The policies admission decides with: the flags' defaults, and a watch of the `JobTracePolicy`
+/// objects (kept by a task until `shutdown`) unless turned off or no client can be had.
+async fn policies(
+    args: &crate::cli::PolicyArgs,
+    shutdown: &CancellationToken,
+) -> crate::policy::Policies {
+    let defaults = args.defaults();
+    if !args.policies {
+        return crate::policy::Policies::defaults_only(defaults);
+    }
+    match kube::Client::try_default().await {
+        Ok(client) => {
+            let (policies, keep) = crate::policy::Policies::watch(client, None, defaults);
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = keep => {}
+                    () = shutdown.cancelled() => {}
+                }
+            });
+            policies
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no Kubernetes client: JobTracePolicies are not read, the cluster defaults apply");
+            crate::policy::Policies::defaults_only(defaults)
+        }
+    }
+}
+
+/// jobtrace's own spans, when the ratio asks for them: the tracer, and the task exporting them.
+fn self_tracing(
+    common: &CommonArgs,
+    metrics: &Arc<Metrics>,
+    resource: &[(&'static str, String)],
+    shutdown: &CancellationToken,
+) -> Result<(Option<SelfTracer>, Option<tokio::task::JoinHandle<()>>), CommandError> {
+    if common.self_tracing_ratio <= 0.0 {
+        return Ok((None, None));
+    }
+    let (tracer, spans) = SelfTracer::new(common.self_tracing_ratio, metrics.clone());
+    let exporter = Exporter::new(ExporterConfig::from_env(|k| std::env::var(k).ok())?)?;
+    let task = tokio::spawn(crate::selftrace::export(
+        spans,
+        exporter,
+        resource.to_vec(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    Ok((Some(tracer), Some(task)))
+}
+
+/// The OTLP resource of everything jobtrace exports.
+fn resource(instance: &str) -> Vec<(&'static str, String)> {
+    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "jobtrace".to_owned());
+    vec![
+        ("service.name", service),
+        ("service.version", env!("CARGO_PKG_VERSION").to_owned()),
+        ("service.instance.id", instance.to_owned()),
+    ]
+}
+
+fn instance_name(given: Option<&String>) -> String {
+    given.cloned().unwrap_or_else(|| {
+        std::env::var("HOSTNAME")
+            .unwrap_or_else(|_| format!("jobtrace-{:08x}", rand::random::<u32>()))
+    })
+}
+
+/// `jobtrace webhook`: binds, logs where, and serves until a signal.
+pub async fn webhook(args: WebhookArgs, common: CommonArgs) -> Result<(), CommandError> {
+    let listeners = Listeners::bind(args.listen, args.metrics_listen)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(serve::shutdown_on_signal(shutdown.clone()));
+    let metrics = Arc::new(Metrics::default());
+    let (tracer, own) = self_tracing(
+        &common,
+        &metrics,
+        &resource(&instance_name(None)),
+        &shutdown,
+    )?;
+    let tls = tls_source(&args, &metrics, tracer.as_ref()).await?;
+    let policies = policies(&args.policy, &shutdown).await;
+    tracing::info!(listen = %args.listen, metrics = %args.metrics_listen, "webhook serving");
+    let served = serve::webhook(
+        WebhookServer {
+            listeners,
+            tls,
+            metrics,
+            readiness: Arc::default(),
+            tracer,
+            policies,
+            shutdown_delay: args.shutdown_delay,
+        },
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    if let Some(own) = own {
+        let _ = own.await;
+    }
+    Ok(served?)
+}
+
+/// Everything the controller needs, from the environment and the flags.
+async fn controller_context(
+    args: &ControllerArgs,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    tracer: Option<SelfTracer>,
+) -> Result<Arc<Context>, CommandError> {
+    let client = kube::Client::try_default().await?;
+    let config = ExporterConfig::from_env(|k| std::env::var(k).ok())?;
+    tracing::info!(endpoint = %config.endpoint, protocol = ?config.protocol, "exporting spans over OTLP");
+    let exporter = Exporter::new(config)?;
+    let instance = instance_name(args.instance.as_ref());
+    Ok(Arc::new(Context {
+        client,
+        exporter,
+        metrics,
+        resource: resource(&instance),
+        instance,
+        namespace: args.watch_namespace.clone(),
+        readiness,
+        tracer,
+    }))
+}
+
+/// Exports until `shutdown`: as the leader when leader election is on, at once otherwise.
+async fn export(
+    context: Arc<Context>,
+    args: &ControllerArgs,
+    shutdown: CancellationToken,
+) -> Result<(), CommandError> {
+    if args.no_leader_election {
+        context.metrics.leader.set(1);
+        controller::run(context, shutdown).await;
+        Ok(())
+    } else {
+        Ok(
+            controller::run_as_leader(context, &args.lease_namespace, &args.lease_name, shutdown)
+                .await?,
+        )
+    }
+}
+
+/// What `jobtrace controller` and `jobtrace run` share: the shutdown signal, metrics, readiness,
+/// jobtrace's own spans, and the controller's context.
+struct Started {
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    tracer: Option<SelfTracer>,
+    /// The task exporting jobtrace's own spans.
+    own: Option<tokio::task::JoinHandle<()>>,
+    context: Arc<Context>,
+}
+
+async fn start_controller(
+    args: &ControllerArgs,
+    common: &CommonArgs,
+) -> Result<Started, CommandError> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(serve::shutdown_on_signal(shutdown.clone()));
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Arc::new(Readiness::default());
+    readiness.set_controller_syncing();
+    let instance = instance_name(args.instance.as_ref());
+    let (tracer, own) = self_tracing(common, &metrics, &resource(&instance), &shutdown)?;
+    let context =
+        controller_context(args, metrics.clone(), readiness.clone(), tracer.clone()).await?;
+    Ok(Started {
+        shutdown,
+        metrics,
+        readiness,
+        tracer,
+        own,
+        context,
+    })
+}
+
+/// `jobtrace controller`: exports spans, with the operations port, until a signal; then exports
+/// what is queued.
+pub async fn controller(
+    command: ControllerCommand,
+    common: CommonArgs,
+) -> Result<(), CommandError> {
+    let admin = serve::bind(command.metrics_listen)?;
+    let started = start_controller(&command.controller, &common).await?;
+    // No webhook here: nothing to load before being ready.
+    started.readiness.set_tls_loaded();
+    let admin_stop = CancellationToken::new();
+    let admin = serve::admin(
+        admin,
+        started.metrics,
+        started.readiness,
+        admin_stop.clone(),
+    )?;
+    let exported = export(
+        started.context,
+        &command.controller,
+        started.shutdown.clone(),
+    )
+    .await;
+    started.shutdown.cancel();
+    if let Some(own) = started.own {
+        let _ = own.await;
+    }
+    admin_stop.cancel();
+    let _ = admin.await;
+    exported
+}
+
+/// `jobtrace run`: the webhook and the controller, sharing the operations port and the metrics.
+pub async fn run(args: RunArgs, common: CommonArgs) -> Result<(), CommandError> {
+    let listeners = Listeners::bind(args.webhook.listen, args.webhook.metrics_listen)?;
+    let started = start_controller(&args.controller, &common).await?;
+    let tls = tls_source(&args.webhook, &started.metrics, started.tracer.as_ref()).await?;
+    let policies = policies(&args.webhook.policy, &started.shutdown).await;
+    tracing::info!(listen = %args.webhook.listen, metrics = %args.webhook.metrics_listen, "webhook serving");
+    let exporting = tokio::spawn({
+        let shutdown = started.shutdown.clone();
+        let controller = args.controller.clone();
+        let context = started.context;
+        async move { export(context, &controller, shutdown).await }
+    });
+    let served = serve::webhook(
+        WebhookServer {
+            listeners,
+            tls,
+            metrics: started.metrics,
+            readiness: started.readiness,
+            tracer: started.tracer,
+            policies,
+            shutdown_delay: args.webhook.shutdown_delay,
+        },
+        started.shutdown.clone(),
+    )
+    .await;
+    started.shutdown.cancel();
+    let exported = exporting.await.unwrap_or(Ok(()));
+    if let Some(own) = started.own {
+        let _ = own.await;
+    }
+    served.map_err(CommandError::from).and(exported)
+}
