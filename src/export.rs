@@ -268,6 +268,12 @@ fn proto_span(record: &SpanRecord) -> Span {
             .attributes
             .iter()
             .map(|(k, v)| key_value(k, v))
+            .chain(
+                record
+                    .label_attributes
+                    .iter()
+                    .map(|(k, v)| key_value(k, &Value::String(v.clone()))),
+            )
             .collect(),
         events: record
             .events
@@ -686,6 +692,7 @@ mod tests {
             },
             kind: crate::spans::Kind::Internal,
             trace_flags: 0x03,
+            label_attributes: vec![("k8s.job.label.team".into(), "data".into())],
             links: Vec::new(),
         };
         let request = request(&[record], &[("service.name", "jobtrace".into())]);
@@ -715,6 +722,11 @@ mod tests {
         assert_eq!(
             span.attributes[1].value.as_ref().unwrap().value,
             Some(any_value::Value::IntValue(2))
+        );
+        assert_eq!(span.attributes[2].key, "k8s.job.label.team");
+        assert_eq!(
+            span.attributes[2].value.as_ref().unwrap().value,
+            Some(any_value::Value::StringValue("data".into()))
         );
     }
 }

@@ -91,6 +91,7 @@ impl OwnSpan {
                 kind,
                 // Sampled, and the ids are random (W3C Level 2's random flag).
                 trace_flags: 0x03,
+                label_attributes: Vec::new(),
                 links: Vec::new(),
             },
         }

@@ -1095,4 +1095,222 @@ mod tests {
             Outcome::Traced { flags: 0x03, .. }
         ));
     }
+
+    /// Resolution with these cluster defaults, and `policy` as the deciding policy's name.
+    fn with(settings: crate::policy::Defaults, policy: Option<&str>) -> Resolution {
+        Resolution {
+            effective: settings,
+            policy: policy.map(str::to_owned),
+            overridden: Vec::new(),
+        }
+    }
+
+    fn run_with(object: &Value, resolution: &Resolution) -> (Mutation, Value) {
+        let mutation = mutate(&typed(object), &admission(SPAN_A), resolution);
+        let patched = apply(object, &mutation.patch);
+        (mutation, patched)
+    }
+
+    const NEW_TRACE: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+    #[test]
+    fn link_mode_gives_the_job_a_trace_of_its_own_linked_to_the_creator() {
+        let settings = crate::policy::Defaults {
+            relationship: crate::policy::Relationship::Link,
+            ..crate::policy::Defaults::default()
+        };
+        let resolution = with(settings, Some("fan-out"));
+        let (mutation, out) = run_with(
+            &job(&json!({ "traceparent": TP, "tracestate": "rojo=1" })),
+            &resolution,
+        );
+        let annotations = &out["metadata"]["annotations"];
+        assert_eq!(annotations["jobtrace.dev/trace-id"], NEW_TRACE);
+        assert_eq!(annotations["jobtrace.dev/link"], TP);
+        assert_eq!(annotations["jobtrace.dev/origin"], "link");
+        assert!(
+            annotations.get("jobtrace.dev/parent-span-id").is_none(),
+            "a root"
+        );
+        assert_eq!(out["metadata"]["labels"]["jobtrace.dev/policy"], "fan-out");
+        let expected = format!("00-{NEW_TRACE}-0a0a0a0a0a0a0a0a-03");
+        assert_eq!(
+            env_value(&out, CONTAINERS[1], "TRACEPARENT"),
+            Some(&json!(expected))
+        );
+        assert!(env_value(&out, CONTAINERS[1], "TRACESTATE").is_none());
+        assert!(matches!(
+            mutation.outcome,
+            Outcome::Traced { flags: 0x03, .. }
+        ));
+        let again = mutate(&typed(&out), &admission(SPAN_B), &resolution);
+        assert!(
+            again.patch.0.is_empty(),
+            "the same trace on reinvocation: {:?}",
+            again.patch
+        );
+    }
+
+    #[test]
+    fn root_traces_trace_a_job_without_context() {
+        let settings = crate::policy::Defaults {
+            root_traces: Some(1.0),
+            ..crate::policy::Defaults::default()
+        };
+        let resolution = with(settings, None);
+        let (mutation, out) = run_with(&job(&json!({})), &resolution);
+        assert!(mutation.outcome.sampled());
+        let annotations = &out["metadata"]["annotations"];
+        assert_eq!(annotations["jobtrace.dev/origin"], "root");
+        assert_eq!(annotations["jobtrace.dev/trace-flags"], "03");
+        assert!(annotations.get("jobtrace.dev/parent-span-id").is_none());
+        assert!(annotations.get("jobtrace.dev/link").is_none());
+        assert_eq!(
+            env_value(&out, CONTAINERS[0], "TRACEPARENT"),
+            Some(&json!(format!("00-{NEW_TRACE}-0a0a0a0a0a0a0a0a-03")))
+        );
+        let unsampled = with(
+            crate::policy::Defaults {
+                root_traces: Some(0.0),
+                ..crate::policy::Defaults::default()
+            },
+            None,
+        );
+        let (mutation, out) = run_with(&job(&json!({})), &unsampled);
+        assert!(!mutation.outcome.sampled());
+        assert_eq!(
+            out["metadata"]["annotations"]["jobtrace.dev/trace-flags"],
+            "02"
+        );
+        assert!(
+            env_value(&out, CONTAINERS[0], "TRACEPARENT").is_some(),
+            "context still injected"
+        );
+    }
+
+    #[test]
+    fn cronjob_runs_get_a_trace_each_by_default() {
+        let mut object = job(&json!({ "traceparent": TP }));
+        object["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly", "uid": "6f1c", "controller": true
+        }]);
+        let (_, out) = run(&object, SPAN_A);
+        let annotations = &out["metadata"]["annotations"];
+        assert_eq!(annotations["jobtrace.dev/origin"], "cronjob-run");
+        assert_eq!(annotations["jobtrace.dev/trace-id"], NEW_TRACE);
+        assert_eq!(annotations["jobtrace.dev/link"], TP);
+        let off = with(
+            crate::policy::Defaults {
+                cron_jobs: crate::policy::CronJobMode::Off,
+                ..crate::policy::Defaults::default()
+            },
+            None,
+        );
+        let (mutation, _) = run_with(&object, &off);
+        assert!(mutation.patch.0.is_empty(), "{:?}", mutation.patch);
+        assert_eq!(mutation.outcome, Outcome::NotTraced);
+    }
+
+    #[test]
+    fn only_the_containers_the_settings_allow_get_the_context() {
+        let settings = crate::policy::Defaults {
+            containers: crate::policy::KeyFilter {
+                include: None,
+                exclude: vec!["side".into(), "fetch".into()],
+            },
+            ..crate::policy::Defaults::default()
+        };
+        let (_, out) = run_with(&job(&json!({ "traceparent": TP })), &with(settings, None));
+        assert!(
+            env_value(&out, CONTAINERS[0], "TRACEPARENT").is_none(),
+            "fetch"
+        );
+        assert!(
+            env_value(&out, CONTAINERS[1], "TRACEPARENT").is_some(),
+            "main"
+        );
+        assert!(
+            env_value(&out, CONTAINERS[2], "TRACEPARENT").is_none(),
+            "side"
+        );
+        assert!(
+            env_value(&out, CONTAINERS[3], "TRACEPARENT").is_some(),
+            "third"
+        );
+    }
+
+    #[test]
+    fn without_pod_spans_pods_are_not_labelled_and_point_at_the_job_span() {
+        let settings = crate::policy::Defaults {
+            pod_spans: false,
+            resource_attributes: false,
+            ..crate::policy::Defaults::default()
+        };
+        let mut object = job(&json!({ "traceparent": TP }));
+        object["spec"]["template"]["metadata"] =
+            json!({ "labels": { "jobtrace.dev/traced": "true", "app": "r" } });
+        let (_, out) = run_with(&object, &with(settings, None));
+        assert_eq!(
+            out["spec"]["template"]["metadata"]["labels"],
+            json!({ "app": "r" })
+        );
+        assert_eq!(
+            out["metadata"]["labels"]["jobtrace.dev/traced"], "true",
+            "the Job is traced"
+        );
+        assert!(env_value(&out, CONTAINERS[1], "OTEL_RESOURCE_ATTRIBUTES").is_none());
+        assert!(env_value(&out, CONTAINERS[1], "JOBTRACE_POD_NAME").is_none());
+    }
+
+    #[test]
+    fn the_deciding_policy_is_written_on_the_job_even_when_it_traces_nothing() {
+        let resolution = Resolution {
+            effective: crate::policy::Defaults::default(),
+            policy: Some("quiet".into()),
+            overridden: vec!["other".into(), "third".into()],
+        };
+        let (mutation, out) = run_with(&job(&json!({ "team": "data" })), &resolution);
+        assert_eq!(mutation.outcome, Outcome::NotTraced);
+        assert_eq!(out["metadata"]["labels"]["jobtrace.dev/policy"], "quiet");
+        assert_eq!(
+            out["metadata"]["annotations"]["jobtrace.dev/policy-overridden"],
+            "other,third"
+        );
+        assert!(
+            out["metadata"]["labels"]
+                .get("jobtrace.dev/traced")
+                .is_none()
+        );
+        let (again, _) = run_with(&out, &resolution);
+        assert!(again.patch.0.is_empty());
+        // A saved manifest's label of a policy that no longer decides is removed.
+        let (_, cleared) = run_with(&out, &fixtures_defaults());
+        assert!(
+            cleared["metadata"]["labels"]
+                .get("jobtrace.dev/policy")
+                .is_none()
+        );
+        assert!(
+            cleared["metadata"]["annotations"]
+                .get("jobtrace.dev/policy-overridden")
+                .is_none()
+        );
+    }
+
+    fn fixtures_defaults() -> Resolution {
+        defaults()
+    }
+
+    #[test]
+    fn job_labels_to_copy_are_written_for_the_controller() {
+        let settings = crate::policy::Defaults {
+            job_labels: vec!["team".into(), "app".into()],
+            ..crate::policy::Defaults::default()
+        };
+        let (_, out) = run_with(&job(&json!({ "traceparent": TP })), &with(settings, None));
+        assert_eq!(
+            out["metadata"]["annotations"]["jobtrace.dev/job-labels"],
+            "team,app"
+        );
+    }
 }

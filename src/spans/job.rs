@@ -4,9 +4,12 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{
-    Attributes, Event, Kind, Skip, SpanRecord, Status, derived_span_id, sampled, trace_flags,
-    traced,
+    Attributes, Event, Kind, Link, Skip, SpanRecord, Status, Value, derived_span_id, sampled,
+    trace_flags, traced,
 };
+
+/// The annotation the CronJob controller writes on each run: when the run was scheduled.
+const CRONJOB_SCHEDULED: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 use crate::context::SpanId;
 use crate::names;
 
@@ -84,6 +87,17 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
     let parent_span_id = annotations
         .get(names::PARENT_SPAN_ID)
         .and_then(|v| SpanId::parse(v));
+    // A trace of its own (a linked Job, a CronJob run) links to the creator's context.
+    let links = annotations
+        .get(names::LINK)
+        .and_then(|v| crate::context::traceparent::parse(v).ok())
+        .map(|tp| Link {
+            trace_id: tp.trace_id,
+            span_id: tp.parent_id,
+            trace_flags: tp.flags,
+        })
+        .into_iter()
+        .collect();
     let mut spans = vec![SpanRecord {
         trace_id,
         span_id,
@@ -96,7 +110,8 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
         status,
         kind: Kind::Internal,
         trace_flags: flags,
-        links: Vec::new(),
+        label_attributes: label_attributes(job, annotations),
+        links,
     }];
     if annotations
         .get(names::CREATED_SUSPENDED)
@@ -118,10 +133,29 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
             status: Status::Unset,
             kind: Kind::Internal,
             trace_flags: flags,
+            label_attributes: Vec::new(),
             links: Vec::new(),
         });
     }
     Ok(spans)
+}
+
+/// The Job labels the policy asked for (`jobtrace.dev/job-labels`), as `k8s.job.label.<key>`.
+fn label_attributes(
+    job: &Job,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let Some(keys) = annotations.get(names::JOB_LABELS) else {
+        return Vec::new();
+    };
+    let labels = job.metadata.labels.as_ref();
+    keys.split(',')
+        .map(str::trim)
+        .filter_map(|key| {
+            let value = labels?.get(key)?;
+            Some((format!("k8s.job.label.{key}"), value.clone()))
+        })
+        .collect()
 }
 
 fn attributes(job: &Job, result: &str, failed: Option<&JobCondition>) -> Attributes {
@@ -146,6 +180,25 @@ fn attributes(job: &Job, result: &str, failed: Option<&JobCondition>) -> Attribu
     }
     if let Some(reason) = failed.and_then(|c| c.reason.clone()) {
         attributes.push(("error.type", reason.into()));
+    }
+    // A CronJob's run records when it was due: the delay to its creation shows a late schedule.
+    let scheduled = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CRONJOB_SCHEDULED))
+        .and_then(|v| v.parse::<Timestamp>().ok());
+    if let Some(scheduled) = scheduled {
+        attributes.push((
+            "jobtrace.cronjob.scheduled_time",
+            scheduled.to_string().into(),
+        ));
+        if let Some(created) = &meta.creation_timestamp {
+            let delay = created.0.duration_since(scheduled).as_millis();
+            attributes.push((
+                "jobtrace.cronjob.schedule_delay_ms",
+                Value::Int(i64::try_from(delay).unwrap_or(i64::MAX)),
+            ));
+        }
     }
     if let Some(spec) = &job.spec {
         let shape = [

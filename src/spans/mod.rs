@@ -77,6 +77,9 @@ pub struct SpanRecord {
     pub events: Vec<Event>,
     pub status: Status,
     pub kind: Kind,
+    /// Attributes whose keys are known only at run time: the Job labels a policy copies to the
+    /// span, as `k8s.job.label.<key>`.
+    pub label_attributes: Vec<(String, String)>,
     /// The W3C trace flags of the span's context (sampled, and Level 2's random bit).
     pub trace_flags: u8,
     /// Spans in other traces this one relates to (jobtrace's own spans link to the Job's trace),

@@ -88,6 +88,7 @@ pub fn pod_span(pod: &Pod, deleted_at: Option<Timestamp>) -> Result<SpanRecord, 
         status: span_status,
         kind: Kind::Internal,
         trace_flags: flags,
+        label_attributes: Vec::new(),
         links: Vec::new(),
     })
 }

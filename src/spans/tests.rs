@@ -497,3 +497,71 @@ mod recorded {
         assert_eq!(indexes, [0, 1]);
     }
 }
+
+#[test]
+fn a_trace_of_its_own_is_a_root_linked_to_the_creator() {
+    let status = json!({ "conditions": [condition("Complete", "CompletionsReached", "2026-11-23T10:00:42Z")] });
+    let creator = format!("00-{TRACE}-{CREATOR}-01");
+    let mut linked = job(
+        &status,
+        &json!({ "jobtrace.dev/link": creator, "jobtrace.dev/trace-flags": "03" }),
+        "01",
+    );
+    linked
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .remove("jobtrace.dev/parent-span-id");
+    let span = &job_spans(&linked, None).unwrap()[0];
+    assert_eq!(span.parent_span_id, None, "a root");
+    assert_eq!(
+        span.links,
+        [Link {
+            trace_id: TraceId::parse(TRACE).unwrap(),
+            span_id: SpanId::parse(CREATOR).unwrap(),
+            trace_flags: 0x01
+        }]
+    );
+}
+
+#[test]
+fn job_labels_named_by_the_policy_become_attributes() {
+    let status = json!({ "conditions": [condition("Complete", "CompletionsReached", "2026-11-23T10:00:42Z")] });
+    let mut labelled = job(
+        &status,
+        &json!({ "jobtrace.dev/job-labels": "team,app,missing" }),
+        "01",
+    );
+    labelled.metadata.labels.as_mut().unwrap().extend([
+        ("team".to_owned(), "data".to_owned()),
+        ("app".to_owned(), "reports".to_owned()),
+        ("other".to_owned(), "x".to_owned()),
+    ]);
+    let span = &job_spans(&labelled, None).unwrap()[0];
+    assert_eq!(
+        span.label_attributes,
+        [
+            ("k8s.job.label.team".to_owned(), "data".to_owned()),
+            ("k8s.job.label.app".to_owned(), "reports".to_owned())
+        ]
+    );
+    let plain = &job_spans(&job(&status, &json!({}), "01"), None).unwrap()[0];
+    assert!(plain.label_attributes.is_empty(), "only when asked");
+}
+
+#[test]
+fn a_cronjob_run_records_when_it_was_due() {
+    let status = json!({ "conditions": [condition("Complete", "CompletionsReached", "2026-11-23T10:00:42Z")] });
+    let run = job(
+        &status,
+        &json!({ "batch.kubernetes.io/cronjob-scheduled-timestamp": "2026-11-23T09:59:57Z" }),
+        "01",
+    );
+    let span = &job_spans(&run, None).unwrap()[0];
+    assert_eq!(
+        string(span, "jobtrace.cronjob.scheduled_time"),
+        "2026-11-23T09:59:57Z"
+    );
+    assert_eq!(int(span, "jobtrace.cronjob.schedule_delay_ms"), 3000);
+}
