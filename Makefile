@@ -50,8 +50,9 @@ bench:
 	hack/bench.sh
 
 ## End-to-end tests; expects a running control plane (make cluster-up). The chart and
-## certificate tests run the static binary (make static).
+## certificate tests run the static binary (make static); the trace UI's test, Debian's Chromium.
 e2e: static
+	hack/install-chromium.sh >/dev/null
 	$(CARGO) build --locked --examples
 	JOBTRACE_E2E_BINARY=$(CURDIR)/target/static/jobtrace \
 	  $(CARGO) test --locked --features e2e --test e2e -- --test-threads=4
@@ -61,6 +62,7 @@ e2e: static
 test: fmt-check lint unit lint-dockerfile
 	FUZZ_SECONDS=10 hack/fuzz.sh
 	hack/build-bins.sh
+	hack/install-chromium.sh >/dev/null
 	$(MAKE) --no-print-directory static
 	$(CARGO) build --locked --examples
 	$(CARGO) test --locked --features e2e --test e2e --no-run

@@ -10,4 +10,5 @@ mod cluster;
 mod edges;
 mod jaeger;
 mod spans;
+mod ui;
 mod webhook;
