@@ -87,6 +87,8 @@ pub enum Command {
     Run(RunArgs),
     /// Print the `MutatingWebhookConfiguration` for a webhook reached at a URL (local development).
     WebhookConfig(WebhookConfigArgs),
+    /// Print the `CustomResourceDefinition`s jobtrace reads (`JobTracePolicy`), as YAML.
+    Crds,
 }
 
 #[derive(Debug, Clone, Args)]

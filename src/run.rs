@@ -80,6 +80,10 @@ impl Cli {
                 print!("{}", crate::registration::webhook_config_yaml(&args)?);
                 Ok(())
             }
+            Command::Crds => {
+                print!("{}", crate::policy::crd_yaml());
+                Ok(())
+            }
         }
     }
 }

@@ -87,17 +87,6 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
     let parent_span_id = annotations
         .get(names::PARENT_SPAN_ID)
         .and_then(|v| SpanId::parse(v));
-    // A trace of its own (a linked Job, a CronJob run) links to the creator's context.
-    let links = annotations
-        .get(names::LINK)
-        .and_then(|v| crate::context::traceparent::parse(v).ok())
-        .map(|tp| Link {
-            trace_id: tp.trace_id,
-            span_id: tp.parent_id,
-            trace_flags: tp.flags,
-        })
-        .into_iter()
-        .collect();
     let mut spans = vec![SpanRecord {
         trace_id,
         span_id,
@@ -111,7 +100,7 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
         kind: Kind::Internal,
         trace_flags: flags,
         label_attributes: label_attributes(job, annotations),
-        links,
+        links: links(annotations),
     }];
     if annotations
         .get(names::CREATED_SUSPENDED)
@@ -138,6 +127,20 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
         });
     }
     Ok(spans)
+}
+
+/// A trace of its own (a linked Job, a CronJob run) links to the creator's context.
+fn links(annotations: &std::collections::BTreeMap<String, String>) -> Vec<Link> {
+    annotations
+        .get(names::LINK)
+        .and_then(|v| crate::context::traceparent::parse(v).ok())
+        .map(|tp| Link {
+            trace_id: tp.trace_id,
+            span_id: tp.parent_id,
+            trace_flags: tp.flags,
+        })
+        .into_iter()
+        .collect()
 }
 
 /// The Job labels the policy asked for (`jobtrace.dev/job-labels`), as `k8s.job.label.<key>`.
