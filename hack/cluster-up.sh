@@ -17,6 +17,8 @@ running=0
 for c in "${COMPONENTS[@]}"; do pid_of "$c" >/dev/null && running=$((running + 1)); done
 if [ "$running" = "${#COMPONENTS[@]}" ] &&
   "$BIN/kubectl" --kubeconfig "$CLUSTER/kubeconfig" get --raw /readyz >/dev/null 2>&1; then
+  # jobtrace's own CRDs, as they are in this checkout.
+  "$BIN/kubectl" --kubeconfig "$CLUSTER/kubeconfig" apply --server-side --force-conflicts -f "$REPO/crds/" >/dev/null
   echo "cluster-up: already running; export KUBECONFIG=$CLUSTER/kubeconfig (trace UI: $TRACE_UI/traces)"
   exit 0
 fi
@@ -139,6 +141,9 @@ NODE
 done | "${kubectl[@]}" apply -f - >/dev/null
 "${kubectl[@]}" wait --for=condition=Ready node --all --timeout=60s >/dev/null
 echo "cluster-up: $NODES kwok nodes Ready"
+"${kubectl[@]}" apply --server-side --force-conflicts -f "$REPO/crds/" >/dev/null
+"${kubectl[@]}" wait --for=condition=Established crd --all --timeout=60s >/dev/null
+echo "cluster-up: jobtrace's CRDs installed (crds/)"
 echo "cluster-up: export KUBECONFIG=$CLUSTER/kubeconfig"
 echo "cluster-up: traces: OTLP to 127.0.0.1:4317 (gRPC) or :4318 (HTTP); UI $TRACE_UI/traces," \
   "Jaeger's query API http://127.0.0.1:16686/api"
