@@ -141,11 +141,17 @@ pub struct WebhookArgs {
 
 /// The cluster-wide tracing settings: in force wherever no `JobTracePolicy` says otherwise.
 #[derive(Debug, Clone, Args)]
+#[allow(clippy::struct_excessive_bools)] // one per flag
 pub struct PolicyArgs {
     /// Read `JobTracePolicy` objects (every replica keeps a watch-backed copy); with `false`, only
     /// these flags apply.
     #[arg(long, env = "JOBTRACE_POLICIES", default_value_t = true, action = clap::ArgAction::Set)]
     pub policies: bool,
+    /// Keep the Jobs webhook's `matchConditions` in the webhook configuration
+    /// (`--webhook-configuration`) in step with the policies: Jobs without context then reach the
+    /// webhook only in namespaces where root traces are on.
+    #[arg(long, env = "JOBTRACE_SYNC_MATCH_CONDITIONS")]
+    pub sync_match_conditions: bool,
     /// Give Jobs without trace context a trace of their own, sampled at this ratio (0 to 1).
     /// Every Job then calls the webhook.
     #[arg(long, env = "JOBTRACE_ROOT_TRACES", value_parser = ratio)]

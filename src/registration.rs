@@ -68,6 +68,24 @@ pub fn job_match_condition() -> String {
     )
 }
 
+/// The Jobs webhook's condition when policies trace every Job of some namespaces (root traces):
+/// Jobs with context, and every Job of `namespaces`; `None`: every Job at all (the cluster
+/// defaults turn root traces on).
+pub fn job_match_condition_for(namespaces: Option<&[String]>) -> String {
+    match namespaces {
+        None => "true".to_owned(),
+        Some([]) => job_match_condition(),
+        Some(namespaces) => {
+            let quoted: Vec<String> = namespaces.iter().map(|n| format!("'{n}'")).collect();
+            format!(
+                "({}) || request.namespace in [{}]",
+                job_match_condition(),
+                quoted.join(", ")
+            )
+        }
+    }
+}
+
 /// Builds the configuration: one webhook for Jobs (CREATE, only with input annotations), one for
 /// the pods of traced Jobs (CREATE, label-selected).
 pub fn webhook_configuration(registration: &Registration) -> MutatingWebhookConfiguration {
@@ -167,6 +185,23 @@ pub fn webhook_config_yaml(args: &WebhookConfigArgs) -> Result<String, WebhookCo
     Ok(serde_saphyr::to_string(&webhook_configuration(
         &registration,
     ))?)
+}
+
+#[cfg(test)]
+mod match_condition_tests {
+    use super::*;
+
+    #[test]
+    fn the_condition_lets_through_jobs_of_namespaces_with_root_traces() {
+        assert_eq!(job_match_condition_for(Some(&[])), job_match_condition());
+        assert_eq!(job_match_condition_for(None), "true");
+        let some = job_match_condition_for(Some(&["batch".into(), "etl".into()]));
+        assert!(some.starts_with(&format!("({})", job_match_condition())));
+        assert!(
+            some.ends_with(" || request.namespace in ['batch', 'etl']"),
+            "{some}"
+        );
+    }
 }
 
 #[cfg(test)]

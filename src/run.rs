@@ -136,9 +136,11 @@ async fn tls_source(
 }
 
 /// The policies admission decides with: the flags' defaults, and a watch of the `JobTracePolicy`
-/// objects (kept by a task until `shutdown`) unless turned off or no client can be had.
+/// objects (kept by a task until `shutdown`) unless turned off or no client can be had. With
+/// `--sync-match-conditions`, a task keeps the webhook configuration `configuration` in step.
 async fn policies(
     args: &crate::cli::PolicyArgs,
+    configuration: &str,
     shutdown: &CancellationToken,
 ) -> crate::policy::Policies {
     let defaults = args.defaults();
@@ -147,14 +149,22 @@ async fn policies(
     }
     match kube::Client::try_default().await {
         Ok(client) => {
-            let (policies, keep) = crate::policy::Policies::watch(client, None, defaults);
-            let shutdown = shutdown.clone();
+            let (policies, keep) = crate::policy::Policies::watch(client.clone(), None, defaults);
+            let stop = shutdown.clone();
             tokio::spawn(async move {
                 tokio::select! {
                     () = keep => {}
-                    () = shutdown.cancelled() => {}
+                    () = stop.cancelled() => {}
                 }
             });
+            if args.sync_match_conditions {
+                tokio::spawn(crate::policy::match_conditions::keep_in_step(
+                    client,
+                    configuration.to_owned(),
+                    policies.clone(),
+                    shutdown.clone(),
+                ));
+            }
             policies
         }
         Err(e) => {
@@ -216,7 +226,7 @@ pub async fn webhook(args: WebhookArgs, common: CommonArgs) -> Result<(), Comman
         &shutdown,
     )?;
     let tls = tls_source(&args, &metrics, tracer.as_ref()).await?;
-    let policies = policies(&args.policy, &shutdown).await;
+    let policies = policies(&args.policy, &args.certs.webhook_configuration, &shutdown).await;
     tracing::info!(listen = %args.listen, metrics = %args.metrics_listen, "webhook serving");
     let served = serve::webhook(
         WebhookServer {
@@ -270,7 +280,13 @@ async fn export(
 ) -> Result<(), CommandError> {
     if args.no_leader_election {
         context.metrics.leader.set(1);
+        let reporting = tokio::spawn(crate::policy::status::report(
+            context.client.clone(),
+            context.namespace.clone(),
+            shutdown.clone(),
+        ));
         controller::run(context, shutdown).await;
+        let _ = reporting.await;
         Ok(())
     } else {
         Ok(
@@ -352,7 +368,12 @@ pub async fn run(args: RunArgs, common: CommonArgs) -> Result<(), CommandError> 
     let listeners = Listeners::bind(args.webhook.listen, args.webhook.metrics_listen)?;
     let started = start_controller(&args.controller, &common).await?;
     let tls = tls_source(&args.webhook, &started.metrics, started.tracer.as_ref()).await?;
-    let policies = policies(&args.webhook.policy, &started.shutdown).await;
+    let policies = policies(
+        &args.webhook.policy,
+        &args.webhook.certs.webhook_configuration,
+        &started.shutdown,
+    )
+    .await;
     tracing::info!(listen = %args.webhook.listen, metrics = %args.webhook.metrics_listen, "webhook serving");
     let exporting = tokio::spawn({
         let shutdown = started.shutdown.clone();

@@ -4,8 +4,10 @@
 //! settings apply to one Job is pure: [`resolve`].
 
 mod cache;
+pub mod match_conditions;
 mod resolve;
 pub mod sampling;
+pub mod status;
 
 use std::collections::BTreeMap;
 
