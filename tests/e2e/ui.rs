@@ -63,7 +63,7 @@ async fn chromium_run(url: &str, action: &str) -> String {
                 "--disable-component-update",
                 "--disable-sync",
                 "--hide-scrollbars",
-                "--window-size=1400,720",
+                "--window-size=1920,600",
                 "--virtual-time-budget=5000",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
@@ -223,6 +223,6 @@ async fn trace_ui_shows_the_tree_of_a_trace_sent_to_the_one_otlp_endpoint() {
     );
     // The IHDR chunk: width and height, big-endian, right after the signature and chunk header.
     let size = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
-    assert_eq!((size(16), size(20)), (1400, 720), "{}", png.display());
+    assert_eq!((size(16), size(20)), (1920, 600), "{}", png.display());
     println!("trace UI screenshot: {}", png.display());
 }
