@@ -1,9 +1,10 @@
 //! Creating a traced Job from Rust: start a span, write its context on the Job as annotations
 //! (exactly what `inject()` with the annotations map as the carrier does), create the Job, and end
-//! the span. With `--wait` it then waits for the Job to finish and prints its trace from Jaeger as
-//! a tree: what `make demo` shows.
+//! the span. With `--wait` it then waits for the Job to finish, prints its trace from Jaeger's
+//! query API as a tree (what `make demo` shows) and the trace's address in the trace UI.
 //!
-//! Usage: `create-job NAMESPACE TASK_PROGRAM [--wait]` (`KUBECONFIG` and the OTLP endpoint from env)
+//! Usage: `create-job NAMESPACE TASK_PROGRAM [--wait]` (`KUBECONFIG` and the OTLP endpoint from
+//! env; `JAEGER_QUERY` and `TRACE_UI` default to the local setup's)
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -99,7 +100,8 @@ async fn main() -> anyhow::Result<()> {
     let trace = wait_for_trace(&query, &trace_id, 6).await?;
     println!("\ntrace {trace_id}:\n");
     print_tree(&trace);
-    println!("\nopen it in Jaeger: {query}/trace/{trace_id}");
+    let ui = std::env::var("TRACE_UI").unwrap_or_else(|_| "http://127.0.0.1:8000".to_owned());
+    println!("\nopen it in the trace UI: {ui}/traces/{trace_id}");
     Ok(())
 }
 

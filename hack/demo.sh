@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The demo: a local control plane and Jaeger, jobtrace (webhook and controller), and the pod
-# runner; then a client starts a span and creates an annotated Job whose first attempt fails and
-# whose retry succeeds, and whose own code records a span from TRACEPARENT. Prints the trace as a
-# tree. In a terminal it waits for Enter before cleaning up, so the trace can be opened in Jaeger.
+# The demo: a local control plane, Jaeger and the trace UI, jobtrace (webhook and controller), and
+# the pod runner; then a client starts a span and creates an annotated Job whose first attempt
+# fails and whose retry succeeds, and whose own code records a span from TRACEPARENT. Prints the
+# trace as a tree and its address in the trace UI. In a terminal it waits for Enter before
+# cleaning up, so the trace can be opened there.
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -48,12 +49,15 @@ done
 
 echo
 echo "demo: jobtrace is running (logs: $CLUSTER/logs/demo-jobtrace.log); creating a traced Job"
-target/debug/examples/create-job demo "$REPO/target/debug/examples/traced-task" --wait
+TRACE_UI=$TRACE_UI target/debug/examples/create-job demo "$REPO/target/debug/examples/traced-task" \
+  --wait | tee "$CLUSTER/logs/demo-create-job.log"
+trace_id=$(sed -n 's/^created Job .* in trace \([0-9a-f]\{32\}\)$/\1/p' "$CLUSTER/logs/demo-create-job.log")
 echo
 echo "What ran for real: kube-apiserver, controller-manager (job controller: the retry), scheduler,"
-echo "etcd, Jaeger, jobtrace, and the task itself (a local process with the pod's environment)."
-echo "What is simulated: the nodes (kwok) and the kubelet (hack/pod-runner.rs)."
+echo "etcd, Jaeger, the trace UI, jobtrace, and the task itself (a local process with the pod's"
+echo "environment). What is simulated: the nodes (kwok) and the kubelet (hack/pod-runner.rs)."
+echo
+echo "demo: the trace in the UI: $TRACE_UI/traces/$trace_id"
 if [ -t 0 ]; then
-  echo
-  read -r -p "Jaeger: http://127.0.0.1:16686 - press Enter to stop and clean up. " _
+  read -r -p "demo: open it in a browser, then press Enter to stop and clean up. " _
 fi
