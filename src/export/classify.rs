@@ -1,0 +1,170 @@
+//! Failures classified as the OTLP specification does: retry the retryable, drop the rest.
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
+use tonic_types::StatusExt;
+
+/// Why an export failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportError {
+    /// Try again later (collector unreachable, overloaded, or a retryable status).
+    #[error("retryable: {message}")]
+    Retryable {
+        message: String,
+        /// The collector's requested delay, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// Sending the same data again can't succeed: drop it.
+    #[error("rejected: {0}")]
+    Permanent(String),
+}
+
+/// OTLP/gRPC: retry only the codes the specification lists as retryable; `RESOURCE_EXHAUSTED` only
+/// when the server says when to retry.
+pub fn classify_grpc(status: &tonic::Status) -> ExportError {
+    use tonic::Code;
+    let message = format!("{:?}: {}", status.code(), status.message());
+    let retry_after = status.get_details_retry_info().and_then(|r| r.retry_delay);
+    match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => ExportError::Retryable {
+            message,
+            retry_after,
+        },
+        Code::ResourceExhausted if retry_after.is_some() => ExportError::Retryable {
+            message,
+            retry_after,
+        },
+        _ => ExportError::Permanent(message),
+    }
+}
+
+/// OTLP/HTTP: 429, 502, 503 and 504 are retryable, honouring `Retry-After`; any other failure is
+/// not.
+pub fn classify_http(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Result<ExportTraceServiceResponse, ExportError> {
+    match status {
+        200..=299 => Ok(ExportTraceServiceResponse::decode(body).unwrap_or_default()),
+        429 | 502 | 503 | 504 => Err(ExportError::Retryable {
+            message: format!("HTTP {status}"),
+            retry_after,
+        }),
+        _ => Err(ExportError::Permanent(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_codes_are_classified_as_the_specification_lists() {
+        use tonic::Code;
+        let retryable = [
+            Code::Cancelled,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unavailable,
+            Code::DataLoss,
+        ];
+        for code in retryable {
+            assert!(
+                matches!(
+                    classify_grpc(&tonic::Status::new(code, "x")),
+                    ExportError::Retryable { .. }
+                ),
+                "{code:?}"
+            );
+        }
+        let permanent = [
+            Code::Unknown,
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+            Code::FailedPrecondition,
+            Code::Unimplemented,
+            Code::Internal,
+            Code::ResourceExhausted,
+        ];
+        for code in permanent {
+            assert!(
+                matches!(
+                    classify_grpc(&tonic::Status::new(code, "x")),
+                    ExportError::Permanent(_)
+                ),
+                "{code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn resource_exhausted_with_retry_info_is_retried_after_the_delay() {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let status = tonic::Status::with_error_details(
+            tonic::Code::ResourceExhausted,
+            "slow down",
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(5))),
+        );
+        assert_eq!(
+            classify_grpc(&status),
+            ExportError::Retryable {
+                message: "ResourceExhausted: slow down".into(),
+                retry_after: Some(Duration::from_secs(5))
+            }
+        );
+    }
+
+    #[test]
+    fn http_statuses_are_classified_as_the_specification_lists() {
+        for status in [429, 502, 503, 504] {
+            assert!(
+                matches!(
+                    classify_http(status, None, b""),
+                    Err(ExportError::Retryable { .. })
+                ),
+                "{status}"
+            );
+        }
+        for status in [400, 401, 403, 404, 413, 500, 501] {
+            assert!(
+                matches!(
+                    classify_http(status, None, b""),
+                    Err(ExportError::Permanent(_))
+                ),
+                "{status}"
+            );
+        }
+        assert_eq!(
+            classify_http(503, Some(Duration::from_secs(7)), b""),
+            Err(ExportError::Retryable {
+                message: "HTTP 503".into(),
+                retry_after: Some(Duration::from_secs(7))
+            })
+        );
+        let partial = ExportTraceServiceResponse {
+            partial_success: Some(
+                opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
+                    rejected_spans: 2,
+                    error_message: "too old".into(),
+                },
+            ),
+        };
+        let decoded = classify_http(200, None, &partial.encode_to_vec()).unwrap();
+        assert_eq!(decoded.partial_success.unwrap().rejected_spans, 2);
+    }
+}
