@@ -1,0 +1,141 @@
+//! Batching: queued work gathered into OTLP requests of up to 512 spans, exported, retried with
+//! backoff while the collector can't take them, and recorded as jobtrace's own spans.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::runtime::events::{Recorder, Reporter};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::mark::finish;
+use super::{Context, Work};
+use crate::export::ExportError;
+use crate::selftrace::SelfTracer;
+use crate::spans::SpanRecord;
+
+/// Spans sent in one OTLP request at most.
+const MAX_BATCH: usize = 512;
+/// How long the first span of a batch waits for others.
+const BATCH_DELAY: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Batches queued work, exports it, and marks the objects; retries what the collector couldn't
+/// take, with backoff, for as long as the process runs.
+pub(super) async fn export_loop(
+    context: Arc<Context>,
+    mut work: mpsc::Receiver<Work>,
+    pending: Arc<Mutex<HashSet<String>>>,
+    shutdown: CancellationToken,
+) {
+    let recorder = Recorder::new(
+        context.client.clone(),
+        Reporter {
+            controller: "jobtrace".to_owned(),
+            instance: Some(context.instance.clone()),
+        },
+    );
+    let mut batch: Vec<Work> = Vec::new();
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        if batch.is_empty() {
+            match work.recv().await {
+                Some(w) => batch.push(w),
+                None => return,
+            }
+        }
+        // Fill the batch for a moment, without waiting on an empty queue forever.
+        let deadline = tokio::time::Instant::now() + BATCH_DELAY;
+        while batch.iter().map(|w| w.spans.len()).sum::<usize>() < MAX_BATCH {
+            match tokio::time::timeout_at(deadline, work.recv()).await {
+                Ok(Some(w)) => batch.push(w),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let spans: Vec<SpanRecord> = batch.iter().flat_map(|w| w.spans.iter().cloned()).collect();
+        let request = crate::export::request(&spans, &context.resource);
+        let started = Instant::now();
+        let own = context.tracer.as_ref().map(|t| t.background("export"));
+        let outcome = context.exporter.export(request).await;
+        if let (Some(tracer), Some(span)) = (&context.tracer, own) {
+            record_export(tracer, span, spans.len(), batch.len(), &outcome);
+        }
+        match outcome {
+            Ok(accepted) => {
+                backoff = Duration::from_millis(500);
+                context.metrics.spans_exported.inc_by(spans.len() as u64);
+                if accepted.rejected > 0 {
+                    tracing::warn!(
+                        rejected = accepted.rejected,
+                        "the collector rejected part of a batch"
+                    );
+                    context
+                        .metrics
+                        .spans_dropped
+                        .inc_by(accepted.rejected.unsigned_abs());
+                }
+                tracing::debug!(spans = spans.len(), elapsed = ?started.elapsed(), "exported");
+                finish(
+                    &context,
+                    &recorder,
+                    std::mem::take(&mut batch),
+                    "true",
+                    &pending,
+                )
+                .await;
+            }
+            Err(ExportError::Permanent(message)) => {
+                tracing::error!(%message, spans = spans.len(), "the collector refused spans; dropping them");
+                context.metrics.spans_dropped.inc_by(spans.len() as u64);
+                finish(
+                    &context,
+                    &recorder,
+                    std::mem::take(&mut batch),
+                    "dropped",
+                    &pending,
+                )
+                .await;
+            }
+            Err(ExportError::Retryable {
+                message,
+                retry_after,
+            }) => {
+                context.metrics.export_retries.inc();
+                context.metrics.spans_retried.inc_by(spans.len() as u64);
+                let wait = retry_after.unwrap_or(backoff).min(MAX_BACKOFF);
+                tracing::warn!(%message, retry_in = ?wait, spans = spans.len(), endpoint = context.exporter.endpoint(), "export failed; will retry");
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+/// Finishes jobtrace's own span for one export.
+fn record_export(
+    tracer: &SelfTracer,
+    mut span: crate::selftrace::OwnSpan,
+    spans: usize,
+    objects: usize,
+    outcome: &Result<crate::export::Accepted, ExportError>,
+) {
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    span.set("jobtrace.export.spans", count(spans));
+    span.set("jobtrace.export.objects", count(objects));
+    match outcome {
+        Ok(_) => span.set("jobtrace.export.result", "exported"),
+        Err(ExportError::Permanent(m)) => {
+            span.set("jobtrace.export.result", "dropped");
+            span.fail(m.clone());
+        }
+        Err(ExportError::Retryable { message, .. }) => {
+            span.set("jobtrace.export.result", "retry");
+            span.fail(message.clone());
+        }
+    }
+    tracer.record(span);
+}

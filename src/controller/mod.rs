@@ -1,0 +1,145 @@
+//! The controller: watches traced Jobs and pods, and when one reaches a terminal state (or is
+//! deleted) exports its spans, then marks it `jobtrace.dev/exported`. Nothing is cached while a
+//! Job runs: a restarted controller rebuilds the same spans from the objects, and finds the ones
+//! it had not marked yet. A crash between export and mark repeats a span with the same ids; it
+//! never loses one.
+
+mod batch;
+mod leader;
+mod mark;
+mod watch;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use leader::run_as_leader;
+
+use crate::admin::Readiness;
+use crate::export::Exporter;
+use crate::metrics::Metrics;
+use crate::names;
+use crate::selftrace::SelfTracer;
+use crate::spans::SpanRecord;
+use watch::{InFlight, Seen};
+
+/// Which kind of object a watch event or a piece of work is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Job,
+    Pod,
+}
+
+/// The spans of one object, waiting to be exported and the object marked.
+#[derive(Debug)]
+struct Work {
+    kind: Kind,
+    namespace: String,
+    name: String,
+    uid: String,
+    deleted: bool,
+    spans: Vec<SpanRecord>,
+    /// When the object reached its terminal state, for the export-lag metric.
+    finished: Timestamp,
+}
+
+/// What the controller needs.
+pub struct Context {
+    pub client: Client,
+    pub exporter: Exporter,
+    pub metrics: Arc<Metrics>,
+    /// OTLP resource attributes of the exported spans.
+    pub resource: Vec<(&'static str, String)>,
+    pub instance: String,
+    /// Only this namespace, when set.
+    pub namespace: Option<String>,
+    /// `/readyz`: not ready while a leading replica lists the traced objects for the first time.
+    pub readiness: Arc<Readiness>,
+    /// Records a span of jobtrace's own for each export, when set.
+    pub tracer: Option<SelfTracer>,
+}
+
+/// Watches and exports until `shutdown`; then exports what is queued, if the collector takes it.
+pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
+    context.readiness.set_controller_syncing();
+    // A short queue: when the collector is slow the watch waits, instead of memory growing.
+    let (queue, work) = mpsc::channel::<Work>(512);
+    let pending = Arc::new(Mutex::new(HashSet::<String>::new()));
+    let exporting = tokio::spawn(batch::export_loop(
+        context.clone(),
+        work,
+        pending.clone(),
+        shutdown.clone(),
+    ));
+    let config = watcher::Config::default()
+        .labels(&format!("{}=true", names::TRACED_LABEL))
+        .page_size(100);
+    let (jobs, pods) = match &context.namespace {
+        Some(ns) => (
+            Api::namespaced(context.client.clone(), ns),
+            Api::namespaced(context.client.clone(), ns),
+        ),
+        None => (
+            Api::all(context.client.clone()),
+            Api::all(context.client.clone()),
+        ),
+    };
+    let jobs = watch::events::<Job>(jobs, config.clone(), Kind::Job);
+    let pods = watch::events::<Pod>(pods, config, Kind::Pod);
+    let mut events = std::pin::pin!(futures::stream::select(jobs, pods));
+    let mut in_flight = InFlight::default();
+    let mut listed = (false, false);
+    loop {
+        let seen = tokio::select! {
+            () = shutdown.cancelled() => break,
+            next = events.next() => match next {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "watch error; retrying");
+                    continue;
+                }
+                Some(Ok(seen)) => seen,
+            }
+        };
+        in_flight.see(&seen);
+        context
+            .metrics
+            .jobs_in_flight
+            .set(i64::try_from(in_flight.jobs.len()).unwrap_or(i64::MAX));
+        match seen {
+            Seen::Listed(kind) => {
+                match kind {
+                    Kind::Job => listed.0 = true,
+                    Kind::Pod => listed.1 = true,
+                }
+                if listed == (true, true) {
+                    context.readiness.set_controller_synced();
+                }
+            }
+            Seen::Finished(work) => {
+                if pending
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(work.uid.clone())
+                {
+                    context.metrics.controller_pending.inc();
+                    if queue.send(work).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Seen::Running(_) | Seen::Gone(_) | Seen::Listing(_) => {}
+        }
+    }
+    context.metrics.jobs_in_flight.set(0);
+    drop(queue);
+    let _ = exporting.await;
+}

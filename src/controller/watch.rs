@@ -1,0 +1,170 @@
+//! What watch events mean: an object finished (its spans to export), a Job still running, a
+//! (re)list beginning or done.
+
+use std::collections::HashSet;
+
+use futures::TryStreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource};
+
+use super::{Kind, Work};
+use crate::spans::{self, SpanRecord};
+
+/// What a watch saw.
+#[derive(Debug)]
+pub(super) enum Seen {
+    /// An object finished (or was deleted): its spans are to be exported.
+    Finished(Work),
+    /// A traced Job that is not finished.
+    Running(String),
+    /// A Job that needs nothing more (exported, or gone).
+    Gone(String),
+    /// A (re)list begins.
+    Listing(Kind),
+    /// A (re)list is complete.
+    Listed(Kind),
+}
+
+/// Traced Jobs not finished yet, for the in-flight gauge; rebuilt on each re-list.
+#[derive(Default)]
+pub(super) struct InFlight {
+    pub(super) jobs: HashSet<String>,
+    pub(super) listing: Option<HashSet<String>>,
+}
+
+impl InFlight {
+    pub(super) fn see(&mut self, seen: &Seen) {
+        match seen {
+            Seen::Running(uid) => {
+                self.jobs.insert(uid.clone());
+                if let Some(listing) = &mut self.listing {
+                    listing.insert(uid.clone());
+                }
+            }
+            Seen::Gone(uid) => {
+                self.jobs.remove(uid);
+            }
+            Seen::Finished(w) if w.kind == Kind::Job => {
+                self.jobs.remove(&w.uid);
+            }
+            Seen::Listing(Kind::Job) => self.listing = Some(HashSet::new()),
+            Seen::Listed(Kind::Job) => {
+                if let Some(listed) = self.listing.take() {
+                    self.jobs = listed;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What one object's watch events mean for the controller.
+pub(super) fn events<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    kind: Kind,
+) -> impl futures::Stream<Item = Result<Seen, watcher::Error>> + Send
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K: ToWork,
+{
+    watcher(api, config)
+        .default_backoff()
+        .map_ok(move |event| {
+            let seen = match event {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => o.seen(kind, false),
+                watcher::Event::Delete(o) => o.seen(kind, true),
+                watcher::Event::Init => Some(Seen::Listing(kind)),
+                watcher::Event::InitDone => Some(Seen::Listed(kind)),
+            };
+            futures::stream::iter(seen.map(Ok))
+        })
+        .try_flatten()
+}
+
+/// What one object's state means for the controller.
+pub(super) trait ToWork {
+    fn seen(&self, kind: Kind, deleted: bool) -> Option<Seen>;
+}
+
+impl ToWork for Job {
+    fn seen(&self, kind: Kind, deleted: bool) -> Option<Seen> {
+        let now = deleted.then(Timestamp::now);
+        match spans::job_spans(self, now) {
+            Ok(spans) => {
+                let finished = spans.first()?.end;
+                work(self, kind, deleted, spans, finished).map(Seen::Finished)
+            }
+            Err(spans::Skip::NotFinished) => self.metadata.uid.clone().map(Seen::Running),
+            Err(_) => self.metadata.uid.clone().map(Seen::Gone),
+        }
+    }
+}
+
+impl ToWork for Pod {
+    fn seen(&self, kind: Kind, deleted: bool) -> Option<Seen> {
+        let now = deleted.then(Timestamp::now);
+        let span = spans::pod_span(self, now).ok()?;
+        let finished = span.end;
+        work(self, kind, deleted, vec![span], finished).map(Seen::Finished)
+    }
+}
+
+fn work<K: Resource>(
+    object: &K,
+    kind: Kind,
+    deleted: bool,
+    spans: Vec<SpanRecord>,
+    finished: Timestamp,
+) -> Option<Work> {
+    Some(Work {
+        kind,
+        namespace: object.meta().namespace.clone()?,
+        name: object.meta().name.clone()?,
+        uid: object.meta().uid.clone()?,
+        deleted,
+        spans,
+        finished,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_jobs_follow_the_watch_and_a_relist_forgets_the_missed_deletions() {
+        let mut in_flight = InFlight::default();
+        in_flight.see(&Seen::Listing(Kind::Job));
+        in_flight.see(&Seen::Running("a".into()));
+        in_flight.see(&Seen::Running("b".into()));
+        in_flight.see(&Seen::Listed(Kind::Job));
+        assert_eq!(in_flight.jobs.len(), 2);
+        in_flight.see(&Seen::Gone("a".into()));
+        in_flight.see(&Seen::Running("c".into()));
+        assert_eq!(in_flight.jobs.len(), 2);
+        // The watch broke and relists: "b" was deleted meanwhile and is not listed again.
+        in_flight.see(&Seen::Listing(Kind::Job));
+        in_flight.see(&Seen::Running("c".into()));
+        assert_eq!(
+            in_flight.jobs.len(),
+            2,
+            "the old set holds until the list is done"
+        );
+        in_flight.see(&Seen::Listed(Kind::Job));
+        assert_eq!(in_flight.jobs, HashSet::from(["c".to_owned()]));
+        // A pod's list doesn't touch the Jobs.
+        in_flight.see(&Seen::Listing(Kind::Pod));
+        in_flight.see(&Seen::Listed(Kind::Pod));
+        assert_eq!(in_flight.jobs.len(), 1);
+    }
+}
