@@ -9,14 +9,15 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AdmissionLabels {
-    /// `jobs` or `pods`.
+    /// [`crate::webhook::Endpoint::label`]: `jobs` or `pods`.
     pub endpoint: &'static str,
-    /// `injected`, `not_traced`, `skipped` (another kind or operation) or `bad_request`.
+    /// [`crate::webhook::AdmissionResult::label`].
     pub result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WarningLabels {
+    /// [`crate::context::WarningReason::label`].
     pub reason: &'static str,
 }
 

@@ -67,6 +67,25 @@ pub const POLICY_OVERRIDDEN: &str = "jobtrace.dev/policy-overridden";
 pub const JOB_LABELS: &str = "jobtrace.dev/job-labels";
 /// Set by the controller once the object's span has been exported.
 pub const EXPORTED: &str = "jobtrace.dev/exported";
+
+/// What [`EXPORTED`] says of an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exported {
+    /// The collector accepted its spans.
+    Accepted,
+    /// The collector refused its spans for good: they were dropped.
+    Dropped,
+}
+
+impl Exported {
+    /// The annotation's value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Accepted => "true",
+            Self::Dropped => "dropped",
+        }
+    }
+}
 /// Annotations that describe one object only: never copied from a Job's pod template to its pods,
 /// never trusted when they arrive on a CREATE.
 pub const OBJECT_OWN: [&str; 4] = [SPAN_ID, ADMITTED_AT, EXPORTED, CREATED_SUSPENDED];

@@ -46,7 +46,7 @@ pub enum CommandError {
     #[error("OTLP exporter configuration: {0}")]
     ExporterConfig(#[from] crate::export::ConfigError),
     #[error("OTLP exporter: {0}")]
-    Exporter(#[from] crate::export::ExportError),
+    Exporter(#[from] crate::export::BuildError),
     #[error("certificates: give --tls-cert-file and --tls-key-file, or --cert-secret")]
     NoCertificateSource,
     #[error("certificates: --cert-secret needs --cert-name (the Service's <name>.<namespace>.svc)")]

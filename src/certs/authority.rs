@@ -54,7 +54,16 @@ pub enum CertError {
     #[error("generating a certificate: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("unreadable certificate: {0}")]
-    Parse(String),
+    Pem(#[source] x509_parser::error::PEMError),
+    #[error("unreadable certificate: {0}")]
+    X509(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    #[error("unreadable certificate: no certificate in the PEM text")]
+    NoCertificate,
+    #[error("unreadable certificate: time {unix}: {source}")]
+    Time {
+        unix: i64,
+        source: time::error::ComponentRange,
+    },
 }
 
 /// The facts of one certificate that the plan needs.
@@ -94,10 +103,8 @@ impl CertInfo {
 pub fn parse_bundle(pem: &str) -> Result<Vec<CertInfo>, CertError> {
     let mut out = Vec::new();
     for block in x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()) {
-        let block = block.map_err(|e| CertError::Parse(e.to_string()))?;
-        let cert = block
-            .parse_x509()
-            .map_err(|e| CertError::Parse(e.to_string()))?;
+        let block = block.map_err(CertError::Pem)?;
+        let cert = block.parse_x509().map_err(CertError::X509)?;
         let names = cert
             .subject_alternative_name()
             .ok()
@@ -135,9 +142,7 @@ pub fn parse_bundle(pem: &str) -> Result<Vec<CertInfo>, CertError> {
         });
     }
     if out.is_empty() {
-        return Err(CertError::Parse(
-            "no certificate in the PEM text".to_owned(),
-        ));
+        return Err(CertError::NoCertificate);
     }
     Ok(out)
 }
@@ -156,7 +161,7 @@ fn pem_block(label: &str, der: &[u8]) -> String {
 
 fn time(unix: i64) -> Result<time::OffsetDateTime, CertError> {
     time::OffsetDateTime::from_unix_timestamp(unix)
-        .map_err(|e| CertError::Parse(format!("time {unix}: {e}")))
+        .map_err(|source| CertError::Time { unix, source })
 }
 
 fn key_matches(key_pem: &str, cert: &CertInfo) -> bool {

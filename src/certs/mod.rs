@@ -56,7 +56,7 @@ pub enum Error {
     #[error(transparent)]
     Cert(#[from] authority::CertError),
     #[error("the certificate could not be loaded: {0}")]
-    Load(std::io::Error),
+    Load(#[source] std::io::Error),
 }
 
 /// Keeps the certificates of one install.

@@ -4,12 +4,14 @@
 pub mod baggage;
 pub mod traceparent;
 pub mod tracestate;
+mod warning;
 
 use std::collections::BTreeMap;
 
 pub use baggage::Baggage;
 pub use traceparent::{SpanId, TraceId, Traceparent};
 pub use tracestate::Tracestate;
+pub use warning::{Warning, WarningReason};
 
 use crate::names;
 
@@ -21,20 +23,6 @@ pub(crate) fn shorten(s: &str) -> String {
     match s.char_indices().nth(QUOTE_LEN) {
         Some((cut, _)) => format!("{}…", &s[..cut]),
         None => s.to_owned(),
-    }
-}
-
-/// Something wrong with the input annotations: never fatal, reported as an admission warning.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Warning {
-    /// Short, stable name for metrics.
-    pub reason: &'static str,
-    pub message: String,
-}
-
-impl Warning {
-    fn new(reason: &'static str, message: String) -> Self {
-        Self { reason, message }
     }
 }
 
@@ -66,7 +54,7 @@ pub fn from_annotations(annotations: &BTreeMap<String, String>) -> (Option<Conte
         };
         match traceparent::parse(value) {
             Err(e) => warnings.push(Warning::new(
-                e.label(),
+                e.reason(),
                 format!(
                     "annotation {} ignored: {:?} {e}",
                     source.traceparent,
@@ -76,7 +64,7 @@ pub fn from_annotations(annotations: &BTreeMap<String, String>) -> (Option<Conte
             Ok(parsed) => match &winner {
                 None => winner = Some((source, parsed)),
                 Some((won, kept)) if *kept != parsed => warnings.push(Warning::new(
-                    "conflict",
+                    WarningReason::Conflict,
                     format!(
                         "annotation {} differs from {}; {} wins",
                         source.traceparent, won.traceparent, won.traceparent
@@ -95,7 +83,7 @@ pub fn from_annotations(annotations: &BTreeMap<String, String>) -> (Option<Conte
             .collect();
         if !ignored.is_empty() {
             warnings.push(Warning::new(
-                "no_traceparent",
+                WarningReason::NoTraceparent,
                 format!(
                     "annotations {} ignored: there is no valid traceparent",
                     ignored.join(", ")
@@ -111,7 +99,7 @@ pub fn from_annotations(annotations: &BTreeMap<String, String>) -> (Option<Conte
         };
         if own.is_none_or(|(_, v)| v != value) {
             warnings.push(Warning::new(
-                "tracestate_of_other_source",
+                WarningReason::TracestateOfOtherSource,
                 format!(
                     "annotation {other} ignored: a tracestate goes with its own traceparent, \
                      and {} wins",
@@ -137,7 +125,7 @@ fn read_tracestate(key: &str, value: &str, warnings: &mut Vec<Warning>) -> Optio
         Ok(ts) => ts,
         Err(e) => {
             warnings.push(Warning::new(
-                e.label(),
+                e.reason(),
                 format!("annotation {key} ignored: {:?} {e}", shorten(value)),
             ));
             return None;
@@ -145,7 +133,7 @@ fn read_tracestate(key: &str, value: &str, warnings: &mut Vec<Warning>) -> Optio
     };
     if !ts.duplicates().is_empty() {
         warnings.push(Warning::new(
-            "tracestate_duplicate_key",
+            WarningReason::TracestateDuplicateKey,
             format!(
                 "annotation {key}: later entries of {} dropped, the first is kept",
                 ts.duplicates().join(", ")
@@ -155,7 +143,7 @@ fn read_tracestate(key: &str, value: &str, warnings: &mut Vec<Warning>) -> Optio
     let dropped = ts.truncate(tracestate::MAX_LEN);
     if dropped > 0 {
         warnings.push(Warning::new(
-            "tracestate_truncated",
+            WarningReason::TracestateTruncated,
             format!(
                 "annotation {key}: {dropped} entries dropped to stay within {} characters",
                 tracestate::MAX_LEN
@@ -181,17 +169,18 @@ fn read_baggage(
         if let Some((won, kept)) = &winner {
             if baggage.header() != kept.header() {
                 warnings.push(Warning::new(
-                    "conflict",
+                    WarningReason::Conflict,
                     format!("annotation {key} differs from {won}; {won} wins"),
                 ));
             }
             continue;
         }
-        warnings.extend(
-            problems
-                .into_iter()
-                .map(|p| Warning::new("baggage_member_dropped", format!("annotation {key}: {p}"))),
-        );
+        warnings.extend(problems.into_iter().map(|p| {
+            Warning::new(
+                WarningReason::BaggageMemberDropped,
+                format!("annotation {key}: {p}"),
+            )
+        }));
         if !baggage.is_empty() {
             winner = Some((key, baggage));
         }
@@ -235,7 +224,7 @@ mod tests {
         ]));
         assert_eq!(cx.unwrap().traceparent.to_string(), TP);
         assert_eq!(warnings.len(), 1);
-        assert_eq!(warnings[0].reason, "conflict");
+        assert_eq!(warnings[0].reason, WarningReason::Conflict);
         assert!(
             warnings[0]
                 .message
@@ -278,8 +267,8 @@ mod tests {
         ]));
         assert!(cx.is_none());
         assert_eq!(warnings.len(), 2);
-        assert_eq!(warnings[0].reason, "zero_id");
-        assert_eq!(warnings[1].reason, "no_traceparent");
+        assert_eq!(warnings[0].reason, WarningReason::ZeroId);
+        assert_eq!(warnings[1].reason, WarningReason::NoTraceparent);
     }
 
     #[test]
@@ -329,8 +318,14 @@ mod tests {
             ("tracestate", "theirs=2"),
         ]));
         assert_eq!(cx.unwrap().tracestate.unwrap().header(), "mine=1");
-        let reasons: Vec<&str> = warnings.iter().map(|w| w.reason).collect();
-        assert_eq!(reasons, ["conflict", "tracestate_of_other_source"]);
+        let reasons: Vec<WarningReason> = warnings.iter().map(|w| w.reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                WarningReason::Conflict,
+                WarningReason::TracestateOfOtherSource
+            ]
+        );
     }
 
     #[test]
@@ -346,7 +341,7 @@ mod tests {
         assert!(
             warnings
                 .iter()
-                .any(|w| w.reason == "tracestate_of_other_source"
+                .any(|w| w.reason == WarningReason::TracestateOfOtherSource
                     && w.message.contains("jobtrace.dev/tracestate")),
             "{warnings:?}"
         );
@@ -382,7 +377,7 @@ mod tests {
         ]));
         assert_eq!(cx.unwrap().tracestate.unwrap().header(), "a=1,b=2");
         assert_eq!(warnings.len(), 1);
-        assert_eq!(warnings[0].reason, "tracestate_duplicate_key");
+        assert_eq!(warnings[0].reason, WarningReason::TracestateDuplicateKey);
     }
 
     #[test]
@@ -394,7 +389,7 @@ mod tests {
         ]));
         assert_eq!(cx.unwrap().baggage.unwrap().header(), "k=v");
         assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert_eq!(warnings[0].reason, "baggage_member_dropped");
+        assert_eq!(warnings[0].reason, WarningReason::BaggageMemberDropped);
     }
 
     #[test]
@@ -406,7 +401,7 @@ mod tests {
         ]));
         assert_eq!(cx.unwrap().baggage.unwrap().header(), "k=v");
         assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert_eq!(warnings[0].reason, "conflict");
+        assert_eq!(warnings[0].reason, WarningReason::Conflict);
     }
 
     #[test]

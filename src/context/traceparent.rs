@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::WarningReason;
+
 /// Why a `traceparent` value was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TraceparentError {
@@ -26,15 +28,15 @@ pub enum TraceparentError {
 }
 
 impl TraceparentError {
-    /// A short, stable name for metrics.
-    pub fn label(&self) -> &'static str {
+    /// The warning it is reported as.
+    pub fn reason(&self) -> WarningReason {
         match self {
-            Self::NonAscii => "non_ascii",
-            Self::Length(_) | Self::TooShort => "length",
-            Self::Version(_) | Self::VersionFf => "version",
-            Self::Separator => "separator",
-            Self::NotLowerHex(_) => "not_lower_hex",
-            Self::ZeroTraceId | Self::ZeroParentId => "zero_id",
+            Self::NonAscii => WarningReason::NonAscii,
+            Self::Length(_) | Self::TooShort => WarningReason::Length,
+            Self::Version(_) | Self::VersionFf => WarningReason::Version,
+            Self::Separator => WarningReason::Separator,
+            Self::NotLowerHex(_) => WarningReason::NotLowerHex,
+            Self::ZeroTraceId | Self::ZeroParentId => WarningReason::ZeroId,
         }
     }
 }

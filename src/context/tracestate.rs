@@ -2,7 +2,7 @@
 //! follows too) and the expectations of the w3c/trace-context test suite: a grammar violation or
 //! more than 32 members discards the whole value, a duplicate key keeps its first entry.
 
-use super::shorten;
+use super::{WarningReason, shorten};
 
 /// Most list-members a `tracestate` may hold.
 pub const MAX_MEMBERS: usize = 32;
@@ -26,11 +26,11 @@ pub enum TracestateError {
 }
 
 impl TracestateError {
-    /// A short, stable name for metrics.
-    pub fn label(&self) -> &'static str {
+    /// The warning it is reported as.
+    pub fn reason(&self) -> WarningReason {
         match self {
-            Self::TooManyMembers(_) => "too_many_members",
-            Self::NoEquals(_) | Self::Key(_) | Self::Value(_) => "grammar",
+            Self::TooManyMembers(_) => WarningReason::TooManyMembers,
+            Self::NoEquals(_) | Self::Key(_) | Self::Value(_) => WarningReason::Grammar,
         }
     }
 }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::mark::finish;
 use super::{Context, Work};
 use crate::export::ExportError;
+use crate::names::Exported;
 use crate::selftrace::SelfTracer;
 use crate::spans::SpanRecord;
 
@@ -80,7 +81,7 @@ pub(super) async fn export_loop(
                     &context,
                     &recorder,
                     std::mem::take(&mut batch),
-                    "true",
+                    Exported::Accepted,
                     &pending,
                 )
                 .await;
@@ -92,7 +93,7 @@ pub(super) async fn export_loop(
                     &context,
                     &recorder,
                     std::mem::take(&mut batch),
-                    "dropped",
+                    Exported::Dropped,
                     &pending,
                 )
                 .await;

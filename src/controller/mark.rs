@@ -14,13 +14,14 @@ use kube::{Api, Resource};
 use serde_json::json;
 
 use super::{Context, Kind, Work};
+use crate::names::Exported;
 
 /// Marks exported objects, records an Event on each Job, and forgets them.
 pub(super) async fn finish(
     context: &Context,
     recorder: &Recorder,
     batch: Vec<Work>,
-    outcome: &'static str,
+    outcome: Exported,
     pending: &Mutex<HashSet<String>>,
 ) {
     let now = Timestamp::now();
@@ -32,7 +33,7 @@ pub(super) async fn finish(
                 if let Err(e) = mark(context, &w, outcome).await {
                     tracing::warn!(error = %e, object = %w.name, "could not mark as exported; its spans may be exported again");
                 }
-                if w.kind == Kind::Job && outcome == "true" {
+                if w.kind == Kind::Job && outcome == Exported::Accepted {
                     publish(recorder, &w).await;
                 }
             }
@@ -43,10 +44,10 @@ pub(super) async fn finish(
 }
 
 /// A JSON patch that only applies to the very object exported (same uid).
-async fn mark(context: &Context, w: &Work, outcome: &str) -> Result<(), kube::Error> {
+async fn mark(context: &Context, w: &Work, outcome: Exported) -> Result<(), kube::Error> {
     let patch: json_patch::Patch = serde_json::from_value(json!([
         { "op": "test", "path": "/metadata/uid", "value": w.uid },
-        { "op": "add", "path": "/metadata/annotations/jobtrace.dev~1exported", "value": outcome },
+        { "op": "add", "path": "/metadata/annotations/jobtrace.dev~1exported", "value": outcome.label() },
     ]))
     .expect("a valid patch");
     let result = match w.kind {

@@ -11,4 +11,4 @@ mod transport;
 pub use classify::{ExportError, classify_grpc, classify_http};
 pub use config::{ConfigError, ExporterConfig, Protocol};
 pub use proto::request;
-pub use transport::{Accepted, Exporter};
+pub use transport::{Accepted, BuildError, Exporter};

@@ -32,10 +32,25 @@ pub struct Exporter {
     >,
 }
 
+/// Why an exporter could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("endpoint {endpoint}: {source}")]
+    Endpoint {
+        endpoint: String,
+        source: tonic::transport::Error,
+    },
+    #[error("TLS for {endpoint}: {source}")]
+    Tls {
+        endpoint: String,
+        source: tonic::transport::Error,
+    },
+}
+
 impl Exporter {
     /// Builds the client; nothing is sent until the first export, so a collector that is down
     /// doesn't stop the controller from starting.
-    pub fn new(config: ExporterConfig) -> Result<Self, ExportError> {
+    pub fn new(config: ExporterConfig) -> Result<Self, BuildError> {
         let mut exporter = Self {
             config,
             grpc: None,
@@ -45,18 +60,19 @@ impl Exporter {
             Protocol::Grpc => {
                 let mut endpoint =
                     tonic::transport::Endpoint::from_shared(exporter.config.endpoint.clone())
-                        .map_err(|e| {
-                            ExportError::Permanent(format!(
-                                "endpoint {}: {e}",
-                                exporter.config.endpoint
-                            ))
+                        .map_err(|source| BuildError::Endpoint {
+                            endpoint: exporter.config.endpoint.clone(),
+                            source,
                         })?
                         .timeout(exporter.config.timeout)
                         .connect_timeout(exporter.config.timeout);
                 if exporter.config.endpoint.starts_with("https://") {
                     endpoint = endpoint
                         .tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots())
-                        .map_err(|e| ExportError::Permanent(format!("TLS: {e}")))?;
+                        .map_err(|source| BuildError::Tls {
+                            endpoint: exporter.config.endpoint.clone(),
+                            source,
+                        })?;
                 }
                 exporter.grpc = Some(TraceServiceClient::new(endpoint.connect_lazy()));
             }

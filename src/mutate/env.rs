@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::{Container, EnvVar};
 use serde_json::{Value, json};
 
 use super::{Ops, pointer};
-use crate::context::{Traceparent, Warning, traceparent};
+use crate::context::{Traceparent, Warning, WarningReason, traceparent};
 use crate::names::env;
 
 /// What every container of a traced pod should carry, prepared once for all containers.
@@ -171,7 +171,7 @@ impl Injection {
                     );
                 }
                 Some(_) => warnings.push(Warning {
-                    reason: "env_user_set",
+                    reason: WarningReason::EnvUserSet,
                     message: format!(
                         "container {:?} sets {name} itself; jobtrace left it unchanged",
                         container.name
@@ -184,7 +184,7 @@ impl Injection {
             _ if self.attributes.is_none() => {}
             None if may_come_from_env_from(container, env::RESOURCE_ATTRIBUTES) => {
                 warnings.push(Warning {
-                    reason: "env_from",
+                    reason: WarningReason::EnvFrom,
                     message: format!(
                         "container {:?} may take {} from envFrom; jobtrace left it alone (set it \
                          in env to have the Kubernetes attributes added)",
@@ -258,7 +258,7 @@ impl Injection {
     ) -> Option<String> {
         if user.value_from.is_some() {
             warnings.push(Warning {
-                reason: "env_user_set",
+                reason: WarningReason::EnvUserSet,
                 message: format!(
                     "container {:?} takes {} from a reference; jobtrace can't extend it",
                     container.name,

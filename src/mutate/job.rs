@@ -781,7 +781,10 @@ mod tests {
             "no helper without a user"
         );
         assert_eq!(mutation.warnings.len(), 1, "{:?}", mutation.warnings);
-        assert_eq!(mutation.warnings[0].reason, "env_from");
+        assert_eq!(
+            mutation.warnings[0].reason,
+            crate::context::WarningReason::EnvFrom
+        );
         assert!(mutation.warnings[0].message.contains("\"main\""));
         // The context itself belongs to this Job alone: it is set whatever envFrom holds.
         assert!(env_value(&out, CONTAINERS[1], "TRACEPARENT").is_some());
@@ -805,7 +808,8 @@ mod tests {
             json!([{ "prefix": "OTEL_", "secretRef": { "name": "s" } }]);
         let (mutation, _) = run(&object, SPAN_A);
         assert_eq!(
-            mutation.warnings[0].reason, "env_from",
+            mutation.warnings[0].reason,
+            crate::context::WarningReason::EnvFrom,
             "OTEL_ can define it"
         );
     }

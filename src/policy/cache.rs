@@ -85,7 +85,7 @@ impl Policies {
     ) -> (Resolution, Option<Warning>) {
         let Some(store) = self.store.as_ref().filter(|_| self.synced()) else {
             let warning = self.store.is_some().then(|| Warning {
-                reason: "policies_not_synced",
+                reason: crate::context::WarningReason::PoliciesNotSynced,
                 message: "the JobTracePolicies are not loaded yet; the cluster defaults apply"
                     .to_owned(),
             });

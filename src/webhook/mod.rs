@@ -18,7 +18,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use crate::metrics::{AdmissionLabels, EndpointLabels, Metrics, WarningLabels};
 use crate::policy::Policies;
 use crate::selftrace::SelfTracer;
-pub use review::Endpoint;
+pub use review::{AdmissionResult, Endpoint};
 
 /// Largest `AdmissionReview` accepted. Objects are at most 1.5 MiB in etcd; a review carries at
 /// most the object and its old version.
@@ -112,15 +112,15 @@ async fn handle(endpoint: Endpoint, shared: &Shared, request: Request) -> Respon
         .tracer
         .as_ref()
         .and_then(|t| t.admission(endpoint.label()));
-    let labels = |result| AdmissionLabels {
+    let labels = |result: AdmissionResult| AdmissionLabels {
         endpoint: endpoint.label(),
-        result,
+        result: result.label(),
     };
     let response = match read_body(request).await {
         Err((status, message)) => {
             metrics
                 .admissions
-                .get_or_create(&labels("bad_request"))
+                .get_or_create(&labels(AdmissionResult::BadRequest))
                 .inc();
             if let Some(span) = own.as_mut() {
                 span.fail(message.clone());
@@ -134,7 +134,7 @@ async fn handle(endpoint: Endpoint, shared: &Shared, request: Request) -> Respon
                 Err(e) => {
                     metrics
                         .admissions
-                        .get_or_create(&labels("bad_request"))
+                        .get_or_create(&labels(AdmissionResult::BadRequest))
                         .inc();
                     if let Some(span) = own.as_mut() {
                         span.fail(e.to_string());
@@ -150,12 +150,12 @@ async fn handle(endpoint: Endpoint, shared: &Shared, request: Request) -> Respon
                         metrics
                             .admission_warnings
                             .get_or_create(&WarningLabels {
-                                reason: warning.reason,
+                                reason: warning.reason.label(),
                             })
                             .inc();
                     }
                     if let Some(span) = own.as_mut() {
-                        span.set("jobtrace.admission.result", reviewed.result);
+                        span.set("jobtrace.admission.result", reviewed.result.label());
                         span.set(
                             "jobtrace.admission.warnings",
                             i32::try_from(reviewed.warnings.len()).unwrap_or(i32::MAX),
@@ -166,7 +166,7 @@ async fn handle(endpoint: Endpoint, shared: &Shared, request: Request) -> Respon
                     }
                     tracing::debug!(
                         endpoint = endpoint.label(),
-                        result = reviewed.result,
+                        result = reviewed.result.label(),
                         warnings = reviewed.warnings.len(),
                         "admission reviewed"
                     );

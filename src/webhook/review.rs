@@ -9,7 +9,7 @@ use kube::core::GroupVersionKind;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::context::{SpanId, TraceId, Warning};
+use crate::context::{SpanId, TraceId, Warning, WarningReason};
 use crate::mutate::{self, Mutation, Outcome};
 use crate::policy::Policies;
 
@@ -40,6 +40,30 @@ impl Endpoint {
         match self {
             Self::Jobs => kind.group == "batch" && kind.kind == "Job",
             Self::Pods => kind.group.is_empty() && kind.kind == "Pod",
+        }
+    }
+}
+
+/// What an admission did: the `result` label of `jobtrace_admission_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdmissionResult {
+    /// The object carries trace context and was given it.
+    Injected,
+    /// The object has no valid trace context: left unchanged.
+    NotTraced,
+    /// Another kind or operation than the endpoint's: left unchanged.
+    Skipped,
+    /// The body is not an `AdmissionReview`.
+    BadRequest,
+}
+
+impl AdmissionResult {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Injected => "injected",
+            Self::NotTraced => "not_traced",
+            Self::Skipped => "skipped",
+            Self::BadRequest => "bad_request",
         }
     }
 }
@@ -77,8 +101,8 @@ struct Request<'a> {
 pub struct Reviewed {
     /// The serialized `AdmissionReview`.
     pub body: Vec<u8>,
-    /// `injected`, `not_traced` or `skipped`.
-    pub result: &'static str,
+    /// Injected, not traced or skipped: a review is never a bad request.
+    pub result: AdmissionResult,
     pub warnings: Vec<Warning>,
     /// The trace the object joined and its trace flags, when it is traced.
     pub traced: Option<(crate::context::TraceId, u8)>,
@@ -117,7 +141,7 @@ pub fn review(
         .object
         .filter(|_| request.operation == "CREATE" && endpoint.handles(&request.kind));
     let Some(object) = object else {
-        return Ok(respond(request.uid, None, "skipped"));
+        return Ok(respond(request.uid, None, AdmissionResult::Skipped));
     };
     let mutation = match endpoint {
         Endpoint::Jobs => serde_json::from_str::<Job>(object.get()).map(|job| {
@@ -152,14 +176,14 @@ pub fn review(
     let mutation = mutation.unwrap_or_else(|e| Mutation {
         patch: json_patch::Patch(Vec::new()),
         warnings: vec![Warning {
-            reason: "unreadable_object",
+            reason: WarningReason::UnreadableObject,
             message: format!("could not read the object, left unchanged: {e}"),
         }],
         outcome: Outcome::NotTraced,
     });
     let (result, traced) = match mutation.outcome {
-        Outcome::Traced { trace_id, flags } => ("injected", Some((trace_id, flags))),
-        Outcome::NotTraced => ("not_traced", None),
+        Outcome::Traced { trace_id, flags } => (AdmissionResult::Injected, Some((trace_id, flags))),
+        Outcome::NotTraced => (AdmissionResult::NotTraced, None),
     };
     let mut reviewed = respond(request.uid, Some(mutation), result);
     reviewed.traced = traced;
@@ -188,7 +212,7 @@ struct Response {
     warnings: Vec<String>,
 }
 
-fn respond(uid: String, mutation: Option<Mutation>, result: &'static str) -> Reviewed {
+fn respond(uid: String, mutation: Option<Mutation>, result: AdmissionResult) -> Reviewed {
     let mut response = Response {
         uid,
         allowed: true,
