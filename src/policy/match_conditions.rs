@@ -19,7 +19,9 @@ const EVERY: Duration = Duration::from_secs(5);
 const JOBS_WEBHOOK: &str = "jobs.jobtrace.dev";
 
 /// The JSON patch that sets the Jobs webhook's first condition to `wanted`, or `None` when it
-/// already is (or the configuration has no such webhook).
+/// already is (or the configuration has no such webhook). It tests the configuration's
+/// `resourceVersion`, not the old expression: the apiserver compares a `test` value with its own
+/// JSON, which escapes the `&&` of a CEL expression, so such a test never matches.
 pub fn patch(config: &MutatingWebhookConfiguration, wanted: &str) -> Option<serde_json::Value> {
     let webhooks = config.webhooks.as_deref().unwrap_or_default();
     let (i, webhook) = webhooks
@@ -31,8 +33,9 @@ pub fn patch(config: &MutatingWebhookConfiguration, wanted: &str) -> Option<serd
         return None;
     }
     let path = format!("/webhooks/{i}/matchConditions/0/expression");
+    let version = config.metadata.resource_version.as_deref()?;
     Some(serde_json::json!([
-        { "op": "test", "path": path, "value": current.expression },
+        { "op": "test", "path": "/metadata/resourceVersion", "value": version },
         { "op": "replace", "path": path, "value": wanted }
     ]))
 }
@@ -88,16 +91,18 @@ mod tests {
     use crate::registration::{Endpoint, Registration, job_match_condition, webhook_configuration};
 
     #[test]
-    fn the_condition_is_patched_only_when_it_differs_and_tests_what_it_replaces() {
-        let config = webhook_configuration(&Registration::new(
+    fn the_condition_is_patched_only_when_it_differs_and_only_the_version_read() {
+        let mut config = webhook_configuration(&Registration::new(
             Endpoint::Url("https://127.0.0.1:8443".into()),
             "jobtrace",
         ));
+        config.metadata.resource_version = Some("41".into());
         assert_eq!(patch(&config, &job_match_condition()), None);
         let wanted = job_match_condition_for(Some(&["etl".into()]));
         let ops = patch(&config, &wanted).unwrap();
         assert_eq!(ops[0]["op"], "test");
-        assert_eq!(ops[0]["value"], job_match_condition());
+        assert_eq!(ops[0]["path"], "/metadata/resourceVersion");
+        assert_eq!(ops[0]["value"], "41");
         assert_eq!(ops[1]["path"], "/webhooks/0/matchConditions/0/expression");
         assert_eq!(ops[1]["value"], wanted);
         let mut applied = serde_json::to_value(&config).unwrap();

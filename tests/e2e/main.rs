@@ -9,6 +9,7 @@ mod chart;
 mod cluster;
 mod edges;
 mod jaeger;
+mod policy;
 mod spans;
 mod ui;
 mod webhook;
