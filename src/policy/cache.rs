@@ -117,3 +117,79 @@ impl Policies {
         Some(namespaces)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::watcher::Event;
+
+    use super::*;
+
+    fn policy(namespace: &str, spec: serde_json::Value) -> JobTracePolicy {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "jobtrace.dev/v1alpha1", "kind": "JobTracePolicy",
+            "metadata": { "name": "p", "namespace": namespace }, "spec": spec
+        }))
+        .unwrap()
+    }
+
+    /// Policies backed by a store that `events` filled, synced or not.
+    fn policies(events: &[Event<JobTracePolicy>], synced: bool) -> Policies {
+        let (store, mut writer) = reflector::store();
+        for event in events {
+            writer.apply_watcher_event(event);
+        }
+        Policies {
+            defaults: Arc::new(Defaults::default()),
+            store: Some(store),
+            synced: Arc::new(AtomicBool::new(synced)),
+        }
+    }
+
+    #[test]
+    fn until_synced_the_defaults_apply_with_a_warning() {
+        let unsynced = policies(&[], false);
+        let (resolution, warning) = unsynced.resolve("reports", &BTreeMap::new());
+        assert_eq!(resolution.effective, Defaults::default());
+        assert_eq!(warning.unwrap().reason.label(), "policies_not_synced");
+        let (_, warning) =
+            Policies::defaults_only(Defaults::default()).resolve("reports", &BTreeMap::new());
+        assert!(warning.is_none(), "nothing to wait for without a watch");
+    }
+
+    #[test]
+    fn only_the_namespaces_own_policies_apply() {
+        let events = [
+            Event::Init,
+            Event::InitApply(policy("reports", serde_json::json!({ "podSpans": false }))),
+            Event::InitApply(policy(
+                "other",
+                serde_json::json!({ "rootTraces": { "ratio": 1.0 } }),
+            )),
+            Event::InitDone,
+        ];
+        let synced = policies(&events, true);
+        let (resolution, warning) = synced.resolve("reports", &BTreeMap::new());
+        assert!(warning.is_none());
+        assert!(!resolution.effective.pod_spans);
+        assert_eq!(
+            resolution.effective.root_traces, None,
+            "the other namespace's"
+        );
+        assert_eq!(
+            synced.namespaces_tracing_all_jobs(),
+            Some(vec!["other".to_owned()])
+        );
+        let all = Policies {
+            defaults: Arc::new(Defaults {
+                root_traces: Some(0.1),
+                ..Defaults::default()
+            }),
+            ..synced
+        };
+        assert_eq!(
+            all.namespaces_tracing_all_jobs(),
+            None,
+            "the defaults trace every Job"
+        );
+    }
+}
