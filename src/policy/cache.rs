@@ -124,7 +124,7 @@ mod tests {
 
     use super::*;
 
-    fn policy(namespace: &str, spec: serde_json::Value) -> JobTracePolicy {
+    fn policy(namespace: &str, spec: &serde_json::Value) -> JobTracePolicy {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "jobtrace.dev/v1alpha1", "kind": "JobTracePolicy",
             "metadata": { "name": "p", "namespace": namespace }, "spec": spec
@@ -160,7 +160,7 @@ mod tests {
     fn only_the_namespaces_own_policies_apply() {
         let events = [
             Event::Init,
-            Event::InitApply(policy("reports", serde_json::json!({ "podSpans": false }))),
+            Event::InitApply(policy("reports", &serde_json::json!({ "podSpans": false }))),
             Event::InitApply(policy(
                 "other",
                 serde_json::json!({ "rootTraces": { "ratio": 1.0 } }),
