@@ -13,7 +13,8 @@ all: build
 build:
 	$(CARGO) build --locked
 
-## Control-plane binaries (kube-apiserver & co, etcd, kwok, helm, Jaeger), built once into ~/.cache/jobtrace.
+## Control-plane binaries (kube-apiserver & co, etcd, kwok, helm, Jaeger, the trace UI), built once
+## into ~/.cache/jobtrace.
 tools:
 	hack/build-bins.sh
 
