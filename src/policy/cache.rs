@@ -163,7 +163,7 @@ mod tests {
             Event::InitApply(policy("reports", &serde_json::json!({ "podSpans": false }))),
             Event::InitApply(policy(
                 "other",
-                serde_json::json!({ "rootTraces": { "ratio": 1.0 } }),
+                &serde_json::json!({ "rootTraces": { "ratio": 1.0 } }),
             )),
             Event::InitDone,
         ];
