@@ -2,14 +2,14 @@
 //! with the webhook registered divided by the median without it, measured side by side (creates
 //! alternate between a namespace the webhook serves and one it doesn't). Needs `make cluster-up`.
 
-#[path = "fixtures.rs"]
-mod fixtures;
 #[path = "../tests/e2e/support.rs"]
 #[allow(dead_code)]
 mod support;
 #[path = "../tests/e2e/webhook_process.rs"]
 #[allow(dead_code)]
 mod webhook_process;
+#[path = "workload.rs"]
+mod workload;
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use support::TestNamespace;
 use webhook_process::Webhook;
 
 fn suspended_job(name: &str) -> Job {
-    let mut job = fixtures::typical_job(name);
+    let mut job = workload::typical_job(name);
     // Suspended: no pods, so the job controller's work doesn't load the machine mid-measurement.
     job["spec"]["suspend"] = true.into();
     serde_json::from_value(job).unwrap()
@@ -45,7 +45,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    let runtime = fixtures::runtime();
+    let runtime = workload::runtime();
     runtime.block_on(async {
         let with = TestNamespace::create("bench-with").await;
         let without = TestNamespace::create("bench-without").await;
@@ -83,16 +83,16 @@ fn main() {
         );
         a.sort_unstable();
         b.sort_unstable();
-        let (ma, mb) = (fixtures::quantile(&a, 0.5), fixtures::quantile(&b, 0.5));
+        let (ma, mb) = (workload::quantile(&a, 0.5), workload::quantile(&b, 0.5));
         println!("apiserver_overhead: {creates} creates each, interleaved");
         println!("| | median | p90 | p99 |");
         println!("|---|---|---|---|");
         for (label, s) in [("with the webhook", &a), ("without", &b)] {
             println!(
                 "| {label} | {} | {} | {} |",
-                millis(fixtures::quantile(s, 0.5)),
-                millis(fixtures::quantile(s, 0.9)),
-                millis(fixtures::quantile(s, 0.99))
+                millis(workload::quantile(s, 0.5)),
+                millis(workload::quantile(s, 0.9)),
+                millis(workload::quantile(s, 0.99))
             );
         }
         println!(

@@ -2,14 +2,14 @@
 //! time it used, and the export lag from a Job's terminal condition to its span being queryable in
 //! Jaeger (sampled Jobs, polled). Needs `make cluster-up`. `BENCH_JOBS=1000,10000` by default.
 
-#[path = "fixtures.rs"]
-mod fixtures;
 #[path = "../tests/e2e/support.rs"]
 #[allow(dead_code)]
 mod support;
 #[path = "../tests/e2e/webhook_process.rs"]
 #[allow(dead_code)]
 mod webhook_process;
+#[path = "workload.rs"]
+mod workload;
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
+use jobtrace::fixtures::TestJob;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
@@ -27,27 +28,20 @@ use serde_json::json;
 const SAMPLE_EVERY: usize = 20;
 
 /// A Job as the webhook leaves it: ids chosen, pod template labelled and annotated.
+/// One pod running `run_for` (the pod runner reads it), no retry; without the creator's
+/// annotation, so no webhook takes it for a Job to trace.
 fn traced_job(i: usize, trace: &str, run_for: &str) -> Job {
     let span = format!("{:016x}", (i as u64 + 1) * 7919);
-    serde_json::from_value(json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {
-            "name": format!("load-{i}"),
-            "labels": { "jobtrace.dev/traced": "true" },
-            "annotations": { "jobtrace.dev/trace-id": trace, "jobtrace.dev/span-id": span,
-                             "jobtrace.dev/parent-span-id": "00f067aa0ba902b7" }
-        },
-        "spec": { "backoffLimit": 0, "template": {
-            "metadata": {
-                "labels": { "jobtrace.dev/traced": "true" },
-                "annotations": { "jobtrace.dev/trace-id": trace, "jobtrace.dev/parent-span-id": span,
-                                 "sim.jobtrace.dev/run-for": run_for }
-            },
-            "spec": { "restartPolicy": "Never", "containers": [{ "name": "main", "image": "example.invalid/main",
-                "env": [{ "name": "TRACEPARENT", "value": format!("00-{trace}-{span}-01") }] }] }
-        } }
-    }))
-    .unwrap()
+    TestJob::new()
+        .named(&format!("load-{i}"))
+        .without_init_containers()
+        .containers(json!([{ "name": "main", "image": "example.invalid/main" }]))
+        .set("/spec/backoffLimit", json!(0))
+        .set("/spec/completions", json!(1))
+        .traced_as(trace, &span)
+        .without_annotation("traceparent")
+        .template_annotations(&json!({ "sim.jobtrace.dev/run-for": run_for }))
+        .typed()
 }
 
 fn proc_stat(pid: u32) -> (u64, f64) {
@@ -201,7 +195,7 @@ fn main() {
         .split(',')
         .filter_map(|n| n.trim().parse().ok())
         .collect();
-    let runtime = fixtures::runtime();
+    let runtime = workload::runtime();
     runtime.block_on(async {
         let _ = rustls::crypto::ring::default_provider().install_default();
         println!("controller_load: each Job one pod on kwok, two spans per Job; export lag sampled on 1 Job in {SAMPLE_EVERY}");

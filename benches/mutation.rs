@@ -2,8 +2,8 @@
 //! admission handler (parse, mutate, serialize) on the same Job, and the HTTP router with and
 //! without jobtrace's own spans, side by side.
 
-#[path = "fixtures.rs"]
-mod fixtures;
+#[path = "workload.rs"]
+mod workload;
 
 // Measured with the allocator the `jobtrace` binary ships with.
 #[global_allocator]
@@ -19,7 +19,7 @@ use jobtrace::policy::{Defaults, Policies};
 use jobtrace::webhook::review::{Endpoint, Fresh, review};
 
 fn benches(c: &mut Criterion) {
-    let job = serde_json::from_value(fixtures::typical_job("nightly-report")).unwrap();
+    let job = serde_json::from_value(workload::typical_job("nightly-report")).unwrap();
     let now = k8s_openapi::jiff::Timestamp::now();
     let defaults = jobtrace::policy::resolve(&Defaults::default(), [], &BTreeMap::new());
     let policies = Policies::defaults_only(Defaults::default());
@@ -34,7 +34,7 @@ fn benches(c: &mut Criterion) {
             jobtrace::mutate::job::mutate(black_box(&job), &admission, &defaults)
         });
     });
-    let body = fixtures::typical_review();
+    let body = workload::typical_review();
     c.bench_function("review (parse + mutate + respond)", |b| {
         b.iter(|| {
             let fresh = Fresh {
@@ -56,7 +56,7 @@ fn router(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let body = fixtures::typical_review();
+    let body = workload::typical_review();
     let metrics = Arc::new(jobtrace::metrics::Metrics::default());
     let (tracer, mut spans) = jobtrace::selftrace::SelfTracer::new(1.0, metrics.clone());
     // The exporter's end, taking the own spans in batches as `selftrace::export` does (which

@@ -3,10 +3,10 @@
 //! second (open loop, measured from each request's scheduled time), and the server's memory.
 //! The load generator runs on the same two cores as the server.
 
-#[path = "fixtures.rs"]
-mod fixtures;
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "workload.rs"]
+mod workload;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -160,8 +160,8 @@ fn stats(mut samples: Vec<Duration>, seconds: f64) -> Stats {
     Stats {
         requests: samples.len(),
         seconds,
-        p50: fixtures::quantile(&samples, 0.50),
-        p99: fixtures::quantile(&samples, 0.99),
+        p50: workload::quantile(&samples, 0.50),
+        p99: workload::quantile(&samples, 0.99),
         max: *samples.last().unwrap(),
     }
 }
@@ -261,11 +261,11 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let duration = Duration::from_secs(seconds);
-    let runtime = fixtures::runtime();
+    let runtime = workload::runtime();
     runtime.block_on(async {
         let server = start_server().await;
         let pid = server.child.id();
-        let body = fixtures::typical_review();
+        let body = workload::typical_review();
         let (idle, _) = rss_kib(pid);
         println!(
             "webhook_load: {seconds}s per run, body {} bytes, server idle RSS {} KiB",

@@ -7,6 +7,8 @@ pub mod cli;
 pub mod context;
 pub mod controller;
 pub mod export;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod logging;
 pub mod metrics;
 pub mod mutate;

@@ -18,6 +18,7 @@ use hyper::body::Frame;
 use hyper::http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use jobtrace::controller::{Context, run};
 use jobtrace::export::{Exporter, ExporterConfig, Protocol};
+use jobtrace::fixtures::{JOB_SPAN, JOB_UID, TRACE_ID, TestJob};
 use jobtrace::metrics::Metrics;
 use kube::client::Body;
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -27,8 +28,6 @@ use prost::Message;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-const SPAN_ID: &str = "1111111111111111";
-const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 /// The selector of every list and watch the controller makes.
 const TRACED: &str = "jobtrace.dev/traced=true";
 /// How long the controller has to make all the requests of a scenario.
@@ -37,32 +36,25 @@ const SCENARIO_DEADLINE: Duration = Duration::from_secs(10);
 /// than the export loop takes to batch, export and mark a Job it wrongly took for unexported.
 const QUIET: Duration = Duration::from_secs(1);
 
-/// The traced Job `reports/nightly`, finished; marked `jobtrace.dev/exported: <outcome>` if given.
+/// The typical Job `reports/nightly`, traced and complete; marked `jobtrace.dev/exported:
+/// <outcome>` if given.
 fn finished_job(exported: Option<&str>) -> Value {
-    let mut annotations = json!({
-        "traceparent": format!("00-{TRACE_ID}-00f067aa0ba902b7-01"),
-        "jobtrace.dev/trace-id": TRACE_ID,
-        "jobtrace.dev/span-id": SPAN_ID,
-        "jobtrace.dev/parent-span-id": "00f067aa0ba902b7"
-    });
+    let mut job = TestJob::new()
+        .traced()
+        .created()
+        .set("/metadata/resourceVersion", json!("7"))
+        .status(&json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True",
+            "lastTransitionTime": "2026-11-23T10:00:30Z", "lastProbeTime": "2026-11-23T10:00:30Z" }] }));
     if let Some(outcome) = exported {
-        annotations["jobtrace.dev/exported"] = json!(outcome);
+        job = job.annotations(&json!({ "jobtrace.dev/exported": outcome }));
     }
-    json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": { "name": "nightly", "namespace": "reports", "uid": "uid-1", "resourceVersion": "7",
-                      "creationTimestamp": "2026-11-23T10:00:00Z",
-                      "labels": { "jobtrace.dev/traced": "true" }, "annotations": annotations },
-        "spec": { "template": { "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "i" }] } } },
-        "status": { "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True",
-            "lastTransitionTime": "2026-11-23T10:00:30Z", "lastProbeTime": "2026-11-23T10:00:30Z" }] }
-    })
+    job.json()
 }
 
 /// The JSON patch marking the very Job exported (same uid) with `outcome`.
 fn mark(outcome: &str) -> Value {
     json!([
-        { "op": "test", "path": "/metadata/uid", "value": "uid-1" },
+        { "op": "test", "path": "/metadata/uid", "value": JOB_UID },
         { "op": "add", "path": "/metadata/annotations/jobtrace.dev~1exported", "value": outcome }
     ])
 }
@@ -367,7 +359,7 @@ impl ApiServerVerifier {
                         "type": "Normal", "reason": "TraceExported", "action": "ExportSpan",
                         "note": format!("trace {TRACE_ID}: Job span exported"),
                         "regarding": { "apiVersion": "batch/v1", "kind": "Job",
-                                       "namespace": "reports", "name": "nightly", "uid": "uid-1" },
+                                       "namespace": "reports", "name": "nightly", "uid": JOB_UID },
                         "reportingController": "jobtrace", "reportingInstance": "test",
                         "namespace": "reports"
                     }),
@@ -549,7 +541,7 @@ async fn exports_then_marks_the_very_object() {
     assert_eq!(
         log,
         [
-            format!("export 200 {SPAN_ID}"),
+            format!("export 200 {JOB_SPAN}"),
             "patch".into(),
             "event".into()
         ],
@@ -572,7 +564,7 @@ async fn exports_then_marks_the_very_object() {
 async fn nothing_is_marked_until_the_collector_takes_the_spans() {
     let scenario = Scenario::one_job(vec![Step::Mark(mark("true")), Step::Event]);
     let (log, _, metrics) = play(vec![503, 503, 200], scenario).await;
-    let export = |status: u16| format!("export {status} {SPAN_ID}");
+    let export = |status: u16| format!("export {status} {JOB_SPAN}");
     assert_eq!(
         log,
         [
@@ -595,7 +587,7 @@ async fn refused_spans_are_dropped_and_marked_dropped() {
     let (log, _, metrics) = play(vec![400], scenario).await;
     assert_eq!(
         log,
-        [format!("export 400 {SPAN_ID}"), "patch".into()],
+        [format!("export 400 {JOB_SPAN}"), "patch".into()],
         "a 400 is not retried"
     );
     assert_eq!(metrics.spans_dropped.get(), 1);

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use jobtrace::context::{SpanId, baggage, traceparent, tracestate};
+use jobtrace::fixtures::{TestJob, admission, pod_of};
 use jobtrace::mutate::{job, pod};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -128,8 +129,7 @@ proptest! {
         prop_assert!(second.patch.0.is_empty(), "second pass: {:?}", second.patch);
 
         // The pod the job controller would make from it is idempotent too.
-        let template = &patched["spec"]["template"];
-        let pod_object = json!({ "metadata": template["metadata"], "spec": template["spec"] });
+        let pod_object = pod_of(&patched);
         let pod_first = pod::mutate(&serde_json::from_value(pod_object.clone()).unwrap(), &admission(SpanId::from_random([7; 8])));
         let mut pod_patched = pod_object;
         json_patch::patch(&mut pod_patched, &pod_first.patch).expect("the pod patch applies");
@@ -179,15 +179,6 @@ fn baggage_member_grammar(member: &str) -> bool {
     let property = format!("{token}{ows}(={ows}{octets})?");
     let pattern = format!("^{token}{ows}={ows}{octets}({ows};{ows}{property})*$");
     regex::Regex::new(&pattern).unwrap().is_match(member)
-}
-
-fn admission(new_span: SpanId) -> jobtrace::mutate::Admission<'static> {
-    jobtrace::mutate::Admission {
-        namespace: "ns",
-        new_span,
-        new_trace: jobtrace::context::TraceId::from_random([0x5a; 16]),
-        now: "2026-11-23T10:00:00Z".parse().unwrap(),
-    }
 }
 
 /// Any cluster-wide settings.
@@ -256,10 +247,10 @@ fn job_object(
             container
         })
         .collect();
-    json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": { "name": "j", "annotations": annotations },
-        "spec": { "template": { "spec": { "restartPolicy": "Never", "containers": containers } } }
-    })
+    TestJob::new()
+        .named("j")
+        .annotations(&json!(annotations))
+        .without_init_containers()
+        .containers(json!(containers))
+        .json()
 }

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jobtrace::admin::Readiness;
+use jobtrace::fixtures::{TP, job, review};
 use jobtrace::metrics::Metrics;
 use jobtrace::serve::{Listeners, TlsSource, WebhookServer, webhook};
 use jobtrace::tls::TlsFiles;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
-use support::{TP, TestPki, job, review};
+use support::TestPki;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 

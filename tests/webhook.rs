@@ -1,17 +1,15 @@
 //! The webhook's HTTP surface, in process: the router driven with `oneshot`, and the HTTPS server
 //! with its certificate reload.
 
-mod support;
-
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use http_body_util::BodyExt;
+use jobtrace::fixtures::{TP, job, review};
 use jobtrace::metrics::Metrics;
 use serde_json::{Value, json};
-use support::{TP, job, review};
 use tower::ServiceExt;
 
 async fn post(metrics: &Arc<Metrics>, path: &str, body: Body) -> (StatusCode, Value) {

@@ -352,9 +352,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::mutate::fixtures::{
-        SPAN_A, SPAN_B, TP, admission, apply, defaults, env_value, job, typed,
-    };
+    use crate::fixtures::{SPAN_A, SPAN_B, TP, admission, apply, defaults, env_value, job, typed};
 
     const CONTAINERS: [&str; 4] = [
         "/spec/template/spec/initContainers/0",

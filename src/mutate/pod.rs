@@ -105,26 +105,15 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::mutate::fixtures::{
-        SPAN_A, SPAN_B, TP, admission, apply, defaults, env_value, job, typed,
+    use crate::fixtures::{
+        SPAN_A, SPAN_B, TP, admission, apply, defaults, env_value, job, pod_of, typed,
     };
 
     /// The pod the job controller would create from a Job mutated with span A.
     fn pod_of_mutated_job() -> Value {
         let object = job(&json!({ "traceparent": TP }));
         let mutation = crate::mutate::job::mutate(&typed(&object), &admission(SPAN_A), &defaults());
-        let job = apply(&object, &mutation.patch);
-        let template = &job["spec"]["template"];
-        json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "generateName": "nightly-",
-                "labels": template["metadata"]["labels"],
-                "annotations": template["metadata"]["annotations"]
-            },
-            "spec": template["spec"]
-        })
+        pod_of(&apply(&object, &mutation.patch))
     }
 
     #[test]

@@ -7,42 +7,21 @@ use serde_json::{Value as Json, json};
 
 use super::*;
 
-const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const JOB_SPAN: &str = "1111111111111111";
-const CREATOR: &str = "00f067aa0ba902b7";
+use crate::fixtures::{CREATOR_SPAN as CREATOR, JOB_SPAN, TRACE_ID as TRACE, TestJob, TestPod};
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
+/// The typical Job, traced and created, with `status`: the creator's context has `flags`.
 fn job(status: &Json, extra_annotations: &Json, flags: &str) -> Job {
-    let mut annotations = json!({
-        "traceparent": format!("00-{TRACE}-{CREATOR}-{flags}"),
-        "jobtrace.dev/trace-id": TRACE,
-        "jobtrace.dev/span-id": JOB_SPAN,
-        "jobtrace.dev/parent-span-id": CREATOR,
-    });
-    for (k, v) in extra_annotations.as_object().unwrap() {
-        annotations[k] = v.clone();
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {
-            "name": "nightly", "namespace": "reports", "uid": "5f0c7b4e-1b1f-4c3e-9d55-7a1e2b3c4d5e",
-            "creationTimestamp": "2026-11-23T10:00:00Z",
-            "labels": { "jobtrace.dev/traced": "true" },
-            "annotations": annotations
-        },
-        "spec": {
-            "backoffLimit": 1, "completions": 2, "parallelism": 1, "completionMode": "NonIndexed",
-            "template": { "spec": { "restartPolicy": "Never", "containers": [{
-                "name": "main", "image": "app",
-                "env": [{ "name": "TRACEPARENT", "value": format!("00-{TRACE}-{JOB_SPAN}-{flags}") }]
-            }] } }
-        },
-        "status": status
-    }))
-    .unwrap()
+    TestJob::new()
+        .traced()
+        .context_flags(flags)
+        .created()
+        .annotations(extra_annotations)
+        .status(status)
+        .typed()
 }
 
 fn condition(type_: &str, reason: &str, time: &str) -> Json {
@@ -50,31 +29,13 @@ fn condition(type_: &str, reason: &str, time: &str) -> Json {
             "lastTransitionTime": time, "lastProbeTime": time })
 }
 
+/// The typical Job's pod in `phase`; `extra` sets fields such as `status.reason`.
 fn pod(phase: &str, containers: &Json, extra: &Json) -> Pod {
-    let mut object = json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {
-            "name": "nightly-abc12", "namespace": "reports", "uid": "9a8b7c6d-0000-4000-8000-000000000001",
-            "creationTimestamp": "2026-11-23T10:00:01Z",
-            "labels": { "jobtrace.dev/traced": "true", "batch.kubernetes.io/job-name": "nightly",
-                        "batch.kubernetes.io/controller-uid": "5f0c7b4e-1b1f-4c3e-9d55-7a1e2b3c4d5e" },
-            "annotations": { "jobtrace.dev/trace-id": TRACE, "jobtrace.dev/parent-span-id": JOB_SPAN,
-                             "jobtrace.dev/span-id": "2222222222222222" }
-        },
-        "spec": { "nodeName": "kwok-node-0", "containers": [{ "name": "main", "image": "app",
-            "env": [{ "name": "TRACEPARENT", "value": format!("00-{TRACE}-2222222222222222-01") }] }] },
-        "status": {
-            "phase": phase,
-            "startTime": "2026-11-23T10:00:02Z",
-            "conditions": [{ "type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-23T10:00:01Z" }],
-            "containerStatuses": containers
-        }
-    });
+    let mut pod = TestPod::new().status(phase, containers);
     for (k, v) in extra.as_object().unwrap() {
-        let (section, field) = k.split_once('.').unwrap();
-        object[section][field] = v.clone();
+        pod = pod.set(&format!("/{}", k.replace('.', "/")), v.clone());
     }
-    serde_json::from_value(object).unwrap()
+    pod.typed()
 }
 
 fn terminated(name: &str, code: i32, reason: &str, finished: &str) -> Json {

@@ -1,54 +1,5 @@
-//! Fixtures shared by the in-process tests.
+//! The PKI of the in-process tests; their Jobs and reviews are `jobtrace::fixtures`'.
 #![allow(dead_code)]
-
-use serde_json::{Value, json};
-
-pub const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-/// An `AdmissionReview` v1 request for `object` of `kind` (`group`/`kind`), as the apiserver sends.
-pub fn review(group: &str, kind: &str, operation: &str, object: &Value) -> Value {
-    let resource = format!("{}s", kind.to_lowercase());
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-            "kind": { "group": group, "version": "v1", "kind": kind },
-            "resource": { "group": group, "version": "v1", "resource": resource },
-            "requestKind": { "group": group, "version": "v1", "kind": kind },
-            "requestResource": { "group": group, "version": "v1", "resource": resource },
-            "namespace": "reports",
-            "operation": operation,
-            "userInfo": { "username": "ci", "groups": ["system:authenticated"] },
-            "object": object,
-            "oldObject": null,
-            "dryRun": false,
-            "options": { "apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions" }
-        }
-    })
-}
-
-/// A typical Job: three containers and one init container.
-pub fn job(annotations: &Value) -> Value {
-    json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": { "name": "nightly", "namespace": "reports", "annotations": annotations },
-        "spec": {
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "initContainers": [{ "name": "fetch", "image": "busybox" }],
-                    "containers": [
-                        { "name": "a", "image": "app" },
-                        { "name": "b", "image": "app" },
-                        { "name": "c", "image": "app" }
-                    ]
-                }
-            }
-        }
-    })
-}
 
 /// Generates a CA and a serving certificate for 127.0.0.1 and localhost, as PEM, plus the CA's
 /// DER for a client's trust store.
