@@ -4,8 +4,8 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{
-    Attributes, Event, Kind, Link, Skip, SpanRecord, Status, Value, derived_span_id, sampled,
-    trace_flags, traced,
+    Attributes, Event, Kind, Link, Skip, SpanRecord, Status, Value, began, derived_span_id, latest,
+    sampled, trace_flags, traced,
 };
 
 /// The annotation the CronJob controller writes on each run: when the run was scheduled.
@@ -44,33 +44,15 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
         return Err(Skip::Unsampled);
     }
 
-    let complete = condition(job, "Complete");
     let failed = condition(job, "Failed");
-    let deletion = meta.deletion_timestamp.as_ref().map(|t| t.0).or(deleted_at);
-    let (end, result, status) = if let Some(c) = complete {
-        let end = c
-            .last_transition_time
-            .as_ref()
-            .or(job.status.as_ref().and_then(|s| s.completion_time.as_ref()))
-            .map(|t| t.0);
-        (end, "succeeded", Status::Ok)
-    } else if let Some(c) = failed {
-        let description = c
-            .message
-            .clone()
-            .or_else(|| c.reason.clone())
-            .unwrap_or_else(|| "failed".to_owned());
-        (
-            c.last_transition_time.as_ref().map(|t| t.0),
-            "failed",
-            Status::Error { description },
-        )
-    } else if let Some(deleted) = deletion {
-        (Some(deleted), "deleted", Status::Unset)
-    } else {
-        return Err(Skip::NotFinished);
-    };
-    let start = meta.creation_timestamp.as_ref().map(|t| t.0);
+    // The controller's own clock (`deleted_at`) is precise; the objects' times are to the second.
+    let deletion = meta
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| latest(t.0))
+        .or(deleted_at);
+    let (end, result, status) = outcome(job, deletion)?;
+    let start = began(meta);
     let end = end.or(deletion).or(start).ok_or(Skip::NotFinished)?;
     let start = start.unwrap_or(end).min(end);
 
@@ -113,7 +95,7 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
             parent_span_id: Some(span_id),
             name: "queued".to_owned(),
             start,
-            end: started.unwrap_or(end).clamp(start, end),
+            end: started.map_or(end, latest).clamp(start, end),
             attributes: vec![
                 ("k8s.namespace.name", namespace.as_str().into()),
                 ("k8s.job.name", name.as_str().into()),
@@ -127,6 +109,36 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
         });
     }
     Ok(spans)
+}
+
+/// How the Job ended (the end, `jobtrace.job.result`, the status), or that it has not yet.
+fn outcome(
+    job: &Job,
+    deletion: Option<Timestamp>,
+) -> Result<(Option<Timestamp>, &'static str, Status), Skip> {
+    if let Some(c) = condition(job, "Complete") {
+        let end = c
+            .last_transition_time
+            .as_ref()
+            .or(job.status.as_ref().and_then(|s| s.completion_time.as_ref()))
+            .map(|t| latest(t.0));
+        Ok((end, "succeeded", Status::Ok))
+    } else if let Some(c) = condition(job, "Failed") {
+        let description = c
+            .message
+            .clone()
+            .or_else(|| c.reason.clone())
+            .unwrap_or_else(|| "failed".to_owned());
+        Ok((
+            c.last_transition_time.as_ref().map(|t| latest(t.0)),
+            "failed",
+            Status::Error { description },
+        ))
+    } else if let Some(deleted) = deletion {
+        Ok((Some(deleted), "deleted", Status::Unset))
+    } else {
+        Err(Skip::NotFinished)
+    }
 }
 
 /// A trace of its own (a linked Job, a CronJob run) links to the creator's context.

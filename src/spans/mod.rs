@@ -132,6 +132,25 @@ fn traced(
     Ok((annotations, trace_id))
 }
 
+/// The latest moment a Kubernetes timestamp can stand for: the apiserver, the controllers and the
+/// kubelet write times to the second, cut down, so the true moment lies within the second after.
+/// Ends use it, so that a span surely contains what it stands for (a process that ran 1.2 s in a
+/// pod whose timestamps say 1 s).
+fn latest(time: Timestamp) -> Timestamp {
+    time.saturating_add(k8s_openapi::jiff::SignedDuration::from_secs(1))
+        .unwrap_or(time)
+}
+
+/// When the object began, as precisely as known: the webhook's admission time (microseconds),
+/// else its `creationTimestamp` (whole seconds).
+fn began(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Timestamp> {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::names::ADMITTED_AT))
+        .and_then(|v| v.parse().ok())
+        .or_else(|| meta.creation_timestamp.as_ref().map(|t| t.0))
+}
+
 /// A span id derived from another, for spans with no id of their own stored anywhere (the queued
 /// span): the same input always gives the same id, and it never equals the input.
 pub fn derived_span_id(from: SpanId, salt: &[u8]) -> SpanId {

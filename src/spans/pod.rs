@@ -4,8 +4,8 @@ use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{
-    Attributes, Event, Kind, Skip, SpanRecord, Status, derived_span_id, sampled, trace_flags,
-    traced,
+    Attributes, Event, Kind, Skip, SpanRecord, Status, began, derived_span_id, latest, sampled,
+    trace_flags, traced,
 };
 use crate::context::SpanId;
 use crate::names;
@@ -50,24 +50,29 @@ pub fn pod_span(pod: &Pod, deleted_at: Option<Timestamp>) -> Result<SpanRecord, 
         })
         .filter_map(|c| Some((c.name.as_str(), c.state.as_ref()?.terminated.as_ref()?)))
         .collect();
-    let deletion = meta.deletion_timestamp.as_ref().map(|t| t.0).or(deleted_at);
+    // The controller's own clock (`deleted_at`) is precise; the objects' times are to the second.
+    let deletion = meta
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| latest(t.0))
+        .or(deleted_at);
     let finished = terminated
         .iter()
         .filter_map(|(_, t)| t.finished_at.as_ref())
-        .map(|t| t.0)
+        .map(|t| latest(t.0))
         .max();
     let last_condition = status
         .and_then(|s| s.conditions.as_ref())
         .into_iter()
         .flatten()
-        .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
+        .filter_map(|c| c.last_transition_time.as_ref().map(|t| latest(t.0)))
         .max();
     let end = match phase {
         "Succeeded" | "Failed" => finished.or(last_condition).or(deletion),
         _ if deletion.is_some() => deletion,
         _ => return Err(Skip::NotFinished),
     };
-    let start = meta.creation_timestamp.as_ref().map(|t| t.0);
+    let start = began(meta);
     let end = end.or(start).ok_or(Skip::NotFinished)?;
     let start = start.unwrap_or(end).min(end);
 

@@ -75,7 +75,11 @@ fn completed_job_is_an_ok_span_under_the_creator() {
     assert_eq!(span.parent_span_id.unwrap().to_string(), CREATOR);
     assert_eq!(span.name, "job reports/nightly");
     assert_eq!(span.start, ts("2026-11-23T10:00:00Z"));
-    assert_eq!(span.end, ts("2026-11-23T10:00:42Z"));
+    assert_eq!(
+        span.end,
+        ts("2026-11-23T10:00:43Z"),
+        "the Complete condition's second, to its end: surely after the true end"
+    );
     assert_eq!(span.status, Status::Ok);
     assert_eq!(string(span, "k8s.namespace.name"), "reports");
     assert_eq!(string(span, "k8s.job.name"), "nightly");
@@ -102,7 +106,7 @@ fn job_failed_after_retries_is_an_error_with_the_reason() {
         ]
     });
     let span = &job_spans(&job(&status, &json!({}), "01"), None).unwrap()[0];
-    assert_eq!(span.end, ts("2026-11-23T10:00:31Z"));
+    assert_eq!(span.end, ts("2026-11-23T10:00:32Z"));
     assert_eq!(
         span.status,
         Status::Error {
@@ -187,7 +191,7 @@ fn suspended_then_resumed_job_has_a_queued_span() {
     assert_eq!(queued.name, "queued");
     assert_eq!(queued.parent_span_id, Some(spans[0].span_id));
     assert_eq!(queued.start, ts("2026-11-23T10:00:00Z"));
-    assert_eq!(queued.end, ts("2026-11-23T10:03:00Z"));
+    assert_eq!(queued.end, ts("2026-11-23T10:03:01Z"));
     assert_ne!(queued.span_id, spans[0].span_id);
     let again = job_spans(
         &job(
@@ -215,7 +219,7 @@ fn succeeded_pod_is_an_ok_span_under_the_job_span() {
     assert_eq!(span.parent_span_id.unwrap().to_string(), JOB_SPAN);
     assert_eq!(span.name, "pod nightly-abc12");
     assert_eq!(span.start, ts("2026-11-23T10:00:01Z"));
-    assert_eq!(span.end, ts("2026-11-23T10:00:20Z"));
+    assert_eq!(span.end, ts("2026-11-23T10:00:21Z"));
     assert_eq!(span.status, Status::Ok);
     assert_eq!(string(&span, "k8s.pod.name"), "nightly-abc12");
     assert_eq!(
@@ -265,8 +269,8 @@ fn evicted_pod_takes_the_pod_reason() {
     );
     assert_eq!(
         span.end,
-        ts("2026-11-23T10:00:01Z"),
-        "no container finished: the last condition"
+        ts("2026-11-23T10:00:02Z"),
+        "no container finished: the last condition (to the end of its second)"
     );
 }
 
@@ -423,7 +427,7 @@ mod recorded {
         assert_eq!(string(job_span, "error.type"), "BackoffLimitExceeded");
         assert_eq!(int(job_span, "jobtrace.job.failed"), 2);
         assert_eq!(job_span.start, ts("2026-11-23T17:26:06Z"));
-        assert_eq!(job_span.end, ts("2026-11-23T17:26:20Z"));
+        assert_eq!(job_span.end, ts("2026-11-23T17:26:21Z"));
         assert_eq!(pods.items.len(), 2);
         let mut ids = Vec::new();
         for pod in &pods.items {
@@ -525,4 +529,37 @@ fn a_cronjob_run_records_when_it_was_due() {
         "2026-11-23T09:59:57Z"
     );
     assert_eq!(int(span, "jobtrace.cronjob.schedule_delay_ms"), 3000);
+}
+
+#[test]
+fn spans_start_at_the_precise_admission_and_end_after_the_last_second() {
+    let status = json!({ "conditions": [condition("Complete", "CompletionsReached", "2026-11-23T10:00:42Z")] });
+    let admitted = job(
+        &status,
+        &json!({ "jobtrace.dev/admitted-at": "2026-11-23T10:00:00.250731Z" }),
+        "01",
+    );
+    let job_span = &job_spans(&admitted, None).unwrap()[0];
+    assert_eq!(job_span.start, ts("2026-11-23T10:00:00.250731Z"));
+    let containers = json!([terminated("main", 0, "Completed", "2026-11-23T10:00:20Z")]);
+    let mut attempt = pod("Succeeded", &containers, &json!({}));
+    attempt.metadata.annotations.as_mut().unwrap().insert(
+        "jobtrace.dev/admitted-at".into(),
+        "2026-11-23T10:00:01.5Z".into(),
+    );
+    let attempt_span = pod_span(&attempt, None).unwrap();
+    assert_eq!(attempt_span.start, ts("2026-11-23T10:00:01.5Z"));
+    assert!(
+        job_span.start <= attempt_span.start && attempt_span.end <= job_span.end,
+        "the Job span contains its attempt"
+    );
+    // A process that ran from 10:00:02.9 to 10:00:20.7 is inside the attempt's span.
+    assert!(
+        attempt_span.start <= ts("2026-11-23T10:00:02.9Z")
+            && ts("2026-11-23T10:00:20.7Z") <= attempt_span.end
+    );
+    // The controller's own clock at a deletion is precise: no second added.
+    let running = pod("Running", &json!([]), &json!({}));
+    let deleted = pod_span(&running, Some(ts("2026-11-23T10:02:00.5Z"))).unwrap();
+    assert_eq!(deleted.end, ts("2026-11-23T10:02:00.5Z"));
 }

@@ -195,7 +195,43 @@ async fn traced_job_is_one_tree_from_the_creator_to_the_jobs_own_code() {
         assert_eq!(process["serviceName"], "report-task");
     }
     let _ = succeeded;
+
+    assert_parents_contain_children(&trace, job_span, &pods, &tasks);
     all_exported(&ns, 1).await;
+}
+
+/// Parents contain their children: the Job its attempts, each attempt the code it ran; and the Job
+/// starts after the creator's span that created it (its precise admission time).
+fn assert_parents_contain_children(
+    trace: &Value,
+    job_span: &Value,
+    pods: &[&Value],
+    tasks: &[&Value],
+) {
+    let interval = |s: &Value| {
+        let start = s["startTime"].as_u64().unwrap();
+        (start, start + s["duration"].as_u64().unwrap())
+    };
+    let creator_start = interval(named(trace, "POST /reports")[0]).0;
+    let (job_start, job_end) = interval(job_span);
+    assert!(
+        creator_start <= job_start,
+        "the Job starts inside its creator's time"
+    );
+    for pod in pods {
+        let (start, end) = interval(pod);
+        assert!(
+            job_start <= start && end <= job_end,
+            "the Job span contains {pod}"
+        );
+        for task in tasks.iter().filter(|t| parent(t) == pod["spanID"].as_str()) {
+            let (task_start, task_end) = interval(task);
+            assert!(
+                start <= task_start && task_end <= end,
+                "the attempt {start}..{end} contains the code's span {task_start}..{task_end}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
