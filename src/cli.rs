@@ -267,6 +267,10 @@ pub struct ControllerArgs {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "JOBTRACE_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// Keep the status of the `JobTracePolicy` objects (of `--watch-namespace`, or all) while
+    /// exporting. `jobtrace run --policies=false` turns it off too.
+    #[arg(long, env = "JOBTRACE_POLICY_STATUS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub policy_status: bool,
 }
 
 #[derive(Debug, Clone, Args)]

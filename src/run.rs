@@ -145,6 +145,9 @@ async fn policies(
 ) -> crate::policy::Policies {
     let defaults = args.defaults();
     if !args.policies {
+        if args.sync_match_conditions {
+            tracing::warn!("--sync-match-conditions does nothing with --policies=false");
+        }
         return crate::policy::Policies::defaults_only(defaults);
     }
     match kube::Client::try_default().await {
@@ -269,6 +272,7 @@ async fn controller_context(
         namespace: args.watch_namespace.clone(),
         readiness,
         tracer,
+        policy_status: args.policy_status,
     }))
 }
 
@@ -280,13 +284,17 @@ async fn export(
 ) -> Result<(), CommandError> {
     if args.no_leader_election {
         context.metrics.leader.set(1);
-        let reporting = tokio::spawn(crate::policy::status::report(
-            context.client.clone(),
-            context.namespace.clone(),
-            shutdown.clone(),
-        ));
+        let reporting = context.policy_status.then(|| {
+            tokio::spawn(crate::policy::status::report(
+                context.client.clone(),
+                context.namespace.clone(),
+                shutdown.clone(),
+            ))
+        });
         controller::run(context, shutdown).await;
-        let _ = reporting.await;
+        if let Some(reporting) = reporting {
+            let _ = reporting.await;
+        }
         Ok(())
     } else {
         Ok(
@@ -364,8 +372,10 @@ pub async fn controller(
 }
 
 /// `jobtrace run`: the webhook and the controller, sharing the operations port and the metrics.
-pub async fn run(args: RunArgs, common: CommonArgs) -> Result<(), CommandError> {
+pub async fn run(mut args: RunArgs, common: CommonArgs) -> Result<(), CommandError> {
     let listeners = Listeners::bind(args.webhook.listen, args.webhook.metrics_listen)?;
+    // No status for policies this process's webhook doesn't read.
+    args.controller.policy_status &= args.webhook.policy.policies;
     let started = start_controller(&args.controller, &common).await?;
     let tls = tls_source(&args.webhook, &started.metrics, started.tracer.as_ref()).await?;
     let policies = policies(

@@ -494,6 +494,7 @@ async fn play(statuses: Vec<u16>, scenario: Scenario) -> (Vec<String>, Played, A
         namespace: None,
         readiness: Arc::default(),
         tracer: None,
+        policy_status: false,
     });
     let shutdown = CancellationToken::new();
     let controller = tokio::spawn(run(context, shutdown.clone()));

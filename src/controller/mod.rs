@@ -65,6 +65,9 @@ pub struct Context {
     pub readiness: Arc<Readiness>,
     /// Records a span of jobtrace's own for each export, when set.
     pub tracer: Option<SelfTracer>,
+    /// Keep the status of the `JobTracePolicy` objects while exporting (only where the webhook
+    /// reads them: a status would otherwise claim a policy in force that nothing applies).
+    pub policy_status: bool,
 }
 
 /// Watches and exports until `shutdown`; then exports what is queued, if the collector takes it.

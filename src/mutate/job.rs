@@ -36,6 +36,7 @@ pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Muta
         let mut ops = Ops::default();
         let mut edit = MetaEdit::default();
         label_policy(&mut edit, resolution);
+        untrace(&mut edit, &mut ops, job);
         edit.apply(&mut ops, job);
         return Mutation {
             patch: ops.into_patch(),
@@ -261,6 +262,38 @@ fn label_job(
     edit.annotation(
         names::CREATED_SUSPENDED,
         suspended.then(|| "true".to_owned()),
+    );
+}
+
+/// What jobtrace would have written on a traced Job, removed from one that is not traced (a
+/// Job re-created from a saved manifest under settings that no longer trace it): its old ids are
+/// never exported.
+fn untrace(edit: &mut MetaEdit, ops: &mut Ops, job: &Job) {
+    edit.unlabel.push(names::TRACED_LABEL);
+    edit.unannotate.extend([
+        names::TRACE_ID,
+        names::SPAN_ID,
+        names::PARENT_SPAN_ID,
+        names::TRACE_FLAGS,
+        names::ADMITTED_AT,
+        names::ORIGIN,
+        names::LINK,
+        names::JOB_LABELS,
+        names::EXPORTED,
+        names::CREATED_SUSPENDED,
+    ]);
+    let Some(meta) = job.spec.as_ref().and_then(|s| s.template.metadata.as_ref()) else {
+        return;
+    };
+    ops.remove_entries(
+        &["spec", "template", "metadata", "labels"],
+        meta.labels.as_ref(),
+        &[names::TRACED_LABEL],
+    );
+    ops.remove_entries(
+        &["spec", "template", "metadata", "annotations"],
+        meta.annotations.as_ref(),
+        &[names::TRACE_ID, names::PARENT_SPAN_ID, names::TRACE_FLAGS],
     );
 }
 
@@ -1301,6 +1334,43 @@ mod tests {
 
     fn fixtures_defaults() -> Resolution {
         defaults()
+    }
+
+    #[test]
+    fn a_saved_traced_job_that_is_no_longer_traced_loses_what_jobtrace_wrote() {
+        let mut object = job(&json!({ "traceparent": TP }));
+        object["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly", "uid": "6f1c", "controller": true
+        }]);
+        let (_, traced) = run(&object, SPAN_A);
+        let off = with(
+            crate::policy::Defaults {
+                cron_jobs: crate::policy::CronJobMode::Off,
+                ..crate::policy::Defaults::default()
+            },
+            None,
+        );
+        let (mutation, out) = run_with(&traced, &off);
+        assert_eq!(mutation.outcome, Outcome::NotTraced);
+        assert!(
+            out["metadata"]["labels"]
+                .get("jobtrace.dev/traced")
+                .is_none()
+        );
+        let annotations = out["metadata"]["annotations"].as_object().unwrap();
+        assert!(
+            annotations.keys().all(|k| !k.starts_with("jobtrace.dev/")),
+            "{annotations:?}"
+        );
+        let template = &out["spec"]["template"]["metadata"];
+        assert!(template["labels"].get("jobtrace.dev/traced").is_none());
+        assert!(
+            template["annotations"]
+                .get("jobtrace.dev/trace-id")
+                .is_none()
+        );
+        let (again, _) = run_with(&out, &off);
+        assert!(again.patch.0.is_empty(), "{:?}", again.patch);
     }
 
     #[test]

@@ -106,10 +106,19 @@ pub struct JobTracePolicySpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RootTraces {
+    /// `false` turns root traces off for the Jobs the policy selects, even where the cluster
+    /// defaults turn them on. `true` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
     /// Share of such Jobs whose trace is sampled, decided from the trace id alone (so any replica
     /// decides the same); the others still get a context, with the sampled flag off.
     #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("spec.rootTraces.ratio: between 0 and 1"))]
+    #[serde(default = "all")]
     pub ratio: f64,
+}
+
+fn all() -> f64 {
+    1.0
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -136,7 +145,9 @@ pub enum CronJobMode {
     Off,
 }
 
-/// Names kept or dropped: with `include`, only those; then `exclude` drops names.
+/// Names kept or dropped: with `include`, only those; then `exclude` drops names. For baggage, the
+/// cluster-wide exclusions (`--baggage-exclude`) apply on top of a policy's: a namespace can
+/// drop more keys, never bring back one the cluster drops.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyFilter {

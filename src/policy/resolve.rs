@@ -76,7 +76,7 @@ pub fn resolve<'a>(
     };
     let spec = &winner.spec;
     if let Some(root) = &spec.root_traces {
-        effective.root_traces = Some(root.ratio);
+        effective.root_traces = (root.enabled != Some(false)).then_some(root.ratio);
     }
     if let Some(relationship) = spec.relationship {
         effective.relationship = relationship;
@@ -86,6 +86,10 @@ pub fn resolve<'a>(
     }
     if let Some(filter) = &spec.baggage {
         effective.baggage = filter.clone();
+        effective
+            .baggage
+            .exclude
+            .extend(defaults.baggage.exclude.iter().cloned());
     }
     if let Some(filter) = &spec.containers {
         effective.containers = filter.clone();
@@ -221,6 +225,49 @@ mod tests {
             assert_eq!(resolution.effective, expected, "{spec}");
             assert_eq!(resolution.policy.as_deref(), Some("p"));
         }
+    }
+
+    #[test]
+    fn a_policy_can_turn_root_traces_off_and_a_missing_ratio_is_all() {
+        let defaults = Defaults {
+            root_traces: Some(0.5),
+            ..Defaults::default()
+        };
+        let off = policy("off", &json!({ "rootTraces": { "enabled": false } }));
+        assert_eq!(
+            resolve(&defaults, [&off], &BTreeMap::new())
+                .effective
+                .root_traces,
+            None
+        );
+        let all = policy("all", &json!({ "rootTraces": {} }));
+        assert_eq!(
+            resolve(&Defaults::default(), [&all], &BTreeMap::new())
+                .effective
+                .root_traces,
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn the_clusters_baggage_exclusions_always_apply() {
+        let defaults = Defaults {
+            baggage: KeyFilter {
+                include: None,
+                exclude: vec!["user.email".into()],
+            },
+            ..Defaults::default()
+        };
+        let p = policy(
+            "p",
+            &json!({ "baggage": { "include": ["user.email", "tenant"] } }),
+        );
+        let baggage = resolve(&defaults, [&p], &BTreeMap::new()).effective.baggage;
+        assert!(baggage.allows("tenant"));
+        assert!(
+            !baggage.allows("user.email"),
+            "a namespace can't bring it back"
+        );
     }
 
     #[test]
