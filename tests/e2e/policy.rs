@@ -2,7 +2,6 @@
 //! webhook's `matchConditions` following them, link mode, a baggage rule, the status counts, and
 //! CronJob runs each in a trace of its own.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -14,25 +13,12 @@ use serde_json::{Value, json};
 use crate::jaeger::{JAEGER_QUERY, OTLP_GRPC, fetch_trace};
 use crate::spans::{all_exported, kwok_job, named, random_trace_id};
 use crate::support::{DEADLINE, TestNamespace};
+use crate::webhook::kubectl_with_manifest;
 use crate::webhook_process::{Webhook, kubectl};
 
 /// Applies `manifest` with kubectl in the test's namespace; its success and what it printed.
 fn kubectl_apply(ns: &TestNamespace, manifest: &Value) -> (bool, String) {
-    use std::io::Write;
-    let mut child = kubectl()
-        .args(["apply", "-n", &ns.name, "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifest.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = kubectl_with_manifest(ns, "apply", manifest);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -16,8 +16,21 @@ use crate::webhook_process::{TP, Webhook, job, kubectl};
 
 /// Creates `job` with kubectl, as a user would; kubectl's stderr (where warnings go).
 pub fn kubectl_create(ns: &TestNamespace, job: &Job) -> String {
+    let manifest = serde_json::to_value(job).unwrap();
+    let output = kubectl_with_manifest(ns, "create", &manifest);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "kubectl create failed: {stderr}");
+    stderr
+}
+
+/// `kubectl VERB -n NS -f -` with `manifest` on its standard input.
+pub fn kubectl_with_manifest(
+    ns: &TestNamespace,
+    verb: &str,
+    manifest: &serde_json::Value,
+) -> std::process::Output {
     let mut child = kubectl()
-        .args(["create", "-n", &ns.name, "-f", "-"])
+        .args([verb, "-n", &ns.name, "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -27,12 +40,9 @@ pub fn kubectl_create(ns: &TestNamespace, job: &Job) -> String {
         .stdin
         .take()
         .unwrap()
-        .write_all(serde_json::to_string(job).unwrap().as_bytes())
+        .write_all(manifest.to_string().as_bytes())
         .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "kubectl create failed: {stderr}");
-    stderr
+    child.wait_with_output().unwrap()
 }
 
 fn env_of(containers: &[k8s_openapi::api::core::v1::Container], name: &str) -> Vec<Option<String>> {
