@@ -2,6 +2,8 @@
 //! with the webhook registered divided by the median without it, measured side by side (creates
 //! alternate between a namespace the webhook serves and one it doesn't). Needs `make cluster-up`.
 
+#[path = "../tests/helm/mod.rs"]
+mod helm;
 #[path = "../tests/e2e/support.rs"]
 #[allow(dead_code)]
 mod support;

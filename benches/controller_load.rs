@@ -2,6 +2,8 @@
 //! time it used, and the export lag from a Job's terminal condition to its span being queryable in
 //! Jaeger (sampled Jobs, polled). Needs `make cluster-up`. `BENCH_JOBS=1000,10000` by default.
 
+#[path = "../tests/helm/mod.rs"]
+mod helm;
 #[path = "../tests/e2e/support.rs"]
 #[allow(dead_code)]
 mod support;

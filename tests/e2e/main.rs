@@ -1,6 +1,8 @@
 //! End-to-end tests against the local control plane (`make cluster-up`): a real kube-apiserver,
 //! controller-manager and scheduler, kwok as the nodes, and Jaeger. Run them with `make e2e`.
 
+#[path = "../helm/mod.rs"]
+mod helm;
 mod support;
 mod webhook_process;
 

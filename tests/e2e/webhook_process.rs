@@ -55,13 +55,7 @@ impl Drop for Runner {
     }
 }
 
-/// Where `hack/build-bins.sh` put the control plane's binaries.
-pub fn bin_dir() -> PathBuf {
-    std::env::var_os("JOBTRACE_BIN").map_or_else(
-        || PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/jobtrace/bin"),
-        PathBuf::from,
-    )
-}
+pub use crate::helm::bin_dir;
 
 pub fn kubectl() -> Command {
     Command::new(bin_dir().join("kubectl"))

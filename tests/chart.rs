@@ -1,0 +1,861 @@
+//! The Helm chart, rendered by helm with no cluster: `helm lint`, the defaults, every value of
+//! `values.yaml`, and the schema's refusals. helm is the one `hack/build-bins.sh` builds (`make
+//! test` builds it first); without it these tests say so on one line and check nothing. The
+//! chart installed on a control plane is tested in tests/e2e/chart.rs.
+
+mod helm;
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::sync::Once;
+
+use helm::{
+    args, chart_dir, container, defaults, env, env_value, helm, kind, kube_version, one, pod_spec,
+    render, webhooks,
+};
+use jobtrace::registration::{Endpoint, Registration, webhook_configuration};
+use serde_json::{Value, json};
+
+/// Whether helm is there; when it is not, says once, on stderr past the test harness's capture,
+/// that these tests are skipped.
+fn helm_found() -> bool {
+    static SAID: Once = Once::new();
+    let helm = helm::helm_binary();
+    if helm.is_file() {
+        return true;
+    }
+    SAID.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: helm not found at {} (hack/build-bins.sh helm builds it)",
+            helm.display()
+        );
+    });
+    false
+}
+
+#[test]
+fn chart_lints_with_the_cluster_version() {
+    if !helm_found() {
+        return;
+    }
+    let version = kube_version();
+    let chart = chart_dir();
+    for extra in [
+        &[][..],
+        &["--set", "certificates.certManager.enabled=true"][..],
+    ] {
+        let mut args = vec![
+            "lint",
+            "--strict",
+            chart.to_str().unwrap(),
+            "--kube-version",
+            &version,
+        ];
+        args.extend_from_slice(extra);
+        let output = helm(&args);
+        assert!(
+            output.status.success(),
+            "helm lint {extra:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn defaults_are_highly_available_restricted_and_match_the_design() {
+    if !helm_found() {
+        return;
+    }
+    let docs = defaults();
+    let deployment = one(&docs, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(
+        deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"],
+        0
+    );
+    // The restricted Pod Security profile.
+    let pod = pod_spec(&docs);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert!(pod["securityContext"]["runAsUser"].as_u64().unwrap() > 0);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let security = &container(&docs)["securityContext"];
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
+    let resources = &container(&docs)["resources"];
+    for part in ["requests", "limits"] {
+        assert!(resources[part]["cpu"].is_string() && resources[part]["memory"].is_string());
+    }
+    // Spread over nodes, selecting this release's pods.
+    let spread = pod["topologySpreadConstraints"].as_array().unwrap();
+    assert_eq!(spread[0]["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(
+        spread[0]["labelSelector"]["matchLabels"]["app.kubernetes.io/instance"],
+        "jt"
+    );
+    assert_eq!(one(&docs, "PodDisruptionBudget")["spec"]["minAvailable"], 1);
+    // Probes on the operations port.
+    assert_eq!(
+        container(&docs)["readinessProbe"]["httpGet"]["path"],
+        "/readyz"
+    );
+    assert_eq!(
+        container(&docs)["livenessProbe"]["httpGet"]["path"],
+        "/healthz"
+    );
+    // Self-managed certificates for the Service's names.
+    let args = args(&docs);
+    assert!(args.contains(&"--cert-secret=jt-jobtrace-tls".to_owned()));
+    assert!(args.contains(
+        &"--cert-name=jt-jobtrace.tracing.svc,jt-jobtrace.tracing.svc.cluster.local".to_owned()
+    ));
+    assert_eq!(env_value(&docs, "JOBTRACE_LOG_FORMAT"), "json");
+    // The webhook configuration is the one jobtrace itself builds, release
+    // namespace excluded.
+    let expected = webhook_configuration(&Registration::new(
+        Endpoint::Service {
+            namespace: "tracing".into(),
+            name: "jt-jobtrace".into(),
+            port: 443,
+        },
+        "tracing",
+    ));
+    let expected = serde_json::to_value(expected).unwrap();
+    assert_eq!(webhooks(&docs), expected["webhooks"].as_array().unwrap());
+    assert_eq!(kind(&docs, "Certificate").len(), 0);
+}
+
+#[test]
+fn rbac_is_least_privilege_and_every_rule_says_why() {
+    if !helm_found() {
+        return;
+    }
+    let docs = defaults();
+    for role in kind(&docs, "ClusterRole")
+        .into_iter()
+        .chain(kind(&docs, "Role"))
+    {
+        for rule in role["rules"].as_array().unwrap() {
+            let text = rule.to_string();
+            assert!(!text.contains("\"*\""), "no wildcard: {text}");
+            let verbs = rule["verbs"].as_array().unwrap();
+            for verb in verbs {
+                assert!(
+                    ["get", "list", "watch", "patch", "create", "update"]
+                        .contains(&verb.as_str().unwrap()),
+                    "{text}"
+                );
+            }
+            // Whatever can be limited to one object is.
+            if rule["resources"] == json!(["secrets"])
+                || rule["resources"] == json!(["mutatingwebhookconfigurations"])
+            {
+                assert!(
+                    verbs == &vec![json!("create")] || rule["resourceNames"].is_array(),
+                    "{text}"
+                );
+            }
+            if rule["resources"] == json!(["secrets"]) {
+                assert_eq!(
+                    role["kind"], "Role",
+                    "Secrets only in the release's namespace"
+                );
+            }
+        }
+    }
+    // Each rule in the template is preceded by a comment saying why.
+    let template = std::fs::read_to_string(chart_dir().join("templates/rbac.yaml")).unwrap();
+    let lines: Vec<&str> = template.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim_start().starts_with("- apiGroups:") {
+            let previous = lines[..i]
+                .iter()
+                .rev()
+                .map(|l| l.trim())
+                .find(|l| !l.is_empty() && !l.starts_with("{{"))
+                .unwrap();
+            assert!(
+                previous.starts_with('#') || previous.starts_with("verbs:"),
+                "rule at line {} has no comment: {previous}",
+                i + 1
+            );
+        }
+    }
+}
+
+/// The rules of the chart's `Role`s and `ClusterRole`s that grant access to `resource`.
+fn grants<'a>(docs: &'a [Value], resource: &str) -> Vec<&'a Value> {
+    docs.iter()
+        .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
+        .flat_map(|role| role["rules"].as_array().into_iter().flatten())
+        .filter(|rule| {
+            rule["resources"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r == resource))
+        })
+        .collect()
+}
+
+/// One documented value set to something else, and what must change in the rendering.
+struct Case {
+    /// The values.yaml paths this case covers.
+    paths: &'static [&'static str],
+    flags: &'static [&'static str],
+    check: fn(&[Value]),
+}
+
+// A table, one case a value: long, and clearer in one piece.
+#[allow(clippy::too_many_lines)]
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            paths: &["replicaCount"],
+            flags: &["--set", "replicaCount=3"],
+            check: |d| {
+                assert_eq!(one(d, "Deployment")["spec"]["replicas"], 3);
+            },
+        },
+        Case {
+            paths: &["image.repository", "image.tag", "image.pullPolicy"],
+            flags: &[
+                "--set",
+                "image.repository=mirror/jobtrace,image.tag=1.2.3,image.pullPolicy=Always",
+            ],
+            check: |d| {
+                assert_eq!(container(d)["image"], "mirror/jobtrace:1.2.3");
+                assert_eq!(container(d)["imagePullPolicy"], "Always");
+            },
+        },
+        Case {
+            paths: &["image.tag"],
+            flags: &["--set", "image.tag=20261123"],
+            check: |d| {
+                assert_eq!(container(d)["image"], "jobtrace/jobtrace:20261123");
+            },
+        },
+        Case {
+            paths: &["imagePullSecrets"],
+            flags: &["--set", "imagePullSecrets[0].name=regcred"],
+            check: |d| {
+                assert_eq!(
+                    pod_spec(d)["imagePullSecrets"],
+                    json!([{ "name": "regcred" }])
+                );
+            },
+        },
+        Case {
+            paths: &["nameOverride"],
+            flags: &["--set", "nameOverride=tracer"],
+            check: |d| {
+                assert_eq!(one(d, "Deployment")["metadata"]["name"], "jt-tracer");
+                assert_eq!(
+                    one(d, "Deployment")["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+                    "tracer"
+                );
+            },
+        },
+        Case {
+            paths: &["fullnameOverride"],
+            flags: &["--set", "fullnameOverride=jobtracer"],
+            check: |d| {
+                assert_eq!(
+                    one(d, "MutatingWebhookConfiguration")["metadata"]["name"],
+                    "jobtracer"
+                );
+                assert!(args(d).contains(&"--webhook-configuration=jobtracer".to_owned()));
+                assert!(args(d).contains(&"--lease-name=jobtracer".to_owned()));
+            },
+        },
+        Case {
+            paths: &[
+                "otlp.endpoint",
+                "otlp.protocol",
+                "otlp.timeoutMillis",
+                "otlp.serviceName",
+            ],
+            flags: &[
+                "--set",
+                "otlp.endpoint=https://collector.example:4318,otlp.protocol=http/protobuf,otlp.timeoutMillis=2500,otlp.serviceName=batch-tracer",
+            ],
+            check: |d| {
+                assert_eq!(
+                    env_value(d, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+                    "https://collector.example:4318"
+                );
+                assert_eq!(env_value(d, "OTEL_EXPORTER_OTLP_PROTOCOL"), "http/protobuf");
+                assert_eq!(env_value(d, "OTEL_EXPORTER_OTLP_TIMEOUT"), "2500");
+                assert_eq!(env_value(d, "OTEL_SERVICE_NAME"), "batch-tracer");
+            },
+        },
+        Case {
+            paths: &["otlp.headers.secretName", "otlp.headers.secretKey"],
+            flags: &[
+                "--set",
+                "otlp.headers.secretName=vendor-key,otlp.headers.secretKey=otlp",
+            ],
+            check: |d| {
+                assert_eq!(
+                    env(d, "OTEL_EXPORTER_OTLP_HEADERS").unwrap()["valueFrom"]["secretKeyRef"],
+                    json!({ "name": "vendor-key", "key": "otlp" })
+                );
+            },
+        },
+        Case {
+            paths: &["logLevel", "logFormat"],
+            flags: &["--set", "logLevel=jobtrace=debug,logFormat=text"],
+            check: |d| {
+                assert_eq!(env_value(d, "JOBTRACE_LOG_LEVEL"), "jobtrace=debug");
+                assert_eq!(env_value(d, "JOBTRACE_LOG_FORMAT"), "text");
+            },
+        },
+        Case {
+            paths: &["selfTracing.ratio"],
+            flags: &["--set", "selfTracing.ratio=0.25"],
+            check: |d| {
+                assert_eq!(env_value(d, "JOBTRACE_SELF_TRACING_RATIO"), "0.25");
+            },
+        },
+        Case {
+            paths: &["webhook.failurePolicy", "webhook.timeoutSeconds"],
+            flags: &[
+                "--set",
+                "webhook.failurePolicy=Fail,webhook.timeoutSeconds=7",
+            ],
+            check: |d| {
+                for w in webhooks(d) {
+                    assert_eq!(w["failurePolicy"], "Fail");
+                    assert_eq!(w["timeoutSeconds"], 7);
+                }
+            },
+        },
+        Case {
+            paths: &["webhook.namespaces", "webhook.excludedNamespaces"],
+            flags: &[
+                "--set",
+                "webhook.namespaces={batch,reports},webhook.excludedNamespaces={legacy}",
+            ],
+            check: |d| {
+                for w in webhooks(d) {
+                    assert_eq!(
+                        w["namespaceSelector"]["matchExpressions"],
+                        json!([
+                            { "key": "kubernetes.io/metadata.name", "operator": "In", "values": ["batch", "reports"] },
+                            { "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["legacy", "tracing"] },
+                        ])
+                    );
+                }
+            },
+        },
+        Case {
+            paths: &["webhook.port"],
+            flags: &["--set", "webhook.port=9443"],
+            check: |d| {
+                assert!(args(d).contains(&"--listen=0.0.0.0:9443".to_owned()));
+                assert_eq!(container(d)["ports"][0]["containerPort"], 9443);
+            },
+        },
+        Case {
+            paths: &["certificates.validity", "certificates.caValidity"],
+            flags: &[
+                "--set",
+                "certificates.validity=30d,certificates.caValidity=365d",
+            ],
+            check: |d| {
+                assert!(args(d).contains(&"--cert-validity=30d".to_owned()));
+                assert!(args(d).contains(&"--ca-validity=365d".to_owned()));
+            },
+        },
+        Case {
+            paths: &[
+                "certificates.certManager.enabled",
+                "certificates.certManager.duration",
+                "certificates.certManager.renewBefore",
+            ],
+            flags: &[
+                "--set",
+                "certificates.certManager.enabled=true,certificates.certManager.duration=720h,certificates.certManager.renewBefore=240h",
+            ],
+            check: |d| {
+                let certificates = kind(d, "Certificate");
+                assert_eq!(certificates.len(), 2, "a CA and the serving certificate");
+                let serving = certificates
+                    .iter()
+                    .find(|c| c["metadata"]["name"] == "jt-jobtrace-tls")
+                    .unwrap();
+                assert_eq!(serving["spec"]["duration"], "720h");
+                assert_eq!(serving["spec"]["renewBefore"], "240h");
+                assert_eq!(
+                    serving["spec"]["dnsNames"],
+                    json!([
+                        "jt-jobtrace.tracing.svc",
+                        "jt-jobtrace.tracing.svc.cluster.local"
+                    ])
+                );
+                assert_eq!(serving["spec"]["issuerRef"]["name"], "jt-jobtrace-ca");
+                assert_eq!(kind(d, "Issuer").len(), 2);
+                assert_eq!(
+                    one(d, "MutatingWebhookConfiguration")["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+                    "tracing/jt-jobtrace-tls"
+                );
+                assert!(args(d).contains(&"--tls-cert-file=/etc/jobtrace/tls/tls.crt".to_owned()));
+                assert!(!args(d).iter().any(|a| a.starts_with("--cert-secret")));
+                assert_eq!(
+                    pod_spec(d)["volumes"][0]["secret"]["secretName"],
+                    "jt-jobtrace-tls"
+                );
+                // jobtrace touches no Secret then, and its webhook configuration only to keep the
+                // matchConditions in step with the policies (policy.syncMatchConditions, on by
+                // default; without it, not at all).
+                assert!(grants(d, "secrets").is_empty());
+                let webhook_configuration = grants(d, "mutatingwebhookconfigurations");
+                assert_eq!(webhook_configuration.len(), 1);
+                assert_eq!(
+                    webhook_configuration[0]["resourceNames"],
+                    json!(["jt-jobtrace"])
+                );
+                assert!(args(d).contains(&"--sync-match-conditions".to_owned()));
+            },
+        },
+        Case {
+            paths: &["certificates.certManager.issuerRef"],
+            flags: &[
+                "--set",
+                "certificates.certManager.enabled=true,certificates.certManager.issuerRef.name=corporate,certificates.certManager.issuerRef.kind=ClusterIssuer",
+            ],
+            check: |d| {
+                assert_eq!(kind(d, "Issuer").len(), 0);
+                assert_eq!(
+                    one(d, "Certificate")["spec"]["issuerRef"],
+                    json!({ "name": "corporate", "kind": "ClusterIssuer" })
+                );
+            },
+        },
+        Case {
+            paths: &["controller.watchNamespace"],
+            flags: &["--set", "controller.watchNamespace=batch"],
+            check: |d| {
+                assert!(args(d).contains(&"--watch-namespace=batch".to_owned()));
+            },
+        },
+        Case {
+            paths: &["policy.watchPolicies"],
+            flags: &["--set", "policy.watchPolicies=false"],
+            check: |d| {
+                assert!(args(d).contains(&"--policies=false".to_owned()));
+                assert!(!args(d).contains(&"--sync-match-conditions".to_owned()));
+                assert!(grants(d, "jobtracepolicies").is_empty());
+                assert!(grants(d, "jobtracepolicies/status").is_empty());
+            },
+        },
+        Case {
+            paths: &["policy.syncMatchConditions"],
+            flags: &[
+                "--set",
+                "policy.syncMatchConditions=false,certificates.certManager.enabled=true",
+            ],
+            check: |d| {
+                assert!(args(d).contains(&"--policies=true".to_owned()));
+                assert!(!args(d).contains(&"--sync-match-conditions".to_owned()));
+                // With cert-manager, nothing left for jobtrace to do with its webhook configuration.
+                assert!(grants(d, "mutatingwebhookconfigurations").is_empty());
+                assert!(
+                    !args(d)
+                        .iter()
+                        .any(|a| a.starts_with("--webhook-configuration"))
+                );
+            },
+        },
+        Case {
+            paths: &["policy.rootTraces"],
+            flags: &["--set", "policy.rootTraces=0.25"],
+            check: |d| {
+                assert!(args(d).contains(&"--root-traces=0.25".to_owned()));
+                // Every Job may get a root trace: every Job calls the webhook.
+                assert_eq!(webhooks(d)[0]["matchConditions"][0]["expression"], "true");
+            },
+        },
+        Case {
+            paths: &["policy.relationship"],
+            flags: &["--set", "policy.relationship=link"],
+            check: |d| assert!(args(d).contains(&"--relationship=link".to_owned())),
+        },
+        Case {
+            paths: &["policy.cronJobs"],
+            flags: &["--set", "policy.cronJobs=child"],
+            check: |d| assert!(args(d).contains(&"--cronjobs=child".to_owned())),
+        },
+        Case {
+            paths: &["policy.baggageExclude"],
+            flags: &["--set", "policy.baggageExclude={user.email,session}"],
+            check: |d| {
+                assert!(args(d).contains(&"--baggage-exclude=user.email,session".to_owned()));
+            },
+        },
+        Case {
+            paths: &["policy.podSpans"],
+            flags: &["--set", "policy.podSpans=false"],
+            check: |d| assert!(args(d).contains(&"--pod-spans=false".to_owned())),
+        },
+        Case {
+            paths: &["policy.resourceAttributes"],
+            flags: &["--set", "policy.resourceAttributes=false"],
+            check: |d| assert!(args(d).contains(&"--resource-attributes=false".to_owned())),
+        },
+        Case {
+            paths: &["policy.jobLabels"],
+            flags: &["--set", "policy.jobLabels={team,app}"],
+            check: |d| assert!(args(d).contains(&"--job-labels=team,app".to_owned())),
+        },
+        Case {
+            paths: &["metrics.port"],
+            flags: &["--set", "metrics.port=9090"],
+            check: |d| {
+                assert!(args(d).contains(&"--metrics-listen=0.0.0.0:9090".to_owned()));
+                assert_eq!(
+                    one(d, "Deployment")["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"],
+                    "9090"
+                );
+                assert_eq!(one(d, "Service")["spec"]["ports"][1]["port"], 9090);
+            },
+        },
+        Case {
+            paths: &["metrics.scrapeAnnotations"],
+            flags: &["--set", "metrics.scrapeAnnotations=false"],
+            check: |d| {
+                assert!(
+                    one(d, "Deployment")["spec"]["template"]["metadata"]["annotations"].is_null()
+                );
+            },
+        },
+        Case {
+            paths: &[
+                "metrics.serviceMonitor.enabled",
+                "metrics.serviceMonitor.interval",
+                "metrics.serviceMonitor.labels",
+            ],
+            flags: &[
+                "--set",
+                "metrics.serviceMonitor.enabled=true,metrics.serviceMonitor.interval=15s,metrics.serviceMonitor.labels.release=kube-prometheus",
+            ],
+            check: |d| {
+                let monitor = one(d, "ServiceMonitor");
+                assert_eq!(monitor["metadata"]["labels"]["release"], "kube-prometheus");
+                assert_eq!(
+                    monitor["spec"]["endpoints"][0],
+                    json!({ "port": "metrics", "path": "/metrics", "interval": "15s" })
+                );
+                assert_eq!(
+                    monitor["spec"]["selector"]["matchLabels"],
+                    one(d, "Service")["spec"]["selector"]
+                );
+            },
+        },
+        Case {
+            paths: &[
+                "metrics.prometheusRule.enabled",
+                "metrics.prometheusRule.labels",
+            ],
+            flags: &[
+                "--set",
+                "metrics.prometheusRule.enabled=true,metrics.prometheusRule.labels.release=kube-prometheus",
+            ],
+            check: |d| {
+                let rule = one(d, "PrometheusRule");
+                assert_eq!(rule["metadata"]["labels"]["release"], "kube-prometheus");
+                let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["alert"].as_str().unwrap())
+                    .collect();
+                // The alerts docs/operations.md lists, each one.
+                let documented = std::fs::read_to_string(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/docs/operations.md"
+                ))
+                .unwrap();
+                for alert in &alerts {
+                    assert!(
+                        documented.contains(&format!("alert: {alert}")),
+                        "{alert} not in docs/operations.md"
+                    );
+                }
+                assert_eq!(alerts.len(), documented.matches("- alert: ").count());
+                // Scoped to the release's namespace.
+                assert!(
+                    rule["spec"]["groups"][0]["rules"][0]["expr"]
+                        .as_str()
+                        .unwrap()
+                        .contains(r#"namespace="tracing""#)
+                );
+            },
+        },
+        Case {
+            paths: &["service.port"],
+            flags: &["--set", "service.port=8443"],
+            check: |d| {
+                assert_eq!(one(d, "Service")["spec"]["ports"][0]["port"], 8443);
+                for w in webhooks(d) {
+                    assert_eq!(w["clientConfig"]["service"]["port"], 8443);
+                }
+            },
+        },
+        Case {
+            paths: &["resources"],
+            flags: &["--set", "resources.limits.memory=512Mi"],
+            check: |d| {
+                assert_eq!(container(d)["resources"]["limits"]["memory"], "512Mi");
+            },
+        },
+        Case {
+            paths: &["podDisruptionBudget.enabled"],
+            flags: &["--set", "podDisruptionBudget.enabled=false"],
+            check: |d| {
+                assert!(kind(d, "PodDisruptionBudget").is_empty());
+            },
+        },
+        Case {
+            paths: &["podDisruptionBudget.minAvailable"],
+            flags: &["--set", "podDisruptionBudget.minAvailable=50%"],
+            check: |d| {
+                assert_eq!(one(d, "PodDisruptionBudget")["spec"]["minAvailable"], "50%");
+            },
+        },
+        Case {
+            paths: &["topologySpreadConstraints"],
+            flags: &["--set-json", "topologySpreadConstraints=[]"],
+            check: |d| {
+                assert!(pod_spec(d)["topologySpreadConstraints"].is_null());
+            },
+        },
+        Case {
+            paths: &["podSecurityContext", "securityContext"],
+            flags: &[
+                "--set",
+                "podSecurityContext.runAsUser=10001,securityContext.readOnlyRootFilesystem=true",
+            ],
+            check: |d| {
+                assert_eq!(pod_spec(d)["securityContext"]["runAsUser"], 10001);
+                assert_eq!(
+                    container(d)["securityContext"]["readOnlyRootFilesystem"],
+                    true
+                );
+            },
+        },
+        Case {
+            paths: &["shutdownDelay", "terminationGracePeriodSeconds"],
+            flags: &[
+                "--set",
+                "shutdownDelay=12s,terminationGracePeriodSeconds=60",
+            ],
+            check: |d| {
+                assert!(args(d).contains(&"--shutdown-delay=12s".to_owned()));
+                assert_eq!(pod_spec(d)["terminationGracePeriodSeconds"], 60);
+            },
+        },
+        Case {
+            paths: &["serviceAccount.create", "serviceAccount.name"],
+            flags: &[
+                "--set",
+                "serviceAccount.create=false,serviceAccount.name=platform-jobtrace",
+            ],
+            check: |d| {
+                assert!(kind(d, "ServiceAccount").is_empty());
+                assert_eq!(pod_spec(d)["serviceAccountName"], "platform-jobtrace");
+                assert_eq!(
+                    one(d, "ClusterRoleBinding")["subjects"][0]["name"],
+                    "platform-jobtrace"
+                );
+            },
+        },
+        Case {
+            paths: &["serviceAccount.annotations"],
+            flags: &["--set", "serviceAccount.annotations.team=platform"],
+            check: |d| {
+                assert_eq!(
+                    one(d, "ServiceAccount")["metadata"]["annotations"]["team"],
+                    "platform"
+                );
+            },
+        },
+        Case {
+            paths: &["extraEnv", "extraVolumes", "extraVolumeMounts"],
+            flags: &[
+                "--set-json",
+                r#"extraEnv=[{"name":"OTEL_EXPORTER_OTLP_CERTIFICATE","value":"/etc/otlp/ca.crt"}]"#,
+                "--set-json",
+                r#"extraVolumes=[{"name":"otlp-ca","configMap":{"name":"otlp-ca"}}]"#,
+                "--set-json",
+                r#"extraVolumeMounts=[{"name":"otlp-ca","mountPath":"/etc/otlp"}]"#,
+            ],
+            check: |d| {
+                assert_eq!(
+                    env_value(d, "OTEL_EXPORTER_OTLP_CERTIFICATE"),
+                    "/etc/otlp/ca.crt"
+                );
+                assert_eq!(pod_spec(d)["volumes"][0]["name"], "otlp-ca");
+                assert_eq!(container(d)["volumeMounts"][0]["mountPath"], "/etc/otlp");
+            },
+        },
+        Case {
+            paths: &["podAnnotations", "podLabels"],
+            flags: &[
+                "--set",
+                "podAnnotations.owner=platform,podLabels.tier=infra",
+            ],
+            check: |d| {
+                let meta = &one(d, "Deployment")["spec"]["template"]["metadata"];
+                assert_eq!(meta["annotations"]["owner"], "platform");
+                assert_eq!(meta["labels"]["tier"], "infra");
+            },
+        },
+        Case {
+            paths: &[
+                "nodeSelector",
+                "tolerations",
+                "affinity",
+                "priorityClassName",
+            ],
+            flags: &[
+                "--set",
+                "nodeSelector.pool=system,tolerations[0].key=dedicated,tolerations[0].operator=Exists,affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=arch,affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists,priorityClassName=system-cluster-critical",
+            ],
+            check: |d| {
+                let pod = pod_spec(d);
+                assert_eq!(pod["nodeSelector"]["pool"], "system");
+                assert_eq!(pod["tolerations"][0]["key"], "dedicated");
+                assert!(pod["affinity"]["nodeAffinity"].is_object());
+                assert_eq!(pod["priorityClassName"], "system-cluster-critical");
+            },
+        },
+    ]
+}
+
+/// The leaf paths of values.yaml: scalars, lists, empty maps, and the Kubernetes objects passed
+/// through whole.
+/// Values that are Kubernetes objects, passed through whole.
+const WHOLE: [&str; 5] = [
+    "resources",
+    "podSecurityContext",
+    "securityContext",
+    "affinity",
+    "certificates.certManager.issuerRef",
+];
+
+fn value_paths(value: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    match value.as_object() {
+        Some(map) if !map.is_empty() && !WHOLE.contains(&prefix) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                value_paths(v, &path, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_owned());
+        }
+    }
+}
+
+#[test]
+fn every_documented_value_changes_the_rendering() {
+    if !helm_found() {
+        return;
+    }
+    let text = std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap();
+    let values: Value = serde_saphyr::from_str(&text).unwrap();
+    let mut documented = BTreeSet::new();
+    value_paths(&values, "", &mut documented);
+    // Documented line by line: every key has a comment above it, or shares one with the
+    // siblings right above it. Inside the Kubernetes objects passed through whole, the
+    // Kubernetes API documents the fields.
+    let lines: Vec<&str> = text.lines().collect();
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let Some((key, _)) = trimmed.split_once(':') else {
+            continue;
+        };
+        if trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        while stack.last().is_some_and(|(level, _)| *level >= indent) {
+            stack.pop();
+        }
+        if trimmed.starts_with('-') {
+            // A list item: documented with its list.
+            stack.push((indent, "[]".to_owned()));
+            continue;
+        }
+        if stack.iter().any(|(_, k)| k == "[]") {
+            continue;
+        }
+        let inside_whole = stack.iter().enumerate().any(|(depth, _)| {
+            let path: Vec<&str> = stack[..=depth].iter().map(|(_, k)| k.as_str()).collect();
+            WHOLE.contains(&path.join(".").as_str())
+        });
+        stack.push((indent, key.to_owned()));
+        if inside_whole {
+            continue;
+        }
+        let above = lines[..i].iter().rev().take_while(|l| {
+            let t = l.trim_start();
+            !t.is_empty() && (t.starts_with('#') || l.len() - t.len() == indent)
+        });
+        assert!(
+            above.into_iter().any(|l| l.trim_start().starts_with('#')),
+            "values.yaml line {} has no comment: {line}",
+            i + 1
+        );
+    }
+    let mut covered = BTreeSet::new();
+    for case in cases() {
+        let docs =
+            render("jt", "tracing", case.flags).unwrap_or_else(|e| panic!("{:?}: {e}", case.flags));
+        (case.check)(&docs);
+        covered.extend(case.paths.iter().map(|p| (*p).to_owned()));
+    }
+    let missing: Vec<_> = documented.difference(&covered).collect();
+    assert!(
+        missing.is_empty(),
+        "values without a rendering test: {missing:?}"
+    );
+    let unknown: Vec<_> = covered.difference(&documented).collect();
+    assert!(
+        unknown.is_empty(),
+        "tests of values that don't exist: {unknown:?}"
+    );
+}
+
+#[test]
+fn wrong_values_are_refused_naming_the_field() {
+    if !helm_found() {
+        return;
+    }
+    for (flag, field) in [
+        ("replicaCount=two", "/replicaCount"),
+        ("webhook.timeoutSeconds=60", "/webhook/timeoutSeconds"),
+        ("webhook.failurePolicy=Never", "/webhook/failurePolicy"),
+        ("logFormat=xml", "/logFormat"),
+        ("otlp.endpoint=collector:4317", "/otlp/endpoint"),
+        ("selfTracing.ratio=2", "/selfTracing/ratio"),
+        ("certificates.validity=ninety", "/certificates/validity"),
+        (
+            "webhook.namespaces[0]=Not_A_Namespace",
+            "/webhook/namespaces/0",
+        ),
+        ("webhok.port=8443", "webhok"),
+    ] {
+        let error = render("jt", "tracing", &["--set", flag]).expect_err(flag);
+        assert!(error.contains(field), "{flag}: {error}");
+    }
+}
