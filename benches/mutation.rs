@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use jobtrace::context::{SpanId, TraceId};
 use jobtrace::policy::{Defaults, Policies};
-use jobtrace::webhook::review::{Endpoint, Fresh, review};
+use jobtrace::webhook::review::{AdmissionEndpoint, Fresh, review};
 
 fn benches(c: &mut Criterion) {
     let job = serde_json::from_value(workload::typical_job("nightly-report")).unwrap();
@@ -42,7 +42,7 @@ fn benches(c: &mut Criterion) {
                 trace: TraceId::from_random([7; 16]),
                 now,
             };
-            review(Endpoint::Jobs, black_box(&body), fresh, &policies).unwrap()
+            review(AdmissionEndpoint::Jobs, black_box(&body), fresh, &policies).unwrap()
         });
     });
 }

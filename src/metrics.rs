@@ -9,7 +9,7 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AdmissionLabels {
-    /// [`crate::webhook::Endpoint::label`]: `jobs` or `pods`.
+    /// [`crate::webhook::AdmissionEndpoint::label`]: `jobs` or `pods`.
     pub endpoint: &'static str,
     /// [`crate::webhook::AdmissionResult::label`].
     pub result: &'static str,

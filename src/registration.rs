@@ -11,7 +11,7 @@ use crate::names;
 
 /// How the apiserver reaches the webhook.
 #[derive(Debug, Clone)]
-pub enum Endpoint {
+pub enum WebhookAddress {
     /// A Service in the cluster (the normal install).
     Service {
         namespace: String,
@@ -26,7 +26,7 @@ pub enum Endpoint {
 #[derive(Debug, Clone)]
 pub struct Registration {
     pub name: String,
-    pub endpoint: Endpoint,
+    pub address: WebhookAddress,
     /// PEM of the CA that signed the webhook's serving certificate.
     pub ca_bundle: Option<Vec<u8>>,
     /// Namespaces never sent to the webhook: `kube-system` and jobtrace's own, at least.
@@ -39,11 +39,11 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// Defaults for a webhook served at `endpoint`, excluding `kube-system` and `own_namespace`.
-    pub fn new(endpoint: Endpoint, own_namespace: &str) -> Self {
+    /// Defaults for a webhook served at `address`, excluding `kube-system` and `own_namespace`.
+    pub fn new(address: WebhookAddress, own_namespace: &str) -> Self {
         Self {
             name: "jobtrace".to_owned(),
-            endpoint,
+            address,
             ca_bundle: None,
             excluded_namespaces: vec!["kube-system".to_owned(), own_namespace.to_owned()],
             only_namespaces: None,
@@ -90,15 +90,17 @@ pub fn job_match_condition_for(namespaces: Option<&[String]>) -> String {
 /// the pods of traced Jobs (CREATE, label-selected).
 pub fn webhook_configuration(registration: &Registration) -> MutatingWebhookConfiguration {
     let client_config = |path: &str| {
-        let mut config = match &registration.endpoint {
-            Endpoint::Service {
+        let mut config = match &registration.address {
+            WebhookAddress::Service {
                 namespace,
                 name,
                 port,
             } => {
                 json!({ "service": { "namespace": namespace, "name": name, "path": path, "port": port } })
             }
-            Endpoint::Url(url) => json!({ "url": format!("{}{path}", url.trim_end_matches('/')) }),
+            WebhookAddress::Url(url) => {
+                json!({ "url": format!("{}{path}", url.trim_end_matches('/')) })
+            }
         };
         if let Some(ca) = &registration.ca_bundle {
             config["caBundle"] = Value::String(base64::Engine::encode(
@@ -174,7 +176,8 @@ pub enum WebhookConfigError {
 /// `jobtrace webhook-config`: the configuration, as YAML, for a webhook reached at `args.url`,
 /// trusting the CA in `args.ca_file` when given.
 pub fn webhook_config_yaml(args: &WebhookConfigArgs) -> Result<String, WebhookConfigError> {
-    let mut registration = Registration::new(Endpoint::Url(args.url.clone()), &args.namespace);
+    let mut registration =
+        Registration::new(WebhookAddress::Url(args.url.clone()), &args.namespace);
     if let Some(path) = &args.ca_file {
         let ca = std::fs::read(path).map_err(|source| WebhookConfigError::CaFile {
             path: path.clone(),
@@ -211,7 +214,7 @@ mod tests {
     #[test]
     fn never_blocks_and_selects_narrowly() {
         let config = webhook_configuration(&Registration::new(
-            Endpoint::Url("https://127.0.0.1:8443/".into()),
+            WebhookAddress::Url("https://127.0.0.1:8443/".into()),
             "jobtrace-system",
         ));
         let webhooks = config.webhooks.unwrap();
@@ -280,7 +283,7 @@ mod tests {
     #[test]
     fn service_endpoint_and_ca_bundle() {
         let mut registration = Registration::new(
-            Endpoint::Service {
+            WebhookAddress::Service {
                 namespace: "jobtrace".into(),
                 name: "jobtrace-webhook".into(),
                 port: 443,

@@ -119,7 +119,7 @@ async fn tls_source(
         namespace: certs.cert_namespace.clone(),
         secret,
         webhook_configuration: certs.webhook_configuration.clone(),
-        policy: crate::certs::Policy {
+        issuance: crate::certs::Issuance {
             names: certs.cert_names.clone(),
             ca_validity_seconds: seconds(certs.ca_validity),
             cert_validity_seconds: seconds(certs.cert_validity),
@@ -127,12 +127,14 @@ async fn tls_source(
         resync: certs.cert_resync,
     };
     tracing::info!(secret = %settings.secret, namespace = %settings.namespace, configuration = %settings.webhook_configuration, "self-managed certificates");
-    Ok(TlsSource::Managed(Box::new(crate::certs::Manager::new(
-        kube::Client::try_default().await?,
-        settings,
-        metrics.clone(),
-        tracer.cloned(),
-    ))))
+    Ok(TlsSource::Managed(Box::new(
+        crate::certs::CertificateKeeper::new(
+            kube::Client::try_default().await?,
+            settings,
+            metrics.clone(),
+            tracer.cloned(),
+        ),
+    )))
 }
 
 /// The policies admission decides with: the flags' defaults, and a watch of the `JobTracePolicy`

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::context::{SpanId, TraceId};
 use crate::metrics::Metrics;
-use crate::spans::{Kind, Link, SpanRecord, Status, Value};
+use crate::spans::{Link, SpanKind, SpanRecord, Status, Value};
 
 /// Own spans waiting for the exporter, at most.
 const QUEUE: usize = 2048;
@@ -50,12 +50,12 @@ impl SelfTracer {
     /// admissions; nothing is built for the others.
     pub fn admission(&self, endpoint: &str) -> Option<OwnSpan> {
         (rand::random::<f64>() < self.ratio)
-            .then(|| OwnSpan::start(&format!("admission {endpoint}"), Kind::Server))
+            .then(|| OwnSpan::start(&format!("admission {endpoint}"), SpanKind::Server))
     }
 
     /// Starts a span for background work (always recorded).
     pub fn background(&self, name: &str) -> OwnSpan {
-        OwnSpan::start(name, Kind::Internal)
+        OwnSpan::start(name, SpanKind::Internal)
     }
 
     /// Queues a finished span; a full queue drops it and counts it.
@@ -75,7 +75,7 @@ pub struct OwnSpan {
 }
 
 impl OwnSpan {
-    fn start(name: &str, kind: Kind) -> Self {
+    fn start(name: &str, kind: SpanKind) -> Self {
         let now = Timestamp::now();
         Self {
             record: SpanRecord {
@@ -195,7 +195,7 @@ mod tests {
         let record = rx.try_recv().unwrap();
         assert_eq!(record.parent_span_id, None);
         assert_ne!(record.trace_id, job_trace);
-        assert_eq!(record.kind, Kind::Server);
+        assert_eq!(record.kind, SpanKind::Server);
         assert_eq!(record.name, "admission jobs");
         assert_eq!(
             record.links,

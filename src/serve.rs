@@ -76,7 +76,7 @@ pub enum TlsSource {
     /// PEM files, reread every `reload` (a mounted Secret, from cert-manager for instance).
     Files { files: TlsFiles, reload: Duration },
     /// A Secret jobtrace manages itself, with the webhook configuration's `caBundle`.
-    Managed(Box<crate::certs::Manager>),
+    Managed(Box<crate::certs::CertificateKeeper>),
 }
 
 /// What the webhook server needs.
@@ -111,13 +111,13 @@ async fn serving_certificate(
             ));
             Ok(Some((config, watcher)))
         }
-        TlsSource::Managed(manager) => {
-            let Some(decision) = manager.first(shutdown).await else {
+        TlsSource::Managed(certificates) => {
+            let Some(decision) = certificates.first(shutdown).await else {
                 return Ok(None);
             };
             let config = crate::certs::load(&decision).await?;
             metrics.certificate_expiry.set(decision.cert_not_after);
-            let keeper = tokio::spawn(manager.run(config.clone(), decision, shutdown.clone()));
+            let keeper = tokio::spawn(certificates.run(config.clone(), decision, shutdown.clone()));
             Ok(Some((config, keeper)))
         }
     }

@@ -13,7 +13,7 @@ use helm::{
     args, chart_dir, container, defaults, env, env_value, helm, kind, kube_version, one, pod_spec,
     render, webhooks,
 };
-use jobtrace::registration::{Endpoint, Registration, webhook_configuration};
+use jobtrace::registration::{Registration, WebhookAddress, webhook_configuration};
 use serde_json::{Value, json};
 
 /// Whether helm is there; when it is not, says once, on stderr past the test harness's capture,
@@ -118,7 +118,7 @@ fn defaults_are_highly_available_restricted_and_match_the_design() {
     // The webhook configuration is the one jobtrace itself builds, release
     // namespace excluded.
     let expected = webhook_configuration(&Registration::new(
-        Endpoint::Service {
+        WebhookAddress::Service {
             namespace: "tracing".into(),
             name: "jt-jobtrace".into(),
             port: 443,

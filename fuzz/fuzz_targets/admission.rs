@@ -4,7 +4,7 @@
 
 use jobtrace::context::{SpanId, TraceId};
 use jobtrace::policy::{Defaults, Policies};
-use jobtrace::webhook::review::{Endpoint, Fresh, review};
+use jobtrace::webhook::review::{AdmissionEndpoint, Fresh, review};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         now: "2026-11-23T10:00:00Z".parse().unwrap(),
     };
     let policies = Policies::defaults_only(Defaults::default());
-    for endpoint in [Endpoint::Jobs, Endpoint::Pods] {
+    for endpoint in [AdmissionEndpoint::Jobs, AdmissionEndpoint::Pods] {
         if let Ok(reviewed) = review(endpoint, data, fresh, &policies) {
             let body: serde_json::Value = serde_json::from_slice(&reviewed.body).unwrap();
             assert_eq!(body["response"]["allowed"], true);

@@ -30,7 +30,7 @@ pub struct Material {
 
 /// Lifetimes and names of what is issued.
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub struct Issuance {
     /// DNS names (or IP addresses) the serving certificate is valid for.
     pub names: Vec<String>,
     pub ca_validity_seconds: i64,
@@ -239,7 +239,7 @@ pub fn plan(
     current: Option<&Material>,
     published: bool,
     now: i64,
-    policy: &Policy,
+    issuance: &Issuance,
 ) -> Result<Decision, CertError> {
     let parsed = current.and_then(|m| {
         let cas = parse_bundle(&m.ca_bundle).ok()?;
@@ -247,11 +247,11 @@ pub fn plan(
         Some((m, cas, cert))
     });
     let Some((material, cas, cert)) = parsed else {
-        return fresh(policy, now, "created");
+        return fresh(issuance, now, "created");
     };
     let signing = &cas[0];
     if signing.not_after <= now || !key_matches(&material.ca_key, signing) {
-        return fresh(policy, now, "the CA expired or its key doesn't match");
+        return fresh(issuance, now, "the CA expired or its key doesn't match");
     }
     let mut next = material.clone();
     // Expired CAs leave the bundle; the signing one stays.
@@ -272,7 +272,7 @@ pub fn plan(
     let rolled = now >= signing.renew_at();
     if rolled {
         // Step one of a CA rollover: trust the new CA next to the old one.
-        let (ca, ca_key) = new_ca(now, policy.ca_validity_seconds)?;
+        let (ca, ca_key) = new_ca(now, issuance.ca_validity_seconds)?;
         next.ca_bundle = format!("{ca}{}", next.ca_bundle);
         next.ca_key = ca_key;
         change = Some("new CA added to the bundle");
@@ -282,7 +282,7 @@ pub fn plan(
         Some("the serving certificate expired or its CA is no longer trusted")
     } else if now >= cert.renew_at() {
         Some("the serving certificate is due for renewal")
-    } else if !same_names(&cert.names, &policy.names) {
+    } else if !same_names(&cert.names, &issuance.names) {
         Some("the serving certificate's names changed")
     } else if !key_matches(&material.key, &cert) {
         Some("the serving certificate doesn't match its key")
@@ -297,9 +297,9 @@ pub fn plan(
         let (cert, key) = issue(
             sign.0,
             &sign.1,
-            &policy.names,
+            &issuance.names,
             now,
-            policy.cert_validity_seconds,
+            issuance.cert_validity_seconds,
         )?;
         next.cert = cert;
         next.key = key;
@@ -308,15 +308,15 @@ pub fn plan(
     finish(next, now, change)
 }
 
-fn fresh(policy: &Policy, now: i64, reason: &'static str) -> Result<Decision, CertError> {
-    let (ca_bundle, ca_key) = new_ca(now, policy.ca_validity_seconds)?;
+fn fresh(issuance: &Issuance, now: i64, reason: &'static str) -> Result<Decision, CertError> {
+    let (ca_bundle, ca_key) = new_ca(now, issuance.ca_validity_seconds)?;
     let ca = parse_bundle(&ca_bundle)?.remove(0);
     let (cert, key) = issue(
         &ca,
         &ca_key,
-        &policy.names,
+        &issuance.names,
         now,
-        policy.cert_validity_seconds,
+        issuance.cert_validity_seconds,
     )?;
     finish(
         Material {
@@ -360,8 +360,8 @@ mod tests {
 
     const DAY: i64 = 86_400;
 
-    fn policy() -> Policy {
-        Policy {
+    fn issuance() -> Issuance {
+        Issuance {
             names: vec![
                 "jobtrace.jobtrace.svc".to_owned(),
                 "jobtrace.jobtrace.svc.cluster.local".to_owned(),
@@ -388,10 +388,10 @@ mod tests {
 
     #[test]
     fn creates_a_ca_and_a_certificate_for_the_names() {
-        let d = plan(None, true, T0, &policy()).unwrap();
+        let d = plan(None, true, T0, &issuance()).unwrap();
         assert_eq!(d.change, Some("created"));
         let cert = &parse_bundle(&d.material.cert).unwrap()[0];
-        assert!(same_names(&cert.names, &policy().names));
+        assert!(same_names(&cert.names, &issuance().names));
         assert_eq!(cert.issuer, subjects(&d.material)[0]);
         assert_eq!(cert.not_after, T0 + 30 * DAY);
         assert!(
@@ -409,16 +409,16 @@ mod tests {
 
     #[test]
     fn keeps_valid_material_untouched() {
-        let first = plan(None, true, T0, &policy()).unwrap();
-        let again = plan(Some(&first.material), true, T0 + DAY, &policy()).unwrap();
+        let first = plan(None, true, T0, &issuance()).unwrap();
+        let again = plan(Some(&first.material), true, T0 + DAY, &issuance()).unwrap();
         assert_eq!(again.change, None);
         assert_eq!(again.material, first.material);
     }
 
     #[test]
     fn renews_the_certificate_with_the_same_ca_before_expiry() {
-        let first = plan(None, true, T0, &policy()).unwrap();
-        let later = plan(Some(&first.material), true, first.next_check, &policy()).unwrap();
+        let first = plan(None, true, T0, &issuance()).unwrap();
+        let later = plan(Some(&first.material), true, first.next_check, &issuance()).unwrap();
         assert_eq!(
             later.change,
             Some("the serving certificate is due for renewal")
@@ -431,8 +431,8 @@ mod tests {
 
     #[test]
     fn names_changed_or_key_swapped_reissue() {
-        let first = plan(None, true, T0, &policy()).unwrap();
-        let mut other = policy();
+        let first = plan(None, true, T0, &issuance()).unwrap();
+        let mut other = issuance();
         other.names.push("jobtrace.other.svc".to_owned());
         let renamed = plan(Some(&first.material), true, T0, &other).unwrap();
         assert_eq!(
@@ -441,7 +441,7 @@ mod tests {
         );
         let mut broken = first.material.clone();
         broken.key = renamed.material.key.clone();
-        let fixed = plan(Some(&broken), true, T0, &policy()).unwrap();
+        let fixed = plan(Some(&broken), true, T0, &issuance()).unwrap();
         assert_eq!(
             fixed.change,
             Some("the serving certificate doesn't match its key")
@@ -457,66 +457,66 @@ mod tests {
             key: String::new(),
         };
         assert_eq!(
-            plan(Some(&garbage), true, T0, &policy()).unwrap().change,
+            plan(Some(&garbage), true, T0, &issuance()).unwrap().change,
             Some("created")
         );
-        let a = plan(None, true, T0, &policy()).unwrap().material;
-        let b = plan(None, true, T0, &policy()).unwrap().material;
+        let a = plan(None, true, T0, &issuance()).unwrap().material;
+        let b = plan(None, true, T0, &issuance()).unwrap().material;
         let mixed = Material {
             ca_key: b.ca_key,
             ..a
         };
         assert_eq!(
-            plan(Some(&mixed), true, T0, &policy()).unwrap().change,
+            plan(Some(&mixed), true, T0, &issuance()).unwrap().change,
             Some("the CA expired or its key doesn't match")
         );
     }
 
     #[test]
     fn ca_rollover_trusts_both_before_switching_and_never_serves_an_untrusted_cert() {
-        let policy = policy();
-        let first = plan(None, true, T0, &policy).unwrap().material;
+        let issuance = issuance();
+        let first = plan(None, true, T0, &issuance).unwrap().material;
         let old_ca = subjects(&first)[0].clone();
         // Just past 2/3 of the CA's life, with a serving certificate renewed shortly before.
-        let renewed = plan(Some(&first), true, T0 + 199 * DAY, &policy)
+        let renewed = plan(Some(&first), true, T0 + 199 * DAY, &issuance)
             .unwrap()
             .material;
         let t = T0 + 202 * DAY;
-        let step1 = plan(Some(&renewed), true, t, &policy).unwrap();
+        let step1 = plan(Some(&renewed), true, t, &issuance).unwrap();
         assert_eq!(step1.change, Some("new CA added to the bundle"));
         let bundle = subjects(&step1.material);
         assert_eq!(bundle.len(), 2);
         assert_eq!(bundle[1], old_ca);
         // The serving certificate is still the old CA's until the new bundle is published.
-        let waiting = plan(Some(&step1.material), false, t + 10, &policy).unwrap();
+        let waiting = plan(Some(&step1.material), false, t + 10, &issuance).unwrap();
         assert_eq!(issuer_of(&waiting.material), old_ca);
         assert!(waiting.next_check <= t + 15, "looks again soon");
         // Published, but the apiservers get a minute to pick the new bundle up.
-        let early = plan(Some(&waiting.material), true, t + 30, &policy).unwrap();
+        let early = plan(Some(&waiting.material), true, t + 30, &issuance).unwrap();
         assert_eq!(issuer_of(&early.material), old_ca);
-        let step2 = plan(Some(&waiting.material), true, t + 61, &policy).unwrap();
+        let step2 = plan(Some(&waiting.material), true, t + 61, &issuance).unwrap();
         assert_eq!(
             step2.change,
             Some("the serving certificate moves to the new CA")
         );
         assert_eq!(issuer_of(&step2.material), bundle[0]);
         // The old CA leaves the bundle when it expires, not before.
-        let kept = plan(Some(&step2.material), true, T0 + 299 * DAY, &policy).unwrap();
+        let kept = plan(Some(&step2.material), true, T0 + 299 * DAY, &issuance).unwrap();
         assert_eq!(subjects(&kept.material).len(), 2);
-        let pruned = plan(Some(&step2.material), true, T0 + 301 * DAY, &policy).unwrap();
+        let pruned = plan(Some(&step2.material), true, T0 + 301 * DAY, &issuance).unwrap();
         assert_eq!(subjects(&pruned.material), vec![bundle[0].clone()]);
     }
 
     #[test]
     fn short_lifetimes_renew_at_two_thirds_not_at_once() {
-        let mut policy = policy();
-        policy.cert_validity_seconds = 9;
-        policy.ca_validity_seconds = 36;
-        let first = plan(None, true, T0, &policy).unwrap();
+        let mut issuance = issuance();
+        issuance.cert_validity_seconds = 9;
+        issuance.ca_validity_seconds = 36;
+        let first = plan(None, true, T0, &issuance).unwrap();
         assert_eq!(first.next_check, T0 + 6);
-        let same = plan(Some(&first.material), true, T0 + 5, &policy).unwrap();
+        let same = plan(Some(&first.material), true, T0 + 5, &issuance).unwrap();
         assert_eq!(same.change, None);
-        let renewed = plan(Some(&first.material), true, T0 + 6, &policy).unwrap();
+        let renewed = plan(Some(&first.material), true, T0 + 6, &issuance).unwrap();
         assert_eq!(
             renewed.change,
             Some("the serving certificate is due for renewal")
@@ -525,9 +525,9 @@ mod tests {
 
     #[test]
     fn serving_certificate_never_outlives_its_ca() {
-        let mut policy = policy();
-        policy.cert_validity_seconds = 1000 * DAY;
-        let d = plan(None, true, T0, &policy).unwrap();
+        let mut issuance = issuance();
+        issuance.cert_validity_seconds = 1000 * DAY;
+        let d = plan(None, true, T0, &issuance).unwrap();
         let ca = &parse_bundle(&d.material.ca_bundle).unwrap()[0];
         assert_eq!(d.cert_not_after, ca.not_after);
     }

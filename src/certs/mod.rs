@@ -27,7 +27,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use authority::{Decision, Material, Policy};
+pub use authority::{Decision, Issuance, Material};
 
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::selftrace::SelfTracer;
@@ -44,7 +44,7 @@ pub struct Settings {
     pub secret: String,
     /// The `MutatingWebhookConfiguration` whose `caBundle` jobtrace keeps.
     pub webhook_configuration: String,
-    pub policy: Policy,
+    pub issuance: Issuance,
     /// Longest wait between two looks at the Secret, besides watch events.
     pub resync: Duration,
 }
@@ -60,7 +60,7 @@ pub enum Error {
 }
 
 /// Keeps the certificates of one install.
-pub struct Manager {
+pub struct CertificateKeeper {
     secrets: Api<Secret>,
     webhooks: Api<MutatingWebhookConfiguration>,
     settings: Settings,
@@ -118,7 +118,7 @@ fn unix_now() -> i64 {
     k8s_openapi::jiff::Timestamp::now().as_second()
 }
 
-impl Manager {
+impl CertificateKeeper {
     pub fn new(
         client: Client,
         settings: Settings,
@@ -155,7 +155,7 @@ impl Manager {
             current.as_ref(),
             published,
             unix_now(),
-            &self.settings.policy,
+            &self.settings.issuance,
         )?;
         let owner = config.as_ref().and_then(owner_reference);
         // An existing Secret that the configuration doesn't own yet gets the owner reference.

@@ -13,7 +13,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource};
 use serde_json::json;
 
-use super::{Context, Kind, Work};
+use super::{Context, ObjectKind, Work};
 use crate::names::Exported;
 
 /// Marks exported objects, records an Event on each Job, and forgets them.
@@ -33,7 +33,7 @@ pub(super) async fn finish(
                 if let Err(e) = mark(context, &w, outcome).await {
                     tracing::warn!(error = %e, object = %w.name, "could not mark as exported; its spans may be exported again");
                 }
-                if w.kind == Kind::Job && outcome == Exported::Accepted {
+                if w.kind == ObjectKind::Job && outcome == Exported::Accepted {
                     publish(recorder, &w).await;
                 }
             }
@@ -51,8 +51,8 @@ async fn mark(context: &Context, w: &Work, outcome: Exported) -> Result<(), kube
     ]))
     .expect("a valid patch");
     let result = match w.kind {
-        Kind::Job => apply_patch::<Job>(context, w, patch).await,
-        Kind::Pod => apply_patch::<Pod>(context, w, patch).await,
+        ObjectKind::Job => apply_patch::<Job>(context, w, patch).await,
+        ObjectKind::Pod => apply_patch::<Pod>(context, w, patch).await,
     };
     match result {
         // Gone, or replaced by another object of the same name: nothing to mark.

@@ -33,7 +33,7 @@ use watch::{InFlight, Seen};
 
 /// Which kind of object a watch event or a piece of work is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+enum ObjectKind {
     Job,
     Pod,
 }
@@ -41,7 +41,7 @@ enum Kind {
 /// The spans of one object, waiting to be exported and the object marked.
 #[derive(Debug)]
 struct Work {
-    kind: Kind,
+    kind: ObjectKind,
     namespace: String,
     name: String,
     uid: String,
@@ -95,8 +95,8 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
             Api::all(context.client.clone()),
         ),
     };
-    let jobs = watch::events::<Job>(jobs, config.clone(), Kind::Job);
-    let pods = watch::events::<Pod>(pods, config, Kind::Pod);
+    let jobs = watch::events::<Job>(jobs, config.clone(), ObjectKind::Job);
+    let pods = watch::events::<Pod>(pods, config, ObjectKind::Pod);
     let mut events = std::pin::pin!(futures::stream::select(jobs, pods));
     let mut in_flight = InFlight::default();
     let mut listed = (false, false);
@@ -120,8 +120,8 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
         match seen {
             Seen::Listed(kind) => {
                 match kind {
-                    Kind::Job => listed.0 = true,
-                    Kind::Pod => listed.1 = true,
+                    ObjectKind::Job => listed.0 = true,
+                    ObjectKind::Pod => listed.1 = true,
                 }
                 if listed == (true, true) {
                     context.readiness.set_controller_synced();

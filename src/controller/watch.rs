@@ -10,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 
-use super::{Kind, Work};
+use super::{ObjectKind, Work};
 use crate::spans::{self, SpanRecord};
 
 /// What a watch saw.
@@ -23,9 +23,9 @@ pub(super) enum Seen {
     /// A Job that needs nothing more (exported, or gone).
     Gone(String),
     /// A (re)list begins.
-    Listing(Kind),
+    Listing(ObjectKind),
     /// A (re)list is complete.
-    Listed(Kind),
+    Listed(ObjectKind),
 }
 
 /// Traced Jobs not finished yet, for the in-flight gauge; rebuilt on each re-list.
@@ -47,11 +47,11 @@ impl InFlight {
             Seen::Gone(uid) => {
                 self.jobs.remove(uid);
             }
-            Seen::Finished(w) if w.kind == Kind::Job => {
+            Seen::Finished(w) if w.kind == ObjectKind::Job => {
                 self.jobs.remove(&w.uid);
             }
-            Seen::Listing(Kind::Job) => self.listing = Some(HashSet::new()),
-            Seen::Listed(Kind::Job) => {
+            Seen::Listing(ObjectKind::Job) => self.listing = Some(HashSet::new()),
+            Seen::Listed(ObjectKind::Job) => {
                 if let Some(listed) = self.listing.take() {
                     self.jobs = listed;
                 }
@@ -65,7 +65,7 @@ impl InFlight {
 pub(super) fn events<K>(
     api: Api<K>,
     config: watcher::Config,
-    kind: Kind,
+    kind: ObjectKind,
 ) -> impl futures::Stream<Item = Result<Seen, watcher::Error>> + Send
 where
     K: Resource<DynamicType = ()>
@@ -93,11 +93,11 @@ where
 
 /// What one object's state means for the controller.
 pub(super) trait ToWork {
-    fn seen(&self, kind: Kind, deleted: bool) -> Option<Seen>;
+    fn seen(&self, kind: ObjectKind, deleted: bool) -> Option<Seen>;
 }
 
 impl ToWork for Job {
-    fn seen(&self, kind: Kind, deleted: bool) -> Option<Seen> {
+    fn seen(&self, kind: ObjectKind, deleted: bool) -> Option<Seen> {
         let now = deleted.then(Timestamp::now);
         match spans::job_spans(self, now) {
             Ok(spans) => {
@@ -111,7 +111,7 @@ impl ToWork for Job {
 }
 
 impl ToWork for Pod {
-    fn seen(&self, kind: Kind, deleted: bool) -> Option<Seen> {
+    fn seen(&self, kind: ObjectKind, deleted: bool) -> Option<Seen> {
         let now = deleted.then(Timestamp::now);
         let span = spans::pod_span(self, now).ok()?;
         let finished = span.end;
@@ -121,7 +121,7 @@ impl ToWork for Pod {
 
 fn work<K: Resource>(
     object: &K,
-    kind: Kind,
+    kind: ObjectKind,
     deleted: bool,
     spans: Vec<SpanRecord>,
     finished: Timestamp,
@@ -144,27 +144,27 @@ mod tests {
     #[test]
     fn in_flight_jobs_follow_the_watch_and_a_relist_forgets_the_missed_deletions() {
         let mut in_flight = InFlight::default();
-        in_flight.see(&Seen::Listing(Kind::Job));
+        in_flight.see(&Seen::Listing(ObjectKind::Job));
         in_flight.see(&Seen::Running("a".into()));
         in_flight.see(&Seen::Running("b".into()));
-        in_flight.see(&Seen::Listed(Kind::Job));
+        in_flight.see(&Seen::Listed(ObjectKind::Job));
         assert_eq!(in_flight.jobs.len(), 2);
         in_flight.see(&Seen::Gone("a".into()));
         in_flight.see(&Seen::Running("c".into()));
         assert_eq!(in_flight.jobs.len(), 2);
         // The watch broke and relists: "b" was deleted meanwhile and is not listed again.
-        in_flight.see(&Seen::Listing(Kind::Job));
+        in_flight.see(&Seen::Listing(ObjectKind::Job));
         in_flight.see(&Seen::Running("c".into()));
         assert_eq!(
             in_flight.jobs.len(),
             2,
             "the old set holds until the list is done"
         );
-        in_flight.see(&Seen::Listed(Kind::Job));
+        in_flight.see(&Seen::Listed(ObjectKind::Job));
         assert_eq!(in_flight.jobs, HashSet::from(["c".to_owned()]));
         // A pod's list doesn't touch the Jobs.
-        in_flight.see(&Seen::Listing(Kind::Pod));
-        in_flight.see(&Seen::Listed(Kind::Pod));
+        in_flight.see(&Seen::Listing(ObjectKind::Pod));
+        in_flight.see(&Seen::Listed(ObjectKind::Pod));
         assert_eq!(in_flight.jobs.len(), 1);
     }
 }

@@ -87,8 +87,8 @@ fn proto_span(record: &SpanRecord) -> Span {
             },
         name: record.name.clone(),
         kind: match record.kind {
-            crate::spans::Kind::Internal => span::SpanKind::Internal,
-            crate::spans::Kind::Server => span::SpanKind::Server,
+            crate::spans::SpanKind::Internal => span::SpanKind::Internal,
+            crate::spans::SpanKind::Server => span::SpanKind::Server,
         } as i32,
         links: record
             .links
@@ -153,7 +153,7 @@ mod tests {
             status: Status::Error {
                 description: "BackoffLimitExceeded".into(),
             },
-            kind: crate::spans::Kind::Internal,
+            kind: crate::spans::SpanKind::Internal,
             trace_flags: 0x03,
             label_attributes: vec![("k8s.job.label.team".into(), "data".into())],
             links: Vec::new(),

@@ -88,12 +88,14 @@ pub async fn keep_in_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registration::{Endpoint, Registration, job_match_condition, webhook_configuration};
+    use crate::registration::{
+        Registration, WebhookAddress, job_match_condition, webhook_configuration,
+    };
 
     #[test]
     fn the_condition_is_patched_only_when_it_differs_and_only_the_version_read() {
         let mut config = webhook_configuration(&Registration::new(
-            Endpoint::Url("https://127.0.0.1:8443".into()),
+            WebhookAddress::Url("https://127.0.0.1:8443".into()),
             "jobtrace",
         ));
         config.metadata.resource_version = Some("41".into());

@@ -4,8 +4,8 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{
-    Attributes, Event, Kind, Link, Skip, SpanRecord, Status, Value, began, derived_span_id, latest,
-    sampled, trace_flags, traced,
+    Attributes, Event, Link, Skip, SpanKind, SpanRecord, Status, Value, began, derived_span_id,
+    latest, sampled, trace_flags, traced,
 };
 
 /// The annotation the CronJob controller writes on each run: when the run was scheduled.
@@ -79,7 +79,7 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
         attributes,
         events,
         status,
-        kind: Kind::Internal,
+        kind: SpanKind::Internal,
         trace_flags: flags,
         label_attributes: label_attributes(job, annotations),
         links: links(annotations),
@@ -102,7 +102,7 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
             ],
             events: Vec::new(),
             status: Status::Unset,
-            kind: Kind::Internal,
+            kind: SpanKind::Internal,
             trace_flags: flags,
             label_attributes: Vec::new(),
             links: Vec::new(),

@@ -56,7 +56,7 @@ pub struct Event {
 
 /// What a span stands for, as OpenTelemetry's span kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Kind {
+pub enum SpanKind {
     /// Lifecycle spans of Jobs and pods, and jobtrace's own background work.
     #[default]
     Internal,
@@ -76,7 +76,7 @@ pub struct SpanRecord {
     pub attributes: Attributes,
     pub events: Vec<Event>,
     pub status: Status,
-    pub kind: Kind,
+    pub kind: SpanKind,
     /// Attributes whose keys are known only at run time: the Job labels a policy copies to the
     /// span, as `k8s.job.label.<key>`.
     pub label_attributes: Vec<(String, String)>,

@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{
-    Attributes, Event, Kind, Skip, SpanRecord, Status, began, derived_span_id, latest, sampled,
+    Attributes, Event, Skip, SpanKind, SpanRecord, Status, began, derived_span_id, latest, sampled,
     trace_flags, traced,
 };
 use crate::context::SpanId;
@@ -91,7 +91,7 @@ pub fn pod_span(pod: &Pod, deleted_at: Option<Timestamp>) -> Result<SpanRecord, 
         attributes,
         events,
         status: span_status,
-        kind: Kind::Internal,
+        kind: SpanKind::Internal,
         trace_flags: flags,
         label_attributes: Vec::new(),
         links: Vec::new(),

@@ -18,7 +18,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use crate::metrics::{AdmissionLabels, EndpointLabels, Metrics, WarningLabels};
 use crate::policy::Policies;
 use crate::selftrace::SelfTracer;
-pub use review::{AdmissionResult, Endpoint};
+pub use review::{AdmissionEndpoint, AdmissionResult};
 
 /// Largest `AdmissionReview` accepted. Objects are at most 1.5 MiB in etcd; a review carries at
 /// most the object and its old version.
@@ -52,8 +52,8 @@ pub fn traced_router(
     policies: Policies,
 ) -> Router {
     Router::new()
-        .route(Endpoint::Jobs.path(), post(mutate_jobs))
-        .route(Endpoint::Pods.path(), post(mutate_pods))
+        .route(AdmissionEndpoint::Jobs.path(), post(mutate_jobs))
+        .route(AdmissionEndpoint::Pods.path(), post(mutate_pods))
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -68,11 +68,11 @@ pub fn traced_router(
 }
 
 async fn mutate_jobs(State(shared): State<Shared>, request: Request) -> Response {
-    handle(Endpoint::Jobs, &shared, request).await
+    handle(AdmissionEndpoint::Jobs, &shared, request).await
 }
 
 async fn mutate_pods(State(shared): State<Shared>, request: Request) -> Response {
-    handle(Endpoint::Pods, &shared, request).await
+    handle(AdmissionEndpoint::Pods, &shared, request).await
 }
 
 fn content_length(headers: &axum::http::HeaderMap) -> Option<u64> {
@@ -105,7 +105,7 @@ async fn read_body(request: Request) -> Result<Bytes, (StatusCode, String)> {
     }
 }
 
-async fn handle(endpoint: Endpoint, shared: &Shared, request: Request) -> Response {
+async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) -> Response {
     let metrics = &shared.metrics;
     let started = Instant::now();
     let mut own = shared

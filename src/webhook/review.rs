@@ -15,12 +15,12 @@ use crate::policy::Policies;
 
 /// Which mutation an endpoint performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
+pub enum AdmissionEndpoint {
     Jobs,
     Pods,
 }
 
-impl Endpoint {
+impl AdmissionEndpoint {
     pub fn label(self) -> &'static str {
         match self {
             Self::Jobs => "jobs",
@@ -130,7 +130,7 @@ impl Fresh {
 /// Handles one `AdmissionReview` body, with the settings `policies` give. Anything that is a
 /// review is allowed, changed or not; only a body that is not a review at all is an error.
 pub fn review(
-    endpoint: Endpoint,
+    endpoint: AdmissionEndpoint,
     body: &[u8],
     fresh: Fresh,
     policies: &Policies,
@@ -144,7 +144,7 @@ pub fn review(
         return Ok(respond(request.uid, None, AdmissionResult::Skipped));
     };
     let mutation = match endpoint {
-        Endpoint::Jobs => serde_json::from_str::<Job>(object.get()).map(|job| {
+        AdmissionEndpoint::Jobs => serde_json::from_str::<Job>(object.get()).map(|job| {
             let namespace = request
                 .namespace
                 .as_deref()
@@ -163,7 +163,7 @@ pub fn review(
             mutation.warnings.extend(unsynced);
             mutation
         }),
-        Endpoint::Pods => serde_json::from_str::<Pod>(object.get()).map(|pod| {
+        AdmissionEndpoint::Pods => serde_json::from_str::<Pod>(object.get()).map(|pod| {
             let admission = mutate::Admission {
                 namespace: request.namespace.as_deref().unwrap_or_default(),
                 new_span: fresh.span,

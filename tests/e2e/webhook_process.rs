@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jobtrace::registration::{Endpoint, Registration, webhook_configuration};
+use jobtrace::registration::{Registration, WebhookAddress, webhook_configuration};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
@@ -90,7 +90,7 @@ fn spawn(args: &[String], env: &[(String, String)], port: u16, metrics_port: u16
 /// A webhook configuration for a jobtrace on this machine's `port`, for the test's namespace only.
 pub fn local_registration(ns: &TestNamespace, port: u16) -> Registration {
     let mut registration = Registration::new(
-        Endpoint::Url(format!("https://127.0.0.1:{port}")),
+        WebhookAddress::Url(format!("https://127.0.0.1:{port}")),
         "jobtrace",
     );
     registration.name = format!("jobtrace-{}", ns.name);
