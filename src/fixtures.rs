@@ -4,6 +4,8 @@
 //! Compiled for the crate's unit tests, and with the `fixtures` feature for the integration tests
 //! and the benchmarks, which `cargo test` turns on through the crate's dev-dependency on itself.
 
+use std::marker::PhantomData;
+
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -152,9 +154,41 @@ fn extend(object: &mut Value, pointer: &str, entries: &Value) {
     }
 }
 
-/// A Job for a test, built up from the typical one.
+/// An object for a test, built up step by step from a typical one: [`TestJob`] or [`TestPod`].
 #[derive(Debug, Clone)]
-pub struct TestJob(Value);
+pub struct TestObject<K> {
+    object: Value,
+    kind: PhantomData<K>,
+}
+
+/// A Job for a test, built up from the typical one.
+pub type TestJob = TestObject<Job>;
+/// A pod for a test: the attempt of the traced typical Job.
+pub type TestPod = TestObject<Pod>;
+
+impl<K: DeserializeOwned> TestObject<K> {
+    fn of(object: Value) -> Self {
+        Self {
+            object,
+            kind: PhantomData,
+        }
+    }
+
+    /// With `value` at the JSON pointer `pointer` (objects on the way created).
+    #[must_use]
+    pub fn set(mut self, pointer: &str, value: Value) -> Self {
+        set(&mut self.object, pointer, value);
+        self
+    }
+
+    pub fn json(self) -> Value {
+        self.object
+    }
+
+    pub fn typed(self) -> K {
+        typed(&self.object)
+    }
+}
 
 impl Default for TestJob {
     fn default() -> Self {
@@ -162,13 +196,13 @@ impl Default for TestJob {
     }
 }
 
-impl TestJob {
+impl TestObject<Job> {
     /// `nightly` as a creator submits it, without a namespace (an admission's is the request's)
     /// and without annotations: one init container
     /// (`fetch`) and three containers, `main` with an env variable, `side` without `env`, `third`
     /// with an empty `env`; two completions, one at a time, one retry.
     pub fn new() -> Self {
-        Self(json!({
+        Self::of(json!({
             "apiVersion": "batch/v1",
             "kind": "Job",
             "metadata": { "name": "nightly" },
@@ -195,21 +229,21 @@ impl TestJob {
     /// Named `name`.
     #[must_use]
     pub fn named(mut self, name: &str) -> Self {
-        self.0["metadata"]["name"] = json!(name);
+        self.object["metadata"]["name"] = json!(name);
         self
     }
 
     /// With these annotations (a JSON object) besides those it has.
     #[must_use]
     pub fn annotations(mut self, annotations: &Value) -> Self {
-        extend(&mut self.0, "/metadata/annotations", annotations);
+        extend(&mut self.object, "/metadata/annotations", annotations);
         self
     }
 
     /// Without the annotation `key`.
     #[must_use]
     pub fn without_annotation(mut self, key: &str) -> Self {
-        if let Some(annotations) = self.0["metadata"]["annotations"].as_object_mut() {
+        if let Some(annotations) = self.object["metadata"]["annotations"].as_object_mut() {
             annotations.remove(key);
         }
         self
@@ -218,8 +252,8 @@ impl TestJob {
     /// With these labels (a JSON object) on the Job and its pod template.
     #[must_use]
     pub fn labels(mut self, labels: &Value) -> Self {
-        extend(&mut self.0, "/metadata/labels", labels);
-        extend(&mut self.0, "/spec/template/metadata/labels", labels);
+        extend(&mut self.object, "/metadata/labels", labels);
+        extend(&mut self.object, "/spec/template/metadata/labels", labels);
         self
     }
 
@@ -227,7 +261,7 @@ impl TestJob {
     #[must_use]
     pub fn template_annotations(mut self, annotations: &Value) -> Self {
         extend(
-            &mut self.0,
+            &mut self.object,
             "/spec/template/metadata/annotations",
             annotations,
         );
@@ -237,14 +271,14 @@ impl TestJob {
     /// With these containers (a JSON array) in place of its own; the init container stays.
     #[must_use]
     pub fn containers(mut self, containers: Value) -> Self {
-        self.0["spec"]["template"]["spec"]["containers"] = containers;
+        self.object["spec"]["template"]["spec"]["containers"] = containers;
         self
     }
 
     /// Without its init container.
     #[must_use]
     pub fn without_init_containers(mut self) -> Self {
-        if let Some(spec) = self.0["spec"]["template"]["spec"].as_object_mut() {
+        if let Some(spec) = self.object["spec"]["template"]["spec"].as_object_mut() {
             spec.remove("initContainers");
         }
         self
@@ -256,7 +290,7 @@ impl TestJob {
     pub fn realistic(self) -> Self {
         let mut job = self.labels(&json!({ "app": "reports" }));
         for list in ["initContainers", "containers"] {
-            let containers = job.0["spec"]["template"]["spec"][list].as_array_mut();
+            let containers = job.object["spec"]["template"]["spec"][list].as_array_mut();
             for container in containers.into_iter().flatten() {
                 container["image"] = json!("registry.example/app:1.2.3");
                 container["args"] = json!(["--mode", "full"]);
@@ -284,8 +318,8 @@ impl TestJob {
     #[must_use]
     pub fn traced_as(mut self, trace_id: &str, span_id: &str) -> Self {
         let traced = json!({ crate::names::TRACED_LABEL: "true" });
-        extend(&mut self.0, "/metadata/labels", &traced);
-        extend(&mut self.0, "/spec/template/metadata/labels", &traced);
+        extend(&mut self.object, "/metadata/labels", &traced);
+        extend(&mut self.object, "/spec/template/metadata/labels", &traced);
         self = self.annotations(&json!({
             "traceparent": format!("00-{trace_id}-{CREATOR_SPAN}-01"),
             crate::names::TRACE_ID: trace_id,
@@ -298,7 +332,7 @@ impl TestJob {
         }));
         let traceparent = format!("00-{trace_id}-{span_id}-01");
         for list in ["initContainers", "containers"] {
-            let containers = self.0["spec"]["template"]["spec"][list].as_array_mut();
+            let containers = self.object["spec"]["template"]["spec"][list].as_array_mut();
             for container in containers.into_iter().flatten() {
                 let env = &mut container["env"];
                 if !env.is_array() {
@@ -321,9 +355,9 @@ impl TestJob {
                 *value = json!(format!("{}{flags}", &tp[..53]));
             }
         };
-        reflag(&mut self.0["metadata"]["annotations"]["traceparent"]);
+        reflag(&mut self.object["metadata"]["annotations"]["traceparent"]);
         for list in ["initContainers", "containers"] {
-            let containers = self.0["spec"]["template"]["spec"][list].as_array_mut();
+            let containers = self.object["spec"]["template"]["spec"][list].as_array_mut();
             for container in containers.into_iter().flatten() {
                 let env = container["env"].as_array_mut();
                 for var in env.into_iter().flatten() {
@@ -340,38 +374,19 @@ impl TestJob {
     /// created at [`now`].
     #[must_use]
     pub fn created(mut self) -> Self {
-        self.0["metadata"]["namespace"] = json!("reports");
-        self.0["metadata"]["uid"] = json!(JOB_UID);
-        self.0["metadata"]["creationTimestamp"] = json!(now().to_string());
+        self.object["metadata"]["namespace"] = json!("reports");
+        self.object["metadata"]["uid"] = json!(JOB_UID);
+        self.object["metadata"]["creationTimestamp"] = json!(now().to_string());
         self
     }
 
     /// With this `status`.
     #[must_use]
     pub fn status(mut self, status: &Value) -> Self {
-        self.0["status"] = status.clone();
+        self.object["status"] = status.clone();
         self
-    }
-
-    /// With `value` at the JSON pointer `pointer` (objects on the way created).
-    #[must_use]
-    pub fn set(mut self, pointer: &str, value: Value) -> Self {
-        set(&mut self.0, pointer, value);
-        self
-    }
-
-    pub fn json(self) -> Value {
-        self.0
-    }
-
-    pub fn typed(self) -> Job {
-        typed(&self.0)
     }
 }
-
-/// A pod for a test: the attempt of the traced typical Job.
-#[derive(Debug, Clone)]
-pub struct TestPod(Value);
 
 impl Default for TestPod {
     fn default() -> Self {
@@ -379,12 +394,12 @@ impl Default for TestPod {
     }
 }
 
-impl TestPod {
+impl TestObject<Pod> {
     /// `reports/nightly-abc12`, the pod of `TestJob::new().traced().created()` as the apiserver
     /// returns it once the pod webhook gave it span [`POD_SPAN`] and the scheduler a node: one
     /// container `main` with its `TRACEPARENT`, no status.
     pub fn new() -> Self {
-        Self(json!({
+        Self::of(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {
                 "name": "nightly-abc12", "namespace": "reports", "uid": POD_UID,
@@ -403,28 +418,13 @@ impl TestPod {
     /// `containerStatuses` (a JSON array).
     #[must_use]
     pub fn status(mut self, phase: &str, containers: &Value) -> Self {
-        self.0["status"] = json!({
+        self.object["status"] = json!({
             "phase": phase,
             "startTime": "2026-11-23T10:00:02Z",
             "conditions": [{ "type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-23T10:00:01Z" }],
             "containerStatuses": containers
         });
         self
-    }
-
-    /// With `value` at the JSON pointer `pointer` (objects on the way created).
-    #[must_use]
-    pub fn set(mut self, pointer: &str, value: Value) -> Self {
-        set(&mut self.0, pointer, value);
-        self
-    }
-
-    pub fn json(self) -> Value {
-        self.0
-    }
-
-    pub fn typed(self) -> Pod {
-        typed(&self.0)
     }
 }
 
