@@ -1,10 +1,11 @@
 //! Command-line interface of the `jobtrace` binary.
 
+use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Carries W3C trace context into Kubernetes Jobs and records their lifecycle as OTLP spans.
 #[derive(Debug, Parser)]
@@ -14,6 +15,34 @@ pub struct Cli {
     pub command: Command,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// The name kubectl finds jobtrace by, as a plugin, on `PATH`: `kubectl jobtrace ...` runs
+/// `kubectl-jobtrace ...` (a symlink to, or a copy of, the binary).
+pub const KUBECTL_PLUGIN: &str = "kubectl-jobtrace";
+
+/// The name help and errors give the command, from the name it was run by: `kubectl jobtrace`
+/// when run as the kubectl plugin; otherwise clap's, the file name it was run by.
+pub fn bin_name(argv0: Option<&OsStr>) -> Option<&'static str> {
+    let stem = Path::new(argv0?).file_stem()?;
+    (stem == KUBECTL_PLUGIN).then_some("kubectl jobtrace")
+}
+
+impl Cli {
+    /// Parses `args`, the first being the name the binary was run by.
+    pub fn try_parse_args(args: Vec<OsString>) -> Result<Self, clap::Error> {
+        let mut command = Self::command();
+        if let Some(name) = bin_name(args.first().map(OsString::as_os_str)) {
+            command = command.bin_name(name);
+        }
+        let mut matches = command.try_get_matches_from_mut(args)?;
+        Self::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut command))
+    }
+
+    /// Parses the process's arguments; on an error, or for `--help`, prints and exits.
+    pub fn parse_args() -> Self {
+        Self::try_parse_args(std::env::args_os().collect()).unwrap_or_else(|e| e.exit())
+    }
 }
 
 /// Log format.
@@ -89,6 +118,45 @@ pub enum Command {
     WebhookConfig(WebhookConfigArgs),
     /// Print the `CustomResourceDefinition`s jobtrace reads (`JobTracePolicy`), as YAML.
     Crds,
+    /// Print a Job's trace as a tree, read from a Jaeger-compatible query API.
+    ///
+    /// Exit codes: 3 the Job is not found, 4 it is not traced, 5 its trace is not found (after
+    /// `--wait`), 1 any other failure, 2 a usage error.
+    Trace(TraceArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    /// The Job's name.
+    pub job: String,
+    /// The Job's namespace [default: the kubeconfig context's namespace, else `default`].
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// Base URL of the Jaeger-compatible query API the trace is read from, as
+    /// `{URL}/api/traces/{trace id}`.
+    #[arg(
+        long,
+        env = "JOBTRACE_QUERY_URL",
+        default_value = "http://127.0.0.1:16686"
+    )]
+    pub query_url: String,
+    /// Also print a link to the trace: this URL with `{trace_id}` replaced, e.g.
+    /// `http://127.0.0.1:16686/trace/{trace_id}` (Jaeger's UI) or
+    /// `http://127.0.0.1:8000/traces/{trace_id}` (otel-desktop-viewer).
+    #[arg(long, env = "JOBTRACE_URL_TEMPLATE", value_parser = url_template)]
+    pub url_template: Option<String>,
+    /// Wait up to this long (`30s`, `2m`) for the trace to hold the Job's span, which is exported
+    /// once the Job finished; 0 asks once.
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    pub wait: Duration,
+}
+
+fn url_template(value: &str) -> Result<String, String> {
+    if value.contains("{trace_id}") {
+        Ok(value.to_owned())
+    } else {
+        Err(format!("{value:?} has no {{trace_id}} to replace"))
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -390,5 +458,96 @@ mod tests {
         assert!(!set.policy.policies);
         assert!(parse(&["--root-traces", "2"]).is_err());
         assert!(parse(&["--cronjobs", "sometimes"]).is_err());
+    }
+
+    fn args(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn trace_takes_a_job_a_namespace_and_where_its_trace_is() {
+        let Command::Trace(trace) = Cli::try_parse_args(args(&["jobtrace", "trace", "nightly"]))
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(trace.job, "nightly");
+        assert_eq!(trace.namespace, None);
+        assert_eq!(trace.query_url, "http://127.0.0.1:16686");
+        assert_eq!(trace.url_template, None);
+        assert_eq!(trace.wait, Duration::ZERO);
+        let Command::Trace(trace) = Cli::try_parse_args(args(&[
+            "jobtrace",
+            "trace",
+            "-n",
+            "demo",
+            "nightly",
+            "--query-url",
+            "http://jaeger:16686",
+            "--url-template",
+            "http://127.0.0.1:8000/traces/{trace_id}",
+            "--wait",
+            "30s",
+        ]))
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(trace.namespace.as_deref(), Some("demo"));
+        assert_eq!(trace.query_url, "http://jaeger:16686");
+        assert_eq!(
+            trace.url_template.as_deref(),
+            Some("http://127.0.0.1:8000/traces/{trace_id}")
+        );
+        assert_eq!(trace.wait, Duration::from_secs(30));
+        let no_placeholder = Cli::try_parse_args(args(&[
+            "jobtrace",
+            "trace",
+            "nightly",
+            "--url-template",
+            "http://127.0.0.1:16686/trace/",
+        ]))
+        .unwrap_err();
+        assert!(
+            no_placeholder.to_string().contains("no {trace_id}"),
+            "{no_placeholder}"
+        );
+        assert!(Cli::try_parse_args(args(&["jobtrace", "trace"])).is_err());
+    }
+
+    #[test]
+    fn as_the_kubectl_plugin_help_names_kubectl_jobtrace() {
+        assert_eq!(
+            bin_name(Some(OsStr::new("/home/u/.local/bin/kubectl-jobtrace"))),
+            Some("kubectl jobtrace")
+        );
+        assert_eq!(
+            bin_name(Some(OsStr::new("kubectl-jobtrace.exe"))),
+            Some("kubectl jobtrace")
+        );
+        assert_eq!(bin_name(Some(OsStr::new("target/debug/jobtrace"))), None);
+        assert_eq!(bin_name(None), None);
+        let help = |argv0: &str| {
+            let e = Cli::try_parse_args(args(&[argv0, "trace", "--help"])).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+            e.to_string()
+        };
+        let plugin = help("/usr/local/bin/kubectl-jobtrace");
+        assert!(
+            plugin.contains("Usage: kubectl jobtrace trace [OPTIONS] <JOB>"),
+            "{plugin}"
+        );
+        let binary = help("target/debug/jobtrace");
+        assert!(
+            binary.contains("Usage: jobtrace trace [OPTIONS] <JOB>"),
+            "{binary}"
+        );
+        let usage = Cli::try_parse_args(args(&["kubectl-jobtrace", "trace"])).unwrap_err();
+        assert!(
+            usage.to_string().contains("kubectl jobtrace trace"),
+            "{usage}"
+        );
     }
 }

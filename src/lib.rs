@@ -20,4 +20,5 @@ pub mod selftrace;
 pub mod serve;
 pub mod spans;
 pub mod tls;
+pub mod trace;
 pub mod webhook;

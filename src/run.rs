@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::Readiness;
@@ -28,6 +27,10 @@ pub enum Error {
     CryptoProvider,
     #[error(transparent)]
     WebhookConfig(#[from] crate::registration::WebhookConfigError),
+    /// `jobtrace trace` printed no tree; [`Cli::parse_and_run`] prints it as one line and exits
+    /// with its own code.
+    #[error(transparent)]
+    Trace(#[from] crate::trace::Failure),
     /// `command` is the subcommand: `webhook`, `controller` or `run`.
     #[error("{command}")]
     Command {
@@ -58,14 +61,26 @@ pub enum CommandError {
 }
 
 impl Cli {
-    /// Parses the command line and runs the subcommand.
+    /// Parses the command line (as `kubectl jobtrace` when run as the kubectl plugin) and runs the
+    /// subcommand. A failure of `jobtrace trace` is one line on stderr and its exit code.
     pub async fn parse_and_run() -> Result<(), Error> {
-        Self::parse().run().await
+        match Self::parse_args().run().await {
+            Err(Error::Trace(failure)) => {
+                eprintln!("error: {failure}");
+                std::process::exit(failure.exit_code().into());
+            }
+            done => done,
+        }
     }
 
     /// Sets up logging and the TLS crypto provider, then runs the subcommand.
     pub async fn run(self) -> Result<(), Error> {
-        crate::logging::init(&self.common)?;
+        if matches!(self.command, Command::Trace(_)) {
+            // Its stdout is the tree's.
+            crate::trace::init_logging(&self.common);
+        } else {
+            crate::logging::init(&self.common)?;
+        }
         rustls::crypto::ring::default_provider()
             .install_default()
             .map_err(|_| Error::CryptoProvider)?;
@@ -84,6 +99,7 @@ impl Cli {
                 print!("{}", crate::policy::crd_yaml());
                 Ok(())
             }
+            Command::Trace(args) => Ok(crate::trace::run(args).await?),
         }
     }
 }
