@@ -13,5 +13,6 @@ mod edges;
 mod jaeger;
 mod policy;
 mod spans;
+mod trace_command;
 mod ui;
 mod webhook;
