@@ -47,6 +47,86 @@ fn benches(c: &mut Criterion) {
     });
 }
 
+/// The whole admission handler with the settings from no policy, from one policy in the Job's
+/// namespace, and from 50 there among 500 in the cluster (one selects the Job): what resolving
+/// the policies costs each admission, side by side.
+fn with_policies(c: &mut Criterion) {
+    let mut job = workload::typical_job("nightly-report");
+    job["metadata"]["labels"] = serde_json::json!({ "team": "data", "app": "reports" });
+    let body = jobtrace::fixtures::review("batch", "Job", "CREATE", &job)
+        .to_string()
+        .into_bytes();
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let policy = |namespace: &str, name: String, team: &str| -> jobtrace::policy::JobTracePolicy {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "jobtrace.dev/v1alpha1", "kind": "JobTracePolicy",
+            "metadata": { "name": name, "namespace": namespace },
+            "spec": { "selector": { "matchLabels": { "team": team } }, "podSpans": true,
+                      "baggage": { "exclude": ["user.email"] } }
+        }))
+        .unwrap()
+    };
+    let one = vec![policy("reports", "only".into(), "data")];
+    let many: Vec<_> = (0..500)
+        .map(|i| {
+            let namespace = if i < 50 {
+                "reports".to_owned()
+            } else {
+                format!("ns-{i}")
+            };
+            policy(
+                &namespace,
+                format!("p-{i:03}"),
+                if i == 7 { "data" } else { "other" },
+            )
+        })
+        .collect();
+    let cases = [
+        ("no policy", Policies::defaults_only(Defaults::default())),
+        (
+            "1 policy in the namespace",
+            Policies::fixed(Defaults::default(), one),
+        ),
+        (
+            "50 in the namespace, 500 in all",
+            Policies::fixed(Defaults::default(), many),
+        ),
+    ];
+    // What is measured is what is meant: the policy decides in the cases that have one.
+    for (name, policies) in &cases {
+        let fresh = Fresh {
+            span: SpanId::from_random([7; 8]),
+            trace: TraceId::from_random([7; 16]),
+            now,
+        };
+        let reviewed = review(AdmissionEndpoint::Jobs, &body, fresh, policies).unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&reviewed.body).unwrap();
+        let patch = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            answer["response"]["patch"].as_str().unwrap(),
+        )
+        .unwrap();
+        let decided = String::from_utf8(patch)
+            .unwrap()
+            .contains("jobtrace.dev~1policy");
+        assert_eq!(decided, *name != "no policy", "{name}");
+    }
+    let mut group = c.benchmark_group("review with policies");
+    for (name, policies) in &cases {
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                let fresh = Fresh {
+                    span: SpanId::from_random([7; 8]),
+                    trace: TraceId::from_random([7; 16]),
+                    now,
+                };
+                review(AdmissionEndpoint::Jobs, black_box(&body), fresh, policies).unwrap()
+            });
+        });
+    }
+    group.finish();
+}
+
 /// One admission through the router (no TLS), without and with an own span for every admission.
 fn router(c: &mut Criterion) {
     use std::sync::Arc;
@@ -93,5 +173,5 @@ fn router(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(mutation, benches, router);
+criterion_group!(mutation, benches, with_policies, router);
 criterion_main!(mutation);

@@ -32,6 +32,21 @@ impl Policies {
         }
     }
 
+    /// A fixed set of policies, synced from the start (benchmarks, tools that read them once).
+    pub fn fixed(defaults: Defaults, policies: Vec<JobTracePolicy>) -> Self {
+        let (store, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for policy in policies {
+            writer.apply_watcher_event(&watcher::Event::InitApply(policy));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        Self {
+            defaults: Arc::new(defaults),
+            store: Some(store),
+            synced: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
     /// Policies read through a watch (of `namespace`, or all), and the task that keeps them: the
     /// caller runs it for as long as the process serves.
     pub fn watch(
