@@ -265,30 +265,7 @@ fn field(pod: &Pod, path: &str) -> Option<String> {
 }
 
 /// `$(VAR)` becomes the value of an earlier variable; `$$(VAR)` stays a literal `$(VAR)`; an
-/// unknown reference is left as written.
+/// unknown reference is left as written: the kubelet's expansion.
 fn expand(input: &str, env: &HashMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut rest = input;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(stripped) = after.strip_prefix('$') {
-            out.push('$');
-            rest = stripped;
-        } else if let Some((name, tail)) = after.strip_prefix('(').and_then(|a| a.split_once(')')) {
-            if let Some(value) = env.get(name) {
-                out.push_str(value);
-            } else {
-                out.push_str("$(");
-                out.push_str(name);
-                out.push(')');
-            }
-            rest = tail;
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
+    jobtrace::fixtures::kubelet_expand(input, |name| env.get(name).cloned())
 }

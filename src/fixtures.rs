@@ -428,6 +428,37 @@ impl TestObject<Pod> {
     }
 }
 
+/// The kubelet's `$(VAR)` expansion of an `env[].value` (or a command argument), as Kubernetes
+/// implements it: `$$` is `$`, `$(NAME)` is the value `lookup` gives for an earlier variable, left
+/// as written when there is none. The unit tests check jobtrace's escaping against it, and the pod
+/// runner that plays the kubelet in the end-to-end tests expands with it.
+pub fn kubelet_expand(value: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some((name, tail)) = after.strip_prefix('(').and_then(|a| a.split_once(')')) {
+            if let Some(value) = lookup(name) {
+                out.push_str(&value);
+            } else {
+                out.push_str("$(");
+                out.push_str(name);
+                out.push(')');
+            }
+            rest = tail;
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -716,35 +716,14 @@ mod tests {
         );
     }
 
-    /// The kubelet's `$(VAR)` expansion of an `env[].value`, as Kubernetes implements it: `$$` is
-    /// `$`, `$(NAME)` is the value of an earlier variable (left as written when there is none).
+    /// The kubelet's expansion against the variables `defined`.
     fn kubelet_expand(value: &str, defined: &[(&str, &str)]) -> String {
-        let mut out = String::new();
-        let mut rest = value;
-        while let Some(at) = rest.find('$') {
-            out.push_str(&rest[..at]);
-            let after = &rest[at + 1..];
-            if let Some(tail) = after.strip_prefix('$') {
-                out.push('$');
-                rest = tail;
-            } else if let Some((name, tail)) =
-                after.strip_prefix('(').and_then(|a| a.split_once(')'))
-            {
-                if let Some((_, v)) = defined.iter().find(|(n, _)| *n == name) {
-                    out.push_str(v);
-                } else {
-                    out.push_str("$(");
-                    out.push_str(name);
-                    out.push(')');
-                }
-                rest = tail;
-            } else {
-                out.push('$');
-                rest = after;
-            }
-        }
-        out.push_str(rest);
-        out
+        crate::fixtures::kubelet_expand(value, |name| {
+            defined
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
     }
 
     #[test]
