@@ -1,12 +1,12 @@
 //! Creating a traced Job from Rust: start a span, write its context on the Job as annotations
 //! (exactly what `inject()` with the annotations map as the carrier does), create the Job, and end
-//! the span. With `--wait` it then waits for the Job to finish, prints its trace from Jaeger's
-//! query API as a tree (what `make demo` shows) and the trace's address in the trace UI.
+//! the span. With `--wait` it then waits for the Job to finish; `jobtrace trace` prints its trace
+//! (what `make demo` does next).
 //!
 //! Usage: `create-job NAMESPACE TASK_PROGRAM [--wait]` (`KUBECONFIG` and the OTLP endpoint from
-//! env; `JAEGER_QUERY` and `TRACE_UI` default to the local setup's)
+//! env)
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
@@ -19,7 +19,7 @@ use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -94,107 +94,5 @@ async fn main() -> anyhow::Result<()> {
     };
     println!("\nJob {outcome}");
     let _ = std::fs::remove_file(&marker);
-
-    let query =
-        std::env::var("JAEGER_QUERY").unwrap_or_else(|_| "http://127.0.0.1:16686".to_owned());
-    let trace = wait_for_trace(&query, &trace_id, 6).await?;
-    println!("\ntrace {trace_id}:\n");
-    print_tree(&trace);
-    let ui = std::env::var("TRACE_UI").unwrap_or_else(|_| "http://127.0.0.1:8000".to_owned());
-    println!("\nopen it in the trace UI: {ui}/traces/{trace_id}");
     Ok(())
-}
-
-async fn wait_for_trace(query: &str, trace_id: &str, spans: usize) -> anyhow::Result<Value> {
-    let url = format!("{query}/api/traces/{trace_id}");
-    let mut last = Value::Null;
-    for _ in 0..60 {
-        let body = match reqwest::get(&url).await {
-            Ok(response) => response.json::<Value>().await.ok(),
-            Err(_) => None,
-        };
-        if let Some(body) = body {
-            let count = body["data"][0]["spans"].as_array().map_or(0, Vec::len);
-            last = body["data"][0].clone();
-            if count >= spans {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    anyhow::ensure!(!last.is_null(), "trace {trace_id} not found in Jaeger");
-    Ok(last)
-}
-
-fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
-    span["tags"]
-        .as_array()?
-        .iter()
-        .find(|t| t["key"] == key)
-        .map(|t| &t["value"])
-}
-
-/// One line per span, children indented under their parent, in start order.
-fn print_tree(trace: &Value) {
-    let spans = trace["spans"].as_array().cloned().unwrap_or_default();
-    let mut children: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    let ids: Vec<&str> = spans.iter().filter_map(|s| s["spanID"].as_str()).collect();
-    for span in &spans {
-        let parent = span["references"]
-            .as_array()
-            .and_then(|r| r.first())
-            .and_then(|r| r["spanID"].as_str());
-        let key = parent.filter(|p| ids.contains(p)).unwrap_or("").to_owned();
-        children.entry(key).or_default().push(span);
-    }
-    for list in children.values_mut() {
-        list.sort_by_key(|s| s["startTime"].as_i64());
-    }
-    walk(&children, trace, "", "");
-}
-
-fn walk(children: &BTreeMap<String, Vec<&Value>>, trace: &Value, id: &str, prefix: &str) {
-    let Some(list) = children.get(id) else { return };
-    for (i, span) in list.iter().enumerate() {
-        let is_last = i + 1 == list.len();
-        let service =
-            trace["processes"][span["processID"].as_str().unwrap_or_default()]["serviceName"]
-                .as_str()
-                .unwrap_or("?");
-        let millis = span["duration"].as_f64().unwrap_or(0.0) / 1000.0;
-        let mut notes = Vec::new();
-        if tag(span, "otel.status_code") == Some(&json!("ERROR")) {
-            notes.push("ERROR".to_owned());
-        }
-        for key in ["error.type", "jobtrace.container.exit_code"] {
-            if let Some(v) = tag(span, key) {
-                notes.push(format!("{key}={v}"));
-            }
-        }
-        let branch = if id.is_empty() {
-            ""
-        } else if is_last {
-            "└── "
-        } else {
-            "├── "
-        };
-        println!(
-            "{prefix}{branch}{} [{service}] {millis:.0} ms {}",
-            span["operationName"].as_str().unwrap_or("?"),
-            notes.join(" ")
-        );
-        let deeper = if id.is_empty() {
-            String::new()
-        } else if is_last {
-            format!("{prefix}    ")
-        } else {
-            format!("{prefix}│   ")
-        };
-        walk(
-            children,
-            trace,
-            span["spanID"].as_str().unwrap_or_default(),
-            &deeper,
-        );
-    }
 }

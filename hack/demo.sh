@@ -2,8 +2,8 @@
 # The demo: a local control plane, Jaeger and the trace UI, jobtrace (webhook and controller), and
 # the pod runner; then a client starts a span and creates an annotated Job whose first attempt
 # fails and whose retry succeeds, and whose own code records a span from TRACEPARENT. Prints the
-# trace as a tree and its address in the trace UI. In a terminal it waits for Enter before
-# cleaning up, so the trace can be opened there.
+# trace as a tree and its address in the trace UI with `jobtrace trace`. In a terminal it waits for
+# Enter before cleaning up, so the trace can be opened there.
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -49,15 +49,20 @@ done
 
 echo
 echo "demo: jobtrace is running (logs: $CLUSTER/logs/demo-jobtrace.log); creating a traced Job"
-TRACE_UI=$TRACE_UI target/debug/examples/create-job demo "$REPO/target/debug/examples/traced-task" \
-  --wait | tee "$CLUSTER/logs/demo-create-job.log"
-trace_id=$(sed -n 's/^created Job .* in trace \([0-9a-f]\{32\}\)$/\1/p' "$CLUSTER/logs/demo-create-job.log")
+target/debug/examples/create-job demo "$REPO/target/debug/examples/traced-task" --wait |
+  tee "$CLUSTER/logs/demo-create-job.log"
+job=$(sed -n 's|^created Job demo/\([a-z0-9-]*\) in trace [0-9a-f]\{32\}$|\1|p' "$CLUSTER/logs/demo-create-job.log")
+echo
+echo "demo: its trace from Jaeger, and its page in the trace UI (jobtrace trace -n demo $job):"
+echo
+# Right after the Job finished its spans may still be on their way: --wait waits for the Job span.
+target/debug/jobtrace trace -n demo "$job" --query-url http://127.0.0.1:16686 --wait 30s \
+  --url-template "$TRACE_UI/traces/{trace_id}"
 echo
 echo "What ran for real: kube-apiserver, controller-manager (job controller: the retry), scheduler,"
 echo "etcd, Jaeger, the trace UI, jobtrace, and the task itself (a local process with the pod's"
 echo "environment). What is simulated: the nodes (kwok) and the kubelet (hack/pod-runner.rs)."
 echo
-echo "demo: the trace in the UI: $TRACE_UI/traces/$trace_id"
 if [ -t 0 ]; then
-  read -r -p "demo: open it in a browser, then press Enter to stop and clean up. " _
+  read -r -p "demo: open the trace's page in a browser, then press Enter to stop and clean up. " _
 fi
