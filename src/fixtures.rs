@@ -459,6 +459,14 @@ pub fn kubelet_expand(value: &str, lookup: impl Fn(&str) -> Option<String>) -> S
     out
 }
 
+/// A string map (labels, annotations) from pairs.
+pub fn string_map(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -224,12 +224,7 @@ mod tests {
     use kube::CustomResourceExt;
     use serde_json::json;
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::fixtures::string_map as labels;
 
     #[test]
     fn label_selectors_select_as_kubernetes_does() {

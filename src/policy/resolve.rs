@@ -128,12 +128,7 @@ mod tests {
         .unwrap()
     }
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::fixtures::string_map as labels;
 
     #[test]
     fn without_policies_the_defaults_apply() {
