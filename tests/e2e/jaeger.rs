@@ -77,6 +77,24 @@ impl Drop for Collector {
     }
 }
 
+/// A tracer provider of the OpenTelemetry SDK exporting `service`'s spans in batches over
+/// OTLP/gRPC to the local setup's one endpoint, as a real service would.
+pub fn provider(service: &str) -> SdkTracerProvider {
+    let exporter = SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(OTLP_GRPC)
+        .build()
+        .expect("an OTLP/gRPC exporter");
+    SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service.to_owned())
+                .build(),
+        )
+        .build()
+}
+
 /// Polls Jaeger for a trace until it holds at least `spans` spans or the deadline passes.
 pub async fn fetch_trace(trace_id: &str, spans: usize) -> serde_json::Value {
     fetch_trace_from(JAEGER_QUERY, trace_id, spans).await
@@ -108,19 +126,7 @@ pub async fn fetch_trace_from(base: &str, trace_id: &str, spans: usize) -> serde
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn span_sent_over_otlp_is_found_in_jaeger() {
-    let exporter = SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(OTLP_GRPC)
-        .build()
-        .expect("an OTLP/gRPC exporter");
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(
-            Resource::builder()
-                .with_service_name("jobtrace-e2e")
-                .build(),
-        )
-        .build();
+    let provider = provider("jobtrace-e2e");
     let tracer = provider.tracer("jobtrace-e2e");
     let trace_id = tracer.in_span("smoke-parent", |cx| {
         let mut child = tracer.start("smoke-child");

@@ -8,9 +8,6 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use opentelemetry::trace::{Span, Tracer, TracerProvider};
-use opentelemetry_otlp::{SpanExporter, WithExportConfig};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::{Value, json};
 
 use crate::jaeger::{OTLP_GRPC, fetch_trace, fetch_trace_from};
@@ -97,16 +94,7 @@ async fn traced_job_is_one_tree_from_the_creator_to_the_jobs_own_code() {
     let _runner = Runner::start(&ns);
 
     // The creating service: its own SDK, its own span.
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(
-            SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(OTLP_GRPC)
-                .build()
-                .unwrap(),
-        )
-        .with_resource(Resource::builder().with_service_name("e2e-creator").build())
-        .build();
+    let provider = crate::jaeger::provider("e2e-creator");
     let mut creator = provider.tracer("e2e").start("POST /reports");
     let creator_context = creator.span_context().clone();
     let trace_id = creator_context.trace_id().to_string();

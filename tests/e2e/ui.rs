@@ -9,12 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::Context;
 use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider};
-use opentelemetry_otlp::{SpanExporter, WithExportConfig};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use regex::Regex;
 
-use crate::jaeger::{OTLP_GRPC, fetch_trace};
+use crate::jaeger::fetch_trace;
 use crate::support::DEADLINE;
 
 /// Where `hack/cluster-up.sh` serves the trace UI.
@@ -145,15 +142,7 @@ async fn trace_ui_shows_the_tree_of_a_trace_sent_to_the_one_otlp_endpoint() {
 
     // A Job's shape: a request, the Job, two pod attempts, and the task in each.
     let service = "jobtrace-e2e-ui";
-    let exporter = SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(OTLP_GRPC)
-        .build()
-        .expect("an OTLP/gRPC exporter");
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(Resource::builder().with_service_name(service).build())
-        .build();
+    let provider = crate::jaeger::provider(service);
     let tracer = provider.tracer("jobtrace-e2e-ui");
     let base = SystemTime::now() - Duration::from_secs(10);
     let root = record(&tracer, "ui-request", &Context::new(), base, (0, 9000));
