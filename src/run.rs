@@ -302,17 +302,7 @@ async fn export(
 ) -> Result<(), CommandError> {
     if args.no_leader_election {
         context.metrics.leader.set(1);
-        let reporting = context.policy_status.then(|| {
-            tokio::spawn(crate::policy::status::report(
-                context.client.clone(),
-                context.namespace.clone(),
-                shutdown.clone(),
-            ))
-        });
         controller::run(context, shutdown).await;
-        if let Some(reporting) = reporting {
-            let _ = reporting.await;
-        }
         Ok(())
     } else {
         Ok(

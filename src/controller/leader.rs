@@ -38,13 +38,6 @@ pub async fn run_as_leader(
         context.metrics.leader.set(1);
         let term = shutdown.child_token();
         let exporting = tokio::spawn(run(context.clone(), term.clone()));
-        let reporting = context.policy_status.then(|| {
-            tokio::spawn(crate::policy::status::report(
-                context.client.clone(),
-                context.namespace.clone(),
-                term.clone(),
-            ))
-        });
         loop {
             tokio::select! {
                 changed = leader.changed() => {
@@ -55,9 +48,6 @@ pub async fn run_as_leader(
         }
         term.cancel();
         let _ = exporting.await;
-        if let Some(reporting) = reporting {
-            let _ = reporting.await;
-        }
         if shutdown.is_cancelled() {
             context.metrics.leader.set(0);
             release(leader, lease).await;

@@ -71,8 +71,17 @@ pub struct Context {
 }
 
 /// Watches and exports until `shutdown`; then exports what is queued, if the collector takes it.
+/// Keeps the policies' status meanwhile, when the context asks for it.
 pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     context.readiness.set_controller_syncing();
+    let reporting_stop = shutdown.child_token();
+    let reporting = context.policy_status.then(|| {
+        tokio::spawn(crate::policy::status::report(
+            context.client.clone(),
+            context.namespace.clone(),
+            reporting_stop.clone(),
+        ))
+    });
     // A short queue: when the collector is slow the watch waits, instead of memory growing.
     let (queue, work) = mpsc::channel::<Work>(512);
     let pending = Arc::new(Mutex::new(HashSet::<String>::new()));
@@ -143,6 +152,10 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
         }
     }
     context.metrics.jobs_in_flight.set(0);
+    reporting_stop.cancel();
     drop(queue);
     let _ = exporting.await;
+    if let Some(reporting) = reporting {
+        let _ = reporting.await;
+    }
 }
