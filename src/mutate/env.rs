@@ -16,11 +16,22 @@ pub(super) struct Injection {
     attributes: Option<Vec<(&'static str, String)>>,
     /// `attributes` joined, for the common case of a container without its own value.
     joined: String,
-    /// The downward-API variables `attributes` reference, and their JSON.
-    helpers: Vec<(&'static str, Value)>,
+    /// The downward-API variables `attributes` reference.
+    helpers: Vec<Helper>,
     /// The `TRACEPARENT` jobtrace wrote for the span the object had before it was re-created from
     /// a saved manifest: a container holding it holds jobtrace's old injection, not the user's.
     stale: Option<Traceparent>,
+}
+
+/// One downward-API variable the resource attributes reference.
+struct Helper {
+    name: &'static str,
+    /// Its downward-API field.
+    field: &'static str,
+    /// How the attributes refer to it: `$(NAME)`.
+    reference: String,
+    /// Its `env` entry.
+    json: Value,
 }
 
 /// Downward-API variables that resource attributes reference with `$(NAME)`, and their fields.
@@ -90,12 +101,14 @@ impl Injection {
                     .iter()
                     .any(|(_, v)| helper_reference(v) == Some(*name))
             })
-            .map(|(name, field)| {
-                let json = json!({
+            .map(|&(name, field)| Helper {
+                name,
+                field,
+                reference: format!("$({name})"),
+                json: json!({
                     "name": name,
                     "valueFrom": { "fieldRef": { "fieldPath": field } }
-                });
-                (*name, json)
+                }),
             })
             .collect();
         Self {
@@ -238,13 +251,15 @@ impl Injection {
     ) -> Vec<Value> {
         self.helpers
             .iter()
-            .filter(|(name, _)| value.contains(&format!("$({name})")))
-            .filter(|(name, _)| {
-                let field = HELPERS.iter().find(|(n, _)| n == name).map(|(_, f)| *f);
-                let last = existing[..before].iter().rev().find(|v| v.name == *name);
-                last.is_none_or(|v| !is_helper(v, field.unwrap_or_default()))
+            .filter(|helper| value.contains(&helper.reference))
+            .filter(|helper| {
+                let last = existing[..before]
+                    .iter()
+                    .rev()
+                    .find(|v| v.name == helper.name);
+                last.is_none_or(|v| !is_helper(v, helper.field))
             })
-            .map(|(_, json)| json.clone())
+            .map(|helper| helper.json.clone())
             .collect()
     }
 

@@ -174,11 +174,18 @@ fn inject_containers(
 /// Whether a CronJob owns the Job: its scheduled runs, and those made by hand with
 /// `kubectl create job --from=cronjob/...`, which sets the same owner.
 fn cron_run(job: &Job) -> bool {
+    cronjob_owner(job).is_some()
+}
+
+/// The CronJob that owns the Job, if one does.
+fn cronjob_owner(
+    job: &Job,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
     job.metadata
         .owner_references
         .iter()
         .flatten()
-        .any(|o| o.kind == "CronJob" && o.api_version.starts_with("batch/"))
+        .find(|o| o.kind == "CronJob" && o.api_version.starts_with("batch/"))
 }
 
 /// The labels and annotations to set on an object's metadata and those to remove, applied at
@@ -367,13 +374,7 @@ fn resource_attributes(job: &Job, namespace: &str) -> Vec<(&'static str, String)
         ("k8s.pod.name", format!("$({})", env::POD_NAME)),
         ("k8s.pod.uid", format!("$({})", env::POD_UID)),
     ];
-    let cronjob = job
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.kind == "CronJob" && o.api_version.starts_with("batch/"));
-    if let Some(owner) = cronjob {
+    if let Some(owner) = cronjob_owner(job) {
         attributes.push(("k8s.cronjob.name", owner.name.clone()));
         attributes.push(("k8s.cronjob.uid", owner.uid.clone()));
     }
