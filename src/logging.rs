@@ -12,16 +12,20 @@ pub struct LoggingError {
     source: tracing_subscriber::filter::ParseError,
 }
 
-/// Installs the process's subscriber. `RUST_LOG` wins over `--log-level` when it is set and valid.
-pub fn init(common: &CommonArgs) -> Result<(), LoggingError> {
-    let filter = match EnvFilter::try_from_default_env() {
-        Ok(filter) => filter,
+/// The filter of the logs: `RUST_LOG` when it is set and valid, else `--log-level`.
+pub fn filter(common: &CommonArgs) -> Result<EnvFilter, LoggingError> {
+    match EnvFilter::try_from_default_env() {
+        Ok(filter) => Ok(filter),
         Err(_) => EnvFilter::try_new(&common.log_level).map_err(|source| LoggingError {
             level: common.log_level.clone(),
             source,
-        })?,
-    };
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+        }),
+    }
+}
+
+/// Installs the process's subscriber, with [`filter`].
+pub fn init(common: &CommonArgs) -> Result<(), LoggingError> {
+    let logs = tracing_subscriber::fmt().with_env_filter(filter(common)?);
     match common.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs

@@ -155,10 +155,8 @@ pub fn trace_link(template: &str, trace_id: &str) -> String {
 
 /// Logs on stderr, filtered by `RUST_LOG` or `--log-level`: stdout is the tree's.
 pub fn init_logging(common: &CommonArgs) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&common.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = crate::logging::filter(common)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
