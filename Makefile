@@ -6,7 +6,7 @@ export KUBECONFIG := $(CURDIR)/target/cluster/kubeconfig
 export JOBTRACE_BIN ?= $(or $(JOBTRACE_CACHE),$(HOME)/.cache/jobtrace)/bin
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build tools cluster-up cluster-down fmt-check lint lint-dockerfile static unit e2e fuzz bench test demo clean
+.PHONY: all build tools clients cluster-up cluster-down fmt-check lint lint-dockerfile static unit e2e fuzz bench test demo clean
 
 all: build
 
@@ -17,6 +17,10 @@ build:
 ## into ~/.cache/jobtrace.
 tools:
 	hack/build-bins.sh
+
+## The client examples' toolchain packages and builds (examples/<language>/), into target/clients.
+clients:
+	hack/clients.sh
 
 cluster-up:
 	hack/cluster-up.sh
@@ -54,6 +58,7 @@ bench:
 ## certificate tests run the static binary (make static); the trace UI's test, Debian's Chromium.
 e2e: static
 	hack/install-chromium.sh >/dev/null
+	hack/clients.sh
 	$(CARGO) build --locked --examples
 	JOBTRACE_E2E_BINARY=$(CURDIR)/target/static/jobtrace \
 	  $(CARGO) test --locked --features e2e --test e2e -- --test-threads=4
@@ -65,6 +70,7 @@ test: fmt-check lint
 	$(MAKE) --no-print-directory unit lint-dockerfile
 	FUZZ_SECONDS=10 hack/fuzz.sh
 	hack/install-chromium.sh >/dev/null
+	hack/clients.sh
 	$(MAKE) --no-print-directory static
 	$(CARGO) build --locked --examples
 	$(CARGO) test --locked --features e2e --test e2e --no-run

@@ -36,6 +36,8 @@ pub struct Registration {
     pub timeout_seconds: i32,
     /// `Ignore` (the default: the webhook never blocks a Job) or `Fail`.
     pub failure_policy: String,
+    /// The CEL condition of the Jobs webhook: [`job_match_condition`] unless policies widen it.
+    pub jobs_condition: String,
 }
 
 impl Registration {
@@ -49,6 +51,7 @@ impl Registration {
             only_namespaces: None,
             timeout_seconds: 3,
             failure_policy: "Ignore".to_owned(),
+            jobs_condition: job_match_condition(),
         }
     }
 }
@@ -141,7 +144,7 @@ pub fn webhook_configuration(registration: &Registration) -> MutatingWebhookConf
     }]);
     jobs["matchConditions"] = json!([{
         "name": "has-trace-context",
-        "expression": job_match_condition(),
+        "expression": registration.jobs_condition,
     }]);
     let mut pods = common("pods.jobtrace.dev", "/mutate/pods");
     pods["rules"] = json!([{

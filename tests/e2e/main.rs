@@ -8,6 +8,7 @@ mod webhook_process;
 
 mod certs;
 mod chart;
+mod clients;
 mod cluster;
 mod edges;
 mod jaeger;

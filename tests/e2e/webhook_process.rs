@@ -127,7 +127,31 @@ impl Webhook {
         Self::start_with(ns, &args, &[("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)]).await
     }
 
+    /// `jobtrace run` for the namespace with the context of the create request's headers on
+    /// (`--request-context`), registered for every Job of the namespace: a Job without
+    /// annotations reaches it, as the policies' `matchConditions` sync makes it do in a cluster.
+    pub async fn start_request_context(ns: &TestNamespace, otlp: &str) -> Self {
+        let args = [
+            "run",
+            "--no-leader-election",
+            "--watch-namespace",
+            &ns.name,
+            "--request-context",
+        ];
+        let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)];
+        Self::start_registered(ns, &args, &env, |r| r.jobs_condition = "true".to_owned()).await
+    }
+
     pub async fn start_with(ns: &TestNamespace, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_registered(ns, args, env, |_| {}).await
+    }
+
+    async fn start_registered(
+        ns: &TestNamespace,
+        args: &[&str],
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(&mut Registration),
+    ) -> Self {
         let pki = cluster_dir().join("pki");
         let port = free_port();
         // Two listeners of one process can't share a port: it would exit at once.
@@ -141,6 +165,7 @@ impl Webhook {
             .collect();
         let mut registration = local_registration(ns, port);
         registration.ca_bundle = Some(std::fs::read(pki.join("ca.crt")).unwrap());
+        adjust(&mut registration);
         // Owned from the start, so that a failure stops the process.
         let mut webhook = Self {
             child: Some(spawn(&args, &env, port, metrics_port)),

@@ -1,0 +1,1 @@
+//! The go client example (examples/go/): see the module's contract in mod.rs.

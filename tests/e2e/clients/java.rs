@@ -1,0 +1,1 @@
+//! The java client example (examples/java/): see the module's contract in mod.rs.

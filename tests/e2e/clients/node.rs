@@ -1,0 +1,1 @@
+//! The node client example (examples/node/): see the module's contract in mod.rs.

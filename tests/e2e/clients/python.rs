@@ -1,0 +1,1 @@
+//! The python client example (examples/python/): see the module's contract in mod.rs.

@@ -1,0 +1,1 @@
+//! The queue client example (examples/queue/): see the module's contract in mod.rs.

@@ -1,0 +1,1 @@
+//! The shell client example (examples/shell/): see the module's contract in mod.rs.
