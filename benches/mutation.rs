@@ -14,7 +14,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::collections::BTreeMap;
 
-use jobtrace::context::{SpanId, TraceId};
+use jobtrace::context::{RequestContext, SpanId, TraceId};
 use jobtrace::policy::{Defaults, Policies};
 use jobtrace::webhook::review::{AdmissionEndpoint, Fresh, review};
 
@@ -30,6 +30,7 @@ fn benches(c: &mut Criterion) {
                 new_span: SpanId::from_random([7; 8]),
                 new_trace: TraceId::from_random([7; 16]),
                 now,
+                request: jobtrace::context::RequestContext::none(),
             };
             jobtrace::mutate::job::mutate(black_box(&job), &admission, &defaults)
         });
@@ -42,7 +43,14 @@ fn benches(c: &mut Criterion) {
                 trace: TraceId::from_random([7; 16]),
                 now,
             };
-            review(AdmissionEndpoint::Jobs, black_box(&body), fresh, &policies).unwrap()
+            review(
+                AdmissionEndpoint::Jobs,
+                black_box(&body),
+                fresh,
+                RequestContext::none(),
+                &policies,
+            )
+            .unwrap()
         });
     });
 }
@@ -99,7 +107,14 @@ fn with_policies(c: &mut Criterion) {
             trace: TraceId::from_random([7; 16]),
             now,
         };
-        let reviewed = review(AdmissionEndpoint::Jobs, &body, fresh, policies).unwrap();
+        let reviewed = review(
+            AdmissionEndpoint::Jobs,
+            &body,
+            fresh,
+            RequestContext::none(),
+            policies,
+        )
+        .unwrap();
         let answer: serde_json::Value = serde_json::from_slice(&reviewed.body).unwrap();
         let patch = base64::Engine::decode(
             &base64::engine::general_purpose::STANDARD,
@@ -120,7 +135,14 @@ fn with_policies(c: &mut Criterion) {
                     trace: TraceId::from_random([7; 16]),
                     now,
                 };
-                review(AdmissionEndpoint::Jobs, black_box(&body), fresh, policies).unwrap()
+                review(
+                    AdmissionEndpoint::Jobs,
+                    black_box(&body),
+                    fresh,
+                    RequestContext::none(),
+                    policies,
+                )
+                .unwrap()
             });
         });
     }

@@ -239,6 +239,11 @@ pub struct PolicyArgs {
     /// Set or extend `OTEL_RESOURCE_ATTRIBUTES` with the Kubernetes attributes.
     #[arg(long, env = "JOBTRACE_RESOURCE_ATTRIBUTES", default_value_t = true, action = clap::ArgAction::Set)]
     pub resource_attributes: bool,
+    /// Read the trace context from the headers of the request that creates a Job when its
+    /// annotations carry none (for creators whose HTTP client is instrumented). Every Job then
+    /// calls the webhook.
+    #[arg(long, env = "JOBTRACE_REQUEST_CONTEXT")]
+    pub request_context: bool,
     /// Job labels copied to Job spans as `k8s.job.label.<key>` (comma-separated keys).
     #[arg(long, env = "JOBTRACE_JOB_LABELS", value_delimiter = ',')]
     pub job_labels: Vec<String>,
@@ -281,6 +286,7 @@ impl PolicyArgs {
             pod_spans: self.pod_spans,
             resource_attributes: self.resource_attributes,
             job_labels: self.job_labels.clone(),
+            request_context: self.request_context,
         }
     }
 }

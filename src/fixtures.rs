@@ -46,6 +46,7 @@ pub fn admission(span: SpanId) -> Admission<'static> {
         new_span: span,
         new_trace: TraceId([0x5a; 16]),
         now: now(),
+        request: crate::context::RequestContext::none(),
     }
 }
 

@@ -480,6 +480,15 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            paths: &["policy.requestContext"],
+            flags: &["--set", "policy.requestContext=true"],
+            check: |d| {
+                assert!(args(d).contains(&"--request-context".to_owned()));
+                // A Job's context may be in its create request's headers: every Job calls.
+                assert_eq!(webhooks(d)[0]["matchConditions"][0]["expression"], "true");
+            },
+        },
+        Case {
             paths: &["policy.relationship"],
             flags: &["--set", "policy.relationship=link"],
             check: |d| assert!(args(d).contains(&"--relationship=link".to_owned())),

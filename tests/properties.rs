@@ -219,6 +219,7 @@ fn settings() -> impl Strategy<Value = jobtrace::policy::Defaults> {
                 pod_spans,
                 resource_attributes,
                 job_labels: vec!["team".into()],
+                request_context: link,
             },
         )
 }

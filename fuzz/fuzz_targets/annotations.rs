@@ -24,6 +24,7 @@ fuzz_target!(|values: (String, String, String, String)| {
         new_span: SpanId::from_random(span),
         new_trace: jobtrace::context::TraceId::from_random([3; 16]),
         now: "2026-11-23T10:00:00Z".parse().unwrap(),
+        request: jobtrace::context::RequestContext::none(),
     };
     let settings = jobtrace::policy::resolve(
         &jobtrace::policy::Defaults::default(),

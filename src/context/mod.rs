@@ -40,11 +40,71 @@ pub fn annotation_value(value: &str) -> &str {
     value.trim_ascii()
 }
 
+/// The trace context of the HTTP request that created the object: its `traceparent`,
+/// `tracestate` and `baggage` headers, each value the request carried (HTTP allows a header to
+/// repeat). An instrumented HTTP client sends them without any code of its creator's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestContext {
+    pub traceparent: Vec<String>,
+    pub tracestate: Vec<String>,
+    pub baggage: Vec<String>,
+}
+
+impl RequestContext {
+    /// No headers at all.
+    pub fn none() -> &'static Self {
+        static NONE: RequestContext = RequestContext {
+            traceparent: Vec::new(),
+            tracestate: Vec::new(),
+            baggage: Vec::new(),
+        };
+        &NONE
+    }
+
+    /// The three headers of `headers`; a value that is not visible ASCII is left out.
+    pub fn from_headers(headers: &axum::http::HeaderMap) -> Self {
+        let all = |name: &str| -> Vec<String> {
+            headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .collect()
+        };
+        Self {
+            traceparent: all("traceparent"),
+            tracestate: all("tracestate"),
+            baggage: all("baggage"),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.traceparent.is_empty() && self.tracestate.is_empty() && self.baggage.is_empty()
+    }
+}
+
 /// Reads the trace context from `annotations` by the documented precedence: the first source
 /// whose `traceparent` is valid wins, and its own `tracestate` (never another source's) comes
 /// with it; the first valid `baggage` wins on its own. Invalid values and conflicting sources
 /// become warnings. As W3C requires, a `tracestate` is read only next to a valid `traceparent`.
 pub fn from_annotations(annotations: &BTreeMap<String, String>) -> (Option<Context>, Vec<Warning>) {
+    read(annotations, None)
+}
+
+/// The same, with the create request's headers as the last source after every annotation: its
+/// `traceparent` (with its own `tracestate`) when no annotation has a valid one, its `baggage`
+/// when no annotation has one.
+pub fn from_annotations_and_request(
+    annotations: &BTreeMap<String, String>,
+    request: &RequestContext,
+) -> (Option<Context>, Vec<Warning>) {
+    read(annotations, Some(request).filter(|r| !r.is_empty()))
+}
+
+fn read(
+    annotations: &BTreeMap<String, String>,
+    request: Option<&RequestContext>,
+) -> (Option<Context>, Vec<Warning>) {
     let mut warnings = Vec::new();
     let get = |key: &str| annotations.get(key).map(|v| annotation_value(v));
     let mut winner: Option<(names::ContextSource, Traceparent)> = None;
@@ -75,6 +135,9 @@ pub fn from_annotations(annotations: &BTreeMap<String, String>) -> (Option<Conte
         }
     }
     let Some((source, traceparent)) = winner else {
+        if let Some(context) = request.and_then(|r| from_request(annotations, r, &mut warnings)) {
+            return (Some(context), warnings);
+        }
         let ignored: Vec<&str> = names::TRACESTATE_KEYS
             .iter()
             .chain(&names::BAGGAGE_KEYS)
@@ -108,8 +171,11 @@ pub fn from_annotations(annotations: &BTreeMap<String, String>) -> (Option<Conte
             ));
         }
     }
-    let tracestate = own.and_then(|(key, value)| read_tracestate(key, value, &mut warnings));
-    let baggage = read_baggage(annotations, &mut warnings);
+    let tracestate = own.and_then(|(key, value)| {
+        read_tracestate(&format!("annotation {key}"), value, &mut warnings)
+    });
+    let baggage = read_baggage(annotations, &mut warnings)
+        .or_else(|| request.and_then(|r| request_baggage(r, &mut warnings)));
     let context = Context {
         traceparent,
         tracestate,
@@ -118,15 +184,79 @@ pub fn from_annotations(annotations: &BTreeMap<String, String>) -> (Option<Conte
     (Some(context), warnings)
 }
 
-/// The `tracestate` at `key`, or nothing with a warning when it is invalid; duplicate keys keep
-/// their first entry and an over-long value loses whole entries, each with a warning.
-fn read_tracestate(key: &str, value: &str, warnings: &mut Vec<Warning>) -> Option<Tracestate> {
+/// The context of the request's headers, when no annotation has a valid `traceparent`. As W3C
+/// requires of a receiver, several `traceparent` headers are no context at all, and the
+/// `tracestate` headers join into one list.
+fn from_request(
+    annotations: &BTreeMap<String, String>,
+    request: &RequestContext,
+    warnings: &mut Vec<Warning>,
+) -> Option<Context> {
+    let value = match request.traceparent.as_slice() {
+        [] => return None,
+        [one] => one.trim_ascii(),
+        _ => {
+            warnings.push(Warning::new(
+                WarningReason::Conflict,
+                format!(
+                    "request header traceparent ignored: the request carries {}",
+                    request.traceparent.len()
+                ),
+            ));
+            return None;
+        }
+    };
+    let traceparent = match traceparent::parse(value) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            warnings.push(Warning::new(
+                e.reason(),
+                format!(
+                    "request header traceparent ignored: {:?} {e}",
+                    shorten(value)
+                ),
+            ));
+            return None;
+        }
+    };
+    let joined = request.tracestate.join(",");
+    let tracestate = (!request.tracestate.is_empty())
+        .then(|| read_tracestate("request header tracestate", &joined, warnings))
+        .flatten();
+    let baggage =
+        read_baggage(annotations, warnings).or_else(|| request_baggage(request, warnings));
+    Some(Context {
+        traceparent,
+        tracestate,
+        baggage,
+    })
+}
+
+/// The request's `baggage` headers as one list, its invalid members dropped with a warning each.
+fn request_baggage(request: &RequestContext, warnings: &mut Vec<Warning>) -> Option<Baggage> {
+    if request.baggage.is_empty() {
+        return None;
+    }
+    let (baggage, problems) = baggage::parse(request.baggage.join(",").trim_ascii());
+    warnings.extend(problems.into_iter().map(|p| {
+        Warning::new(
+            WarningReason::BaggageMemberDropped,
+            format!("request header baggage: {p}"),
+        )
+    }));
+    (!baggage.is_empty()).then_some(baggage)
+}
+
+/// The `tracestate` of `source` (for messages: "annotation tracestate"), or nothing with a
+/// warning when it is invalid; duplicate keys keep their first entry and an over-long value loses
+/// whole entries, each with a warning.
+fn read_tracestate(source: &str, value: &str, warnings: &mut Vec<Warning>) -> Option<Tracestate> {
     let mut ts = match tracestate::parse(value) {
         Ok(ts) => ts,
         Err(e) => {
             warnings.push(Warning::new(
                 e.reason(),
-                format!("annotation {key} ignored: {:?} {e}", shorten(value)),
+                format!("{source} ignored: {:?} {e}", shorten(value)),
             ));
             return None;
         }
@@ -135,7 +265,7 @@ fn read_tracestate(key: &str, value: &str, warnings: &mut Vec<Warning>) -> Optio
         warnings.push(Warning::new(
             WarningReason::TracestateDuplicateKey,
             format!(
-                "annotation {key}: later entries of {} dropped, the first is kept",
+                "{source}: later entries of {} dropped, the first is kept",
                 ts.duplicates().join(", ")
             ),
         ));
@@ -145,7 +275,7 @@ fn read_tracestate(key: &str, value: &str, warnings: &mut Vec<Warning>) -> Optio
         warnings.push(Warning::new(
             WarningReason::TracestateTruncated,
             format!(
-                "annotation {key}: {dropped} entries dropped to stay within {} characters",
+                "{source}: {dropped} entries dropped to stay within {} characters",
                 tracestate::MAX_LEN
             ),
         ));
@@ -410,5 +540,116 @@ mod tests {
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(cx.tracestate.unwrap().header(), "rojo=1");
         assert_eq!(cx.baggage.unwrap().header(), "k=v");
+    }
+
+    fn request(traceparent: &[&str], tracestate: &[&str], baggage: &[&str]) -> RequestContext {
+        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+        RequestContext {
+            traceparent: owned(traceparent),
+            tracestate: owned(tracestate),
+            baggage: owned(baggage),
+        }
+    }
+
+    #[test]
+    fn the_request_headers_are_the_last_source() {
+        let headers = request(&[OTHER], &["h=1"], &["from=header"]);
+        let (cx, warnings) = from_annotations_and_request(&annotations(&[]), &headers);
+        let cx = cx.unwrap();
+        assert_eq!(cx.traceparent.to_string(), OTHER);
+        assert_eq!(cx.tracestate.unwrap().header(), "h=1");
+        assert_eq!(cx.baggage.unwrap().header(), "from=header");
+        assert!(warnings.is_empty(), "{warnings:?}");
+
+        // An annotation always wins, and a header's tracestate never joins another traceparent.
+        let (cx, _) = from_annotations_and_request(&annotations(&[("traceparent", TP)]), &headers);
+        let cx = cx.unwrap();
+        assert_eq!(cx.traceparent.to_string(), TP);
+        assert!(cx.tracestate.is_none());
+        assert_eq!(
+            cx.baggage.unwrap().header(),
+            "from=header",
+            "no annotation has baggage: the header's comes along"
+        );
+        let (cx, _) = from_annotations_and_request(
+            &annotations(&[("traceparent", TP), ("baggage", "from=annotation")]),
+            &headers,
+        );
+        assert_eq!(cx.unwrap().baggage.unwrap().header(), "from=annotation");
+    }
+
+    #[test]
+    fn without_the_setting_the_headers_are_not_read() {
+        let headers = request(&[OTHER], &[], &[]);
+        let (cx, _) = from_annotations(&annotations(&[]));
+        assert!(cx.is_none());
+        let (cx, _) = from_annotations_and_request(&annotations(&[]), &headers);
+        assert!(cx.is_some());
+    }
+
+    #[test]
+    fn an_invalid_annotation_falls_through_to_the_header() {
+        let headers = request(&[OTHER], &[], &[]);
+        let (cx, warnings) =
+            from_annotations_and_request(&annotations(&[("traceparent", "junk")]), &headers);
+        assert_eq!(cx.unwrap().traceparent.to_string(), OTHER);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+
+    #[test]
+    fn repeated_traceparent_headers_are_no_context_and_tracestate_headers_join() {
+        let (cx, warnings) =
+            from_annotations_and_request(&annotations(&[]), &request(&[TP, OTHER], &[], &[]));
+        assert!(cx.is_none());
+        assert!(
+            warnings[0]
+                .message
+                .contains("request header traceparent ignored"),
+            "{warnings:?}"
+        );
+        let (cx, _) = from_annotations_and_request(
+            &annotations(&[]),
+            &request(&[TP], &["a=1", "b=2"], &["k=v", "l=w"]),
+        );
+        let cx = cx.unwrap();
+        assert_eq!(cx.tracestate.unwrap().header(), "a=1,b=2");
+        assert_eq!(cx.baggage.unwrap().header(), "k=v,l=w");
+    }
+
+    #[test]
+    fn invalid_headers_warn_and_name_the_header() {
+        let (cx, warnings) =
+            from_annotations_and_request(&annotations(&[]), &request(&["00-zz"], &[], &[]));
+        assert!(cx.is_none());
+        assert!(
+            warnings[0]
+                .message
+                .starts_with("request header traceparent ignored")
+        );
+        let (cx, warnings) = from_annotations_and_request(
+            &annotations(&[]),
+            &request(&[TP], &["Bad=1"], &["not baggage"]),
+        );
+        let cx = cx.unwrap();
+        assert!(cx.tracestate.is_none() && cx.baggage.is_none());
+        let messages: Vec<&str> = warnings.iter().map(|w| w.message.as_str()).collect();
+        assert!(
+            messages[0].starts_with("request header tracestate ignored"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[1].starts_with("request header baggage"),
+            "{messages:?}"
+        );
+    }
+
+    #[test]
+    fn headers_are_read_from_an_http_request() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.append("traceparent", TP.parse().unwrap());
+        headers.append("baggage", "a=1".parse().unwrap());
+        headers.append("baggage", "b=2".parse().unwrap());
+        let read = RequestContext::from_headers(&headers);
+        assert_eq!(read, request(&[TP], &[], &["a=1", "b=2"]));
     }
 }

@@ -20,8 +20,12 @@ use crate::policy::Resolution;
 pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Mutation {
     let empty = BTreeMap::new();
     let annotations = job.metadata.annotations.as_ref().unwrap_or(&empty);
-    let (context, mut warnings) = context::from_annotations(annotations);
     let settings = &resolution.effective;
+    let (context, mut warnings) = if settings.request_context {
+        context::from_annotations_and_request(annotations, admission.request)
+    } else {
+        context::from_annotations(annotations)
+    };
     let reinvoked = is_reinvocation(&job.metadata, admission.now);
     let previous_trace = annotations
         .get(names::TRACE_ID)
@@ -1200,6 +1204,48 @@ mod tests {
         assert!(
             env_value(&out, CONTAINERS[0], "TRACEPARENT").is_some(),
             "context still injected"
+        );
+    }
+
+    #[test]
+    fn the_create_requests_headers_trace_a_job_only_where_the_settings_say() {
+        let request = crate::context::RequestContext {
+            traceparent: vec![TP.to_owned()],
+            tracestate: Vec::new(),
+            baggage: vec!["tenant=acme".to_owned()],
+        };
+        let admission = Admission {
+            request: &request,
+            ..admission(SPAN_A)
+        };
+        let object = job(&json!({}));
+        let off = mutate(&typed(&object), &admission, &defaults());
+        assert_eq!(off.outcome, Outcome::NotTraced, "off by default");
+
+        let on = with(
+            crate::policy::Defaults {
+                request_context: true,
+                ..crate::policy::Defaults::default()
+            },
+            None,
+        );
+        let mutation = mutate(&typed(&object), &admission, &on);
+        let out = apply(&object, &mutation.patch);
+        assert!(mutation.outcome.sampled());
+        let annotations = &out["metadata"]["annotations"];
+        assert_eq!(annotations["jobtrace.dev/origin"], "child");
+        assert_eq!(
+            annotations["jobtrace.dev/parent-span-id"],
+            &TP[36..52],
+            "the header's span is the Job span's parent"
+        );
+        assert_eq!(
+            env_value(&out, CONTAINERS[0], "BAGGAGE"),
+            Some(&json!("tenant=acme"))
+        );
+        assert_eq!(
+            env_value(&out, CONTAINERS[0], "TRACEPARENT"),
+            Some(&json!(format!("00-{}-0a0a0a0a0a0a0a0a-01", &TP[3..35])))
         );
     }
 

@@ -30,6 +30,8 @@ pub struct Admission<'a> {
     pub new_trace: TraceId,
     /// The webhook's clock.
     pub now: Timestamp,
+    /// The trace context headers of the create request, read where the settings say so.
+    pub request: &'a crate::context::RequestContext,
 }
 
 /// How long one create request can last, reinvocations included: the apiserver ends a request

@@ -117,14 +117,14 @@ impl Policies {
     /// `None` when the defaults trace every Job: what the webhook's `matchConditions` must let
     /// through besides Jobs carrying context.
     pub fn namespaces_tracing_all_jobs(&self) -> Option<Vec<String>> {
-        if self.defaults.root_traces.is_some() {
+        if self.defaults.root_traces.is_some() || self.defaults.request_context {
             return None;
         }
         let mut namespaces: Vec<String> = self
             .store
             .iter()
             .flat_map(Store::state)
-            .filter(|p| p.spec.root_traces.is_some())
+            .filter(|p| p.spec.root_traces.is_some() || p.spec.request_context == Some(true))
             .filter_map(|p| p.metadata.namespace.clone())
             .collect();
         namespaces.sort_unstable();
@@ -180,6 +180,14 @@ mod tests {
                 "other",
                 &serde_json::json!({ "rootTraces": { "ratio": 1.0 } }),
             )),
+            Event::InitApply(policy(
+                "headers",
+                &serde_json::json!({ "requestContext": true }),
+            )),
+            Event::InitApply(policy(
+                "no-headers",
+                &serde_json::json!({ "requestContext": false }),
+            )),
             Event::InitDone,
         ];
         let synced = policies(&events, true);
@@ -192,7 +200,7 @@ mod tests {
         );
         assert_eq!(
             synced.namespaces_tracing_all_jobs(),
-            Some(vec!["other".to_owned()])
+            Some(vec!["headers".to_owned(), "other".to_owned()])
         );
         let all = Policies {
             defaults: Arc::new(Defaults {
@@ -206,5 +214,13 @@ mod tests {
             None,
             "the defaults trace every Job"
         );
+        let headers = Policies {
+            defaults: Arc::new(Defaults {
+                request_context: true,
+                ..Defaults::default()
+            }),
+            ..all
+        };
+        assert_eq!(headers.namespaces_tracing_all_jobs(), None);
     }
 }

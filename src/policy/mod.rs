@@ -96,6 +96,12 @@ pub struct JobTracePolicySpec {
     /// Whether `OTEL_RESOURCE_ATTRIBUTES` is set or extended with the Kubernetes attributes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_attributes: Option<bool>,
+    /// Read the trace context from the `traceparent`, `tracestate` and `baggage` headers of the
+    /// request that creates the Job when its annotations carry none (an annotation always wins):
+    /// a creator whose HTTP client is instrumented needs no code at all. Every Job of the
+    /// namespace then calls the webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_context: Option<bool>,
     /// Job labels copied to the Job span as `k8s.job.label.<key>` attributes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.all(k, k.size() > 0 && k.size() <= 317)").message("spec.jobLabels: each entry is a label key"))]

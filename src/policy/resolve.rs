@@ -17,6 +17,8 @@ pub struct Defaults {
     pub pod_spans: bool,
     pub resource_attributes: bool,
     pub job_labels: Vec<String>,
+    /// Read the context from the create request's headers when the annotations carry none.
+    pub request_context: bool,
 }
 
 impl Default for Defaults {
@@ -30,6 +32,7 @@ impl Default for Defaults {
             pod_spans: true,
             resource_attributes: true,
             job_labels: Vec::new(),
+            request_context: false,
         }
     }
 }
@@ -93,6 +96,9 @@ pub fn resolve<'a>(
     }
     if let Some(filter) = &spec.containers {
         effective.containers = filter.clone();
+    }
+    if let Some(on) = spec.request_context {
+        effective.request_context = on;
     }
     if let Some(on) = spec.pod_spans {
         effective.pod_spans = on;

@@ -116,6 +116,7 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
         endpoint: endpoint.label(),
         result: result.label(),
     };
+    let request_context = crate::context::RequestContext::from_headers(request.headers());
     let response = match read_body(request).await {
         Err((status, message)) => {
             metrics
@@ -130,7 +131,7 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
         Ok(body) => {
             let fresh = review::Fresh::now();
             let span_id = fresh.span;
-            match review::review(endpoint, &body, fresh, &shared.policies) {
+            match review::review(endpoint, &body, fresh, &request_context, &shared.policies) {
                 Err(e) => {
                     metrics
                         .admissions

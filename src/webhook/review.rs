@@ -9,7 +9,7 @@ use kube::core::GroupVersionKind;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::context::{SpanId, TraceId, Warning, WarningReason};
+use crate::context::{RequestContext, SpanId, TraceId, Warning, WarningReason};
 use crate::mutate::{self, Mutation, Outcome};
 use crate::policy::Policies;
 
@@ -127,12 +127,14 @@ impl Fresh {
     }
 }
 
-/// Handles one `AdmissionReview` body, with the settings `policies` give. Anything that is a
+/// Handles one `AdmissionReview` body, with the settings `policies` give. `request_context` is the
+/// trace context headers of the request the review is about. Anything that is a
 /// review is allowed, changed or not; only a body that is not a review at all is an error.
 pub fn review(
     endpoint: AdmissionEndpoint,
     body: &[u8],
     fresh: Fresh,
+    request_context: &RequestContext,
     policies: &Policies,
 ) -> Result<Reviewed, ReviewError> {
     let review: Review = serde_json::from_slice(body)?;
@@ -155,6 +157,7 @@ pub fn review(
                 new_span: fresh.span,
                 new_trace: fresh.trace,
                 now: fresh.now,
+                request: request_context,
             };
             let empty = std::collections::BTreeMap::new();
             let labels = job.metadata.labels.as_ref().unwrap_or(&empty);
@@ -169,6 +172,7 @@ pub fn review(
                 new_span: fresh.span,
                 new_trace: fresh.trace,
                 now: fresh.now,
+                request: request_context,
             };
             mutate::pod::mutate(&pod, &admission)
         }),

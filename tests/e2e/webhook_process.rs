@@ -139,7 +139,10 @@ impl Webhook {
             "--request-context",
         ];
         let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)];
-        Self::start_registered(ns, &args, &env, |r| r.jobs_condition = "true".to_owned()).await
+        Self::start_registered(ns, &args, &env, |r| {
+            "true".clone_into(&mut r.jobs_condition);
+        })
+        .await
     }
 
     pub async fn start_with(ns: &TestNamespace, args: &[&str], env: &[(&str, &str)]) -> Self {

@@ -112,7 +112,11 @@ pub async fn run_and_check(
         "the Job's program succeeded: {:?}",
         finished.status
     );
-    let spans = if parent == Parent::HttpClientSpan { 5 } else { 4 };
+    let spans = if parent == Parent::HttpClientSpan {
+        5
+    } else {
+        4
+    };
     let trace = fetch_trace(&trace_id, spans).await;
     check_tree(&trace, &ns.name, &job, creator_service, parent);
     ClientRun {
@@ -175,7 +179,13 @@ fn id(span: &Value) -> &str {
 }
 
 /// The tree of one client run, as the module's contract describes it.
-pub fn check_tree(trace: &Value, namespace: &str, job: &str, creator_service: &str, parent: Parent) {
+pub fn check_tree(
+    trace: &Value,
+    namespace: &str,
+    job: &str,
+    creator_service: &str,
+    parent: Parent,
+) {
     let creator = one(trace, "create-report-job");
     assert_eq!(service(trace, creator), creator_service);
     let job_span = one(trace, &format!("job {namespace}/{job}"));
@@ -206,10 +216,19 @@ pub fn check_tree(trace: &Value, namespace: &str, job: &str, creator_service: &s
         .as_array()
         .unwrap()
         .iter()
-        .filter(|s| s["operationName"].as_str().unwrap_or("").starts_with("pod "))
+        .filter(|s| {
+            s["operationName"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("pod ")
+        })
         .collect();
     assert_eq!(pods.len(), 1, "one attempt");
-    assert_eq!(span_parent(pods[0]), Some(id(job_span)), "the pod span is the Job span's child");
+    assert_eq!(
+        span_parent(pods[0]),
+        Some(id(job_span)),
+        "the pod span is the Job span's child"
+    );
     let task = one(trace, "generate-report");
     assert_eq!(
         span_parent(task),
