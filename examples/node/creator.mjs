@@ -1,0 +1,64 @@
+// Creates a Job that continues this program's trace: jobtrace reads the trace context and baggage
+// written on the Job's annotations. Usage: node creator.mjs NAMESPACE JOB_PROGRAM [JOB_ARGS...]
+import { BatchV1Api, KubeConfig } from '@kubernetes/client-node';
+import { SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
+
+import { startTracing } from './tracing.mjs';
+
+const [namespace, ...command] = process.argv.slice(2);
+if (command.length === 0) {
+  console.error('usage: node creator.mjs NAMESPACE JOB_PROGRAM [JOB_ARGS...]');
+  process.exit(2);
+}
+
+const provider = startTracing();
+const kubeConfig = new KubeConfig();
+kubeConfig.loadFromDefault(); // KUBECONFIG, ~/.kube/config or the pod's service account
+const batch = kubeConfig.makeApiClient(BatchV1Api);
+
+const span = trace.getTracer('report-creator').startSpan('create-report-job');
+// docs:begin creator
+const baggage = propagation.createBaggage({ tenant: { value: 'acme' } });
+const ctx = propagation.setBaggage(trace.setSpan(context.active(), span), baggage);
+const annotations = {};
+propagation.inject(ctx, annotations); // traceparent, baggage (and tracestate when there is one)
+// docs:end creator
+let job;
+try {
+  job = await batch.createNamespacedJob({ namespace, body: reportJob(command, annotations) });
+} catch (error) {
+  span.recordException(error);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+  throw error;
+} finally {
+  span.end();
+  await provider.shutdown();
+}
+console.log(`created Job ${namespace}/${job.metadata.name} in trace ${span.spanContext().traceId}`);
+
+function reportJob(command, annotations) {
+  const env = ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_PROTOCOL']
+    .filter((name) => process.env[name] !== undefined)
+    .map((name) => ({ name, value: process.env[name] }));
+  return {
+    metadata: { generateName: 'report-', annotations },
+    spec: {
+      backoffLimit: 0,
+      template: {
+        // The label hands the pod to the local pod runner of jobtrace's tests.
+        metadata: { labels: { 'sim.jobtrace.dev/runner': 'true' } },
+        spec: {
+          restartPolicy: 'Never',
+          containers: [
+            {
+              name: 'report',
+              image: 'example.invalid/report:1',
+              command,
+              env: [...env, { name: 'OTEL_SERVICE_NAME', value: 'report-task' }],
+            },
+          ],
+        },
+      },
+    },
+  };
+}
