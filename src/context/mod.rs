@@ -1,38 +1,18 @@
 //! W3C trace context as jobtrace reads it from annotations: parsing (pure, no Kubernetes) and
 //! the precedence between annotation sources.
 
-pub mod baggage;
-pub mod traceparent;
-pub mod tracestate;
 mod warning;
 
 use std::collections::BTreeMap;
 
-pub use baggage::Baggage;
-pub use traceparent::{SpanId, TraceId, Traceparent};
-pub use tracestate::Tracestate;
+/// The parsers and the context are the client library's, which creators and Job programs use too.
+pub use jobtrace_context::{
+    Baggage, Context, SpanId, TraceId, Traceparent, Tracestate, baggage, shorten, traceparent,
+    tracestate,
+};
 pub use warning::{Warning, WarningReason};
 
 use crate::names;
-
-/// Longest input quoted back in a warning.
-const QUOTE_LEN: usize = 40;
-
-/// Shortens `s` for quoting in a message, on a character boundary.
-pub(crate) fn shorten(s: &str) -> String {
-    match s.char_indices().nth(QUOTE_LEN) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s.to_owned(),
-    }
-}
-
-/// The creator's trace context, read from a Job's annotations.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Context {
-    pub traceparent: Traceparent,
-    pub tracestate: Option<Tracestate>,
-    pub baggage: Option<Baggage>,
-}
 
 /// An input annotation's value without the surrounding whitespace a YAML block scalar or a
 /// careless template leaves (`traceparent: |` ends in a newline). The same for every key.
@@ -114,7 +94,7 @@ fn read(
         };
         match traceparent::parse(value) {
             Err(e) => warnings.push(Warning::new(
-                e.reason(),
+                WarningReason::from(&e),
                 format!(
                     "annotation {} ignored: {:?} {e}",
                     source.traceparent,
@@ -210,7 +190,7 @@ fn from_request(
         Ok(parsed) => parsed,
         Err(e) => {
             warnings.push(Warning::new(
-                e.reason(),
+                WarningReason::from(&e),
                 format!(
                     "request header traceparent ignored: {:?} {e}",
                     shorten(value)
@@ -255,7 +235,7 @@ fn read_tracestate(source: &str, value: &str, warnings: &mut Vec<Warning>) -> Op
         Ok(ts) => ts,
         Err(e) => {
             warnings.push(Warning::new(
-                e.reason(),
+                WarningReason::from(&e),
                 format!("{source} ignored: {:?} {e}", shorten(value)),
             ));
             return None;
@@ -430,7 +410,7 @@ mod tests {
     #[test]
     fn shorten_cuts_on_char_boundaries() {
         let s = "é".repeat(50);
-        assert_eq!(shorten(&s).chars().count(), QUOTE_LEN + 1);
+        assert_eq!(shorten(&s).chars().count(), 41);
         assert_eq!(shorten("short"), "short");
     }
 

@@ -104,6 +104,30 @@ impl WarningReason {
     }
 }
 
+impl From<&jobtrace_context::TraceparentError> for WarningReason {
+    fn from(error: &jobtrace_context::TraceparentError) -> Self {
+        use jobtrace_context::TraceparentError as E;
+        match error {
+            E::NonAscii => Self::NonAscii,
+            E::Length(_) | E::TooShort => Self::Length,
+            E::Version(_) | E::VersionFf => Self::Version,
+            E::Separator => Self::Separator,
+            E::NotLowerHex(_) => Self::NotLowerHex,
+            E::ZeroTraceId | E::ZeroParentId => Self::ZeroId,
+        }
+    }
+}
+
+impl From<&jobtrace_context::TracestateError> for WarningReason {
+    fn from(error: &jobtrace_context::TracestateError) -> Self {
+        use jobtrace_context::TracestateError as E;
+        match error {
+            E::TooManyMembers(_) => Self::TooManyMembers,
+            E::NoEquals(_) | E::Key(_) | E::Value(_) => Self::Grammar,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

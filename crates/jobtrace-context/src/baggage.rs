@@ -3,7 +3,7 @@
 //! UTF-8, which a decoder turns into U+FFFD, is kept). Invalid or over-limit members are dropped
 //! one by one; the rest is kept in order.
 
-use super::shorten;
+use crate::shorten;
 
 /// Most list-members jobtrace propagates: the grammar's 180 (`list-member 0*179(...)`); the
 /// specification asks for at least 64.
@@ -32,6 +32,11 @@ pub struct Baggage {
 impl Baggage {
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+
+    /// The members in order, each as received (`key=value`, then any `;property`).
+    pub fn members(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().map(String::as_str)
     }
 
     /// The header value: members joined by commas.

@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use super::WarningReason;
-
 /// Why a `traceparent` value was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TraceparentError {
@@ -25,20 +23,6 @@ pub enum TraceparentError {
     ZeroTraceId,
     #[error("parent-id is all zeros")]
     ZeroParentId,
-}
-
-impl TraceparentError {
-    /// The warning it is reported as.
-    pub fn reason(&self) -> WarningReason {
-        match self {
-            Self::NonAscii => WarningReason::NonAscii,
-            Self::Length(_) | Self::TooShort => WarningReason::Length,
-            Self::Version(_) | Self::VersionFf => WarningReason::Version,
-            Self::Separator => WarningReason::Separator,
-            Self::NotLowerHex(_) => WarningReason::NotLowerHex,
-            Self::ZeroTraceId | Self::ZeroParentId => WarningReason::ZeroId,
-        }
-    }
 }
 
 /// A 16-byte trace id, never all zeros.

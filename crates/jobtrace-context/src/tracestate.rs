@@ -2,7 +2,7 @@
 //! follows too) and the expectations of the w3c/trace-context test suite: a grammar violation or
 //! more than 32 members discards the whole value, a duplicate key keeps its first entry.
 
-use super::{WarningReason, shorten};
+use crate::shorten;
 
 /// Most list-members a `tracestate` may hold.
 pub const MAX_MEMBERS: usize = 32;
@@ -23,16 +23,6 @@ pub enum TracestateError {
     Key(String),
     #[error("the value of key {0:?} breaks the value grammar")]
     Value(String),
-}
-
-impl TracestateError {
-    /// The warning it is reported as.
-    pub fn reason(&self) -> WarningReason {
-        match self {
-            Self::TooManyMembers(_) => WarningReason::TooManyMembers,
-            Self::NoEquals(_) | Self::Key(_) | Self::Value(_) => WarningReason::Grammar,
-        }
-    }
 }
 
 /// A valid `tracestate`: its entries in order, each `key=value`.
@@ -212,7 +202,7 @@ mod tests {
         let long = "z".repeat(257);
         assert_eq!(
             parse(&format!("foo=1,{long}=1")),
-            Err(TracestateError::Key(super::shorten(&long)))
+            Err(TracestateError::Key(crate::shorten(&long)))
         );
     }
 
