@@ -22,10 +22,11 @@ const baggage = propagation.createBaggage({ tenant: { value: 'acme' } });
 const ctx = propagation.setBaggage(trace.setSpan(context.active(), span), baggage);
 const annotations = {};
 propagation.inject(ctx, annotations); // traceparent, baggage (and tracestate when there is one)
+const body = reportJob(command, annotations); // the annotations go on the Job's metadata
 // docs:end creator
 let job;
 try {
-  job = await batch.createNamespacedJob({ namespace, body: reportJob(command, annotations) });
+  job = await batch.createNamespacedJob({ namespace, body });
 } catch (error) {
   span.recordException(error);
   span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
