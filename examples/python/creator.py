@@ -54,6 +54,7 @@ def create_report_job(namespace: str, command: list[str]) -> client.V1Job:
 
 
 def created_line(job: client.V1Job, span: Span) -> str:
+    """The line a creator prints once the Job exists: its name and its trace."""
     trace_id = trace.format_trace_id(span.get_span_context().trace_id)
     return f"created Job {job.metadata.namespace}/{job.metadata.name} in trace {trace_id}"
 
