@@ -10,6 +10,7 @@ import io.opentelemetry.api.trace.StatusCode;
 import io.opentelemetry.api.trace.Tracer;
 import io.opentelemetry.context.Context;
 import io.opentelemetry.context.Scope;
+import io.opentelemetry.context.propagation.TextMapPropagator;
 import io.opentelemetry.sdk.OpenTelemetrySdk;
 import java.io.IOException;
 import java.util.Arrays;
@@ -44,10 +45,8 @@ public final class Creator {
       try (Scope scope = Context.current().with(span).with(baggage).makeCurrent()) {
         // docs:begin creator
         Map<String, String> annotations = new HashMap<>();
-        openTelemetry
-            .getPropagators()
-            .getTextMapPropagator()
-            .inject(Context.current(), annotations, Map::put); // traceparent, baggage
+        TextMapPropagator propagator = openTelemetry.getPropagators().getTextMapPropagator();
+        propagator.inject(Context.current(), annotations, Map::put); // traceparent, baggage
         job.getMetadata().setAnnotations(annotations);
         // docs:end creator
         job = batch.createNamespacedJob(namespace, job).execute();

@@ -3,8 +3,10 @@ package dev.jobtrace.examples;
 import io.opentelemetry.api.baggage.Baggage;
 import io.opentelemetry.api.incubator.propagation.EnvironmentGetter;
 import io.opentelemetry.api.trace.Span;
+import io.opentelemetry.api.trace.Tracer;
 import io.opentelemetry.context.Context;
 import io.opentelemetry.context.Scope;
+import io.opentelemetry.context.propagation.TextMapPropagator;
 import io.opentelemetry.sdk.OpenTelemetrySdk;
 
 /**
@@ -16,20 +18,14 @@ public final class ReportJob {
 
   public static void main(String[] args) {
     try (OpenTelemetrySdk openTelemetry = Telemetry.start()) {
+      Tracer tracer = openTelemetry.getTracer("dev.jobtrace.examples");
       // docs:begin job
+      TextMapPropagator propagator = openTelemetry.getPropagators().getTextMapPropagator();
       Context parent =
-          openTelemetry
-              .getPropagators()
-              .getTextMapPropagator()
-              .extract(Context.current(), System.getenv(), EnvironmentGetter.getInstance());
+          propagator.extract(Context.current(), System.getenv(), EnvironmentGetter.getInstance());
       String tenant = Baggage.fromContext(parent).getEntryValue("tenant");
-      Span span =
-          openTelemetry
-              .getTracer("dev.jobtrace.examples")
-              .spanBuilder("generate-report")
-              .setParent(parent)
-              .setAttribute("report.tenant", tenant)
-              .startSpan();
+      Span span = tracer.spanBuilder("generate-report").setParent(parent).startSpan();
+      span.setAttribute("report.tenant", tenant);
       // docs:end job
       try (Scope scope = span.makeCurrent()) {
         System.out.printf("generating the report of tenant %s%n", tenant);
