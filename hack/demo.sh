@@ -49,8 +49,12 @@ done
 
 echo
 echo "demo: jobtrace is running (logs: $CLUSTER/logs/demo-jobtrace.log); creating a traced Job"
-target/debug/examples/create-job demo "$REPO/target/debug/examples/traced-task" --wait |
+# The Job's first attempt fails (the marker doesn't exist yet), the retry succeeds.
+marker=$(mktemp -u "${TMPDIR:-/tmp}/jobtrace-demo.XXXXXX")
+target/debug/examples/create-job --wait --backoff-limit 2 demo \
+  "$REPO/target/debug/examples/traced-task" --fail-first "$marker" |
   tee "$CLUSTER/logs/demo-create-job.log"
+rm -f "$marker"
 job=$(sed -n 's|^created Job demo/\([a-z0-9-]*\) in trace [0-9a-f]\{32\}$|\1|p' "$CLUSTER/logs/demo-create-job.log")
 echo
 echo "demo: its trace from Jaeger, and its page in the trace UI (jobtrace trace -n demo $job):"

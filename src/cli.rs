@@ -123,6 +123,23 @@ pub enum Command {
     /// Exit codes: 3 the Job is not found, 4 it is not traced, 5 its trace is not found (after
     /// `--wait`), 1 any other failure, 2 a usage error.
     Trace(TraceArgs),
+    /// Write the trace context of the environment (`TRACEPARENT`, `TRACESTATE`, `BAGGAGE`) on
+    /// the Jobs and CronJobs of manifests, for `kubectl create -f -`.
+    ///
+    /// Reads YAML or JSON (several documents, `List`s), writes them to stdout in the same format
+    /// with the context as annotations (a CronJob's on its `jobTemplate`); other kinds are written
+    /// as they came. Exit code 1, and nothing written, on invalid input or an invalid context.
+    Stamp(StampArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StampArgs {
+    /// Manifest files; standard input when there is none, or for `-`.
+    pub files: Vec<std::path::PathBuf>,
+    /// Fail when the environment has no trace context (default: a warning, and the manifests
+    /// written unchanged).
+    #[arg(long)]
+    pub require: bool,
 }
 
 #[derive(Debug, Clone, Args)]

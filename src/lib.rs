@@ -19,6 +19,7 @@ pub mod run;
 pub mod selftrace;
 pub mod serve;
 pub mod spans;
+pub mod stamp;
 pub mod tls;
 pub mod trace;
 pub mod webhook;

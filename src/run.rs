@@ -31,6 +31,9 @@ pub enum Error {
     /// with its own code.
     #[error(transparent)]
     Trace(#[from] crate::trace::Failure),
+    /// `jobtrace stamp` printed nothing: one line on stderr, exit code 1.
+    #[error(transparent)]
+    Stamp(#[from] crate::stamp::StampError),
     /// `command` is the subcommand: `webhook`, `controller` or `run`.
     #[error("{command}")]
     Command {
@@ -69,12 +72,20 @@ impl Cli {
                 eprintln!("error: {failure}");
                 std::process::exit(failure.exit_code().into());
             }
+            Err(Error::Stamp(failure)) => {
+                eprintln!("error: {failure}");
+                std::process::exit(1);
+            }
             done => done,
         }
     }
 
     /// Sets up logging and the TLS crypto provider, then runs the subcommand.
     pub async fn run(self) -> Result<(), Error> {
+        if let Command::Stamp(args) = &self.command {
+            // A filter: stdout is the manifests', stderr its warnings; no logging, no network.
+            return Ok(crate::stamp::run(args)?);
+        }
         if matches!(self.command, Command::Trace(_)) {
             // Its stdout is the tree's.
             crate::trace::init_logging(&self.common);
@@ -100,6 +111,7 @@ impl Cli {
                 Ok(())
             }
             Command::Trace(args) => Ok(crate::trace::run(args).await?),
+            Command::Stamp(_) => unreachable!("stamp runs before the set-up"),
         }
     }
 }

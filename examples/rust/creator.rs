@@ -1,84 +1,128 @@
-//! Creating a traced Job from Rust: start a span, write its context on the Job as annotations
-//! (exactly what `inject()` with the annotations map as the carrier does), create the Job, and end
-//! the span. With `--wait` it then waits for the Job to finish; `jobtrace trace` prints its trace
-//! (what `make demo` does next).
+//! Creating a traced Job from Rust with kube-rs: start a span, write its context (and baggage) on
+//! the Job's annotations with `jobtrace_context::otel::annotate`, create the Job, end the span.
 //!
-//! Usage: `create-job NAMESPACE TASK_PROGRAM [--wait]` (`KUBECONFIG` and the OTLP endpoint from
-//! env)
+//! Usage: `create-job [--wait] [--backoff-limit N] NAMESPACE JOB_PROGRAM [JOB_ARGS...]`: the Job
+//! runs `JOB_PROGRAM JOB_ARGS...` (on this machine, through the local setup's pod runner). The
+//! cluster comes from `KUBECONFIG`, the collector from the standard `OTEL_EXPORTER_OTLP_*`
+//! variables (OTLP/gRPC unless `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`), the service's name
+//! from `OTEL_SERVICE_NAME`. With `--wait` it waits for the Job to finish (what `make demo` does
+//! before `jobtrace trace` prints the trace).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::PostParams;
 use kube::{Api, Client};
-use opentelemetry::Context;
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider};
-use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::trace::{Status, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::SpanExporter;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::json;
+
+struct Args {
+    wait: bool,
+    backoff_limit: i32,
+    namespace: String,
+    command: Vec<String>,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut args = std::env::args().skip(1).peekable();
+    let (mut wait, mut backoff_limit) = (false, 0);
+    while let Some(flag) = args.next_if(|a| a.starts_with("--")) {
+        match flag.as_str() {
+            "--wait" => wait = true,
+            "--backoff-limit" => backoff_limit = args.next().unwrap_or_default().parse()?,
+            other => anyhow::bail!("unknown option {other}"),
+        }
+    }
+    let namespace = args.next().unwrap_or_default();
+    let command: Vec<String> = args.collect();
+    if namespace.is_empty() || command.is_empty() {
+        anyhow::bail!(
+            "usage: create-job [--wait] [--backoff-limit N] NAMESPACE JOB_PROGRAM [JOB_ARGS...]"
+        );
+    }
+    Ok(Args {
+        wait,
+        backoff_limit,
+        namespace,
+        command,
+    })
+}
+
+/// A tracer provider exporting over OTLP as the `OTEL_EXPORTER_OTLP_*` variables say.
+pub fn provider(default_service: &str) -> anyhow::Result<SdkTracerProvider> {
+    let http = std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").is_ok_and(|p| p == "http/protobuf");
+    let exporter = if http {
+        SpanExporter::builder().with_http().build()?
+    } else {
+        SpanExporter::builder().with_tonic().build()?
+    };
+    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| default_service.to_owned());
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(Resource::builder().with_service_name(service).build())
+        .build())
+}
+
+/// The Job's code exports where this program does, as `report-task`.
+fn job_env() -> serde_json::Value {
+    let mut env = vec![json!({ "name": "OTEL_SERVICE_NAME", "value": "report-task" })];
+    for name in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
+        if let Ok(value) = std::env::var(name) {
+            env.push(json!({ "name": name, "value": value }));
+        }
+    }
+    env.into()
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let args: Vec<String> = std::env::args().collect();
-    let (Some(namespace), Some(task)) = (args.get(1), args.get(2)) else {
-        anyhow::bail!("usage: create-job NAMESPACE TASK_PROGRAM [--wait]");
-    };
-    let wait = args.iter().any(|a| a == "--wait");
-    let otlp = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .unwrap_or_else(|_| "http://127.0.0.1:4317".to_owned());
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(
-            SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(&otlp)
-                .build()?,
-        )
-        .with_resource(Resource::builder().with_service_name("report-api").build())
-        .build();
+    let args = args()?;
+    let provider = provider("report-api")?;
     let tracer = provider.tracer("create-job");
 
-    let span = tracer.start("POST /reports");
-    let cx = Context::current_with_span(span);
-    // The Job's annotations are the carrier: the propagator writes `traceparent` (and `tracestate`).
-    let mut annotations: HashMap<String, String> = HashMap::new();
-    TraceContextPropagator::new().inject_context(&cx, &mut annotations);
-    annotations.insert("baggage".to_owned(), "tenant=acme".to_owned());
-    let trace_id = cx.span().span_context().trace_id().to_string();
-
-    let name = format!("nightly-report-{}", &trace_id[..6]);
-    let marker = std::env::temp_dir().join(format!("{name}.first-attempt"));
-    let job: Job = serde_json::from_value(json!({
+    let mut job: Job = serde_json::from_value(json!({
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": { "name": name, "annotations": annotations },
-        "spec": { "backoffLimit": 2, "template": {
-            // The pod runner (hack/pod-runner.rs) runs these pods' commands on this machine.
+        "metadata": { "generateName": "report-" },
+        "spec": { "backoffLimit": args.backoff_limit, "template": {
+            // The local setup's pod runner (hack/pod-runner.rs) runs these pods' commands.
             "metadata": { "labels": { "sim.jobtrace.dev/runner": "true" } },
             "spec": { "restartPolicy": "Never", "containers": [{
                 "name": "report", "image": "example.invalid/report:1",
-                "command": [task, "--fail-first", marker],
-                "env": [
-                    { "name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": otlp },
-                    { "name": "OTEL_SERVICE_NAME", "value": "report-task" }
-                ]
+                "command": args.command,
+                "env": job_env(),
             }] }
         } }
     }))?;
+
+    // docs:begin creator
+    let span = tracer.start("create-report-job");
+    let cx = Context::current_with_span(span).with_baggage([KeyValue::new("tenant", "acme")]);
+    // The Job's annotations carry the context: traceparent (tracestate) and baggage.
+    jobtrace_context::otel::annotate(&mut job.metadata, &cx);
+    // docs:end creator
+
     let client = Client::try_default().await?;
-    let jobs: Api<Job> = Api::namespaced(client, namespace);
-    jobs.create(&PostParams::default(), &job).await?;
+    let jobs: Api<Job> = Api::namespaced(client, &args.namespace);
+    let created = jobs.create(&PostParams::default(), &job).await;
+    if let Err(e) = &created {
+        cx.span().set_status(Status::error(e.to_string()));
+    }
+    let trace_id = cx.span().span_context().trace_id().to_string();
     cx.span().end();
     tokio::task::spawn_blocking(move || provider.shutdown()).await??;
-    println!("created Job {namespace}/{name} in trace {trace_id}");
-    if !wait {
+    let name = created?.metadata.name.unwrap_or_default();
+    println!("created Job {}/{name} in trace {trace_id}", args.namespace);
+    if !args.wait {
         return Ok(());
     }
 
-    print!("waiting for it to finish (its first attempt fails, the retry succeeds) ");
+    print!("waiting for it to finish ");
     let outcome = loop {
         let job = jobs.get(&name).await?;
         let finished = job
@@ -93,6 +137,5 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     println!("\nJob {outcome}");
-    let _ = std::fs::remove_file(&marker);
     Ok(())
 }

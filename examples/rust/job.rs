@@ -1,16 +1,14 @@
-//! A batch task that continues the trace it was started in: reads `TRACEPARENT` and `TRACESTATE`
-//! from its environment, records one span as their child, and exports it over OTLP
-//! (`OTEL_EXPORTER_OTLP_ENDPOINT`, default `http://localhost:4317`), with the resource attributes
-//! of `OTEL_RESOURCE_ATTRIBUTES`. With `--fail-first MARKER` it fails (exit 1) when MARKER doesn't
-//! exist yet, after creating it: the first attempt fails, the retry succeeds.
+//! A Job's program in Rust that continues the trace it was started in: its parent and baggage
+//! from `TRACEPARENT`, `TRACESTATE` and `BAGGAGE` (`jobtrace_context::otel::context_from_env`),
+//! one span `generate-report` as their child, exported over OTLP as the `OTEL_EXPORTER_OTLP_*`
+//! variables say. With `--fail-first MARKER` it fails (exit 1) when MARKER doesn't exist yet,
+//! after creating it: the first attempt fails, the retry succeeds.
 
-use std::collections::HashMap;
-
-use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::KeyValue;
+use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::{Span, Status, Tracer, TracerProvider};
-use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+use opentelemetry_otlp::SpanExporter;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
 #[tokio::main]
@@ -29,37 +27,38 @@ async fn main() {
             .is_ok()
     });
 
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .unwrap_or_else(|_| "http://localhost:4317".to_owned());
-    let exporter = SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint)
-        .build()
-        .expect("an OTLP exporter");
+    let http = std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").is_ok_and(|p| p == "http/protobuf");
+    let exporter = if http {
+        SpanExporter::builder().with_http().build()
+    } else {
+        SpanExporter::builder().with_tonic().build()
+    };
     let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "report-task".to_owned());
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_batch_exporter(exporter.expect("an OTLP exporter"))
         .with_resource(Resource::builder().with_service_name(service).build())
         .build();
-    let carrier: HashMap<String, String> =
-        [("traceparent", "TRACEPARENT"), ("tracestate", "TRACESTATE")]
-            .into_iter()
-            .filter_map(|(key, var)| Some((key.to_owned(), std::env::var(var).ok()?)))
-            .collect();
-    let parent = TraceContextPropagator::new().extract(&carrier);
-    let tracer = provider.tracer("traced-task");
+    let tracer = provider.tracer("report-job");
+
+    // docs:begin job
+    // The parent jobtrace injected (TRACEPARENT, TRACESTATE) and the creator's BAGGAGE.
+    let parent = jobtrace_context::otel::context_from_env();
     let mut span = tracer.start_with_context("generate-report", &parent);
+    // docs:end job
+    if let Some(tenant) = parent.baggage().get("tenant") {
+        span.set_attribute(KeyValue::new("report.tenant", tenant.to_string()));
+    }
     // The report itself: a little work, so the span has a visible length.
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    span.set_attribute(opentelemetry::KeyValue::new("report.attempt_failed", fail));
+    span.set_attribute(KeyValue::new("report.attempt_failed", fail));
     if fail {
         span.set_status(Status::error("simulated failure on the first attempt"));
     }
     println!(
-        "traced-task: trace {} span {} (parent from TRACEPARENT={})",
+        "report-job: trace {} span {} (parent from TRACEPARENT={})",
         span.span_context().trace_id(),
         span.span_context().span_id(),
-        carrier.get("traceparent").map_or("none", String::as_str)
+        std::env::var("TRACEPARENT").as_deref().unwrap_or("none")
     );
     span.end();
     tokio::task::spawn_blocking(move || provider.shutdown())
