@@ -1,4 +1,4 @@
-"""Creates a Job in the current trace with no propagation code: run it under opentelemetry-instrument.
+"""Creates a Job in the current trace with no propagation code, under opentelemetry-instrument.
 
 Usage: opentelemetry-instrument python creator_auto.py NAMESPACE JOB_PROGRAM [JOB_ARGS...]
 
@@ -20,9 +20,10 @@ def main() -> None:
     config.load_kube_config()
     tracer = trace.get_tracer("report-creator")
 
+    # The instrumentation sends the baggage as a header too: the Job's code reads the tenant.
     context.attach(baggage.set_baggage("tenant", "acme"))
     # docs:begin creator
-    # opentelemetry-instrument set up the SDK and the urllib3 instrumentation: a span is all it takes.
+    # opentelemetry-instrument set up the SDK and instrumented urllib3: a span is all it takes.
     with tracer.start_as_current_span("create-report-job") as span:
         job = client.BatchV1Api().create_namespaced_job(namespace, report_job(command))
     # docs:end creator
