@@ -13,7 +13,7 @@ use crate::webhook_process::{Runner, Webhook};
 /// Job's command with only the pod's environment) and the classpath of the example's jars.
 struct Java {
     dir: PathBuf,
-    java: PathBuf,
+    jvm: PathBuf,
     classpath: OsString,
 }
 
@@ -23,16 +23,16 @@ impl Java {
         let mut classpath = dir.join("lib").into_os_string();
         classpath.push("/*"); // every jar of lib/, expanded by the JVM itself
         Self {
-            java: dir.join("java"),
+            jvm: dir.join("java"),
             dir,
             classpath,
         }
     }
 
-    /// The Job's command: ReportJob, which continues the trace from its environment.
+    /// The Job's command: `ReportJob`, which continues the trace from its environment.
     fn report_job(&self) -> [&Path; 4] {
         [
-            &self.java,
+            &self.jvm,
             Path::new("-cp"),
             Path::new(&self.classpath),
             Path::new("dev.jobtrace.examples.ReportJob"),
@@ -47,7 +47,7 @@ async fn creator_annotates_the_job_and_the_job_program_continues_its_trace() {
     let _jobtrace = Webhook::start_run(&ns, OTLP_GRPC).await;
     let _runner = Runner::start(&ns);
 
-    let mut creator = Command::new(&java.java);
+    let mut creator = Command::new(&java.jvm);
     creator
         .arg("-cp")
         .arg(&java.classpath)
@@ -65,7 +65,7 @@ async fn agent_creator_sends_the_context_with_the_create_request() {
 
     let mut agent = OsString::from("-javaagent:");
     agent.push(java.dir.join("agent/opentelemetry-javaagent.jar"));
-    let mut creator = Command::new(&java.java);
+    let mut creator = Command::new(&java.jvm);
     creator
         .arg(agent)
         .args(["-Dotel.metrics.exporter=none", "-Dotel.logs.exporter=none"])
