@@ -195,5 +195,60 @@ fn router(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(mutation, benches, with_policies, router);
+/// The same Job's admission with its context in its annotations, and with none there but the
+/// same context in the create request's headers (`requestContext` on): what reading the headers
+/// costs, side by side.
+fn by_context_source(c: &mut Criterion) {
+    let annotated = workload::typical_review();
+    let mut bare = workload::typical_job("nightly-report");
+    bare["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("annotations");
+    let bare = jobtrace::fixtures::review("batch", "Job", "CREATE", &bare)
+        .to_string()
+        .into_bytes();
+    let headers = RequestContext {
+        traceparent: vec![jobtrace::fixtures::TP.to_owned()],
+        tracestate: vec!["rojo=00f067aa0ba902b7,congo=t61rcWkgMzE".to_owned()],
+        baggage: vec!["tenant=acme,region=eu-west-1".to_owned()],
+    };
+    let policies = Policies::defaults_only(Defaults {
+        request_context: true,
+        ..Defaults::default()
+    });
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let fresh = Fresh {
+        span: SpanId::from_random([7; 8]),
+        trace: TraceId::from_random([7; 16]),
+        now,
+    };
+    let cases = [
+        ("annotations", &annotated, RequestContext::none()),
+        ("request headers", &bare, &headers),
+    ];
+    // Both are traced, with the same context.
+    for (name, body, request) in cases {
+        let reviewed = review(AdmissionEndpoint::Jobs, body, fresh, request, &policies).unwrap();
+        assert!(reviewed.traced.is_some(), "{name}");
+    }
+    let mut group = c.benchmark_group("review by context source");
+    for (name, body, request) in cases {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                review(
+                    AdmissionEndpoint::Jobs,
+                    black_box(body),
+                    fresh,
+                    request,
+                    &policies,
+                )
+                .unwrap()
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(mutation, benches, with_policies, by_context_source, router);
 criterion_main!(mutation);

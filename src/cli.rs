@@ -261,6 +261,11 @@ pub struct PolicyArgs {
     /// calls the webhook.
     #[arg(long, env = "JOBTRACE_REQUEST_CONTEXT")]
     pub request_context: bool,
+    /// Hold each traced, sampled Job with the finalizer `jobtrace.dev/export` until the
+    /// controller has exported its spans (the chart turns it on). Only where a controller runs:
+    /// nothing else removes the finalizer.
+    #[arg(long, env = "JOBTRACE_HOLD_FOR_EXPORT", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub hold_for_export: bool,
     /// Job labels copied to Job spans as `k8s.job.label.<key>` (comma-separated keys).
     #[arg(long, env = "JOBTRACE_JOB_LABELS", value_delimiter = ',')]
     pub job_labels: Vec<String>,
@@ -304,6 +309,7 @@ impl PolicyArgs {
             resource_attributes: self.resource_attributes,
             job_labels: self.job_labels.clone(),
             request_context: self.request_context,
+            hold_for_export: self.hold_for_export,
         }
     }
 }
@@ -362,6 +368,11 @@ pub struct ControllerArgs {
     /// exporting. `jobtrace run --policies=false` turns it off too.
     #[arg(long, env = "JOBTRACE_POLICY_STATUS", default_value_t = true, action = clap::ArgAction::Set)]
     pub policy_status: bool,
+    /// How long a Job held for export (`--hold-for-export`) and being deleted waits for its
+    /// spans to be exported at most; past it they are dropped (counted in
+    /// `jobtrace_export_holds_expired_total`) and the Job released.
+    #[arg(long, env = "JOBTRACE_HOLD_TIMEOUT", default_value = "10m", value_parser = duration)]
+    pub hold_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

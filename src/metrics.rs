@@ -41,6 +41,8 @@ pub struct Metrics {
     pub admission_duration: Family<EndpointLabels, Histogram, fn() -> Histogram>,
     pub spans_exported: Counter,
     pub spans_dropped: Counter,
+    /// Held objects released unexported at the hold timeout.
+    pub holds_expired: Counter,
     pub export_retries: Counter,
     /// Seconds from an object's terminal state to its spans being accepted by the collector.
     pub export_lag: Histogram,
@@ -52,6 +54,9 @@ pub struct Metrics {
     pub jobs_in_flight: Gauge,
     /// 1 on the replica that holds the Lease and exports, 0 elsewhere.
     pub leader: Gauge,
+    /// 1 while the exporting replica's watches list the traced Jobs and pods (the first list
+    /// after taking the lead, or a relist); kept by [`crate::controller::ControllerSync`].
+    pub controller_listing: Gauge,
     /// Expiry of the serving certificate being served, in unix seconds.
     pub certificate_expiry: Gauge,
     /// Changes to the certificate Secret (created, renewed, CA rolled over), and `caBundle`
@@ -101,8 +106,14 @@ impl Default for Metrics {
         let spans_dropped = Counter::default();
         registry.register(
             "spans_dropped",
-            "Spans the collector refused for good (non-retryable error or partial success)",
+            "Spans dropped unexported: refused for good by the collector (non-retryable error or partial success), or of held objects released at the hold timeout",
             spans_dropped.clone(),
+        );
+        let holds_expired = Counter::default();
+        registry.register(
+            "export_holds_expired",
+            "Objects held for export whose deletion waited the whole hold timeout, released unexported",
+            holds_expired.clone(),
         );
         let export_retries = Counter::default();
         registry.register(
@@ -142,6 +153,12 @@ impl Default for Metrics {
             "1 on the replica that holds the Lease and exports spans",
             leader.clone(),
         );
+        let controller_listing = Gauge::default();
+        registry.register(
+            "controller_listing",
+            "1 while the exporting replica lists the traced Jobs and pods (after taking the lead, or relisting)",
+            controller_listing.clone(),
+        );
         let certificate_expiry = Gauge::default();
         registry.register(
             "certificate_expiry_timestamp_seconds",
@@ -167,12 +184,14 @@ impl Default for Metrics {
             admission_duration,
             spans_exported,
             spans_dropped,
+            holds_expired,
             export_retries,
             export_lag,
             controller_pending,
             spans_retried,
             jobs_in_flight,
             leader,
+            controller_listing,
             certificate_expiry,
             certificate_writes,
             self_spans_dropped,

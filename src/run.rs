@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::Readiness;
+use crate::admin::{Operations, Readiness};
 use crate::cli::{
     Cli, Command, CommonArgs, ControllerArgs, ControllerCommand, RunArgs, WebhookArgs,
 };
-use crate::controller::{self, Context};
-use crate::export::{Exporter, ExporterConfig};
+use crate::controller::{self, Context, ControllerSync};
+use crate::export::{Exporter, ExporterConfig, Resource};
 use crate::metrics::Metrics;
 use crate::selftrace::SelfTracer;
 use crate::serve::{self, Listeners, ServeError, TlsSource, WebhookServer};
@@ -51,6 +51,8 @@ pub enum CommandError {
     Kube(#[from] kube::Error),
     #[error("OTLP exporter configuration: {0}")]
     ExporterConfig(#[from] crate::export::ConfigError),
+    #[error("OTLP resource: {0}")]
+    Resource(#[from] crate::export::ResourceError),
     #[error("OTLP exporter: {0}")]
     Exporter(#[from] crate::export::BuildError),
     #[error("certificates: give --tls-cert-file and --tls-key-file, or --cert-secret")]
@@ -207,36 +209,45 @@ async fn policies(
     }
 }
 
-/// jobtrace's own spans, when the ratio asks for them: the tracer, and the task exporting them.
+/// jobtrace's own spans, when the ratio asks for them: the tracer, and the task exporting them,
+/// with the exporter configuration and the resource `exporting` gives.
 fn self_tracing(
     common: &CommonArgs,
     metrics: &Arc<Metrics>,
-    resource: &[(&'static str, String)],
+    exporting: impl FnOnce() -> Result<Exporting, CommandError>,
     shutdown: &CancellationToken,
 ) -> Result<(Option<SelfTracer>, Option<tokio::task::JoinHandle<()>>), CommandError> {
     if common.self_tracing_ratio <= 0.0 {
         return Ok((None, None));
     }
     let (tracer, spans) = SelfTracer::new(common.self_tracing_ratio, metrics.clone());
-    let exporter = Exporter::new(ExporterConfig::from_env(|k| std::env::var(k).ok())?)?;
+    let (config, resource) = exporting()?;
+    let exporter = Exporter::new(config)?;
     let task = tokio::spawn(crate::selftrace::export(
         spans,
         exporter,
-        resource.to_vec(),
+        resource,
         metrics.clone(),
         shutdown.clone(),
     ));
     Ok((Some(tracer), Some(task)))
 }
 
-/// The OTLP resource of everything jobtrace exports.
-fn resource(instance: &str) -> Vec<(&'static str, String)> {
-    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "jobtrace".to_owned());
-    vec![
-        ("service.name", service),
-        ("service.version", env!("CARGO_PKG_VERSION").to_owned()),
-        ("service.instance.id", instance.to_owned()),
-    ]
+/// Where and how spans are exported, and the OTLP resource of everything jobtrace exports.
+type Exporting = (ExporterConfig, Vec<(String, String)>);
+
+/// The exporter's configuration and the resource of replica `instance`, from the environment; the
+/// settings that have no effect are logged.
+fn exporting_from_env(instance: &str) -> Result<Exporting, CommandError> {
+    let config = ExporterConfig::from_env()?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let resource = Resource::from_env(instance)?;
+    for key in &resource.overridden {
+        tracing::warn!(key, "OTEL_RESOURCE_ATTRIBUTES: {key} is jobtrace's own; the given one is ignored");
+    }
+    Ok((config, resource.attributes))
 }
 
 fn instance_name(given: Option<&String>) -> String {
@@ -255,7 +266,7 @@ pub async fn webhook(args: WebhookArgs, common: CommonArgs) -> Result<(), Comman
     let (tracer, own) = self_tracing(
         &common,
         &metrics,
-        &resource(&instance_name(None)),
+        || exporting_from_env(&instance_name(None)),
         &shutdown,
     )?;
     let tls = tls_source(&args, &metrics, tracer.as_ref()).await?;
@@ -267,6 +278,7 @@ pub async fn webhook(args: WebhookArgs, common: CommonArgs) -> Result<(), Comman
             tls,
             metrics,
             readiness: Arc::default(),
+            controller: None,
             tracer,
             policies,
             shutdown_delay: args.shutdown_delay,
@@ -284,25 +296,33 @@ pub async fn webhook(args: WebhookArgs, common: CommonArgs) -> Result<(), Comman
 /// Everything the controller needs, from the environment and the flags.
 async fn controller_context(
     args: &ControllerArgs,
+    (config, resource): Exporting,
     metrics: Arc<Metrics>,
-    readiness: Arc<Readiness>,
+    sync: Arc<ControllerSync>,
     tracer: Option<SelfTracer>,
 ) -> Result<Arc<Context>, CommandError> {
     let client = kube::Client::try_default().await?;
-    let config = ExporterConfig::from_env(|k| std::env::var(k).ok())?;
-    tracing::info!(endpoint = %config.endpoint, protocol = ?config.protocol, "exporting spans over OTLP");
+    tracing::info!(
+        endpoint = %config.endpoint,
+        protocol = ?config.protocol,
+        compression = ?config.compression,
+        roots = ?config.tls.roots,
+        client_certificate = ?config.tls.client.as_ref().map(|c| &c.certificate),
+        "exporting spans over OTLP"
+    );
     let exporter = Exporter::new(config)?;
     let instance = instance_name(args.instance.as_ref());
     Ok(Arc::new(Context {
         client,
         exporter,
         metrics,
-        resource: resource(&instance),
+        resource,
         instance,
         namespace: args.watch_namespace.clone(),
-        readiness,
+        sync,
         tracer,
         policy_status: args.policy_status,
+        hold_timeout: args.hold_timeout,
     }))
 }
 
@@ -324,12 +344,13 @@ async fn export(
     }
 }
 
-/// What `jobtrace controller` and `jobtrace run` share: the shutdown signal, metrics, readiness,
-/// jobtrace's own spans, and the controller's context.
+/// What `jobtrace controller` and `jobtrace run` share: the shutdown signal, metrics, the
+/// controller's sync state, jobtrace's own spans, and the controller's context.
 struct Started {
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
-    readiness: Arc<Readiness>,
+    /// For `/syncz` only: `/readyz` never waits on the controller.
+    sync: Arc<ControllerSync>,
     tracer: Option<SelfTracer>,
     /// The task exporting jobtrace's own spans.
     own: Option<tokio::task::JoinHandle<()>>,
@@ -343,16 +364,15 @@ async fn start_controller(
     let shutdown = CancellationToken::new();
     tokio::spawn(serve::shutdown_on_signal(shutdown.clone()));
     let metrics = Arc::new(Metrics::default());
-    let readiness = Arc::new(Readiness::default());
-    readiness.set_controller_syncing();
+    let sync = Arc::new(ControllerSync::new(metrics.controller_listing.clone()));
     let instance = instance_name(args.instance.as_ref());
-    let (tracer, own) = self_tracing(common, &metrics, &resource(&instance), &shutdown)?;
-    let context =
-        controller_context(args, metrics.clone(), readiness.clone(), tracer.clone()).await?;
+    let exporting = exporting_from_env(&instance)?;
+    let (tracer, own) = self_tracing(common, &metrics, || Ok(exporting.clone()), &shutdown)?;
+    let context = controller_context(args, exporting, metrics.clone(), sync.clone(), tracer.clone()).await?;
     Ok(Started {
         shutdown,
         metrics,
-        readiness,
+        sync,
         tracer,
         own,
         context,
@@ -367,13 +387,25 @@ pub async fn controller(
 ) -> Result<(), CommandError> {
     let admin = serve::bind(command.metrics_listen)?;
     let started = start_controller(&command.controller, &common).await?;
-    // No webhook here: nothing to load before being ready.
-    started.readiness.set_tls_loaded();
+    // No webhook here, so no admission to wait for: ready while up, as the docs say; the
+    // controller's progress is `/syncz`'s.
+    let readiness = Arc::new(Readiness::default());
+    readiness.set_serving();
+    tokio::spawn({
+        let (readiness, shutdown) = (readiness.clone(), started.shutdown.clone());
+        async move {
+            shutdown.cancelled().await;
+            readiness.set_stopping();
+        }
+    });
     let admin_stop = CancellationToken::new();
     let admin = serve::admin(
         admin,
-        started.metrics,
-        started.readiness,
+        Operations {
+            metrics: started.metrics,
+            readiness,
+            controller: Some(started.sync),
+        },
         admin_stop.clone(),
     )?;
     let exported = export(
@@ -416,7 +448,8 @@ pub async fn run(mut args: RunArgs, common: CommonArgs) -> Result<(), CommandErr
             listeners,
             tls,
             metrics: started.metrics,
-            readiness: started.readiness,
+            readiness: Arc::default(),
+            controller: Some(started.sync),
             tracer: started.tracer,
             policies,
             shutdown_delay: args.webhook.shutdown_delay,

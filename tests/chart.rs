@@ -145,9 +145,14 @@ fn rbac_is_least_privilege_and_every_rule_says_why() {
             assert!(!text.contains("\"*\""), "no wildcard: {text}");
             let verbs = rule["verbs"].as_array().unwrap();
             for verb in verbs {
+                // delete: the uninstall hook's, of jobtrace's own webhook configuration only.
+                let delete = verb == "delete"
+                    && rule["resources"] == json!(["mutatingwebhookconfigurations"])
+                    && rule["resourceNames"].is_array();
                 assert!(
-                    ["get", "list", "watch", "patch", "create", "update"]
-                        .contains(&verb.as_str().unwrap()),
+                    delete
+                        || ["get", "list", "watch", "patch", "create", "update"]
+                            .contains(&verb.as_str().unwrap()),
                     "{text}"
                 );
             }
@@ -412,7 +417,10 @@ fn cases() -> Vec<Case> {
                 // matchConditions in step with the policies (policy.syncMatchConditions, on by
                 // default; without it, not at all).
                 assert!(grants(d, "secrets").is_empty());
-                let webhook_configuration = grants(d, "mutatingwebhookconfigurations");
+                let webhook_configuration: Vec<_> = grants(d, "mutatingwebhookconfigurations")
+                    .into_iter()
+                    .filter(|rule| rule["verbs"] != json!(["delete"]))
+                    .collect();
                 assert_eq!(webhook_configuration.len(), 1);
                 assert_eq!(
                     webhook_configuration[0]["resourceNames"],
@@ -461,8 +469,13 @@ fn cases() -> Vec<Case> {
             check: |d| {
                 assert!(args(d).contains(&"--policies=true".to_owned()));
                 assert!(!args(d).contains(&"--sync-match-conditions".to_owned()));
-                // With cert-manager, nothing left for jobtrace to do with its webhook configuration.
-                assert!(grants(d, "mutatingwebhookconfigurations").is_empty());
+                // With cert-manager, nothing left for jobtrace to do with its webhook configuration
+                // but the uninstall hook's deletion.
+                assert!(
+                    grants(d, "mutatingwebhookconfigurations")
+                        .iter()
+                        .all(|rule| rule["verbs"] == json!(["delete"]))
+                );
                 assert!(
                     !args(d)
                         .iter()
@@ -487,6 +500,27 @@ fn cases() -> Vec<Case> {
                 // A Job's context may be in its create request's headers: every Job calls.
                 assert_eq!(webhooks(d)[0]["matchConditions"][0]["expression"], "true");
             },
+        },
+        Case {
+            paths: &["policy.holdForExport"],
+            flags: &["--set", "policy.holdForExport=false"],
+            check: |d| {
+                assert!(args(d).contains(&"--hold-for-export=false".to_owned()));
+                assert!(
+                    d.iter().all(|o| o["kind"] != "Job"),
+                    "no uninstall hook to release held Jobs"
+                );
+                assert!(
+                    grants(d, "mutatingwebhookconfigurations")
+                        .iter()
+                        .all(|rule| rule["verbs"] != json!(["delete"]))
+                );
+            },
+        },
+        Case {
+            paths: &["controller.holdTimeout"],
+            flags: &["--set", "controller.holdTimeout=1h"],
+            check: |d| assert!(args(d).contains(&"--hold-timeout=1h".to_owned())),
         },
         Case {
             paths: &["policy.relationship"],
@@ -867,4 +901,24 @@ fn wrong_values_are_refused_naming_the_field() {
         let error = render("jt", "tracing", &["--set", flag]).expect_err(flag);
         assert!(error.contains(field), "{flag}: {error}");
     }
+}
+
+#[test]
+fn the_uninstall_hook_releases_the_held_jobs_before_anything_goes() {
+    if !helm_found() {
+        return;
+    }
+    let docs = defaults();
+    let hooks = kind(&docs, "Job");
+    assert_eq!(hooks.len(), 1);
+    let hook = hooks[0];
+    assert_eq!(hook["metadata"]["annotations"]["helm.sh/hook"], "pre-delete");
+    let pod = &hook["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], one(&docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]);
+    let webhook = one(&docs, "MutatingWebhookConfiguration")["metadata"]["name"].clone();
+    assert_eq!(
+        pod["containers"][0]["args"],
+        json!(["release", format!("--webhook-configuration={}", webhook.as_str().unwrap())])
+    );
+    assert!(args(&docs).contains(&"--hold-for-export=true".to_owned()));
 }

@@ -220,6 +220,7 @@ fn settings() -> impl Strategy<Value = jobtrace::policy::Defaults> {
                 resource_attributes,
                 job_labels: vec!["team".into()],
                 request_context: link,
+                hold_for_export: pod_spans,
             },
         )
 }

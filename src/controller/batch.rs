@@ -55,6 +55,12 @@ pub(super) async fn export_loop(
             }
         }
         let spans: Vec<SpanRecord> = batch.iter().flat_map(|w| w.spans.iter().cloned()).collect();
+        if spans.is_empty() {
+            // Only finalizers to release.
+            finish(&context, &recorder, std::mem::take(&mut batch), Exported::Accepted, &pending)
+                .await;
+            continue;
+        }
         let request = crate::export::request(&spans, &context.resource);
         let started = Instant::now();
         let own = context.tracer.as_ref().map(|t| t.background("export"));
@@ -104,6 +110,7 @@ pub(super) async fn export_loop(
             }) => {
                 context.metrics.export_retries.inc();
                 context.metrics.spans_retried.inc_by(spans.len() as u64);
+                release_expired(&context, &recorder, &mut batch, &pending).await;
                 let wait = retry_after.unwrap_or(backoff).min(MAX_BACKOFF);
                 tracing::warn!(%message, retry_in = ?wait, spans = spans.len(), endpoint = context.exporter.endpoint(), "export failed; will retry");
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -114,6 +121,37 @@ pub(super) async fn export_loop(
             }
         }
     }
+}
+
+/// Objects held for export and being deleted for longer than the hold timeout leave the batch
+/// unexported: their spans are dropped (counted) and their finalizers released, so a collector
+/// that is down never blocks a deletion for longer than that.
+async fn release_expired(
+    context: &Context,
+    recorder: &Recorder,
+    batch: &mut Vec<Work>,
+    pending: &Mutex<HashSet<String>>,
+) {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let timeout = k8s_openapi::jiff::SignedDuration::try_from(context.hold_timeout)
+        .unwrap_or(k8s_openapi::jiff::SignedDuration::MAX);
+    let (expired, kept): (Vec<Work>, Vec<Work>) = std::mem::take(batch)
+        .into_iter()
+        .partition(|w| w.deleting_since.is_some_and(|t| now.duration_since(t) >= timeout));
+    *batch = kept;
+    if expired.is_empty() {
+        return;
+    }
+    let spans: usize = expired.iter().map(|w| w.spans.len()).sum();
+    tracing::error!(
+        objects = expired.len(),
+        spans,
+        hold_timeout = ?context.hold_timeout,
+        "held objects deleted longer than the hold timeout ago are released unexported; their spans are dropped"
+    );
+    context.metrics.spans_dropped.inc_by(spans as u64);
+    context.metrics.holds_expired.inc_by(expired.len() as u64);
+    finish(context, recorder, expired, Exported::Dropped, pending).await;
 }
 
 /// Finishes jobtrace's own span for one export.

@@ -14,7 +14,7 @@ use kube::{Api, Resource};
 use serde_json::json;
 
 use super::{Context, ObjectKind, Work};
-use crate::names::Exported;
+use crate::names::{self, Exported};
 
 /// Marks exported objects, records an Event on each Job, and forgets them.
 pub(super) async fn finish(
@@ -27,13 +27,15 @@ pub(super) async fn finish(
     let now = Timestamp::now();
     futures::stream::iter(batch)
         .for_each_concurrent(16, |w| async move {
-            let lag = (now - w.finished).total(k8s_openapi::jiff::Unit::Second).unwrap_or(0.0);
-            context.metrics.export_lag.observe(lag.max(0.0));
+            if !w.spans.is_empty() {
+                let lag = (now - w.finished).total(k8s_openapi::jiff::Unit::Second).unwrap_or(0.0);
+                context.metrics.export_lag.observe(lag.max(0.0));
+            }
             if !w.deleted {
                 if let Err(e) = mark(context, &w, outcome).await {
                     tracing::warn!(error = %e, object = %w.name, "could not mark as exported; its spans may be exported again");
                 }
-                if w.kind == ObjectKind::Job && outcome == Exported::Accepted {
+                if w.kind == ObjectKind::Job && outcome == Exported::Accepted && !w.spans.is_empty() {
                     publish(recorder, &w).await;
                 }
             }
@@ -43,22 +45,64 @@ pub(super) async fn finish(
         .await;
 }
 
-/// A JSON patch that only applies to the very object exported (same uid).
+/// A JSON patch that only applies to the very object exported (same uid): `exported`, and the
+/// release of jobtrace's finalizer in the same write when the object holds it.
+pub(super) fn mark_patch(w: &Work, hold: Option<usize>, outcome: Exported) -> json_patch::Patch {
+    let mut ops = vec![json!({ "op": "test", "path": "/metadata/uid", "value": w.uid })];
+    if !w.spans.is_empty() {
+        ops.push(json!({
+            "op": "add", "path": "/metadata/annotations/jobtrace.dev~1exported",
+            "value": outcome.label()
+        }));
+    }
+    if let Some(i) = hold {
+        let path = format!("/metadata/finalizers/{i}");
+        ops.push(json!({ "op": "test", "path": path, "value": names::EXPORT_FINALIZER }));
+        ops.push(json!({ "op": "remove", "path": path }));
+    }
+    serde_json::from_value(ops.into()).expect("a valid patch")
+}
+
 async fn mark(context: &Context, w: &Work, outcome: Exported) -> Result<(), kube::Error> {
-    let patch: json_patch::Patch = serde_json::from_value(json!([
-        { "op": "test", "path": "/metadata/uid", "value": w.uid },
-        { "op": "add", "path": "/metadata/annotations/jobtrace.dev~1exported", "value": outcome.label() },
-    ]))
-    .expect("a valid patch");
-    let result = match w.kind {
-        ObjectKind::Job => apply_patch::<Job>(context, w, patch).await,
-        ObjectKind::Pod => apply_patch::<Pod>(context, w, patch).await,
-    };
+    let result = patch(context, w, mark_patch(w, w.hold, outcome)).await;
     match result {
+        // The finalizers changed since the watch saw them: find jobtrace's again, once.
+        Err(kube::Error::Api(e)) if e.code == 422 && w.hold.is_some() => {
+            let hold = match w.kind {
+                ObjectKind::Job => current_hold::<Job>(context, w).await?,
+                ObjectKind::Pod => current_hold::<Pod>(context, w).await?,
+            };
+            match patch(context, w, mark_patch(w, hold, outcome)).await {
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 422 => Ok(()),
+                other => other,
+            }
+        }
         // Gone, or replaced by another object of the same name: nothing to mark.
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 422 => Ok(()),
         other => other,
     }
+}
+
+async fn patch(context: &Context, w: &Work, patch: json_patch::Patch) -> Result<(), kube::Error> {
+    match w.kind {
+        ObjectKind::Job => apply_patch::<Job>(context, w, patch).await,
+        ObjectKind::Pod => apply_patch::<Pod>(context, w, patch).await,
+    }
+}
+
+/// Where the object's finalizer is now; `None` when the object is gone, replaced, or released.
+async fn current_hold<K>(context: &Context, w: &Work) -> Result<Option<usize>, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api = Api::<K>::namespaced(context.client.clone(), &w.namespace);
+    let current = api.get_opt(&w.name).await?;
+    Ok(current
+        .filter(|o| o.meta().uid.as_deref() == Some(w.uid.as_str()))
+        .and_then(|o| super::watch::held(&o)))
 }
 
 async fn apply_patch<K>(

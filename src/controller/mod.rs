@@ -7,6 +7,7 @@
 mod batch;
 mod leader;
 mod mark;
+mod sync;
 mod watch;
 
 use std::collections::HashSet;
@@ -22,8 +23,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use leader::run_as_leader;
+pub use sync::{ControllerSync, SyncState};
 
-use crate::admin::Readiness;
 use crate::export::Exporter;
 use crate::metrics::Metrics;
 use crate::names;
@@ -46,7 +47,15 @@ struct Work {
     name: String,
     uid: String,
     deleted: bool,
+    /// No spans: the object only holds jobtrace's finalizer still (exported before, say by a
+    /// mark that raced another write), to be released.
     spans: Vec<SpanRecord>,
+    /// Where the object's `jobtrace.dev/export` finalizer is in its list, if it holds one: the
+    /// mark removes it in the same write.
+    hold: Option<usize>,
+    /// For a held object being deleted: since when. Its hold ends the controller's hold timeout
+    /// later, exported or not.
+    deleting_since: Option<Timestamp>,
     /// When the object reached its terminal state, for the export-lag metric.
     finished: Timestamp,
 }
@@ -57,23 +66,25 @@ pub struct Context {
     pub exporter: Exporter,
     pub metrics: Arc<Metrics>,
     /// OTLP resource attributes of the exported spans.
-    pub resource: Vec<(&'static str, String)>,
+    pub resource: Vec<(String, String)>,
     pub instance: String,
     /// Only this namespace, when set.
     pub namespace: Option<String>,
-    /// `/readyz`: not ready while a leading replica lists the traced objects for the first time.
-    pub readiness: Arc<Readiness>,
+    /// How far the watches have got, for `/syncz` and `jobtrace_controller_listing`.
+    pub sync: Arc<ControllerSync>,
     /// Records a span of jobtrace's own for each export, when set.
     pub tracer: Option<SelfTracer>,
     /// Keep the status of the `JobTracePolicy` objects while exporting (only where the webhook
     /// reads them: a status would otherwise claim a policy in force that nothing applies).
     pub policy_status: bool,
+    /// How long a held object being deleted waits for its export at most.
+    pub hold_timeout: std::time::Duration,
 }
 
 /// Watches and exports until `shutdown`; then exports what is queued, if the collector takes it.
 /// Keeps the policies' status meanwhile, when the context asks for it.
 pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
-    context.readiness.set_controller_syncing();
+    context.sync.leading();
     let reporting_stop = shutdown.child_token();
     let reporting = context.policy_status.then(|| {
         tokio::spawn(crate::policy::status::report(
@@ -108,7 +119,6 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     let pods = watch::events::<Pod>(pods, config, ObjectKind::Pod);
     let mut events = std::pin::pin!(futures::stream::select(jobs, pods));
     let mut in_flight = InFlight::default();
-    let mut listed = (false, false);
     loop {
         let seen = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -127,15 +137,8 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
             .jobs_in_flight
             .set(i64::try_from(in_flight.jobs.len()).unwrap_or(i64::MAX));
         match seen {
-            Seen::Listed(kind) => {
-                match kind {
-                    ObjectKind::Job => listed.0 = true,
-                    ObjectKind::Pod => listed.1 = true,
-                }
-                if listed == (true, true) {
-                    context.readiness.set_controller_synced();
-                }
-            }
+            Seen::Listing(kind) => context.sync.listing(kind),
+            Seen::Listed(kind) => context.sync.listed(kind),
             Seen::Finished(work) => {
                 if pending
                     .lock()
@@ -148,7 +151,7 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
                     }
                 }
             }
-            Seen::Running(_) | Seen::Gone(_) | Seen::Listing(_) => {}
+            Seen::Running(_) | Seen::Gone(_) => {}
         }
     }
     context.metrics.jobs_in_flight.set(0);

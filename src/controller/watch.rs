@@ -11,6 +11,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 
 use super::{ObjectKind, Work};
+use crate::names;
 use crate::spans::{self, SpanRecord};
 
 /// What a watch saw.
@@ -99,15 +100,28 @@ pub(super) trait ToWork {
 impl ToWork for Job {
     fn seen(&self, kind: ObjectKind, deleted: bool) -> Option<Seen> {
         let now = deleted.then(Timestamp::now);
+        let held = !deleted && held(self).is_some();
         match spans::job_spans(self, now) {
             Ok(spans) => {
                 let finished = spans.first()?.end;
                 work(self, kind, deleted, spans, finished).map(Seen::Finished)
             }
             Err(spans::Skip::NotFinished) => self.metadata.uid.clone().map(Seen::Running),
+            // Nothing (more) to export, but the finalizer is still there: release it.
+            Err(_) if held => work(self, kind, false, Vec::new(), Timestamp::now()).map(Seen::Finished),
             Err(_) => self.metadata.uid.clone().map(Seen::Gone),
         }
     }
+}
+
+/// Where `jobtrace.dev/export` is in the object's finalizers.
+pub(super) fn held<K: Resource>(object: &K) -> Option<usize> {
+    object
+        .meta()
+        .finalizers
+        .as_ref()?
+        .iter()
+        .position(|f| f == names::EXPORT_FINALIZER)
 }
 
 impl ToWork for Pod {
@@ -126,6 +140,8 @@ fn work<K: Resource>(
     spans: Vec<SpanRecord>,
     finished: Timestamp,
 ) -> Option<Work> {
+    let hold = held(object).filter(|_| !deleted);
+    let deleting = object.meta().deletion_timestamp.as_ref().map(|t| t.0);
     Some(Work {
         kind,
         namespace: object.meta().namespace.clone()?,
@@ -133,6 +149,8 @@ fn work<K: Resource>(
         uid: object.meta().uid.clone()?,
         deleted,
         spans,
+        hold,
+        deleting_since: deleting.filter(|_| hold.is_some()),
         finished,
     })
 }

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use serde_json::Value;
 
 use super::env::Injection;
 use super::plan::{Plan, plan};
-use super::{Admission, Mutation, Ops, Outcome, admission_stamp, is_reinvocation};
+use super::{Admission, Mutation, Ops, Outcome, admission_stamp, is_reinvocation, pointer};
 use crate::context::{self, SpanId, TraceId, Traceparent};
 use crate::names::{self, env};
 use crate::policy::Resolution;
@@ -66,6 +67,8 @@ pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Muta
     let mut ops = Ops::default();
     let mut edit = MetaEdit::default();
     label_policy(&mut edit, resolution);
+    // Held until exported, where the settings ask for it and there is something to export.
+    edit.hold = Some(settings.hold_for_export && plan.flags & 0x01 == 0x01);
     label_job(
         &mut edit,
         job,
@@ -200,6 +203,8 @@ struct MetaEdit {
     unlabel: Vec<&'static str>,
     annotations: Vec<(&'static str, String)>,
     unannotate: Vec<&'static str>,
+    /// `Some(true)`: the Job holds jobtrace's export finalizer; `Some(false)`: it doesn't.
+    hold: Option<bool>,
 }
 
 impl MetaEdit {
@@ -228,6 +233,30 @@ impl MetaEdit {
             meta.annotations.as_ref(),
             &self.unannotate,
         );
+        let finalizers = meta.finalizers.as_deref().unwrap_or_default();
+        let held: Vec<usize> = finalizers
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| *f == names::EXPORT_FINALIZER)
+            .map(|(i, _)| i)
+            .collect();
+        match self.hold {
+            Some(true) if held.is_empty() => {
+                let value = Value::String(names::EXPORT_FINALIZER.to_owned());
+                if meta.finalizers.is_none() {
+                    ops.add(pointer(["metadata", "finalizers"]), Value::Array(vec![value]));
+                } else {
+                    ops.add(pointer(["metadata", "finalizers", "-"]), value);
+                }
+            }
+            // Highest index first, so that each removal leaves the next one's index as it was.
+            Some(false) => {
+                for i in held.iter().rev() {
+                    ops.remove(pointer(["metadata", "finalizers", &i.to_string()]));
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -281,6 +310,7 @@ fn label_job(
 /// never exported.
 fn untrace(edit: &mut MetaEdit, ops: &mut Ops, job: &Job) {
     edit.unlabel.push(names::TRACED_LABEL);
+    edit.hold = Some(false);
     edit.unannotate.extend([
         names::TRACE_ID,
         names::SPAN_ID,
@@ -1247,6 +1277,50 @@ mod tests {
             env_value(&out, CONTAINERS[0], "TRACEPARENT"),
             Some(&json!(format!("00-{}-0a0a0a0a0a0a0a0a-01", &TP[3..35])))
         );
+    }
+
+    #[test]
+    fn a_sampled_job_is_held_for_export_where_the_settings_say() {
+        let held = with(
+            crate::policy::Defaults {
+                hold_for_export: true,
+                ..crate::policy::Defaults::default()
+            },
+            None,
+        );
+        let finalizers = |out: &Value| out["metadata"]["finalizers"].clone();
+        let (_, out) = run_with(&job(&json!({ "traceparent": TP })), &held);
+        assert_eq!(finalizers(&out), json!(["jobtrace.dev/export"]));
+        let (_, out) = run_with(&job(&json!({ "traceparent": TP })), &defaults());
+        assert!(finalizers(&out).is_null(), "off by default");
+
+        // Others' finalizers stay; a reinvocation adds nothing.
+        let mut object = job(&json!({ "traceparent": TP }));
+        object["metadata"]["finalizers"] = json!(["example.com/keep"]);
+        let (mutation, out) = run_with(&object, &held);
+        assert_eq!(
+            finalizers(&out),
+            json!(["example.com/keep", "jobtrace.dev/export"])
+        );
+        let again = mutate(&typed(&out), &admission(SPAN_B), &held);
+        assert!(
+            !serde_json::to_string(&again.patch).unwrap().contains("finalizers"),
+            "{:?}",
+            again.patch
+        );
+        let _ = mutation;
+
+        // Nothing to export: no hold, and one from a saved manifest goes.
+        let unsampled = TP.replace("-01", "-00");
+        let mut saved = job(&json!({ "traceparent": unsampled }));
+        saved["metadata"]["finalizers"] =
+            json!(["jobtrace.dev/export", "example.com/keep", "jobtrace.dev/export"]);
+        let (_, out) = run_with(&saved, &held);
+        assert_eq!(finalizers(&out), json!(["example.com/keep"]));
+        let mut untraced = job(&json!({}));
+        untraced["metadata"]["finalizers"] = json!(["jobtrace.dev/export"]);
+        let (_, out) = run_with(&untraced, &held);
+        assert_eq!(finalizers(&out), json!([]));
     }
 
     #[test]

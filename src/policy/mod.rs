@@ -102,6 +102,12 @@ pub struct JobTracePolicySpec {
     /// namespace then calls the webhook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_context: Option<bool>,
+    /// Hold each traced, sampled Job with the finalizer `jobtrace.dev/export` until its spans are
+    /// exported, so that a Job deleted early (`ttlSecondsAfterFinished`, a CronJob's history
+    /// limit, `kubectl delete`) or while no controller runs still has its trace; the hold is
+    /// bounded by the controller's `--hold-timeout`. `false`: no finalizer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_for_export: Option<bool>,
     /// Job labels copied to the Job span as `k8s.job.label.<key>` attributes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.all(k, k.size() > 0 && k.size() <= 317)").message("spec.jobLabels: each entry is a label key"))]

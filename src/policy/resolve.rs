@@ -19,6 +19,8 @@ pub struct Defaults {
     pub job_labels: Vec<String>,
     /// Read the context from the create request's headers when the annotations carry none.
     pub request_context: bool,
+    /// Hold each sampled traced Job with a finalizer until its spans are exported.
+    pub hold_for_export: bool,
 }
 
 impl Default for Defaults {
@@ -33,6 +35,7 @@ impl Default for Defaults {
             resource_attributes: true,
             job_labels: Vec::new(),
             request_context: false,
+            hold_for_export: false,
         }
     }
 }
@@ -99,6 +102,9 @@ pub fn resolve<'a>(
     }
     if let Some(on) = spec.request_context {
         effective.request_context = on;
+    }
+    if let Some(on) = spec.hold_for_export {
+        effective.hold_for_export = on;
     }
     if let Some(on) = spec.pod_spans {
         effective.pod_spans = on;

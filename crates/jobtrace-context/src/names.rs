@@ -65,6 +65,9 @@ pub const POLICY: &str = "jobtrace.dev/policy";
 pub const POLICY_OVERRIDDEN: &str = "jobtrace.dev/policy-overridden";
 /// Label keys of the Job copied to its span as `k8s.job.label.<key>`, comma-separated.
 pub const JOB_LABELS: &str = "jobtrace.dev/job-labels";
+/// The finalizer that holds a traced Job until its spans are exported: added by the webhook at
+/// admission, removed by the controller in the write that marks the Job exported.
+pub const EXPORT_FINALIZER: &str = "jobtrace.dev/export";
 /// Set by the controller once the object's span has been exported.
 pub const EXPORTED: &str = "jobtrace.dev/exported";
 
