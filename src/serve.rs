@@ -12,7 +12,8 @@ use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{self, Readiness};
+use crate::admin::{self, Operations, Readiness};
+use crate::controller::ControllerSync;
 use crate::metrics::Metrics;
 use crate::selftrace::SelfTracer;
 use crate::tls::TlsFiles;
@@ -84,7 +85,10 @@ pub struct WebhookServer {
     pub listeners: Listeners,
     pub tls: TlsSource,
     pub metrics: Arc<Metrics>,
+    /// What `/readyz` reports: this server's own state only.
     pub readiness: Arc<Readiness>,
+    /// The controller's state for `/syncz`, when the process runs one beside the webhook.
+    pub controller: Option<Arc<ControllerSync>>,
     pub tracer: Option<SelfTracer>,
     /// The cluster defaults and the policies admission decides with.
     pub policies: crate::policy::Policies,
@@ -130,8 +134,11 @@ pub async fn webhook(server: WebhookServer, shutdown: CancellationToken) -> Resu
     let admin_stop = CancellationToken::new();
     let operations = admin(
         server.listeners.admin,
-        server.metrics.clone(),
-        server.readiness.clone(),
+        Operations {
+            metrics: server.metrics.clone(),
+            readiness: server.readiness.clone(),
+            controller: server.controller,
+        },
         admin_stop.clone(),
     )?;
     let outcome = async {
@@ -140,7 +147,8 @@ pub async fn webhook(server: WebhookServer, shutdown: CancellationToken) -> Resu
         else {
             return Ok(());
         };
-        server.readiness.set_tls_loaded();
+        // The socket listens since it was bound: connections wait in its backlog until served.
+        server.readiness.set_serving();
         let handle = Handle::new();
         let drain = handle.clone();
         let readiness = server.readiness.clone();
@@ -180,16 +188,15 @@ pub async fn webhook(server: WebhookServer, shutdown: CancellationToken) -> Resu
     }
 }
 
-/// Serves `/healthz`, `/readyz` and `/metrics` until `shutdown`.
+/// Serves `/healthz`, `/readyz`, `/syncz` and `/metrics` until `shutdown`.
 pub fn admin(
     listener: std::net::TcpListener,
-    metrics: Arc<Metrics>,
-    readiness: Arc<Readiness>,
+    operations: Operations,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, ServeError> {
     let listener = TcpListener::from_std(listener).map_err(ServeError::stopped("metrics"))?;
     Ok(tokio::spawn(
-        axum::serve(listener, admin::router(metrics, readiness))
+        axum::serve(listener, admin::router(operations))
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .into_future(),
     ))

@@ -492,7 +492,7 @@ async fn play(statuses: Vec<u16>, scenario: Scenario) -> (Vec<String>, Played, A
         resource: vec![("service.name", "jobtrace".to_owned())],
         instance: "test".to_owned(),
         namespace: None,
-        readiness: Arc::default(),
+        sync: Arc::default(),
         tracer: None,
         policy_status: false,
     });

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jobtrace::admin::Readiness;
+use jobtrace::controller::{Context, ControllerSync};
+use jobtrace::export::{Exporter, ExporterConfig};
 use jobtrace::fixtures::{TP, job, review};
 use jobtrace::metrics::Metrics;
 use jobtrace::serve::{Listeners, TlsSource, WebhookServer, webhook};
@@ -36,6 +38,18 @@ fn start(name: &str, pki: &TestPki) -> Running {
 }
 
 fn start_with_delay(name: &str, pki: &TestPki, shutdown_delay: Duration) -> Running {
+    start_serving(name, pki, shutdown_delay, Arc::default(), None)
+}
+
+/// The webhook server, with the metrics and, as in `jobtrace run`, the controller's state that
+/// its operations port reports.
+fn start_serving(
+    name: &str,
+    pki: &TestPki,
+    shutdown_delay: Duration,
+    metrics: Arc<Metrics>,
+    controller: Option<Arc<ControllerSync>>,
+) -> Running {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = std::env::temp_dir().join(format!("jobtrace-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -59,8 +73,9 @@ fn start_with_delay(name: &str, pki: &TestPki, shutdown_delay: Duration) -> Runn
                 files: tls,
                 reload: Duration::from_millis(200),
             },
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             readiness: Arc::new(Readiness::default()),
+            controller,
             tracer: None,
             policies: jobtrace::policy::Policies::defaults_only(
                 jobtrace::policy::Defaults::default(),
@@ -226,6 +241,7 @@ async fn missing_certificate_fails_at_start_with_the_paths() {
             },
             metrics: Arc::default(),
             readiness: Arc::default(),
+            controller: None,
             tracer: None,
             policies: jobtrace::policy::Policies::defaults_only(
                 jobtrace::policy::Defaults::default(),
@@ -278,6 +294,139 @@ async fn shutdown_reports_not_ready_keeps_serving_then_drains() {
             .is_err(),
         "nothing is served after the drain"
     );
+    std::fs::remove_dir_all(server.dir).ok();
+}
+
+/// Waits until `GET path` on `addr` answers 200, for up to 10 s.
+async fn until_ok(addr: SocketAddr, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = http_get(addr, path).await;
+        if response.starts_with("HTTP/1.1 200") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path} never 200: {response}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+type MockApiserver = tower_test::mock::Handle<
+    hyper::http::Request<kube::client::Body>,
+    hyper::http::Response<kube::client::Body>,
+>;
+
+/// A list of no objects, as the apiserver answers one: the end of the list.
+fn empty_list(path: &str) -> hyper::http::Response<kube::client::Body> {
+    let (api_version, kind) = if path.starts_with("/apis/batch/v1/") {
+        ("batch/v1", "JobList")
+    } else {
+        ("v1", "PodList")
+    };
+    let list = json!({
+        "apiVersion": api_version, "kind": kind, "metadata": { "resourceVersion": "1" }, "items": []
+    });
+    hyper::http::Response::new(kube::client::Body::from(list.to_string().into_bytes()))
+}
+
+/// `jobtrace run`'s halves in one process, the controller leading against an apiserver that holds
+/// its lists of the traced Jobs and pods unanswered: all the while the webhook is ready and
+/// answers admissions, and only `/syncz` and `jobtrace_controller_listing` say the controller
+/// lists. Once the lists come back, `/syncz` says synced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_controller_leaves_the_webhook_ready_and_answering() {
+    let metrics = Arc::new(Metrics::default());
+    let sync = Arc::new(ControllerSync::new(metrics.controller_listing.clone()));
+    let (service, mut apiserver): (_, MockApiserver) = tower_test::mock::pair();
+    // Never used: the controller has nothing to export.
+    let nowhere = |key: &str| {
+        (key == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").then(|| "http://127.0.0.1:9".to_owned())
+    };
+    let context = Arc::new(Context {
+        client: kube::Client::new(service, "default"),
+        exporter: Exporter::new(ExporterConfig::from_env(nowhere).unwrap()).unwrap(),
+        metrics: metrics.clone(),
+        resource: vec![("service.name", "jobtrace".to_owned())],
+        instance: "test".to_owned(),
+        namespace: None,
+        sync: sync.clone(),
+        tracer: None,
+        policy_status: false,
+    });
+    let stop_controller = CancellationToken::new();
+    let controller = tokio::spawn(jobtrace::controller::run(context, stop_controller.clone()));
+    let mut held = Vec::new();
+    while held.len() < 2 {
+        let (request, respond) =
+            tokio::time::timeout(Duration::from_secs(10), apiserver.next_request())
+                .await
+                .expect("the controller lists the traced Jobs and pods")
+                .unwrap();
+        let query = request.uri().query().unwrap_or_default().to_owned();
+        assert!(
+            query.contains("labelSelector=jobtrace.dev%2Ftraced%3Dtrue")
+                && !query.contains("watch"),
+            "a list of the traced objects: {query}"
+        );
+        held.push((request.uri().path().to_owned(), respond));
+    }
+    let mut paths: Vec<&str> = held.iter().map(|(path, _)| path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["/api/v1/pods", "/apis/batch/v1/jobs"]);
+
+    let pki = TestPki::generate();
+    let server = start_serving("listing", &pki, Duration::ZERO, metrics, Some(sync.clone()));
+    until_ok(server.admin, "/readyz").await;
+    let body = traced_job_review();
+    for _ in 0..5 {
+        let response = https(server.webhook, &pki.ca_der, &post(&body))
+            .await
+            .unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 200")
+                && response.contains("\"patchType\":\"JSONPatch\""),
+            "{response}"
+        );
+        let readyz = http_get(server.admin, "/readyz").await;
+        assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
+        let syncz = http_get(server.admin, "/syncz").await;
+        assert!(
+            syncz.starts_with("HTTP/1.1 503") && syncz.contains("listing the traced Jobs and pods"),
+            "{syncz}"
+        );
+        let scraped = http_get(server.admin, "/metrics").await;
+        assert!(
+            scraped.contains("jobtrace_controller_listing 1"),
+            "{scraped}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    for (path, respond) in held {
+        respond.send_response(empty_list(&path));
+    }
+    // The watches that follow are held for good.
+    let watches = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some(request) = apiserver.next_request().await {
+            held.push(request);
+        }
+    });
+    until_ok(server.admin, "/syncz").await;
+    assert!(
+        http_get(server.admin, "/metrics")
+            .await
+            .contains("jobtrace_controller_listing 0")
+    );
+    let readyz = http_get(server.admin, "/readyz").await;
+    assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
+
+    stop_controller.cancel();
+    tokio::time::timeout(Duration::from_secs(5), controller)
+        .await
+        .expect("the controller stops")
+        .unwrap();
+    watches.abort();
+    server.shutdown.cancel();
     std::fs::remove_dir_all(server.dir).ok();
 }
 

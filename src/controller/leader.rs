@@ -26,8 +26,7 @@ pub async fn run_as_leader(
     let (mut leader, lease) = manager.watch().await;
     loop {
         context.metrics.leader.set(0);
-        // A standby replica has nothing to sync: ready as soon as its webhook is.
-        context.readiness.set_controller_synced();
+        context.sync.standby();
         while !*leader.borrow_and_update() {
             tokio::select! {
                 changed = leader.changed() => if changed.is_err() { return Ok(()); },
