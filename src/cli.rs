@@ -130,6 +130,21 @@ pub enum Command {
     /// with the context as annotations (a CronJob's on its `jobTemplate`); other kinds are written
     /// as they came. Exit code 1, and nothing written, on invalid input or an invalid context.
     Stamp(StampArgs),
+    /// Remove jobtrace's finalizer (`jobtrace.dev/export`) from every Job that holds it: for an
+    /// uninstall (the chart's pre-delete hook runs it), or when no controller can run. Spans not
+    /// exported yet are not exported.
+    Release(ReleaseArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReleaseArgs {
+    /// Only this namespace's Jobs (default: every namespace).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// Delete this `MutatingWebhookConfiguration` first, so that no Job created meanwhile is
+    /// held again (an uninstall).
+    #[arg(long)]
+    pub webhook_configuration: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -15,6 +15,7 @@ pub mod mutate;
 pub mod names;
 pub mod policy;
 pub mod registration;
+pub mod release;
 pub mod run;
 pub mod selftrace;
 pub mod serve;

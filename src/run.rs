@@ -34,6 +34,8 @@ pub enum Error {
     /// `jobtrace stamp` printed nothing: one line on stderr, exit code 1.
     #[error(transparent)]
     Stamp(#[from] crate::stamp::StampError),
+    #[error(transparent)]
+    Release(#[from] crate::release::ReleaseError),
     /// `command` is the subcommand: `webhook`, `controller` or `run`.
     #[error("{command}")]
     Command {
@@ -114,6 +116,7 @@ impl Cli {
             }
             Command::Trace(args) => Ok(crate::trace::run(args).await?),
             Command::Stamp(_) => unreachable!("stamp runs before the set-up"),
+            Command::Release(args) => Ok(crate::release::run(&args).await?),
         }
     }
 }

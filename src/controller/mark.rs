@@ -14,7 +14,7 @@ use kube::{Api, Resource};
 use serde_json::json;
 
 use super::{Context, ObjectKind, Work};
-use crate::names::{self, Exported};
+use crate::names::Exported;
 
 /// Marks exported objects, records an Event on each Job, and forgets them.
 pub(super) async fn finish(
@@ -56,9 +56,7 @@ pub(super) fn mark_patch(w: &Work, hold: Option<usize>, outcome: Exported) -> js
         }));
     }
     if let Some(i) = hold {
-        let path = format!("/metadata/finalizers/{i}");
-        ops.push(json!({ "op": "test", "path": path, "value": names::EXPORT_FINALIZER }));
-        ops.push(json!({ "op": "remove", "path": path }));
+        ops.extend(crate::release::release_ops(i));
     }
     serde_json::from_value(ops.into()).expect("a valid patch")
 }
