@@ -248,7 +248,9 @@ fn exporting_from_env(instance: &str) -> Result<Exporting, CommandError> {
     }
     let resource = Resource::from_env(instance)?;
     for key in &resource.overridden {
-        tracing::warn!(key, "OTEL_RESOURCE_ATTRIBUTES: {key} is jobtrace's own; the given one is ignored");
+        tracing::warn!(
+            "OTEL_RESOURCE_ATTRIBUTES: {key} is jobtrace's own; the given value is ignored"
+        );
     }
     Ok((config, resource.attributes))
 }
@@ -371,7 +373,14 @@ async fn start_controller(
     let instance = instance_name(args.instance.as_ref());
     let exporting = exporting_from_env(&instance)?;
     let (tracer, own) = self_tracing(common, &metrics, || Ok(exporting.clone()), &shutdown)?;
-    let context = controller_context(args, exporting, metrics.clone(), sync.clone(), tracer.clone()).await?;
+    let context = controller_context(
+        args,
+        exporting,
+        metrics.clone(),
+        sync.clone(),
+        tracer.clone(),
+    )
+    .await?;
     Ok(Started {
         shutdown,
         metrics,

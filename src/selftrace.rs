@@ -125,7 +125,7 @@ const BATCH: usize = 512;
 pub async fn export(
     mut spans: mpsc::Receiver<SpanRecord>,
     exporter: crate::export::Exporter,
-    resource: Vec<(&'static str, String)>,
+    resource: Vec<(String, String)>,
     metrics: Arc<Metrics>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {

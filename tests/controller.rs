@@ -481,6 +481,9 @@ async fn play(statuses: Vec<u16>, scenario: Scenario) -> (Vec<String>, Played, A
         endpoint,
         headers: Vec::new(),
         timeout: Duration::from_secs(2),
+        compression: jobtrace::export::Compression::None,
+        tls: jobtrace::export::TlsFiles::default(),
+        warnings: Vec::new(),
     };
     let (client, apiserver) = ApiServerVerifier::new(log.clone());
     let verifier = tokio::spawn(apiserver.play(scenario));
@@ -489,7 +492,7 @@ async fn play(statuses: Vec<u16>, scenario: Scenario) -> (Vec<String>, Played, A
         client,
         exporter: Exporter::new(config).unwrap(),
         metrics: metrics.clone(),
-        resource: vec![("service.name", "jobtrace".to_owned())],
+        resource: vec![("service.name".to_owned(), "jobtrace".to_owned())],
         instance: "test".to_owned(),
         namespace: None,
         sync: Arc::default(),

@@ -25,7 +25,11 @@ pub enum ExportError {
 /// when the server says when to retry.
 pub fn classify_grpc(status: &tonic::Status) -> ExportError {
     use tonic::Code;
-    let message = format!("{:?}: {}", status.code(), status.message());
+    let mut message = format!("{:?}: {}", status.code(), status.message());
+    // A connection's failure, such as a refused certificate, is in the status's source.
+    if let Some(source) = std::error::Error::source(status) {
+        message = format!("{message}: {}", chain(source));
+    }
     let retry_after = status.get_details_retry_info().and_then(|r| r.retry_delay);
     match status.code() {
         Code::Cancelled
@@ -43,6 +47,21 @@ pub fn classify_grpc(status: &tonic::Status) -> ExportError {
         },
         _ => ExportError::Permanent(message),
     }
+}
+
+/// An error and its sources, as one line.
+pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Wrappers often repeat their source's text.
+        if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+        source = cause.source();
+    }
+    line
 }
 
 /// OTLP/HTTP: 429, 502, 503 and 504 are retryable, honouring `Retry-After`; any other failure is

@@ -6,9 +6,14 @@
 mod classify;
 mod config;
 mod proto;
+mod resource;
 mod transport;
 
 pub use classify::{ExportError, classify_grpc, classify_http};
-pub use config::{ConfigError, ExporterConfig, Protocol};
+pub use config::{
+    ClientIdentity, Compression, ConfigError, ConfigWarning, ExporterConfig, PemFile, Protocol,
+    TlsFiles,
+};
 pub use proto::request;
+pub use resource::{Resource, ResourceError};
 pub use transport::{Accepted, BuildError, Exporter};

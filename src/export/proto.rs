@@ -8,10 +8,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, spa
 use crate::spans::{SpanRecord, Status, Value};
 
 /// Converts spans into one OTLP request, under jobtrace's resource and scope.
-pub fn request(
-    spans: &[SpanRecord],
-    resource: &[(&'static str, String)],
-) -> ExportTraceServiceRequest {
+pub fn request(spans: &[SpanRecord], resource: &[(String, String)]) -> ExportTraceServiceRequest {
     let resource = Resource {
         attributes: resource
             .iter()
@@ -158,7 +155,7 @@ mod tests {
             label_attributes: vec![("k8s.job.label.team".into(), "data".into())],
             links: Vec::new(),
         };
-        let request = request(&[record], &[("service.name", "jobtrace".into())]);
+        let request = request(&[record], &[("service.name".into(), "jobtrace".into())]);
         let resource_spans = &request.resource_spans[0];
         let resource = resource_spans.resource.as_ref().unwrap();
         assert_eq!(resource.attributes[0].key, "service.name");

@@ -1,5 +1,10 @@
-//! Sending requests to the collector, over gRPC (tonic) or HTTP/protobuf (hyper).
+//! Sending requests to the collector, over gRPC (tonic) or HTTP/protobuf (hyper), in plain text
+//! or TLS (rustls, with the configured trust roots and client certificate), gzip-compressed when
+//! configured.
 
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -9,9 +14,11 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::classify::{ExportError, classify_grpc, classify_http};
-use super::config::{ExporterConfig, Protocol};
+use super::classify::{ExportError, chain, classify_grpc, classify_http};
+use super::config::{Compression, ExporterConfig, Protocol, TlsFiles};
 
 /// What the collector said about an accepted request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,45 +47,67 @@ pub enum BuildError {
         endpoint: String,
         source: tonic::transport::Error,
     },
-    #[error("TLS for {endpoint}: {source}")]
+    #[error("TLS for {endpoint}: {}", chain(source))]
     Tls {
         endpoint: String,
         source: tonic::transport::Error,
+    },
+    #[error("{variable}: the certificate in {path} can't be a trust root: {source}")]
+    Roots {
+        variable: &'static str,
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("client certificate {certificate} with key {key}: {source}")]
+    ClientIdentity {
+        certificate: PathBuf,
+        key: PathBuf,
+        source: rustls::Error,
     },
 }
 
 impl Exporter {
     /// Builds the client; nothing is sent until the first export, so a collector that is down
-    /// doesn't stop the controller from starting.
+    /// doesn't stop the controller from starting. The certificates are checked here.
     pub fn new(config: ExporterConfig) -> Result<Self, BuildError> {
+        // Built for both protocols: for gRPC it checks what tonic is given, with clearer errors.
+        let tls = client_tls(&config.tls)?;
         let mut exporter = Self {
             config,
             grpc: None,
             http: None,
         };
-        match exporter.config.protocol {
+        let config = &exporter.config;
+        match config.protocol {
             Protocol::Grpc => {
-                let mut endpoint =
-                    tonic::transport::Endpoint::from_shared(exporter.config.endpoint.clone())
-                        .map_err(|source| BuildError::Endpoint {
-                            endpoint: exporter.config.endpoint.clone(),
-                            source,
-                        })?
-                        .timeout(exporter.config.timeout)
-                        .connect_timeout(exporter.config.timeout);
-                if exporter.config.endpoint.starts_with("https://") {
+                let mut endpoint = tonic::transport::Endpoint::from_shared(config.endpoint.clone())
+                    .map_err(|source| BuildError::Endpoint {
+                        endpoint: config.endpoint.clone(),
+                        source,
+                    })?
+                    .timeout(config.timeout)
+                    .connect_timeout(config.timeout);
+                if config.endpoint.starts_with("https://") {
                     endpoint = endpoint
-                        .tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots())
+                        .tls_config(grpc_tls(&config.tls))
                         .map_err(|source| BuildError::Tls {
-                            endpoint: exporter.config.endpoint.clone(),
+                            endpoint: config.endpoint.clone(),
                             source,
                         })?;
                 }
-                exporter.grpc = Some(TraceServiceClient::new(endpoint.connect_lazy()));
+                let mut client = TraceServiceClient::new(endpoint.connect_lazy());
+                if config.compression == Compression::Gzip {
+                    // A gRPC server answers in the encoding of the request: the response is
+                    // gzip too.
+                    client = client
+                        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+                        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+                }
+                exporter.grpc = Some(client);
             }
             Protocol::HttpProtobuf => {
                 let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_webpki_roots()
+                    .with_tls_config(tls)
                     .https_or_http()
                     .enable_http1()
                     .build();
@@ -142,7 +171,12 @@ impl Exporter {
         for (k, v) in &self.config.headers {
             builder = builder.header(k, v);
         }
-        let body = Full::new(Bytes::from(request.encode_to_vec()));
+        let mut body = request.encode_to_vec();
+        if self.config.compression == Compression::Gzip {
+            builder = builder.header("content-encoding", "gzip");
+            body = gzip(&body);
+        }
+        let body = Full::new(Bytes::from(body));
         let http_request = builder
             .body(body)
             .map_err(|e| ExportError::Permanent(format!("request: {e}")))?;
@@ -156,7 +190,7 @@ impl Exporter {
             }
             Ok(Err(e)) => {
                 return Err(ExportError::Retryable {
-                    message: format!("connection: {e}"),
+                    message: format!("connection: {}", chain(&e)),
                     retry_after: None,
                 });
             }
@@ -179,4 +213,72 @@ impl Exporter {
             .to_bytes();
         classify_http(status.as_u16(), retry_after, &body)
     }
+}
+
+/// The rustls configuration of a TLS connection to the collector: the configured trust roots, or
+/// else the web PKI's, and the client certificate when there is one.
+fn client_tls(files: &TlsFiles) -> Result<rustls::ClientConfig, BuildError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &files.roots {
+        Some(file) => {
+            // The configuration checked that the file holds PEM certificates.
+            for certificate in CertificateDer::pem_slice_iter(&file.pem).flatten() {
+                roots.add(certificate).map_err(|source| BuildError::Roots {
+                    variable: file.variable,
+                    path: file.path.clone(),
+                    source,
+                })?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default protocol versions")
+    .with_root_certificates(roots);
+    match &files.client {
+        None => Ok(builder.with_no_client_auth()),
+        Some(client) => {
+            let failed = |source| BuildError::ClientIdentity {
+                certificate: client.certificate.path.clone(),
+                key: client.key.path.clone(),
+                source,
+            };
+            let chain: Vec<_> = CertificateDer::pem_slice_iter(&client.certificate.pem)
+                .flatten()
+                .collect();
+            let key = PrivateKeyDer::from_pem_slice(&client.key.pem)
+                .map_err(|e| failed(rustls::Error::General(e.to_string())))?;
+            builder.with_client_auth_cert(chain, key).map_err(failed)
+        }
+    }
+}
+
+/// The same for tonic, which builds its rustls configuration itself.
+fn grpc_tls(files: &TlsFiles) -> tonic::transport::ClientTlsConfig {
+    let mut tls = tonic::transport::ClientTlsConfig::new();
+    tls = match &files.roots {
+        Some(file) => tls.ca_certificate(tonic::transport::Certificate::from_pem(&file.pem)),
+        None => tls.with_webpki_roots(),
+    };
+    if let Some(client) = &files.client {
+        tls = tls.identity(tonic::transport::Identity::from_pem(
+            &client.certificate.pem,
+            &client.key.pem,
+        ));
+    }
+    tls
+}
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::default(),
+    );
+    encoder
+        .write_all(body)
+        .expect("writing to memory doesn't fail");
+    encoder.finish().expect("writing to memory doesn't fail")
 }

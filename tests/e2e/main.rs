@@ -11,6 +11,7 @@ mod chart;
 mod clients;
 mod cluster;
 mod edges;
+mod exporter_tls;
 mod jaeger;
 mod policy;
 mod spans;
