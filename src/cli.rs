@@ -228,7 +228,7 @@ pub struct WebhookArgs {
     pub tls_reload_seconds: u64,
     #[command(flatten)]
     pub certs: CertArgs,
-    /// Address of the plain-HTTP server for /healthz, /readyz and /metrics.
+    /// Address of the plain-HTTP server for /healthz, /readyz, /syncz and /metrics.
     #[arg(long, env = "JOBTRACE_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
     pub metrics_listen: SocketAddr,
     /// On SIGTERM, how long to keep serving while reporting not ready (so the Service stops
@@ -394,7 +394,7 @@ pub struct ControllerArgs {
 pub struct ControllerCommand {
     #[command(flatten)]
     pub controller: ControllerArgs,
-    /// Address of the plain-HTTP server for /healthz, /readyz and /metrics.
+    /// Address of the plain-HTTP server for /healthz, /readyz, /syncz and /metrics.
     #[arg(long, env = "JOBTRACE_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
     pub metrics_listen: SocketAddr,
 }

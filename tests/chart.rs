@@ -99,14 +99,15 @@ fn defaults_are_highly_available_restricted_and_match_the_design() {
         "jt"
     );
     assert_eq!(one(&docs, "PodDisruptionBudget")["spec"]["minAvailable"], 1);
-    // Probes on the operations port.
+    // Probes on the operations port: readiness on admissions alone, none on the controller's
+    // `/syncz` (a listing leader must stay in the endpoints, and alive).
     assert_eq!(
-        container(&docs)["readinessProbe"]["httpGet"]["path"],
-        "/readyz"
-    );
-    assert_eq!(
-        container(&docs)["livenessProbe"]["httpGet"]["path"],
-        "/healthz"
+        probe_paths(&docs),
+        [
+            ("livenessProbe", "/healthz".to_owned()),
+            ("readinessProbe", "/readyz".to_owned()),
+            ("startupProbe", "/healthz".to_owned()),
+        ]
     );
     // Self-managed certificates for the Service's names.
     let args = args(&docs);
@@ -128,6 +129,75 @@ fn defaults_are_highly_available_restricted_and_match_the_design() {
     let expected = serde_json::to_value(expected).unwrap();
     assert_eq!(webhooks(&docs), expected["webhooks"].as_array().unwrap());
     assert_eq!(kind(&docs, "Certificate").len(), 0);
+}
+
+/// Each probe of the jobtrace container and the path it gets, on the metrics port.
+fn probe_paths(docs: &[Value]) -> Vec<(&'static str, String)> {
+    let container = container(docs);
+    ["livenessProbe", "readinessProbe", "startupProbe"]
+        .into_iter()
+        .map(|probe| {
+            let get = &container[probe]["httpGet"];
+            assert_eq!(get["port"], "metrics", "{probe}");
+            (probe, get["path"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// The chart's probes against jobtrace's own operations port, its controller leading and listing:
+/// every probe succeeds, so the replica stays in the Service's endpoints and is not restarted;
+/// and once it is asked to stop, readiness fails first.
+#[tokio::test]
+async fn the_probes_pass_while_the_controller_lists() {
+    use axum::body::Body;
+    use hyper::http::{Request, StatusCode};
+    use jobtrace::admin::{Operations, Readiness, router};
+    use jobtrace::controller::ControllerSync;
+    use tower::ServiceExt as _;
+    if !helm_found() {
+        return;
+    }
+    let docs = defaults();
+    let controller = std::sync::Arc::new(ControllerSync::default());
+    controller.leading();
+    let operations = Operations {
+        metrics: std::sync::Arc::default(),
+        readiness: std::sync::Arc::new(Readiness::default()),
+        controller: Some(controller),
+    };
+    // The webhook has its certificate.
+    operations.readiness.set_serving();
+    let status = |path: String| {
+        let operations = operations.clone();
+        async move {
+            router(operations)
+                .oneshot(Request::get(path).body(Body::empty()).unwrap())
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    for (probe, path) in probe_paths(&docs) {
+        assert_eq!(status(path.clone()).await, StatusCode::OK, "{probe} {path}");
+    }
+    assert_eq!(
+        status("/syncz".to_owned()).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the controller lists"
+    );
+    operations.readiness.set_stopping();
+    for (probe, path) in probe_paths(&docs) {
+        let expected = if probe == "readinessProbe" {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(
+            status(path.clone()).await,
+            expected,
+            "{probe} {path} stopping"
+        );
+    }
 }
 
 #[test]
@@ -912,13 +982,22 @@ fn the_uninstall_hook_releases_the_held_jobs_before_anything_goes() {
     let hooks = kind(&docs, "Job");
     assert_eq!(hooks.len(), 1);
     let hook = hooks[0];
-    assert_eq!(hook["metadata"]["annotations"]["helm.sh/hook"], "pre-delete");
+    assert_eq!(
+        hook["metadata"]["annotations"]["helm.sh/hook"],
+        "pre-delete"
+    );
     let pod = &hook["spec"]["template"]["spec"];
-    assert_eq!(pod["serviceAccountName"], one(&docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]);
+    assert_eq!(
+        pod["serviceAccountName"],
+        one(&docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+    );
     let webhook = one(&docs, "MutatingWebhookConfiguration")["metadata"]["name"].clone();
     assert_eq!(
         pod["containers"][0]["args"],
-        json!(["release", format!("--webhook-configuration={}", webhook.as_str().unwrap())])
+        json!([
+            "release",
+            format!("--webhook-configuration={}", webhook.as_str().unwrap())
+        ])
     );
     assert!(args(&docs).contains(&"--hold-for-export=true".to_owned()));
 }

@@ -343,14 +343,19 @@ async fn a_listing_controller_leaves_the_webhook_ready_and_answering() {
     };
     let context = Arc::new(Context {
         client: kube::Client::new(service, "default"),
-        exporter: Exporter::new(ExporterConfig::from_env(nowhere).unwrap()).unwrap(),
+        exporter: Exporter::new(
+            ExporterConfig::from_sources(nowhere, |path: &std::path::Path| std::fs::read(path))
+                .unwrap(),
+        )
+        .unwrap(),
         metrics: metrics.clone(),
-        resource: vec![("service.name", "jobtrace".to_owned())],
+        resource: vec![("service.name".to_owned(), "jobtrace".to_owned())],
         instance: "test".to_owned(),
         namespace: None,
         sync: sync.clone(),
         tracer: None,
         policy_status: false,
+        hold_timeout: Duration::from_secs(60),
     });
     let stop_controller = CancellationToken::new();
     let controller = tokio::spawn(jobtrace::controller::run(context, stop_controller.clone()));

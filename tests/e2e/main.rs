@@ -14,6 +14,7 @@ mod edges;
 mod exporter_tls;
 mod jaeger;
 mod policy;
+mod readiness;
 mod spans;
 mod trace_command;
 mod ui;

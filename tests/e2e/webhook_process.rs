@@ -114,6 +114,9 @@ pub struct Webhook {
     port: u16,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Whether a start waits for the controller's `/syncz` too, not only for `/readyz`: so that
+    /// the tests' objects are not deleted before the controller has listed.
+    wait_for_sync: bool,
 }
 
 impl Webhook {
@@ -145,8 +148,15 @@ impl Webhook {
         .await
     }
 
+    /// `jobtrace ARGS`: once ready, and when it runs a controller (`run`, `controller`) once that
+    /// has listed the traced objects.
     pub async fn start_with(ns: &TestNamespace, args: &[&str], env: &[(&str, &str)]) -> Self {
         Self::start_registered(ns, args, env, |_| {}).await
+    }
+
+    /// `jobtrace ARGS`, once ready, whatever its controller does: what a Service would see.
+    pub async fn start_unsynced(ns: &TestNamespace, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_waiting(ns, args, env, |_| {}, false).await
     }
 
     async fn start_registered(
@@ -154,6 +164,17 @@ impl Webhook {
         args: &[&str],
         env: &[(&str, &str)],
         adjust: impl FnOnce(&mut Registration),
+    ) -> Self {
+        let controller = args.first().is_some_and(|command| *command != "webhook");
+        Self::start_waiting(ns, args, env, adjust, controller).await
+    }
+
+    async fn start_waiting(
+        ns: &TestNamespace,
+        args: &[&str],
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(&mut Registration),
+        wait_for_sync: bool,
     ) -> Self {
         let pki = cluster_dir().join("pki");
         let port = free_port();
@@ -177,6 +198,7 @@ impl Webhook {
             port,
             args,
             env,
+            wait_for_sync,
         };
         webhook.wait_until_ready().await;
         register(ns, &registration).await;
@@ -195,11 +217,13 @@ impl Webhook {
         self.wait_until_ready().await;
     }
 
-    /// Waits until the process answers `/readyz` on its metrics port; panics when it exits first
-    /// or takes too long.
+    /// Waits until the process answers `/readyz` (and, if it waits for sync, `/syncz`) on its
+    /// metrics port; panics when it exits first or takes too long.
     async fn wait_until_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !ready(self.metrics).await {
+        while !(ok(self.metrics, "/readyz").await
+            && (!self.wait_for_sync || ok(self.metrics, "/syncz").await))
+        {
             let child = self.child.as_mut().expect("a started process");
             if let Some(status) = child.try_wait().expect("the jobtrace process's status") {
                 panic!(
@@ -209,7 +233,12 @@ impl Webhook {
             }
             assert!(
                 Instant::now() < deadline,
-                "jobtrace never became ready on {}",
+                "jobtrace never became ready{} on {}",
+                if self.wait_for_sync {
+                    " and synced"
+                } else {
+                    ""
+                },
                 self.metrics
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -307,9 +336,9 @@ impl Drop for Webhook {
     }
 }
 
-/// Whether `/readyz` on the plain-HTTP port answers 200.
-async fn ready(addr: SocketAddr) -> bool {
-    reqwest::get(format!("http://{addr}/readyz"))
+/// Whether `path` (`/readyz`, `/syncz`) on the plain-HTTP port answers 200.
+async fn ok(addr: SocketAddr, path: &str) -> bool {
+    reqwest::get(format!("http://{addr}{path}"))
         .await
         .is_ok_and(|r| r.status().is_success())
 }
@@ -355,6 +384,22 @@ impl Scrape {
             .collect();
         match values[..] {
             [value] => self.count(name, value),
+            [] => panic!("{} has no {name}:\n{}", self.url, self.text),
+            _ => panic!("{} has {name} more than once:\n{}", self.url, self.text),
+        }
+    }
+
+    /// The value of the gauge `name`, which has no labels; panics when it is absent.
+    pub fn gauge(&self, name: &str) -> i64 {
+        let values: Vec<&str> = self
+            .samples(name)
+            .filter(|(labels, _)| labels.is_empty())
+            .map(|(_, value)| value)
+            .collect();
+        match values[..] {
+            [value] => value
+                .parse()
+                .unwrap_or_else(|e| panic!("{name} at {} is {value:?}: {e}", self.url)),
             [] => panic!("{} has no {name}:\n{}", self.url, self.text),
             _ => panic!("{} has {name} more than once:\n{}", self.url, self.text),
         }
