@@ -1,8 +1,7 @@
 //! Batching: queued work gathered into OTLP requests of up to 512 spans, exported, retried with
 //! backoff while the collector can't take them, and recorded as jobtrace's own spans.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::runtime::events::{Recorder, Reporter};
@@ -10,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::mark::finish;
-use super::{Context, Work};
+use super::{Context, Pending, Work};
 use crate::export::ExportError;
 use crate::names::Exported;
 use crate::selftrace::SelfTracer;
@@ -27,7 +26,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub(super) async fn export_loop(
     context: Arc<Context>,
     mut work: mpsc::Receiver<Work>,
-    pending: Arc<Mutex<HashSet<String>>>,
+    pending: Arc<Pending>,
     shutdown: CancellationToken,
 ) {
     let recorder = Recorder::new(
@@ -130,14 +129,17 @@ async fn release_expired(
     context: &Context,
     recorder: &Recorder,
     batch: &mut Vec<Work>,
-    pending: &Mutex<HashSet<String>>,
+    pending: &Pending,
 ) {
     let now = k8s_openapi::jiff::Timestamp::now();
     let timeout = k8s_openapi::jiff::SignedDuration::try_from(context.hold_timeout)
         .unwrap_or(k8s_openapi::jiff::SignedDuration::MAX);
     let (expired, kept): (Vec<Work>, Vec<Work>) = std::mem::take(batch)
         .into_iter()
-        .partition(|w| w.deleting_since.is_some_and(|t| now.duration_since(t) >= timeout));
+        .partition(|w| {
+            let since = w.deleting_since.or_else(|| pending.deleting_since(&w.uid));
+            since.is_some_and(|t| now.duration_since(t) >= timeout)
+        });
     *batch = kept;
     if expired.is_empty() {
         return;

@@ -1,8 +1,6 @@
 //! Marking: each exported object gets `jobtrace.dev/exported` through a JSON patch that first
 //! tests its uid, and each exported Job a `TraceExported` Event.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -13,7 +11,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource};
 use serde_json::json;
 
-use super::{Context, ObjectKind, Work};
+use super::{Context, ObjectKind, Pending, Work};
 use crate::names::Exported;
 
 /// Marks exported objects, records an Event on each Job, and forgets them.
@@ -22,7 +20,7 @@ pub(super) async fn finish(
     recorder: &Recorder,
     batch: Vec<Work>,
     outcome: Exported,
-    pending: &Mutex<HashSet<String>>,
+    pending: &Pending,
 ) {
     let now = Timestamp::now();
     futures::stream::iter(batch)
@@ -39,7 +37,7 @@ pub(super) async fn finish(
                     publish(recorder, &w).await;
                 }
             }
-            pending.lock().expect("not poisoned").remove(&w.uid);
+            pending.remove(&w.uid);
             context.metrics.controller_pending.dec();
         })
         .await;

@@ -10,7 +10,7 @@ mod mark;
 mod sync;
 mod watch;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -60,6 +60,41 @@ struct Work {
     finished: Timestamp,
 }
 
+/// The objects queued or being exported, by uid, each with the time its deletion began if it is
+/// held for export: a Job queued when it finished and deleted while its export retries gets its
+/// hold timeout all the same.
+#[derive(Default)]
+struct Pending(Mutex<HashMap<String, Option<Timestamp>>>);
+
+impl Pending {
+    /// Records `work`; `true` when it is new (to be queued), `false` when it was queued already
+    /// (its deletion, if it began since, is recorded).
+    fn add(&self, work: &Work) -> bool {
+        let mut pending = self.0.lock().expect("not poisoned");
+        match pending.get_mut(&work.uid) {
+            Some(deleting) => {
+                if deleting.is_none() {
+                    *deleting = work.deleting_since;
+                }
+                false
+            }
+            None => {
+                pending.insert(work.uid.clone(), work.deleting_since);
+                true
+            }
+        }
+    }
+
+    /// Since when the held object `uid` is being deleted, as far as the watch has seen.
+    fn deleting_since(&self, uid: &str) -> Option<Timestamp> {
+        self.0.lock().expect("not poisoned").get(uid).copied().flatten()
+    }
+
+    fn remove(&self, uid: &str) {
+        self.0.lock().expect("not poisoned").remove(uid);
+    }
+}
+
 /// What the controller needs.
 pub struct Context {
     pub client: Client,
@@ -95,7 +130,7 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     });
     // A short queue: when the collector is slow the watch waits, instead of memory growing.
     let (queue, work) = mpsc::channel::<Work>(512);
-    let pending = Arc::new(Mutex::new(HashSet::<String>::new()));
+    let pending = Arc::new(Pending::default());
     let exporting = tokio::spawn(batch::export_loop(
         context.clone(),
         work,
@@ -140,11 +175,7 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
             Seen::Listing(kind) => context.sync.listing(kind),
             Seen::Listed(kind) => context.sync.listed(kind),
             Seen::Finished(work) => {
-                if pending
-                    .lock()
-                    .expect("not poisoned")
-                    .insert(work.uid.clone())
-                {
+                if pending.add(&work) {
                     context.metrics.controller_pending.inc();
                     if queue.send(work).await.is_err() {
                         break;

@@ -9,6 +9,7 @@ mod webhook_process;
 mod certs;
 mod chart;
 mod clients;
+mod durable;
 mod cluster;
 mod edges;
 mod exporter_tls;

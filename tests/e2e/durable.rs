@@ -1,0 +1,198 @@
+//! Durable export: a traced Job held by jobtrace's finalizer can't disappear before its spans are
+//! exported, whether it is deleted early (`ttlSecondsAfterFinished: 0`) while no controller runs,
+//! with its namespace, or while the collector is down (bounded by `--hold-timeout`); and
+//! `jobtrace release` lets every held Job go.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, PostParams};
+
+use crate::jaeger::{OTLP_GRPC, fetch_trace};
+use crate::spans::{kwok_job, named, random_trace_id};
+use crate::support::{DEADLINE, TestNamespace};
+use crate::webhook_process::Webhook;
+
+const FINALIZER: &str = "jobtrace.dev/export";
+
+/// `jobtrace run` for the namespace that holds Jobs for export.
+async fn run_holding(ns: &TestNamespace, otlp: &str, extra: &[&str]) -> Webhook {
+    let mut args = vec![
+        "run",
+        "--no-leader-election",
+        "--watch-namespace",
+        &ns.name,
+        "--hold-for-export",
+    ];
+    args.extend_from_slice(extra);
+    Webhook::start_with(ns, &args, &[("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)]).await
+}
+
+fn held(job: &Job) -> bool {
+    job.metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
+}
+
+/// Waits until `done` holds for the namespace's Jobs.
+async fn jobs_until(ns: &TestNamespace, what: &str, done: impl Fn(&[Job]) -> bool) -> Vec<Job> {
+    let jobs: Api<Job> = ns.api();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let list = jobs.list(&ListParams::default()).await.unwrap().items;
+        if done(&list) {
+            return list;
+        }
+        assert!(Instant::now() < deadline, "{what}: not in time");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn create(ns: &TestNamespace, job: &Job) {
+    let jobs: Api<Job> = ns.api();
+    jobs.create(&PostParams::default(), job).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_deleted_while_no_controller_runs_are_exported_once_when_one_starts() {
+    let ns = TestNamespace::create("held").await;
+    // Only the webhook: no controller exports, nothing releases.
+    let webhook = Webhook::start_with(&ns, &["webhook", "--hold-for-export"], &[]).await;
+    let traces: Vec<String> = (0..20).map(|_| random_trace_id()).collect();
+    for (i, trace) in traces.iter().enumerate() {
+        let mut job = kwok_job(
+            &format!("short-{i}"),
+            &format!("00-{trace}-00f067aa0ba902b7-01"),
+            "1s",
+        );
+        job.spec.as_mut().unwrap().ttl_seconds_after_finished = Some(0);
+        create(&ns, &job).await;
+    }
+    // Every Job finishes and is deleted by the TTL controller at once, but stays, held.
+    let held_jobs = jobs_until(&ns, "20 finished Jobs deleted and held", |jobs| {
+        jobs.len() == 20
+            && jobs
+                .iter()
+                .all(|j| j.metadata.deletion_timestamp.is_some() && held(j))
+    })
+    .await;
+    assert_eq!(held_jobs.len(), 20);
+    drop(webhook);
+
+    let _controller = run_holding(&ns, OTLP_GRPC, &[]).await;
+    jobs_until(&ns, "every held Job exported and gone", <[Job]>::is_empty).await;
+    for trace in &traces {
+        let trace = fetch_trace(trace, 1).await;
+        let job_spans = named(&trace, "job ");
+        assert_eq!(job_spans.len(), 1, "each Job span exactly once: {trace:#}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_with_held_jobs_finishes_deleting() {
+    let ns = TestNamespace::create("held-ns").await;
+    let _jobtrace = run_holding(&ns, OTLP_GRPC, &[]).await;
+    let trace = random_trace_id();
+    for i in 0..3 {
+        let job = kwok_job(
+            &format!("long-{i}"),
+            &format!("00-{trace}-00f067aa0ba902b7-01"),
+            "10m",
+        );
+        create(&ns, &job).await;
+    }
+    jobs_until(&ns, "3 held Jobs", |jobs| {
+        jobs.len() == 3 && jobs.iter().all(held)
+    })
+    .await;
+    let namespaces: Api<Namespace> = Api::all(ns.client.clone());
+    namespaces
+        .delete(&ns.name, &DeleteParams::background())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while namespaces.get_opt(&ns.name).await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the namespace never finished deleting"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Deleted while running: each Job span ends at the deletion, exported before the release.
+    let trace = fetch_trace(&trace, 3).await;
+    assert_eq!(named(&trace, "job ").len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_holds_a_deletion_no_longer_than_the_hold_timeout() {
+    let ns = TestNamespace::create("held-timeout").await;
+    // Nothing listens there: every export fails and is retried.
+    let down = format!("http://127.0.0.1:{}", crate::webhook_process::free_port());
+    let jobtrace = run_holding(&ns, &down, &["--hold-timeout", "3s"]).await;
+    let job = kwok_job(
+        "doomed",
+        &format!("00-{}-00f067aa0ba902b7-01", random_trace_id()),
+        "1s",
+    );
+    create(&ns, &job).await;
+    jobs_until(&ns, "the Job finished and held", |jobs| {
+        jobs.len() == 1
+            && held(&jobs[0])
+            && jobs[0]
+                .status
+                .as_ref()
+                .is_some_and(|s| s.completion_time.is_some())
+    })
+    .await;
+    let jobs: Api<Job> = ns.api();
+    jobs.delete("doomed", &DeleteParams::background())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    jobs_until(&ns, "the Job released at the hold timeout", <[Job]>::is_empty).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "released only once the hold timed out ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(jobtrace.counter("jobtrace_export_holds_expired_total").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_lets_every_held_job_go() {
+    let ns = TestNamespace::create("release").await;
+    let mut webhook = Webhook::start_with(&ns, &["webhook", "--hold-for-export"], &[]).await;
+    for i in 0..3 {
+        let job = kwok_job(
+            &format!("kept-{i}"),
+            &format!("00-{}-00f067aa0ba902b7-01", random_trace_id()),
+            "10m",
+        );
+        create(&ns, &job).await;
+    }
+    jobs_until(&ns, "3 held Jobs", |jobs| {
+        jobs.len() == 3 && jobs.iter().all(held)
+    })
+    .await;
+    webhook.stop();
+    let jobs: Api<Job> = ns.api();
+    jobs.delete_collection(&DeleteParams::background(), &ListParams::default())
+        .await
+        .unwrap();
+    jobs_until(&ns, "3 Jobs deleted and held", |jobs| {
+        jobs.len() == 3 && jobs.iter().all(|j| j.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+    let released = Command::new(env!("CARGO_BIN_EXE_jobtrace"))
+        .args(["release", "--namespace", &ns.name])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&released.stderr);
+    assert!(released.status.success(), "{stderr}");
+    assert!(stderr.contains("released 3 of 3 held Jobs"), "{stderr}");
+    jobs_until(&ns, "every Job gone", <[Job]>::is_empty).await;
+}
