@@ -276,6 +276,78 @@ fn grants<'a>(docs: &'a [Value], resource: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// The pod's volume `name`.
+fn volume<'a>(docs: &'a [Value], name: &str) -> &'a Value {
+    pod_spec(docs)["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["name"] == name))
+        .unwrap_or_else(|| panic!("no volume {name}"))
+}
+
+/// The container's mount of volume `name`.
+fn mount<'a>(docs: &'a [Value], name: &str) -> &'a Value {
+    container(docs)["volumeMounts"]
+        .as_array()
+        .and_then(|v| v.iter().find(|m| m["name"] == name))
+        .unwrap_or_else(|| panic!("no mount of {name}"))
+}
+
+#[test]
+fn the_exporter_environment_rendered_is_what_jobtrace_reads() {
+    if !helm_found() {
+        return;
+    }
+    let tls = [
+        "--set",
+        "otlp.endpoint=https://collector:4317,otlp.compression=gzip,otlp.tls.ca.secretName=ca,otlp.tls.client.secretName=client",
+        "--set-json",
+        r#"otlp.resourceAttributes={"k8s.cluster.name":"prod"}"#,
+    ];
+    for flags in [&[][..], &tls[..]] {
+        let docs = render("jt", "tracing", flags).unwrap();
+        let vars: std::collections::HashMap<String, String> = container(&docs)["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e["name"].as_str()?.to_owned(),
+                    e["value"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        // The files at the paths the chart mounts, with what a Secret of PEM would hold.
+        let mounted: Vec<&str> = container(&docs)["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["mountPath"].as_str())
+            .collect();
+        let read = |path: &std::path::Path| {
+            let dir = path.parent().unwrap().to_str().unwrap();
+            assert!(mounted.contains(&dir), "{} is not mounted", path.display());
+            let label = if path.extension().is_some_and(|e| e == "key") {
+                "PRIVATE KEY"
+            } else {
+                "CERTIFICATE"
+            };
+            Ok(format!("-----BEGIN {label}-----\nAAAA\n-----END {label}-----\n").into_bytes())
+        };
+        let config = jobtrace::export::ExporterConfig::from_sources(|k| vars.get(k).cloned(), read)
+            .unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+        assert!(
+            config.warnings.is_empty(),
+            "{flags:?}: {:?}",
+            config.warnings
+        );
+        jobtrace::export::Resource::from_vars(|k| vars.get(k).cloned(), "replica").unwrap();
+        if !flags.is_empty() {
+            assert_eq!(config.compression, jobtrace::export::Compression::Gzip);
+            assert!(config.tls.roots.is_some() && config.tls.client.is_some());
+        }
+    }
+}
+
 /// One documented value set to something else, and what must change in the rendering.
 struct Case {
     /// The values.yaml paths this case covers.
@@ -377,6 +449,101 @@ fn cases() -> Vec<Case> {
                 assert_eq!(
                     env(d, "OTEL_EXPORTER_OTLP_HEADERS").unwrap()["valueFrom"]["secretKeyRef"],
                     json!({ "name": "vendor-key", "key": "otlp" })
+                );
+            },
+        },
+        Case {
+            paths: &["otlp.compression", "otlp.insecure"],
+            flags: &[
+                "--set",
+                "otlp.endpoint=collector.observability:4317,otlp.compression=gzip,otlp.insecure=true",
+            ],
+            check: |d| {
+                assert_eq!(
+                    env_value(d, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+                    "collector.observability:4317"
+                );
+                assert_eq!(env_value(d, "OTEL_EXPORTER_OTLP_COMPRESSION"), "gzip");
+                assert_eq!(env_value(d, "OTEL_EXPORTER_OTLP_INSECURE"), "true");
+            },
+        },
+        Case {
+            paths: &["otlp.tls.ca.secretName", "otlp.tls.ca.key"],
+            flags: &[
+                "--set",
+                "otlp.tls.ca.secretName=collector-ca,otlp.tls.ca.key=root.pem",
+            ],
+            check: |d| {
+                assert_eq!(
+                    env_value(d, "OTEL_EXPORTER_OTLP_CERTIFICATE"),
+                    "/etc/jobtrace/otlp/ca/ca.crt"
+                );
+                assert!(env(d, "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE").is_none());
+                assert_eq!(
+                    volume(d, "otlp-ca")["secret"],
+                    json!({ "secretName": "collector-ca",
+                        "items": [{ "key": "root.pem", "path": "ca.crt" }] })
+                );
+                assert_eq!(
+                    mount(d, "otlp-ca"),
+                    &json!({ "name": "otlp-ca", "mountPath": "/etc/jobtrace/otlp/ca", "readOnly": true })
+                );
+            },
+        },
+        Case {
+            paths: &[
+                "otlp.tls.client.secretName",
+                "otlp.tls.client.certKey",
+                "otlp.tls.client.keyKey",
+            ],
+            flags: &[
+                "--set",
+                "otlp.tls.client.secretName=jobtrace-client,otlp.tls.client.certKey=chain.pem,otlp.tls.client.keyKey=key.pem",
+            ],
+            check: |d| {
+                assert_eq!(
+                    env_value(d, "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
+                    "/etc/jobtrace/otlp/client/tls.crt"
+                );
+                assert_eq!(
+                    env_value(d, "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+                    "/etc/jobtrace/otlp/client/tls.key"
+                );
+                assert!(env(d, "OTEL_EXPORTER_OTLP_CERTIFICATE").is_none());
+                assert_eq!(
+                    volume(d, "otlp-client")["secret"],
+                    json!({ "secretName": "jobtrace-client", "items": [
+                        { "key": "chain.pem", "path": "tls.crt" },
+                        { "key": "key.pem", "path": "tls.key" }
+                    ] })
+                );
+                assert_eq!(
+                    mount(d, "otlp-client")["mountPath"],
+                    "/etc/jobtrace/otlp/client"
+                );
+            },
+        },
+        Case {
+            paths: &["otlp.resourceAttributes"],
+            flags: &[
+                "--set-json",
+                r#"otlp.resourceAttributes={"k8s.cluster.name":"prod-eu","team":"a,b=c 100%"}"#,
+            ],
+            check: |d| {
+                let value = env_value(d, "OTEL_RESOURCE_ATTRIBUTES");
+                assert_eq!(value, "k8s.cluster.name=prod-eu,team=a%2Cb%3Dc%20100%25");
+                // What jobtrace reads back.
+                let resource = jobtrace::export::Resource::from_vars(
+                    |k| (k == "OTEL_RESOURCE_ATTRIBUTES").then(|| value.clone()),
+                    "replica",
+                )
+                .unwrap();
+                assert_eq!(
+                    resource.attributes[3..],
+                    [
+                        ("k8s.cluster.name".to_owned(), "prod-eu".to_owned()),
+                        ("team".to_owned(), "a,b=c 100%".to_owned())
+                    ]
                 );
             },
         },
@@ -959,7 +1126,19 @@ fn wrong_values_are_refused_naming_the_field() {
         ("webhook.timeoutSeconds=60", "/webhook/timeoutSeconds"),
         ("webhook.failurePolicy=Never", "/webhook/failurePolicy"),
         ("logFormat=xml", "/logFormat"),
-        ("otlp.endpoint=collector:4317", "/otlp/endpoint"),
+        ("otlp.endpoint=collector", "/otlp/endpoint"),
+        (
+            "otlp.protocol=http/protobuf,otlp.endpoint=collector:4318",
+            "/otlp/endpoint",
+        ),
+        ("otlp.compression=zstd", "/otlp/compression"),
+        ("otlp.insecure=yes", "/otlp/insecure"),
+        ("otlp.tls.client.keyKey=", "/otlp/tls/client/keyKey"),
+        // helm's validator names the key, if not where it is.
+        (
+            "otlp.resourceAttributes.service\\.name=batch",
+            "'service.name'",
+        ),
         ("selfTracing.ratio=2", "/selfTracing/ratio"),
         ("certificates.validity=ninety", "/certificates/validity"),
         (

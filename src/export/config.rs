@@ -318,8 +318,10 @@ fn endpoint(
         }
     });
     let has_scheme = scheme.transpose()?.unwrap_or(true);
+    // Plain text asked for and not had is worth a warning; TLS asked for and not had is the
+    // `http://` written on purpose.
     if let Some((variable, _)) =
-        insecure.filter(|_| has_scheme || protocol == Protocol::HttpProtobuf)
+        insecure.filter(|&(_, on)| on && (has_scheme || protocol == Protocol::HttpProtobuf))
     {
         warnings.push(ConfigWarning::NoEffect {
             variable,
@@ -572,7 +574,7 @@ mod tests {
     }
 
     #[test]
-    fn the_scheme_decides_over_insecure_with_a_warning() {
+    fn the_scheme_decides_over_insecure_and_a_plain_text_not_had_is_warned_of() {
         for (endpoint, protocol) in [
             ("https://collector:4317", "grpc"),
             ("http://collector:4317", "grpc"),
@@ -585,6 +587,12 @@ mod tests {
             ])
             .unwrap();
             assert!(c.endpoint.starts_with(endpoint), "{endpoint}");
+            let explicit_default = config(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                ("OTEL_EXPORTER_OTLP_INSECURE", "false"),
+            ]);
+            assert_eq!(explicit_default.unwrap().warnings, [], "{endpoint}");
             assert!(
                 matches!(
                     c.warnings[..],

@@ -47,3 +47,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $svc := include "jobtrace.fullname" . }}
 {{- printf "%s.%s.svc,%s.%s.svc.cluster.local" $svc .Release.Namespace $svc .Release.Namespace }}
 {{- end }}
+
+{{/*
+OTEL_RESOURCE_ATTRIBUTES from a map: key=value pairs, comma-separated, in the keys' order, with
+`%` (first), `,`, `=` and spaces percent-encoded in keys and values, as the OpenTelemetry
+specification has it.
+*/}}
+{{- define "jobtrace.resourceAttributes" -}}
+{{- $pairs := list }}
+{{- range $key, $value := . }}
+{{- $pairs = append $pairs (printf "%s=%s" (include "jobtrace.percentEncode" $key) (include "jobtrace.percentEncode" (toString $value))) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
+{{- define "jobtrace.percentEncode" -}}
+{{- . | replace "%" "%25" | replace "," "%2C" | replace "=" "%3D" | replace " " "%20" }}
+{{- end }}
