@@ -215,3 +215,68 @@ impl Metrics {
             .get()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names of docs/operations.md's metrics table, without `jobtrace_` and labels.
+    fn documented() -> Vec<String> {
+        let doc = include_str!("../docs/operations.md");
+        let table = doc
+            .split("\n## Metrics\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n###").next())
+            .expect("docs/operations.md has a Metrics section");
+        let mut names: Vec<String> = table
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|rest| rest.split('`').next())
+            .map(|name| name.split('{').next().unwrap_or(name).to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_documentation_lists_exactly_the_metrics() {
+        let metrics = Metrics::default();
+        // A family is written once it has a sample.
+        metrics
+            .admissions
+            .get_or_create(&AdmissionLabels {
+                endpoint: "jobs",
+                result: "injected",
+            })
+            .inc();
+        metrics
+            .admission_warnings
+            .get_or_create(&WarningLabels { reason: "conflict" })
+            .inc();
+        metrics
+            .admission_duration
+            .get_or_create(&EndpointLabels { endpoint: "jobs" })
+            .observe(0.001);
+        metrics
+            .certificate_writes
+            .get_or_create(&ReasonLabels { what: "secret" })
+            .inc();
+        let encoded = metrics.encode();
+        let mut names: Vec<String> = encoded
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE jobtrace_"))
+            .map(|rest| {
+                let (name, kind) = rest.split_once(' ').expect("a name and a type");
+                // A counter's samples, and so its documented name, end in `_total`.
+                if kind == "counter" {
+                    format!("{name}_total")
+                } else {
+                    name.to_owned()
+                }
+            })
+            .collect();
+        names.sort();
+        assert!(!names.is_empty());
+        assert_eq!(names, documented(), "docs/operations.md's metrics table");
+    }
+}

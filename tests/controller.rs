@@ -498,6 +498,7 @@ async fn play(statuses: Vec<u16>, scenario: Scenario) -> (Vec<String>, Played, A
         sync: Arc::default(),
         tracer: None,
         policy_status: false,
+        hold_timeout: std::time::Duration::from_secs(600),
     });
     let shutdown = CancellationToken::new();
     let controller = tokio::spawn(run(context, shutdown.clone()));

@@ -71,23 +71,24 @@ impl Pending {
     /// (its deletion, if it began since, is recorded).
     fn add(&self, work: &Work) -> bool {
         let mut pending = self.0.lock().expect("not poisoned");
-        match pending.get_mut(&work.uid) {
-            Some(deleting) => {
-                if deleting.is_none() {
-                    *deleting = work.deleting_since;
-                }
-                false
+        if let Some(deleting) = pending.get_mut(&work.uid) {
+            if deleting.is_none() {
+                *deleting = work.deleting_since;
             }
-            None => {
-                pending.insert(work.uid.clone(), work.deleting_since);
-                true
-            }
+            return false;
         }
+        pending.insert(work.uid.clone(), work.deleting_since);
+        true
     }
 
     /// Since when the held object `uid` is being deleted, as far as the watch has seen.
     fn deleting_since(&self, uid: &str) -> Option<Timestamp> {
-        self.0.lock().expect("not poisoned").get(uid).copied().flatten()
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .get(uid)
+            .copied()
+            .flatten()
     }
 
     fn remove(&self, uid: &str) {

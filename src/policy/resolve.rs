@@ -7,6 +7,7 @@ use super::{CronJobMode, JobTracePolicy, KeyFilter, Relationship, selects};
 
 /// The cluster-wide settings (flags and Helm values), in force where no policy says otherwise.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::struct_excessive_bools)] // one per setting, as the policy fields are
 pub struct Defaults {
     /// The sampling ratio of root traces for Jobs without context; `None`: no root traces.
     pub root_traces: Option<f64>,
