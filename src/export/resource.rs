@@ -200,6 +200,8 @@ mod tests {
             ("=orphan", "=orphan"),
             ("share=100%", "share=100%"),
             ("bad=%zz", "bad=%zz"),
+            // Two hex digits, not a signed number.
+            ("signed=%+f", "signed=%+f"),
             ("utf8=%ff", "utf8=%ff"),
         ] {
             assert_eq!(
