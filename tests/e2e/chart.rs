@@ -399,9 +399,69 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
         "{text}"
     );
 
-    // Uninstall: nothing is left behind, the Secret jobtrace made included.
+    // A Job still running when the chart goes is held for export (policy.holdForExport, on by
+    // default): the uninstall hook releases it. kwok runs no containers, so the hook's own
+    // command runs here, as the chart's ServiceAccount, and helm skips the hook.
+    let mut running = crate::support::sim_job("still-running", "10m", None);
+    running.metadata.annotations = Some([("traceparent".to_owned(), TP.to_owned())].into());
+    redirect(&configs, &fullname, &install.name, Some(port)).await;
+    eventually("the webhook to take effect again", || {
+        let jobs = jobs.clone();
+        let job = running.clone();
+        async move {
+            let dry = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            let created = jobs.create(&dry, &job).await.ok()?;
+            created
+                .metadata
+                .labels
+                .as_ref()?
+                .contains_key("jobtrace.dev/traced")
+                .then_some(())
+        }
+    })
+    .await;
+    let running = jobs.create(&PostParams::default(), &running).await.unwrap();
+    let holds = |job: &Job| {
+        job.metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == "jobtrace.dev/export")
+    };
+    assert!(holds(&running), "held for export: {:?}", running.metadata);
     drop(process);
-    helm_release("uninstall", &["--wait"]);
+    let hook = docs
+        .iter()
+        .find(|d| d["kind"] == "Job")
+        .expect("the chart's uninstall hook");
+    assert_eq!(
+        hook["metadata"]["annotations"]["helm.sh/hook"],
+        "pre-delete"
+    );
+    let hook_args: Vec<&str> = hook["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let released = Command::new(jobtrace_binary())
+        .args(&hook_args)
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        released.status.success(),
+        "the hook's command: {}",
+        String::from_utf8_lossy(&released.stderr)
+    );
+    let after = jobs.get("still-running").await.unwrap();
+    assert!(!holds(&after), "released: {:?}", after.metadata.finalizers);
+
+    // Uninstall: nothing is left behind, the Secret jobtrace made included.
+    helm_release("uninstall", &["--wait", "--no-hooks"]);
     assert!(configs.get_opt(&fullname).await.unwrap().is_none());
     eventually("the certificate Secret to be collected", || {
         let secrets = secrets.clone();
