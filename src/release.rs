@@ -160,7 +160,10 @@ mod tests {
         let mut other = serde_json::json!({
             "metadata": { "uid": "u2", "finalizers": ["example.com/keep", "jobtrace.dev/export"] }
         });
-        assert!(json_patch::patch(&mut other, &patch).is_err(), "another Job");
+        assert!(
+            json_patch::patch(&mut other, &patch).is_err(),
+            "another Job"
+        );
         let mut moved = serde_json::json!({
             "metadata": { "uid": "u1", "finalizers": ["jobtrace.dev/export", "example.com/keep"] }
         });

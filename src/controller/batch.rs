@@ -56,8 +56,14 @@ pub(super) async fn export_loop(
         let spans: Vec<SpanRecord> = batch.iter().flat_map(|w| w.spans.iter().cloned()).collect();
         if spans.is_empty() {
             // Only finalizers to release.
-            finish(&context, &recorder, std::mem::take(&mut batch), Exported::Accepted, &pending)
-                .await;
+            finish(
+                &context,
+                &recorder,
+                std::mem::take(&mut batch),
+                Exported::Accepted,
+                &pending,
+            )
+            .await;
             continue;
         }
         let request = crate::export::request(&spans, &context.resource);
@@ -134,9 +140,8 @@ async fn release_expired(
     let now = k8s_openapi::jiff::Timestamp::now();
     let timeout = k8s_openapi::jiff::SignedDuration::try_from(context.hold_timeout)
         .unwrap_or(k8s_openapi::jiff::SignedDuration::MAX);
-    let (expired, kept): (Vec<Work>, Vec<Work>) = std::mem::take(batch)
-        .into_iter()
-        .partition(|w| {
+    let (expired, kept): (Vec<Work>, Vec<Work>) =
+        std::mem::take(batch).into_iter().partition(|w| {
             let since = w.deleting_since.or_else(|| pending.deleting_since(&w.uid));
             since.is_some_and(|t| now.duration_since(t) >= timeout)
         });

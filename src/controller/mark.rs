@@ -1,7 +1,6 @@
 //! Marking: each exported object gets `jobtrace.dev/exported` through a JSON patch that first
 //! tests its uid, and each exported Job a `TraceExported` Event.
 
-
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;

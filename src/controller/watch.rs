@@ -108,7 +108,9 @@ impl ToWork for Job {
             }
             Err(spans::Skip::NotFinished) => self.metadata.uid.clone().map(Seen::Running),
             // Nothing (more) to export, but the finalizer is still there: release it.
-            Err(_) if held => work(self, kind, false, Vec::new(), Timestamp::now()).map(Seen::Finished),
+            Err(_) if held => {
+                work(self, kind, false, Vec::new(), Timestamp::now()).map(Seen::Finished)
+            }
             Err(_) => self.metadata.uid.clone().map(Seen::Gone),
         }
     }

@@ -244,7 +244,10 @@ impl MetaEdit {
             Some(true) if held.is_empty() => {
                 let value = Value::String(names::EXPORT_FINALIZER.to_owned());
                 if meta.finalizers.is_none() {
-                    ops.add(pointer(["metadata", "finalizers"]), Value::Array(vec![value]));
+                    ops.add(
+                        pointer(["metadata", "finalizers"]),
+                        Value::Array(vec![value]),
+                    );
                 } else {
                     ops.add(pointer(["metadata", "finalizers", "-"]), value);
                 }
@@ -1304,7 +1307,9 @@ mod tests {
         );
         let again = mutate(&typed(&out), &admission(SPAN_B), &held);
         assert!(
-            !serde_json::to_string(&again.patch).unwrap().contains("finalizers"),
+            !serde_json::to_string(&again.patch)
+                .unwrap()
+                .contains("finalizers"),
             "{:?}",
             again.patch
         );
@@ -1313,8 +1318,11 @@ mod tests {
         // Nothing to export: no hold, and one from a saved manifest goes.
         let unsampled = TP.replace("-01", "-00");
         let mut saved = job(&json!({ "traceparent": unsampled }));
-        saved["metadata"]["finalizers"] =
-            json!(["jobtrace.dev/export", "example.com/keep", "jobtrace.dev/export"]);
+        saved["metadata"]["finalizers"] = json!([
+            "jobtrace.dev/export",
+            "example.com/keep",
+            "jobtrace.dev/export"
+        ]);
         let (_, out) = run_with(&saved, &held);
         assert_eq!(finalizers(&out), json!(["example.com/keep"]));
         let mut untraced = job(&json!({}));

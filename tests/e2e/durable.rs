@@ -153,13 +153,23 @@ async fn a_collector_that_is_down_holds_a_deletion_no_longer_than_the_hold_timeo
         .await
         .unwrap();
     let started = Instant::now();
-    jobs_until(&ns, "the Job released at the hold timeout", <[Job]>::is_empty).await;
+    jobs_until(
+        &ns,
+        "the Job released at the hold timeout",
+        <[Job]>::is_empty,
+    )
+    .await;
     assert!(
         started.elapsed() >= Duration::from_secs(2),
         "released only once the hold timed out ({:?})",
         started.elapsed()
     );
-    assert_eq!(jobtrace.counter("jobtrace_export_holds_expired_total").await, 1);
+    assert_eq!(
+        jobtrace
+            .counter("jobtrace_export_holds_expired_total")
+            .await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
