@@ -6,7 +6,7 @@ export KUBECONFIG := $(CURDIR)/target/cluster/kubeconfig
 export JOBTRACE_BIN ?= $(or $(JOBTRACE_CACHE),$(HOME)/.cache/jobtrace)/bin
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build tools clients cluster-up cluster-down fmt-check lint lint-dockerfile static unit e2e fuzz bench test demo clean
+.PHONY: all build tools clients cluster-up cluster-down fmt-check lint lint-dockerfile static unit e2e test-faults fuzz bench test demo clean
 
 all: build
 
@@ -58,12 +58,19 @@ bench:
 
 ## End-to-end tests; expects a running control plane (make cluster-up). The chart and
 ## certificate tests run the static binary (make static); the trace UI's test, Debian's Chromium.
+## Then the faults that disturb every other test, alone (make test-faults).
 e2e: static
 	hack/install-chromium.sh >/dev/null
 	hack/clients.sh
 	$(CARGO) build --locked --examples
 	JOBTRACE_E2E_BINARY=$(CURDIR)/target/static/jobtrace \
-	  $(CARGO) test --locked --features e2e --test e2e -- --test-threads=4
+	  $(CARGO) test --locked --features e2e --test e2e -- --test-threads=4 --skip faults_serial
+	$(MAKE) --no-print-directory test-faults
+
+## The faults that stop or disturb the shared control plane (the kube-apiserver SIGKILLed and
+## restarted, etcd compacted), one at a time with nothing else running: docs/reliability.md.
+test-faults:
+	$(CARGO) test --locked --features e2e --test e2e faults_serial -- --test-threads=1
 
 ## Everything CI runs: static checks, unit tests, then the end-to-end tests on a fresh local
 ## control plane, which is stopped again whatever the outcome.
