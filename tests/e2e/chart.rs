@@ -124,6 +124,29 @@ async fn redirect(
 }
 
 /// `TRACEPARENT` of a pod's first container.
+/// Waits until a server-side dry run of `job` comes back traced: the webhook configuration took
+/// effect.
+async fn until_mutated(jobs: &Api<Job>, job: &Job) {
+    eventually("the webhook to take effect", || {
+        let jobs = jobs.clone();
+        let job = job.clone();
+        async move {
+            let dry = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            let created = jobs.create(&dry, &job).await.ok()?;
+            created
+                .metadata
+                .labels
+                .as_ref()?
+                .contains_key("jobtrace.dev/traced")
+                .then_some(())
+        }
+    })
+    .await;
+}
+
 fn traceparent_of(pod: &k8s_openapi::api::core::v1::PodSpec) -> String {
     pod.containers[0]
         .env
@@ -285,24 +308,7 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
     let jobs: Api<Job> = traced.api();
     let mut job = crate::support::sim_job("hello", "1s", None);
     job.metadata.annotations = Some([("traceparent".to_owned(), TP.to_owned())].into());
-    eventually("the webhook to take effect", || {
-        let jobs = jobs.clone();
-        let job = job.clone();
-        async move {
-            let dry = PostParams {
-                dry_run: true,
-                ..PostParams::default()
-            };
-            let created = jobs.create(&dry, &job).await.ok()?;
-            created
-                .metadata
-                .labels
-                .as_ref()?
-                .contains_key("jobtrace.dev/traced")
-                .then_some(())
-        }
-    })
-    .await;
+    until_mutated(&jobs, &job).await;
     let created = jobs.create(&PostParams::default(), &job).await.unwrap();
     let traceparent = traceparent_of(&created.spec.unwrap().template.spec.unwrap());
     assert!(
@@ -405,24 +411,7 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
     let mut running = crate::support::sim_job("still-running", "10m", None);
     running.metadata.annotations = Some([("traceparent".to_owned(), TP.to_owned())].into());
     redirect(&configs, &fullname, &install.name, Some(port)).await;
-    eventually("the webhook to take effect again", || {
-        let jobs = jobs.clone();
-        let job = running.clone();
-        async move {
-            let dry = PostParams {
-                dry_run: true,
-                ..PostParams::default()
-            };
-            let created = jobs.create(&dry, &job).await.ok()?;
-            created
-                .metadata
-                .labels
-                .as_ref()?
-                .contains_key("jobtrace.dev/traced")
-                .then_some(())
-        }
-    })
-    .await;
+    until_mutated(&jobs, &running).await;
     let running = jobs.create(&PostParams::default(), &running).await.unwrap();
     let holds = |job: &Job| {
         job.metadata

@@ -14,7 +14,8 @@ use crate::jaeger::{OTLP_GRPC, fetch_trace, fetch_trace_from};
 use crate::support::{DEADLINE, TestNamespace, finished_condition};
 use crate::webhook_process::{Runner, Webhook, example};
 
-fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+/// The value of the span's attribute `key`, as Jaeger's query API gives it.
+pub fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
     span["tags"]
         .as_array()?
         .iter()
@@ -22,7 +23,8 @@ fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
         .map(|t| &t["value"])
 }
 
-fn parent(span: &Value) -> Option<&str> {
+/// The span id of the span's parent (its `CHILD_OF` reference).
+pub fn parent(span: &Value) -> Option<&str> {
     span["references"]
         .as_array()?
         .iter()

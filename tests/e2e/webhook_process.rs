@@ -374,35 +374,32 @@ impl Scrape {
             .unwrap_or_else(|e| panic!("{name} at {} is {value:?}, not a count: {e}", self.url))
     }
 
-    /// The value of the counter sample `name` (with its `_total`), which has no labels; panics
-    /// when it is absent.
-    pub fn counter(&self, name: &str) -> u64 {
+    /// The value of the sample `name`, which has no labels; panics when it is absent or repeats.
+    fn only<'a>(&'a self, name: &'a str) -> &'a str {
         let values: Vec<&str> = self
             .samples(name)
             .filter(|(labels, _)| labels.is_empty())
             .map(|(_, value)| value)
             .collect();
         match values[..] {
-            [value] => self.count(name, value),
+            [value] => value,
             [] => panic!("{} has no {name}:\n{}", self.url, self.text),
             _ => panic!("{} has {name} more than once:\n{}", self.url, self.text),
         }
     }
 
+    /// The value of the counter sample `name` (with its `_total`), which has no labels; panics
+    /// when it is absent.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.count(name, self.only(name))
+    }
+
     /// The value of the gauge `name`, which has no labels; panics when it is absent.
     pub fn gauge(&self, name: &str) -> i64 {
-        let values: Vec<&str> = self
-            .samples(name)
-            .filter(|(labels, _)| labels.is_empty())
-            .map(|(_, value)| value)
-            .collect();
-        match values[..] {
-            [value] => value
-                .parse()
-                .unwrap_or_else(|e| panic!("{name} at {} is {value:?}: {e}", self.url)),
-            [] => panic!("{} has no {name}:\n{}", self.url, self.text),
-            _ => panic!("{} has {name} more than once:\n{}", self.url, self.text),
-        }
+        let value = self.only(name);
+        value
+            .parse()
+            .unwrap_or_else(|e| panic!("{name} at {} is {value:?}: {e}", self.url))
     }
 
     /// The sum of the counter `family`'s series whose labels include `labels`: 0 when it has

@@ -36,6 +36,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::jaeger::fetch_trace;
+pub use crate::spans::{parent as span_parent, tag as span_tag};
 use crate::support::{TestNamespace, finished_condition};
 
 /// OTLP over HTTP to the local Jaeger, what the examples' SDKs send.
@@ -150,22 +151,6 @@ fn one<'a>(trace: &'a Value, name: &str) -> &'a Value {
     let found = spans_named(trace, name);
     assert_eq!(found.len(), 1, "one span named {name:?} in {trace:#}");
     found[0]
-}
-
-pub fn span_parent(span: &Value) -> Option<&str> {
-    span["references"]
-        .as_array()?
-        .iter()
-        .find(|r| r["refType"] == "CHILD_OF")?["spanID"]
-        .as_str()
-}
-
-pub fn span_tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
-    span["tags"]
-        .as_array()?
-        .iter()
-        .find(|t| t["key"] == key)
-        .map(|t| &t["value"])
 }
 
 fn service<'a>(trace: &'a Value, span: &Value) -> &'a str {
