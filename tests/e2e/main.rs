@@ -13,6 +13,8 @@ mod cluster;
 mod durable;
 mod edges;
 mod exporter_tls;
+mod faults;
+mod faults_serial;
 mod jaeger;
 mod policy;
 mod readiness;
