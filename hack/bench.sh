@@ -25,6 +25,8 @@ trap '[ "$started" = 1 ] && "$REPO/hack/cluster-down.sh" >/dev/null' EXIT
 export KUBECONFIG=$CLUSTER/kubeconfig JOBTRACE_BIN=$BIN
 echo "## cargo bench --features e2e --bench apiserver_overhead (BENCH_CREATES=${BENCH_CREATES:-300})" | tee -a "$out"
 run cargo bench --locked --features e2e --bench apiserver_overhead
+echo "## cargo bench --features e2e --bench pod_creation (BENCH_COMPLETIONS=${BENCH_COMPLETIONS:-1000}, BENCH_ROUNDS=${BENCH_ROUNDS:-3})" | tee -a "$out"
+run cargo bench --locked --features e2e --bench pod_creation
 echo "## cargo bench --features e2e --bench controller_load (BENCH_JOBS=${BENCH_JOBS:-1000,10000})" | tee -a "$out"
 run cargo bench --locked --features e2e --bench controller_load
 echo "bench: summary in $out"
