@@ -22,7 +22,9 @@ pub enum ExportError {
 }
 
 /// OTLP/gRPC: retry only the codes the specification lists as retryable; `RESOURCE_EXHAUSTED` only
-/// when the server says when to retry.
+/// when the server says when to retry. A call whose connection broke before the collector answered
+/// (a collector killed mid-request) is retried too: gRPC's status codes make it `UNAVAILABLE`
+/// ("some data transmitted before connection breaks"), though tonic reports it as `UNKNOWN`.
 pub fn classify_grpc(status: &tonic::Status) -> ExportError {
     use tonic::Code;
     let mut message = format!("{:?}: {}", status.code(), status.message());
@@ -31,7 +33,11 @@ pub fn classify_grpc(status: &tonic::Status) -> ExportError {
         message = format!("{message}: {}", chain(source));
     }
     let retry_after = status.get_details_retry_info().and_then(|r| r.retry_delay);
-    match status.code() {
+    let code = match status.code() {
+        Code::Unknown if broken_connection(status) => Code::Unavailable,
+        code => code,
+    };
+    match code {
         Code::Cancelled
         | Code::DeadlineExceeded
         | Code::Aborted
@@ -47,6 +53,19 @@ pub fn classify_grpc(status: &tonic::Status) -> ExportError {
         },
         _ => ExportError::Permanent(message),
     }
+}
+
+/// Whether the status is tonic's own for a call whose connection failed, a transport error among
+/// its sources, rather than one the collector sent.
+fn broken_connection(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::transport::Error>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// An error and its sources, as one line.
@@ -128,6 +147,46 @@ mod tests {
                 ),
                 "{code:?}"
             );
+        }
+    }
+
+    /// A collector that takes the call and dies before it answers (a SIGKILL, the OOM killer): it
+    /// completes HTTP/2's handshake, reads the request, and closes the connection.
+    #[tokio::test]
+    async fn a_call_whose_connection_breaks_before_the_answer_is_retried() {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let collector = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            // The server's preface: an empty SETTINGS frame.
+            socket.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let (mut buffer, mut read) = ([0; 4096], 0);
+            while let Ok(n @ 1..) = socket.read(&mut buffer) {
+                read += n;
+            }
+            read
+        });
+        let config = crate::export::ExporterConfig::from_sources(
+            |k| (k == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| endpoint.clone()),
+            |p| std::fs::read(p),
+        )
+        .unwrap();
+        let exporter = crate::export::Exporter::new(config).unwrap();
+        let request = crate::export::request(&[], &[]);
+        let outcome = exporter.export(request).await;
+        assert!(
+            collector.join().unwrap() > 24,
+            "the collector read the call"
+        );
+        match outcome {
+            Err(ExportError::Retryable { message, .. }) => {
+                assert!(message.contains("transport error"), "{message}");
+            }
+            other => panic!("a broken call is retried: {other:?}"),
         }
     }
 
