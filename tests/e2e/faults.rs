@@ -1,7 +1,7 @@
 //! Faults that leave the shared control plane alone, each exporting to a Jaeger of its own and
 //! counting what arrived there (docs/reliability.md quotes the figures they print): the leader
-//! SIGKILLed with two replicas, the collector flapping, the controller SIGKILLed with 500 Jobs in
-//! flight. No span may be lost; a span may arrive more than once only as the very same span (same
+//! killed by SIGKILL with two replicas, the collector flapping, the controller killed by SIGKILL
+//! with 500 Jobs in flight. No span may be lost; a span may arrive more than once only as the very same span (same
 //! ids, same content), and each test says how many did. The faults that stop the apiserver or
 //! compact etcd are in `faults_serial.rs`, run alone (`make test-faults`), on the helpers here.
 
@@ -131,19 +131,14 @@ impl Controller {
             .is_ok_and(|r| r.status().is_success())
     }
 
-    /// The value of the unlabelled sample `name` (a counter with its `_total`), if the process
-    /// answers and has it.
-    pub async fn value(&self, name: &str) -> Option<f64> {
-        sample(self.metrics, name).await
-    }
-
-    /// The same, as a count; 0 while the process doesn't answer (killed, starting).
+    /// The value of the unlabelled sample `name` (a counter with its `_total`, or a gauge); 0
+    /// while the process doesn't answer (killed, starting) or has no such sample.
     pub async fn count(&self, name: &str) -> u64 {
-        self.value(name).await.map_or(0, |v| v as u64)
+        sample(self.metrics, name).await.unwrap_or(0)
     }
 
     pub async fn leads(&self) -> bool {
-        self.value("jobtrace_leader").await == Some(1.0)
+        self.count("jobtrace_leader").await == 1
     }
 
     /// Lines of its log (every start's) that contain `text`.
@@ -164,7 +159,8 @@ impl Drop for Controller {
     }
 }
 
-async fn sample(metrics: SocketAddr, name: &str) -> Option<f64> {
+/// The value of the unlabelled sample `name` of the process's metrics, if it answers and has it.
+async fn sample(metrics: SocketAddr, name: &str) -> Option<u64> {
     let text = reqwest::get(format!("http://{metrics}/metrics"))
         .await
         .ok()?
@@ -178,7 +174,7 @@ async fn sample(metrics: SocketAddr, name: &str) -> Option<f64> {
 
 /// Readings of one sample of a process every 100 ms, each with its time, until dropped.
 pub struct Recording {
-    readings: Arc<Mutex<Vec<(Instant, f64)>>>,
+    readings: Arc<Mutex<Vec<(Instant, u64)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -200,13 +196,13 @@ impl Recording {
     }
 
     /// The last value read before `at` (0 before the first).
-    pub fn at(&self, at: Instant) -> f64 {
+    pub fn at(&self, at: Instant) -> u64 {
         let readings = self.readings.lock().unwrap();
         readings
             .iter()
             .take_while(|(t, _)| *t < at)
             .last()
-            .map_or(0.0, |(_, v)| *v)
+            .map_or(0, |(_, v)| *v)
     }
 
     /// How long after `since` the value first rose above the one it had then; `None` when it
@@ -315,7 +311,7 @@ pub async fn expected_spans(ns: &TestNamespace) -> BTreeSet<String> {
 
 /// What arrived in a Jaeger of the spans of one trace a test expects.
 #[derive(Debug)]
-pub struct Arrived {
+pub struct SpanCount {
     pub expected: usize,
     /// Expected spans found, each once or more.
     pub arrived: usize,
@@ -325,7 +321,7 @@ pub struct Arrived {
     pub duplicated: usize,
 }
 
-impl fmt::Display for Arrived {
+impl fmt::Display for SpanCount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -353,7 +349,7 @@ async fn raw_trace(query: &str, trace_id: &str) -> Vec<Value> {
 /// Counts the trace's spans in the Jaeger at `query` once every expected one is there. Panics
 /// when one is missing, when a span isn't one of the expected, when one object's span arrived
 /// under two ids (a new span, not a re-export), or when two copies of one id differ.
-pub async fn count_spans(query: &str, trace_id: &str, expected: &BTreeSet<String>) -> Arrived {
+pub async fn count_spans(query: &str, trace_id: &str, expected: &BTreeSet<String>) -> SpanCount {
     let names = |spans: &[Value]| -> BTreeSet<String> {
         spans
             .iter()
@@ -408,7 +404,7 @@ pub async fn count_spans(query: &str, trace_id: &str, expected: &BTreeSet<String
     for (name, ids) in &ids_by_name {
         assert_eq!(ids.len(), 1, "{name} arrived as different spans: {ids:?}");
     }
-    Arrived {
+    SpanCount {
         expected: expected.len(),
         arrived: ids_by_name.len(),
         stored: spans.len(),
@@ -504,7 +500,7 @@ async fn a_sigkilled_leader_is_replaced_once_its_lease_expires_and_no_span_is_lo
     );
 }
 
-/// A collector that can be SIGKILLed and started again on the same port: a Jaeger whose only
+/// A collector that can be killed by SIGKILL and started again on the same port: a Jaeger whose only
 /// pipeline passes each request on to `store`, another Jaeger, before it answers (no batch
 /// processor, no sending queue): what it acknowledged is stored, and a kill loses only what it
 /// had not acknowledged.
@@ -642,6 +638,12 @@ async fn a_collector_flapping_every_few_seconds_loses_no_span() {
     all_marked(&ns, JOBS, JOBS, Duration::from_secs(90)).await;
     let all_exported = stable.elapsed();
 
+    assert_eq!(
+        controller.count("jobtrace_spans_dropped_total").await,
+        0,
+        "spans dropped: {:?}",
+        controller.log_lines("dropping them")
+    );
     let arrived = count_spans(&store.query(), &trace_id, &expected_spans(&ns).await).await;
     let recoveries: Vec<String> = ups
         .iter()
@@ -663,7 +665,6 @@ async fn a_collector_flapping_every_few_seconds_loses_no_span() {
         recoveries.join(", ")
     );
     assert_eq!(arrived.arrived, arrived.expected);
-    assert_eq!(controller.count("jobtrace_spans_dropped_total").await, 0);
     assert!(
         controller.count("jobtrace_export_retries_total").await > 0,
         "the collector's kills made exports fail"

@@ -1,5 +1,5 @@
 //! Faults of the control plane itself, which every other test would see: the kube-apiserver
-//! SIGKILLed and restarted mid-flight, and etcd compacted under the controller's list. They run
+//! killed by SIGKILL and restarted mid-flight, and etcd compacted under the controller's list. They run
 //! alone, one at a time, after the other end-to-end tests (`make test-faults`; `make e2e` skips
 //! them), and count what arrived as `faults.rs` does (docs/reliability.md).
 
@@ -32,7 +32,7 @@ const WATCH_ERROR: &str = "watch error; retrying";
 
 /// Whether a logged watch error is the apiserver's 410 Gone (reason `Expired`: a resource
 /// version or continue token too old), after which the watch lists again.
-fn gone(line: &&String) -> bool {
+fn gone(line: &str) -> bool {
     line.contains("Expired") || line.contains("410")
 }
 
@@ -98,7 +98,7 @@ async fn the_apiserver_sigkilled_and_restarted_mid_flight_loses_no_span() {
     let arrived = count_spans(&collector.query(), &trace_id, &expected_spans(&ns).await).await;
     let marks_failed = controller.log_lines(MARK_FAILED).len();
     let watch_errors = controller.log_lines(WATCH_ERROR);
-    let relists = watch_errors.iter().filter(gone).count();
+    let relists = watch_errors.iter().filter(|l| gone(l)).count();
 
     eprintln!(
         "fault apiserver-sigkill: {arrived}; {in_flight} of {JOBS} Jobs in flight at the kill; \
@@ -294,7 +294,7 @@ async fn etcd_compacted_under_a_paused_list_makes_it_list_again_and_loses_no_spa
     let expected = expected_spans(&ns).await;
     let arrived = count_spans(&collector.query(), &trace_id, &expected).await;
     let watch_errors = controller.log_lines(WATCH_ERROR);
-    let expired: Vec<&String> = watch_errors.iter().filter(gone).collect();
+    let expired: Vec<&String> = watch_errors.iter().filter(|l| gone(l)).collect();
     eprintln!(
         "fault etcd-compaction: {arrived}; the list paused with {paused_at} objects pending; \
          etcd compacted at revision {compacted}, lists older refused after {refused_after:.1?}; \
