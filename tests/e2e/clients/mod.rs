@@ -197,17 +197,7 @@ pub fn check_tree(
             assert_eq!(service(trace, http), creator_service);
         }
     }
-    let pods: Vec<&Value> = trace["spans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| {
-            s["operationName"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("pod ")
-        })
-        .collect();
+    let pods = crate::spans::named(trace, "pod ");
     assert_eq!(pods.len(), 1, "one attempt");
     assert_eq!(
         span_parent(pods[0]),
