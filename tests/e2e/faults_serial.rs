@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::{StreamExt, TryStreamExt};
-use jobtrace::names;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -20,6 +19,7 @@ use crate::faults::{
     unfinished, until,
 };
 use crate::jaeger::Collector;
+use crate::readiness::traced_pod;
 use crate::spans::random_trace_id;
 use crate::support::TestNamespace;
 use crate::webhook_process::Webhook;
@@ -170,30 +170,6 @@ async fn compact_etcd(past: u64) -> u64 {
     }
 }
 
-/// A finished traced pod in `trace_id`, as the webhook leaves one, with no Job and no node (a
-/// scheduling gate keeps kwok away): an object to list.
-fn finished_pod(name: &str, trace_id: &str) -> Pod {
-    serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "labels": { names::TRACED_LABEL: "true" },
-            "annotations": {
-                names::TRACE_ID: trace_id,
-                names::PARENT_SPAN_ID: "00f067aa0ba902b7",
-                names::TRACE_FLAGS: "01"
-            }
-        },
-        "spec": {
-            "schedulingGates": [{ "name": "e2e.jobtrace.dev/never" }],
-            "restartPolicy": "Never",
-            "containers": [{ "name": "main", "image": "example.invalid/main" }]
-        }
-    }))
-    .unwrap()
-}
-
 async fn create_finished_pods(ns: &TestNamespace, count: usize, trace_id: &str) {
     let pods: Api<Pod> = ns.api();
     futures::stream::iter(0..count)
@@ -201,7 +177,7 @@ async fn create_finished_pods(ns: &TestNamespace, count: usize, trace_id: &str) 
             let pods = pods.clone();
             async move {
                 let name = format!("listed-{i}");
-                pods.create(&PostParams::default(), &finished_pod(&name, trace_id))
+                pods.create(&PostParams::default(), &traced_pod(&name, trace_id))
                     .await?;
                 let phase = json!({ "status": { "phase": "Succeeded" } });
                 pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&phase))

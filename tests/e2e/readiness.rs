@@ -22,9 +22,9 @@ const PODS: usize = 1_200;
 /// How long the test watches the webhook while the controller lists.
 const WATCHED: Duration = Duration::from_secs(10);
 
-/// A traced pod, as the webhook leaves one, that never gets scheduled (a scheduling gate): no
-/// node and no kubelet, just an object to list.
-fn traced_pod(name: &str) -> Pod {
+/// A traced pod in `trace_id`, as the webhook leaves one, that never gets scheduled (a scheduling
+/// gate): no Job, no node and no kubelet, just an object to list.
+pub fn traced_pod(name: &str, trace_id: &str) -> Pod {
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -32,7 +32,7 @@ fn traced_pod(name: &str) -> Pod {
             "name": name,
             "labels": { names::TRACED_LABEL: "true" },
             "annotations": {
-                names::TRACE_ID: "4bf92f3577b34da6a3ce929d0e0e4736",
+                names::TRACE_ID: trace_id,
                 names::PARENT_SPAN_ID: "00f067aa0ba902b7",
                 names::TRACE_FLAGS: "01"
             }
@@ -54,8 +54,11 @@ async fn finished_traced_pods(ns: &TestNamespace) {
             let pods = pods.clone();
             async move {
                 let name = format!("listed-{i}");
-                pods.create(&PostParams::default(), &traced_pod(&name))
-                    .await?;
+                pods.create(
+                    &PostParams::default(),
+                    &traced_pod(&name, "4bf92f3577b34da6a3ce929d0e0e4736"),
+                )
+                .await?;
                 let phase = json!({ "status": { "phase": "Succeeded" } });
                 pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&phase))
                     .await
