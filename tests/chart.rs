@@ -1178,7 +1178,7 @@ fn the_uninstall_hook_releases_the_held_jobs_before_anything_goes() {
     assert!(args(&docs).contains(&"--hold-for-export=true".to_owned()));
 }
 
-/// The PrometheusRule `spec` that docs/operations.md shows under "Alerts worth setting": the
+/// The `PrometheusRule` `spec` that docs/operations.md shows under "Alerts worth setting": the
 /// first `yaml` block of that section.
 fn documented_alerts() -> Value {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
