@@ -388,6 +388,11 @@ pub struct ControllerArgs {
     /// `jobtrace_export_holds_expired_total`) and the Job released.
     #[arg(long, env = "JOBTRACE_HOLD_TIMEOUT", default_value = "10m", value_parser = duration)]
     pub hold_timeout: Duration,
+    /// Record a `TraceExported` Event, with the trace id, on each exported Job. Each is one more
+    /// write to the apiserver per Job; the Job's `jobtrace.dev/trace-id` and
+    /// `jobtrace.dev/exported` annotations say as much at no cost.
+    #[arg(long, env = "JOBTRACE_RECORD_EVENTS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub record_events: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -328,6 +328,7 @@ async fn controller_context(
         tracer,
         policy_status: args.policy_status,
         hold_timeout: args.hold_timeout,
+        record_events: args.record_events,
     }))
 }
 

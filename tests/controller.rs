@@ -1,7 +1,8 @@
 //! The controller against a mocked apiserver that plays a scenario, and a fake OTLP/HTTP
-//! collector: export first, then mark; a marked Job is never exported again, even when a relist
-//! shows it once more; nothing marked while the collector can't take the spans; refused spans
-//! dropped and marked so.
+//! collector: a finished Job's pods listed and exported with it, then the Job marked (its mark
+//! the only write); a marked Job is never exported again, even when a relist shows it once more;
+//! a finished pod of a running Job waits for it; nothing marked while the collector can't take
+//! the spans; refused spans dropped and marked so.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
@@ -18,7 +19,7 @@ use hyper::body::Frame;
 use hyper::http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use jobtrace::controller::{Context, run};
 use jobtrace::export::{Exporter, ExporterConfig, Protocol};
-use jobtrace::fixtures::{JOB_SPAN, JOB_UID, TRACE_ID, TestJob};
+use jobtrace::fixtures::{JOB_SPAN, JOB_UID, POD_SPAN, TRACE_ID, TestJob, TestPod};
 use jobtrace::metrics::Metrics;
 use kube::client::Body;
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -49,6 +50,28 @@ fn finished_job(exported: Option<&str>) -> Value {
         job = job.annotations(&json!({ "jobtrace.dev/exported": outcome }));
     }
     job.json()
+}
+
+/// The typical Job's pod, succeeded.
+fn finished_pod() -> Value {
+    TestPod::new()
+        .set("/metadata/resourceVersion", json!("6"))
+        .status(
+            "Succeeded",
+            &json!([{ "name": "main", "state": { "terminated": { "exitCode": 0,
+                "startedAt": "2026-11-23T10:00:02Z", "finishedAt": "2026-11-23T10:00:28Z" } } }]),
+        )
+        .json()
+}
+
+/// The typical Job, still running.
+fn running_job() -> Value {
+    TestJob::new()
+        .traced()
+        .created()
+        .set("/metadata/resourceVersion", json!("6"))
+        .status(&json!({ "active": 1 }))
+        .json()
 }
 
 /// The JSON patch marking the very Job exported (same uid) with `outcome`.
@@ -126,6 +149,9 @@ enum Step {
     },
     /// A watcher watches from `version`; its events end as `ends` says.
     Watch { version: &'static str, ends: Ends },
+    /// The export loop lists the pods of the finished Job, as of its version or later, and gets
+    /// `items`.
+    PodsOfJob(Vec<Value>),
     /// The export loop patches the Job with exactly this JSON patch.
     Mark(Value),
     /// The export loop records that the Job's span was exported, as an `events.k8s.io` Event.
@@ -157,6 +183,9 @@ impl Step {
                 (Method::GET, "/apis/batch/v1/jobs")
             }
             (Self::List { .. } | Self::Watch { .. }, Stream::Pods) => (Method::GET, "/api/v1/pods"),
+            (Self::PodsOfJob(_), Stream::Export) => {
+                (Method::GET, "/api/v1/namespaces/reports/pods")
+            }
             (Self::Mark(_), Stream::Export) => (
                 Method::PATCH,
                 "/apis/batch/v1/namespaces/reports/jobs/nightly",
@@ -174,6 +203,7 @@ impl Step {
         match self {
             Self::List { version, items } => format!("list {} at {version}", items.len()),
             Self::Watch { version, ends } => format!("watch from {version} ({ends:?})"),
+            Self::PodsOfJob(items) => format!("pods of the Job: {}", items.len()),
             Self::Mark(patch) => format!("mark {}", patch[1]["value"]),
             Self::Event => "event".to_owned(),
         }
@@ -331,6 +361,24 @@ impl ApiServerVerifier {
                     "{what}: a watch of the traced objects from the last list"
                 );
                 Response::new(StreamBody::new(self.watch_events(version, ends)).boxed_unsync())
+            }
+            Step::PodsOfJob(items) => {
+                assert_eq!(
+                    query,
+                    pairs(&[
+                        (
+                            "labelSelector",
+                            &format!("{TRACED},batch.kubernetes.io/controller-uid={JOB_UID}")
+                        ),
+                        ("resourceVersion", "7"),
+                        ("resourceVersionMatch", "NotOlderThan")
+                    ]),
+                    "{what}: the Job's traced pods, at least as recent as the finished Job"
+                );
+                self.log.lock().unwrap().push("list pods".to_owned());
+                let list = json!({ "apiVersion": "v1", "kind": "PodList",
+                                   "metadata": { "resourceVersion": "7" }, "items": items });
+                json_response(StatusCode::OK, serde_json::to_vec(&list).unwrap())
             }
             Step::Mark(patch) => {
                 assert_eq!(
@@ -499,6 +547,7 @@ async fn play(statuses: Vec<u16>, scenario: Scenario) -> (Vec<String>, Played, A
         tracer: None,
         policy_status: false,
         hold_timeout: std::time::Duration::from_secs(600),
+        record_events: true,
     });
     let shutdown = CancellationToken::new();
     let controller = tokio::spawn(run(context, shutdown.clone()));
@@ -540,12 +589,17 @@ async fn exports_then_marks_the_very_object() {
             },
         ],
         pods: no_pods(),
-        export: vec![Step::Mark(mark("true")), Step::Event],
+        export: vec![
+            Step::PodsOfJob(vec![]),
+            Step::Mark(mark("true")),
+            Step::Event,
+        ],
     };
     let (log, played, metrics) = play(vec![200], scenario).await;
     assert_eq!(
         log,
         [
+            "list pods".into(),
             format!("export 200 {JOB_SPAN}"),
             "patch".into(),
             "event".into()
@@ -567,12 +621,17 @@ async fn exports_then_marks_the_very_object() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_marked_until_the_collector_takes_the_spans() {
-    let scenario = Scenario::one_job(vec![Step::Mark(mark("true")), Step::Event]);
+    let scenario = Scenario::one_job(vec![
+        Step::PodsOfJob(vec![]),
+        Step::Mark(mark("true")),
+        Step::Event,
+    ]);
     let (log, _, metrics) = play(vec![503, 503, 200], scenario).await;
     let export = |status: u16| format!("export {status} {JOB_SPAN}");
     assert_eq!(
         log,
         [
+            "list pods".into(),
             export(503),
             export(503),
             export(200),
@@ -588,13 +647,80 @@ async fn nothing_is_marked_until_the_collector_takes_the_spans() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_spans_are_dropped_and_marked_dropped() {
     // No Event: nothing was exported.
-    let scenario = Scenario::one_job(vec![Step::Mark(mark("dropped"))]);
+    let scenario = Scenario::one_job(vec![Step::PodsOfJob(vec![]), Step::Mark(mark("dropped"))]);
     let (log, _, metrics) = play(vec![400], scenario).await;
     assert_eq!(
         log,
-        [format!("export 400 {JOB_SPAN}"), "patch".into()],
+        [
+            "list pods".into(),
+            format!("export 400 {JOB_SPAN}"),
+            "patch".into()
+        ],
         "a 400 is not retried"
     );
     assert_eq!(metrics.spans_dropped.get(), 1);
+    assert_eq!(metrics.spans_exported.get(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_finished_pods_go_with_it_and_only_the_job_is_marked() {
+    // The pod's list comes before the Jobs are listed in no order the controller may rely on:
+    // the pods are watched once the Jobs are listed.
+    let scenario = Scenario {
+        jobs: vec![
+            Step::list("7", [finished_job(None)]),
+            Step::Watch {
+                version: "7",
+                ends: Ends::Never,
+            },
+        ],
+        pods: vec![
+            Step::list("7", [finished_pod()]),
+            Step::Watch {
+                version: "7",
+                ends: Ends::Never,
+            },
+        ],
+        export: vec![
+            Step::PodsOfJob(vec![finished_pod()]),
+            Step::Mark(mark("true")),
+            Step::Event,
+        ],
+    };
+    let (log, _, metrics) = play(vec![200], scenario).await;
+    assert_eq!(
+        log,
+        [
+            "list pods".into(),
+            format!("export 200 {JOB_SPAN},{POD_SPAN}"),
+            "patch".into(),
+            "event".into()
+        ],
+        "the pod's span in the Job's export, the Job's mark the only write besides the Event"
+    );
+    assert_eq!(metrics.spans_exported.get(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_pod_of_a_running_job_waits_for_it() {
+    let scenario = Scenario {
+        jobs: vec![
+            Step::list("6", [running_job()]),
+            Step::Watch {
+                version: "6",
+                ends: Ends::Never,
+            },
+        ],
+        pods: vec![
+            Step::list("6", [finished_pod()]),
+            Step::Watch {
+                version: "6",
+                ends: Ends::Never,
+            },
+        ],
+        export: vec![],
+    };
+    let (log, _, metrics) = play(vec![200], scenario).await;
+    assert!(log.is_empty(), "nothing exported, nothing marked: {log:?}");
     assert_eq!(metrics.spans_exported.get(), 0);
 }

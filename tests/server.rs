@@ -356,6 +356,7 @@ async fn a_listing_controller_leaves_the_webhook_ready_and_answering() {
         tracer: None,
         policy_status: false,
         hold_timeout: Duration::from_secs(60),
+        record_events: false,
     });
     let stop_controller = CancellationToken::new();
     let controller = tokio::spawn(jobtrace::controller::run(context, stop_controller.clone()));

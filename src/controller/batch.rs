@@ -29,13 +29,17 @@ pub(super) async fn export_loop(
     pending: Arc<Pending>,
     shutdown: CancellationToken,
 ) {
-    let recorder = Recorder::new(
-        context.client.clone(),
-        Reporter {
-            controller: "jobtrace".to_owned(),
-            instance: Some(context.instance.clone()),
-        },
-    );
+    // Events only when asked for: each is a write, and the recorder keeps each for minutes.
+    let recorder = context.record_events.then(|| {
+        Recorder::new(
+            context.client.clone(),
+            Reporter {
+                controller: "jobtrace".to_owned(),
+                instance: Some(context.instance.clone()),
+            },
+        )
+    });
+    let recorder = recorder.as_ref();
     let mut batch: Vec<Work> = Vec::new();
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -58,7 +62,7 @@ pub(super) async fn export_loop(
             // Only finalizers to release.
             finish(
                 &context,
-                &recorder,
+                recorder,
                 std::mem::take(&mut batch),
                 Exported::Accepted,
                 &pending,
@@ -66,10 +70,9 @@ pub(super) async fn export_loop(
             .await;
             continue;
         }
-        let request = crate::export::request(&spans, &context.resource);
         let started = Instant::now();
         let own = context.tracer.as_ref().map(|t| t.background("export"));
-        let outcome = context.exporter.export(request).await;
+        let outcome = export(&context, &spans).await;
         if let (Some(tracer), Some(span)) = (&context.tracer, own) {
             record_export(tracer, span, spans.len(), batch.len(), &outcome);
         }
@@ -90,7 +93,7 @@ pub(super) async fn export_loop(
                 tracing::debug!(spans = spans.len(), elapsed = ?started.elapsed(), "exported");
                 finish(
                     &context,
-                    &recorder,
+                    recorder,
                     std::mem::take(&mut batch),
                     Exported::Accepted,
                     &pending,
@@ -102,7 +105,7 @@ pub(super) async fn export_loop(
                 context.metrics.spans_dropped.inc_by(spans.len() as u64);
                 finish(
                     &context,
-                    &recorder,
+                    recorder,
                     std::mem::take(&mut batch),
                     Exported::Dropped,
                     &pending,
@@ -115,7 +118,7 @@ pub(super) async fn export_loop(
             }) => {
                 context.metrics.export_retries.inc();
                 context.metrics.spans_retried.inc_by(spans.len() as u64);
-                release_expired(&context, &recorder, &mut batch, &pending).await;
+                release_expired(&context, recorder, &mut batch, &pending).await;
                 let wait = retry_after.unwrap_or(backoff).min(MAX_BACKOFF);
                 tracing::warn!(%message, retry_in = ?wait, spans = spans.len(), endpoint = context.exporter.endpoint(), "export failed; will retry");
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -128,12 +131,26 @@ pub(super) async fn export_loop(
     }
 }
 
+/// Exports `spans` in requests of [`MAX_BATCH`] at most (a Job of many pods brings more at
+/// once); fails as the first request that fails, to retry them all.
+async fn export(
+    context: &Context,
+    spans: &[SpanRecord],
+) -> Result<crate::export::Accepted, ExportError> {
+    let mut accepted = crate::export::Accepted::default();
+    for chunk in spans.chunks(MAX_BATCH) {
+        let request = crate::export::request(chunk, &context.resource);
+        accepted.rejected += context.exporter.export(request).await?.rejected;
+    }
+    Ok(accepted)
+}
+
 /// Objects held for export and being deleted for longer than the hold timeout leave the batch
 /// unexported: their spans are dropped (counted) and their finalizers released, so a collector
 /// that is down never blocks a deletion for longer than that.
 async fn release_expired(
     context: &Context,
-    recorder: &Recorder,
+    recorder: Option<&Recorder>,
     batch: &mut Vec<Work>,
     pending: &Pending,
 ) {

@@ -1,5 +1,6 @@
 //! Marking: each exported object gets `jobtrace.dev/exported` through a JSON patch that first
-//! tests its uid, and each exported Job a `TraceExported` Event.
+//! tests its uid (a Job's mark stands for its pods' spans too), and, when asked for, each
+//! exported Job a `TraceExported` Event.
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -13,10 +14,10 @@ use serde_json::json;
 use super::{Context, ObjectKind, Pending, Work};
 use crate::names::Exported;
 
-/// Marks exported objects, records an Event on each Job, and forgets them.
+/// Marks exported objects, records an Event on each Job if `recorder` is given, and forgets them.
 pub(super) async fn finish(
     context: &Context,
-    recorder: &Recorder,
+    recorder: Option<&Recorder>,
     batch: Vec<Work>,
     outcome: Exported,
     pending: &Pending,
@@ -32,7 +33,11 @@ pub(super) async fn finish(
                 if let Err(e) = mark(context, &w, outcome).await {
                     tracing::warn!(error = %e, object = %w.name, "could not mark as exported; its spans may be exported again");
                 }
-                if w.kind == ObjectKind::Job && outcome == Exported::Accepted && !w.spans.is_empty() {
+                if let Some(recorder) = recorder
+                    && w.kind == ObjectKind::Job
+                    && outcome == Exported::Accepted
+                    && !w.spans.is_empty()
+                {
                     publish(recorder, &w).await;
                 }
             }

@@ -4,14 +4,15 @@
 //! it had not marked yet. A crash between export and mark repeats a span with the same ids; it
 //! never loses one.
 
+mod assemble;
 mod batch;
 mod leader;
 mod mark;
+mod pending;
 mod sync;
 mod watch;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -30,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::names;
 use crate::selftrace::SelfTracer;
 use crate::spans::SpanRecord;
+use pending::{Pending, PodExport};
 use watch::{InFlight, Seen};
 
 /// Which kind of object a watch event or a piece of work is about.
@@ -46,6 +48,11 @@ struct Work {
     namespace: String,
     name: String,
     uid: String,
+    /// A pod's Job (its uid), if it has one.
+    owner: Option<String>,
+    /// The object's `resourceVersion` as the watch saw it: a Job's pods are listed as of it, or
+    /// later.
+    version: Option<String>,
     deleted: bool,
     /// No spans: the object only holds jobtrace's finalizer still (exported before, say by a
     /// mark that raced another write), to be released.
@@ -58,42 +65,6 @@ struct Work {
     deleting_since: Option<Timestamp>,
     /// When the object reached its terminal state, for the export-lag metric.
     finished: Timestamp,
-}
-
-/// The objects queued or being exported, by uid, each with the time its deletion began if it is
-/// held for export: a Job queued when it finished and deleted while its export retries gets its
-/// hold timeout all the same.
-#[derive(Default)]
-struct Pending(Mutex<HashMap<String, Option<Timestamp>>>);
-
-impl Pending {
-    /// Records `work`; `true` when it is new (to be queued), `false` when it was queued already
-    /// (its deletion, if it began since, is recorded).
-    fn add(&self, work: &Work) -> bool {
-        let mut pending = self.0.lock().expect("not poisoned");
-        if let Some(deleting) = pending.get_mut(&work.uid) {
-            if deleting.is_none() {
-                *deleting = work.deleting_since;
-            }
-            return false;
-        }
-        pending.insert(work.uid.clone(), work.deleting_since);
-        true
-    }
-
-    /// Since when the held object `uid` is being deleted, as far as the watch has seen.
-    fn deleting_since(&self, uid: &str) -> Option<Timestamp> {
-        self.0
-            .lock()
-            .expect("not poisoned")
-            .get(uid)
-            .copied()
-            .flatten()
-    }
-
-    fn remove(&self, uid: &str) {
-        self.0.lock().expect("not poisoned").remove(uid);
-    }
 }
 
 /// What the controller needs.
@@ -115,6 +86,8 @@ pub struct Context {
     pub policy_status: bool,
     /// How long a held object being deleted waits for its export at most.
     pub hold_timeout: std::time::Duration,
+    /// Record a `TraceExported` Event on each exported Job (a write per Job, so off by default).
+    pub record_events: bool,
 }
 
 /// Watches and exports until `shutdown`; then exports what is queued, if the collector takes it.
@@ -129,12 +102,20 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
             reporting_stop.clone(),
         ))
     });
-    // A short queue: when the collector is slow the watch waits, instead of memory growing.
+    // Short queues: when the collector is slow the watch waits, instead of memory growing.
     let (queue, work) = mpsc::channel::<Work>(512);
+    let (jobs_queue, jobs_work) = mpsc::channel::<Work>(512);
     let pending = Arc::new(Pending::default());
     let exporting = tokio::spawn(batch::export_loop(
         context.clone(),
         work,
+        pending.clone(),
+        shutdown.clone(),
+    ));
+    let assembling = tokio::spawn(assemble::assemble_loop(
+        context.clone(),
+        jobs_work,
+        queue.clone(),
         pending.clone(),
         shutdown.clone(),
     ));
@@ -152,7 +133,14 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
         ),
     };
     let jobs = watch::events::<Job>(jobs, config.clone(), ObjectKind::Job);
-    let pods = watch::events::<Pod>(pods, config, ObjectKind::Pod);
+    // A pod's span waits for its Job's unless the pod is deleted first: which Jobs are still
+    // running is known once the Jobs are listed, so the pods are watched from then on.
+    let jobs_listed = Arc::new(tokio::sync::Notify::new());
+    let pods = futures::stream::once({
+        let jobs_listed = jobs_listed.clone();
+        async move { jobs_listed.notified().await }
+    })
+    .flat_map(move |()| watch::events::<Pod>(pods.clone(), config.clone(), ObjectKind::Pod));
     let mut events = std::pin::pin!(futures::stream::select(jobs, pods));
     let mut in_flight = InFlight::default();
     loop {
@@ -174,11 +162,32 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
             .set(i64::try_from(in_flight.jobs.len()).unwrap_or(i64::MAX));
         match seen {
             Seen::Listing(kind) => context.sync.listing(kind),
-            Seen::Listed(kind) => context.sync.listed(kind),
+            Seen::Listed(kind) => {
+                context.sync.listed(kind);
+                if kind == ObjectKind::Job {
+                    jobs_listed.notify_one();
+                    pending.forget_gone(&in_flight.jobs);
+                }
+            }
             Seen::Finished(work) => {
+                if work.kind == ObjectKind::Pod {
+                    let running = work
+                        .owner
+                        .as_ref()
+                        .is_some_and(|job| in_flight.jobs.contains(job));
+                    if pending.pod(&work, running) == PodExport::WithJob {
+                        continue;
+                    }
+                }
                 if pending.add(&work) {
                     context.metrics.controller_pending.inc();
-                    if queue.send(work).await.is_err() {
+                    // A Job with spans first has its pods' spans added; the rest goes as it is.
+                    let to = if work.kind == ObjectKind::Job && !work.spans.is_empty() {
+                        &jobs_queue
+                    } else {
+                        &queue
+                    };
+                    if to.send(work).await.is_err() {
                         break;
                     }
                 }
@@ -188,6 +197,8 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     }
     context.metrics.jobs_in_flight.set(0);
     reporting_stop.cancel();
+    drop(jobs_queue);
+    let _ = assembling.await;
     drop(queue);
     let _ = exporting.await;
     if let Some(reporting) = reporting {

@@ -144,17 +144,31 @@ fn work<K: Resource>(
 ) -> Option<Work> {
     let hold = held(object).filter(|_| !deleted);
     let deleting = object.meta().deletion_timestamp.as_ref().map(|t| t.0);
+    let owner = (kind == ObjectKind::Pod).then(|| owning_job(object.meta())).flatten();
     Some(Work {
         kind,
         namespace: object.meta().namespace.clone()?,
         name: object.meta().name.clone()?,
         uid: object.meta().uid.clone()?,
+        owner,
+        version: object.meta().resource_version.clone(),
         deleted,
         spans,
         hold,
         deleting_since: deleting.filter(|_| hold.is_some()),
         finished,
     })
+}
+
+/// The uid of the Job a pod belongs to: its controller owner, or (orphaned, say by `kubectl
+/// delete --cascade=orphan`) the job controller's label.
+fn owning_job(meta: &kube::api::ObjectMeta) -> Option<String> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == "Job" && o.api_version == "batch/v1")
+        .map(|o| o.uid.clone())
+        .or_else(|| meta.labels.as_ref()?.get(names::JOB_UID_LABEL).cloned())
 }
 
 #[cfg(test)]
