@@ -760,6 +760,20 @@ fn cases() -> Vec<Case> {
             check: |d| assert!(args(d).contains(&"--hold-timeout=1h".to_owned())),
         },
         Case {
+            paths: &["controller.recordEvents"],
+            flags: &["--set", "controller.recordEvents=true"],
+            check: |d| {
+                assert!(args(d).contains(&"--record-events=true".to_owned()));
+                let events = grants(d, "events");
+                assert_eq!(events.len(), 1, "Events may be recorded: {events:?}");
+                assert_eq!(events[0]["verbs"], json!(["create", "patch"]));
+                assert!(
+                    grants(&defaults(), "events").is_empty(),
+                    "no Event, no right to record one"
+                );
+            },
+        },
+        Case {
             paths: &["policy.relationship"],
             flags: &["--set", "policy.relationship=link"],
             check: |d| assert!(args(d).contains(&"--relationship=link".to_owned())),

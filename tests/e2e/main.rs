@@ -16,6 +16,7 @@ mod exporter_tls;
 mod faults;
 mod faults_serial;
 mod jaeger;
+mod pods;
 mod policy;
 mod readiness;
 mod spans;
