@@ -376,7 +376,8 @@ pub struct ControllerArgs {
     /// Export without electing a leader (a single replica, or tests).
     #[arg(long)]
     pub no_leader_election: bool,
-    /// Watch only this namespace (default: all namespaces).
+    /// Watch only this namespace (default: all namespaces). The webhook should serve no other:
+    /// a Job it traces and holds elsewhere is never exported nor released.
     #[arg(long, env = "JOBTRACE_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
     /// Keep the status of the `JobTracePolicy` objects (of `--watch-namespace`, or all) while
