@@ -26,31 +26,10 @@ use serde_json::json;
 use support::TestNamespace;
 use webhook_process::Webhook;
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 /// An Indexed Job whose pods kwok keeps running (no completion adds pods while we count).
 fn indexed_job(name: &str, completions: usize, traced: bool) -> Job {
-    let mut job = json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": { "name": name },
-        "spec": {
-            "completionMode": "Indexed", "completions": completions, "parallelism": completions,
-            "backoffLimit": 0,
-            "template": {
-                "metadata": { "annotations": { "sim.jobtrace.dev/run-for": "1h" } },
-                "spec": { "restartPolicy": "Never",
-                          "containers": [{ "name": "work", "image": "example.invalid/work:1" }] }
-            }
-        }
-    });
-    if traced {
-        job["metadata"]["annotations"] = json!({ "traceparent": jobtrace::fixtures::TP });
-    }
+    let mut job = workload::kwok_job(name, completions, "1h", traced);
+    job["spec"]["completionMode"] = json!("Indexed");
     serde_json::from_value(job).unwrap()
 }
 
@@ -116,8 +95,8 @@ async fn clean(ns: &TestNamespace, name: &str) {
 }
 
 fn main() {
-    let completions = env_number("BENCH_COMPLETIONS", 1000);
-    let rounds = env_number("BENCH_ROUNDS", 3);
+    let completions = workload::env_number("BENCH_COMPLETIONS", 1000);
+    let rounds = workload::env_number("BENCH_ROUNDS", 3);
     let runtime = workload::runtime();
     runtime.block_on(async {
         let with = TestNamespace::create("bench-pods-with").await;

@@ -19,6 +19,35 @@ pub fn typical_job(name: &str) -> Value {
         .json()
 }
 
+/// A Job of `pods` pods, all in parallel, each running `run_for` on kwok (the stages read it),
+/// never retried; carrying the creator's `traceparent` when `traced`.
+pub fn kwok_job(name: &str, pods: usize, run_for: &str, traced: bool) -> Value {
+    let mut job = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": { "name": name },
+        "spec": {
+            "completions": pods, "parallelism": pods, "backoffLimit": 0,
+            "template": {
+                "metadata": { "annotations": { "sim.jobtrace.dev/run-for": run_for } },
+                "spec": { "restartPolicy": "Never",
+                          "containers": [{ "name": "work", "image": "example.invalid/work:1" }] }
+            }
+        }
+    });
+    if traced {
+        job["metadata"]["annotations"] = json!({ "traceparent": TP });
+    }
+    job
+}
+
+/// A number from the environment variable `name`, else `default`.
+pub fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The `AdmissionReview` the apiserver would send for `typical_job`.
 pub fn typical_review() -> Vec<u8> {
     review("batch", "Job", "CREATE", &typical_job("nightly-report"))

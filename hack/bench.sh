@@ -27,6 +27,8 @@ echo "## cargo bench --features e2e --bench apiserver_overhead (BENCH_CREATES=${
 run cargo bench --locked --features e2e --bench apiserver_overhead
 echo "## cargo bench --features e2e --bench pod_creation (BENCH_COMPLETIONS=${BENCH_COMPLETIONS:-1000}, BENCH_ROUNDS=${BENCH_ROUNDS:-3})" | tee -a "$out"
 run cargo bench --locked --features e2e --bench pod_creation
+echo "## cargo bench --features e2e --bench apiserver_writes (BENCH_JOBS=${BENCH_JOBS_WRITES:-40}, BENCH_ROUNDS=${BENCH_ROUNDS_WRITES:-2})" | tee -a "$out"
+BENCH_JOBS=${BENCH_JOBS_WRITES:-40} BENCH_ROUNDS=${BENCH_ROUNDS_WRITES:-2} run cargo bench --locked --features e2e --bench apiserver_writes
 echo "## cargo bench --features e2e --bench controller_load (BENCH_JOBS=${BENCH_JOBS:-1000,10000})" | tee -a "$out"
 run cargo bench --locked --features e2e --bench controller_load
 echo "bench: summary in $out"

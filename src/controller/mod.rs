@@ -119,28 +119,10 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
         pending.clone(),
         shutdown.clone(),
     ));
-    let config = watcher::Config::default()
-        .labels(&format!("{}=true", names::TRACED_LABEL))
-        .page_size(100);
-    let (jobs, pods) = match &context.namespace {
-        Some(ns) => (
-            Api::namespaced(context.client.clone(), ns),
-            Api::namespaced(context.client.clone(), ns),
-        ),
-        None => (
-            Api::all(context.client.clone()),
-            Api::all(context.client.clone()),
-        ),
-    };
-    let jobs = watch::events::<Job>(jobs, config.clone(), ObjectKind::Job);
     // A pod's span waits for its Job's unless the pod is deleted first: which Jobs are still
     // running is known once the Jobs are listed, so the pods are watched from then on.
     let jobs_listed = Arc::new(tokio::sync::Notify::new());
-    let pods = futures::stream::once({
-        let jobs_listed = jobs_listed.clone();
-        async move { jobs_listed.notified().await }
-    })
-    .flat_map(move |()| watch::events::<Pod>(pods.clone(), config.clone(), ObjectKind::Pod));
+    let (jobs, pods) = watches(&context, jobs_listed.clone());
     let mut events = std::pin::pin!(futures::stream::select(jobs, pods));
     let mut in_flight = InFlight::default();
     loop {
@@ -204,4 +186,31 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     if let Some(reporting) = reporting {
         let _ = reporting.await;
     }
+}
+
+/// The watches of traced Jobs and of traced pods; the pods' begins once `jobs_listed` is told.
+fn watches(
+    context: &Context,
+    jobs_listed: Arc<tokio::sync::Notify>,
+) -> (
+    impl futures::Stream<Item = Result<Seen, watcher::Error>> + Send + use<>,
+    impl futures::Stream<Item = Result<Seen, watcher::Error>> + Send + use<>,
+) {
+    let config = watcher::Config::default()
+        .labels(&format!("{}=true", names::TRACED_LABEL))
+        .page_size(100);
+    let (jobs, pods) = match &context.namespace {
+        Some(ns) => (
+            Api::namespaced(context.client.clone(), ns),
+            Api::namespaced(context.client.clone(), ns),
+        ),
+        None => (
+            Api::all(context.client.clone()),
+            Api::all(context.client.clone()),
+        ),
+    };
+    let jobs = watch::events::<Job>(jobs, config.clone(), ObjectKind::Job);
+    let pods = futures::stream::once(async move { jobs_listed.notified().await })
+        .flat_map(move |()| watch::events::<Pod>(pods.clone(), config.clone(), ObjectKind::Pod));
+    (jobs, pods)
 }

@@ -1,0 +1,236 @@
+//! What a traced Job costs the apiserver in writes: the writes to Jobs, pods and Events (the
+//! apiserver's own `apiserver_request_total`, verbs that write) while `BENCH_JOBS` Jobs (default
+//! 40) are created and run to their end, in a namespace `jobtrace run` serves (webhook, controller
+//! exporting to the local Jaeger, Jobs held for export as the chart does) and in one it doesn't,
+//! in alternating rounds, for Jobs of 1 and of 5 pods. Needs `make cluster-up`.
+
+#[path = "../tests/helm/mod.rs"]
+mod helm;
+#[path = "../tests/e2e/support.rs"]
+#[allow(dead_code)]
+mod support;
+#[path = "../tests/e2e/webhook_process.rs"]
+#[allow(dead_code)]
+mod webhook_process;
+#[path = "workload.rs"]
+mod workload;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+
+use support::TestNamespace;
+use webhook_process::Webhook;
+
+/// The resources whose writes are counted: what a Job's run and its tracing write.
+const RESOURCES: [&str; 3] = ["jobs", "pods", "events"];
+const WRITES: [&str; 5] = ["POST", "PUT", "PATCH", "DELETE", "APPLY"];
+
+fn job(name: &str, pods: usize, traced: bool) -> Job {
+    serde_json::from_value(workload::kwok_job(name, pods, "1s", traced)).unwrap()
+}
+
+/// The apiserver's write requests so far, by `resource/subresource verb`, for [`RESOURCES`].
+async fn writes(client: &kube::Client) -> BTreeMap<String, f64> {
+    let request = hyper::http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(request).await.expect("the apiserver's metrics");
+    let mut counts = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (resource, verb) = (label("resource"), label("verb"));
+        if !RESOURCES.contains(&resource.as_str()) || !WRITES.contains(&verb.as_str()) {
+            continue;
+        }
+        // A write refused for a stale resourceVersion (409) writes nothing, but is a request.
+        let refused = if label("code") == "409" { " 409" } else { "" };
+        let key = format!("{resource}/{} {verb}{refused}", label("subresource"));
+        *counts.entry(key).or_default() += value.parse::<f64>().unwrap_or(0.0);
+    }
+    counts
+}
+
+fn finished(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        })
+}
+
+fn exported(job: &Job) -> bool {
+    job.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("jobtrace.dev/exported"))
+}
+
+/// Creates `count` Jobs of `pods` pods named `prefix-N`, waits until every one has ended (and,
+/// traced, been exported with nothing held), and a little more for the last writes; the writes
+/// counted meanwhile.
+async fn round(
+    ns: &TestNamespace,
+    prefix: &str,
+    count: usize,
+    pods: usize,
+    traced: bool,
+) -> BTreeMap<String, f64> {
+    let jobs: Api<Job> = ns.api();
+    let before = writes(&ns.client).await;
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let jobs = jobs.clone();
+            async move {
+                jobs.create(
+                    &PostParams::default(),
+                    &job(&format!("{prefix}-{i}"), pods, traced),
+                )
+                .await
+                .expect("create the Job")
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let list = jobs.list(&ListParams::default()).await.unwrap().items;
+        let ours: Vec<&Job> = list
+            .iter()
+            .filter(|j| {
+                j.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(&format!("{prefix}-")))
+            })
+            .collect();
+        let done = ours.iter().all(|j| {
+            finished(j)
+                && (!traced
+                    || (exported(j) && j.metadata.finalizers.as_ref().is_none_or(Vec::is_empty)))
+        });
+        if ours.len() == count && done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{prefix}: not all done in time");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The job controller's last status write and the removal of its pods' tracking finalizers
+    // follow the Job's end by a moment.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = writes(&ns.client).await;
+    if traced {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = ns.api();
+        let marked: Vec<String> = pods
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| {
+                p.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key("jobtrace.dev/exported"))
+            })
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        eprintln!("apiserver_writes: {prefix}: pods marked exported on their own: {marked:?}");
+    }
+    after
+        .into_iter()
+        .map(|(k, v)| {
+            let d = v - before.get(&k).copied().unwrap_or(0.0);
+            (k, d)
+        })
+        .filter(|(_, d)| *d > 0.0)
+        .collect()
+}
+
+/// Write requests per Job; with `conflicts: false`, only those that wrote (not refused 409).
+fn per_job(counts: &BTreeMap<String, f64>, jobs: usize, conflicts: bool) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let jobs = jobs as f64;
+    counts
+        .iter()
+        .filter(|(k, _)| conflicts || !k.ends_with(" 409"))
+        .map(|(_, v)| v)
+        .sum::<f64>()
+        / jobs
+}
+
+fn main() {
+    let count = workload::env_number("BENCH_JOBS", 40);
+    let rounds = workload::env_number("BENCH_ROUNDS", 2);
+    let runtime = workload::runtime();
+    runtime.block_on(async {
+        let with = TestNamespace::create("bench-writes-with").await;
+        let without = TestNamespace::create("bench-writes-without").await;
+        let args = [
+            "run",
+            "--no-leader-election",
+            "--watch-namespace",
+            &with.name,
+            "--hold-for-export",
+        ];
+        let _jobtrace = Webhook::start_with(
+            &with,
+            &args,
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")],
+        )
+        .await;
+        println!(
+            "apiserver_writes: {count} Jobs per round, {rounds} rounds each, writes to jobs, pods \
+             and events (the apiserver's apiserver_request_total)"
+        );
+        println!(
+            "| pods per Job | round | writes per Job, untraced | traced | extra per traced Job | \
+             write requests per Job (with 409 conflicts), untraced | traced | extra |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        for pods in [1, 5] {
+            let mut extras = Vec::new();
+            for r in 0..rounds {
+                // Which goes first alternates.
+                let order = if r % 2 == 0 { [false, true] } else { [true, false] };
+                let mut by_mode = BTreeMap::new();
+                for traced in order {
+                    let ns = if traced { &with } else { &without };
+                    let prefix = format!("p{pods}-r{r}");
+                    by_mode.insert(traced, round(ns, &prefix, count, pods, traced).await);
+                }
+                let (plain, traced) = (&by_mode[&false], &by_mode[&true]);
+                let extra = per_job(traced, count, false) - per_job(plain, count, false);
+                let extra_requests = per_job(traced, count, true) - per_job(plain, count, true);
+                extras.push(extra);
+                println!(
+                    "| {pods} | {} | {:.2} | {:.2} | **{extra:.2}** | {:.2} | {:.2} | {extra_requests:.2} |",
+                    r + 1,
+                    per_job(plain, count, false),
+                    per_job(traced, count, false),
+                    per_job(plain, count, true),
+                    per_job(traced, count, true),
+                );
+                eprintln!("apiserver_writes: {pods} pods, round {}: untraced {plain:?}", r + 1);
+                eprintln!("apiserver_writes: {pods} pods, round {}: traced {traced:?}", r + 1);
+            }
+            let worst = extras.iter().copied().fold(f64::MIN, f64::max);
+            println!("apiserver_writes: {pods} pod(s) per Job: at most {worst:.2} extra writes per traced Job (goal: at most 1)");
+        }
+    });
+}
