@@ -724,3 +724,41 @@ async fn a_finished_pod_of_a_running_job_waits_for_it() {
     assert!(log.is_empty(), "nothing exported, nothing marked: {log:?}");
     assert_eq!(metrics.spans_exported.get(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relist_read_before_the_mark_does_not_export_the_job_again() {
+    let scenario = Scenario {
+        jobs: vec![
+            Step::list("7", [finished_job(None)]),
+            Step::Watch {
+                version: "7",
+                ends: Ends::ExpiredOnceMarked,
+            },
+            // A page the apiserver read before the mark: the Job unmarked, as the first time.
+            Step::list("8", [finished_job(None)]),
+            Step::Watch {
+                version: "8",
+                ends: Ends::Never,
+            },
+        ],
+        pods: no_pods(),
+        export: vec![
+            Step::PodsOfJob(vec![]),
+            Step::Mark(mark("true")),
+            Step::Event,
+        ],
+    };
+    let (log, played, metrics) = play(vec![200], scenario).await;
+    assert_eq!(
+        log,
+        [
+            "list pods".into(),
+            format!("export 200 {JOB_SPAN}"),
+            "patch".into(),
+            "event".into()
+        ],
+        "exported and marked once; the stale relist queues nothing"
+    );
+    assert_eq!(played[&Stream::Jobs].len(), 4, "the watcher listed again");
+    assert_eq!(metrics.spans_exported.get(), 1);
+}

@@ -29,8 +29,10 @@ pub(super) async fn finish(
                 let lag = (now - w.finished).total(k8s_openapi::jiff::Unit::Second).unwrap_or(0.0);
                 context.metrics.export_lag.observe(lag.max(0.0));
             }
+            let mut done = true;
             if !w.deleted {
                 if let Err(e) = mark(context, &w, outcome).await {
+                    done = false;
                     tracing::warn!(error = %e, object = %w.name, "could not mark as exported; its spans may be exported again");
                 }
                 if let Some(recorder) = recorder
@@ -41,7 +43,9 @@ pub(super) async fn finish(
                     publish(recorder, &w).await;
                 }
             }
-            pending.remove(&w.uid);
+            // Marked (or gone): a watch event or list page older than the mark is not queued
+            // again. Unmarked: the next event showing it unmarked queues it again.
+            pending.remove(&w.uid, done);
             context.metrics.controller_pending.dec();
         })
         .await;

@@ -18,6 +18,11 @@ use super::{ObjectKind, Work};
 /// remembered (their pods then end or go as the Job's deletion proceeds, within seconds or
 /// minutes); past it the oldest is forgotten, and its pods' spans with it.
 const UNFINISHED_JOBS: usize = 4096;
+/// At most this many objects exported and marked lately are remembered, so that a watch event or
+/// a list page read before the mark (a relist after 410 Gone, a lagging watch) doesn't export
+/// them again: more than the queue and a batch hold (1,024 objects), which is how far behind a
+/// relist's pages can be.
+const RECENTLY_DONE: usize = 4096;
 
 #[derive(Default)]
 struct Entry {
@@ -41,6 +46,9 @@ struct State {
     unfinished: HashMap<String, HashSet<String>>,
     /// The Jobs of `unfinished`, oldest first.
     unfinished_order: VecDeque<String>,
+    /// Objects exported (or released) and marked lately, oldest first, and as a set.
+    done_order: VecDeque<String>,
+    done: HashSet<String>,
 }
 
 /// What [`Pending::pod`] decides for a finished or deleted pod.
@@ -65,6 +73,11 @@ impl Pending {
     /// (its deletion, if it began since, is recorded).
     pub(super) fn add(&self, work: &Work) -> bool {
         let mut state = self.state();
+        if !work.spans.is_empty() && state.done.contains(&work.uid) {
+            // Seen as it was before its mark: its spans went already. (A finalizer still to
+            // release is always queued.)
+            return false;
+        }
         let entry = state.entries.entry(work.uid.clone()).or_default();
         if entry.queued {
             if entry.deleting_since.is_none() {
@@ -153,10 +166,19 @@ impl Pending {
         with_job
     }
 
-    /// Forgets the exported (or released) object `uid`; a Job's pods still running at its export
-    /// are remembered for when they end.
-    pub(super) fn remove(&self, uid: &str) {
+    /// Forgets the exported (or released) object `uid`, remembering it as done when it was
+    /// `marked` (or is gone); a Job's pods still running at its export are remembered for when
+    /// they end.
+    pub(super) fn remove(&self, uid: &str, marked: bool) {
         let mut state = self.state();
+        if marked && state.done.insert(uid.to_owned()) {
+            state.done_order.push_back(uid.to_owned());
+            while state.done_order.len() > RECENTLY_DONE {
+                if let Some(oldest) = state.done_order.pop_front() {
+                    state.done.remove(&oldest);
+                }
+            }
+        }
         let Some(entry) = state.entries.remove(uid) else {
             return;
         };
@@ -201,10 +223,18 @@ mod tests {
         }
     }
 
+    /// A finished Job's work, with its span.
     fn job(uid: &str) -> Work {
+        let finished: k8s_openapi::api::batch::v1::Job = crate::fixtures::TestJob::new()
+            .traced()
+            .created()
+            .status(&serde_json::json!({ "conditions": [{ "type": "Complete", "status": "True",
+                "lastTransitionTime": "2026-11-23T10:00:30Z" }] }))
+            .typed();
         Work {
             kind: ObjectKind::Job,
             owner: None,
+            spans: crate::spans::job_spans(&finished, None).expect("a finished Job's spans"),
             ..pod(uid, "", false)
         }
     }
@@ -224,7 +254,7 @@ mod tests {
         assert_eq!(with_job, set(&["p1"]), "p2 went alone already");
         // p1's deletion (the Job's TTL) after the list: it went with the Job.
         assert_eq!(pending.pod(&pod("p1", "j", true), false), PodExport::WithJob);
-        pending.remove("j");
+        pending.remove("j", true);
         assert_eq!(pending.pod(&pod("p1", "j", true), false), PodExport::WithJob);
         assert!(pending.state().entries.is_empty(), "nothing kept");
     }
@@ -257,7 +287,7 @@ mod tests {
         );
         // p1 ends before the Job's export is done, p2 after.
         assert_eq!(pending.pod(&pod("p1", "j", false), false), PodExport::Alone);
-        pending.remove("j");
+        pending.remove("j", true);
         assert_eq!(pending.pod(&pod("p2", "j", true), false), PodExport::Alone);
         assert_eq!(
             pending.pod(&pod("p2", "j", true), false),
@@ -287,8 +317,28 @@ mod tests {
         j.deleting_since = Some(deleting);
         assert!(!pending.add(&j));
         assert_eq!(pending.deleting_since("j"), Some(deleting));
-        pending.remove("j");
-        assert!(pending.add(&j), "queued again once forgotten");
+        pending.remove("j", false);
+        assert!(pending.add(&j), "queued again when its mark failed");
+    }
+
+    #[test]
+    fn an_object_seen_again_as_it_was_before_its_mark_is_not_queued_again() {
+        let pending = Pending::default();
+        assert!(pending.add(&job("j")));
+        pending.remove("j", true);
+        assert!(!pending.add(&job("j")), "a stale event of a marked Job");
+        let mut release = job("j");
+        release.spans.clear();
+        assert!(pending.add(&release), "a finalizer to release goes all the same");
+        pending.remove("j", true);
+        // Only so many are remembered.
+        for i in 0..RECENTLY_DONE {
+            let uid = format!("other-{i}");
+            assert!(pending.add(&job(&uid)));
+            pending.remove(&uid, true);
+        }
+        assert!(pending.add(&job("j")), "forgotten after so many others");
+        assert_eq!(pending.state().done.len(), RECENTLY_DONE);
     }
 
     #[test]
@@ -311,7 +361,7 @@ mod tests {
             let uid = format!("j{i}");
             assert!(pending.add(&job(&uid)));
             pending.with_job(&uid, [], [format!("p{i}")]);
-            pending.remove(&uid);
+            pending.remove(&uid, true);
         }
         assert_eq!(pending.state().unfinished.len(), UNFINISHED_JOBS);
         assert_eq!(
