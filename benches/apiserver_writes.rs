@@ -36,10 +36,18 @@ fn job(name: &str, pods: usize, traced: bool) -> Job {
 
 /// The apiserver's write requests so far, by `resource/subresource verb`, for [`RESOURCES`].
 async fn writes(client: &kube::Client) -> BTreeMap<String, f64> {
-    let request = hyper::http::Request::get("/metrics").body(Vec::new()).unwrap();
-    let text = client.request_text(request).await.expect("the apiserver's metrics");
+    let request = hyper::http::Request::get("/metrics")
+        .body(Vec::new())
+        .unwrap();
+    let text = client
+        .request_text(request)
+        .await
+        .expect("the apiserver's metrics");
     let mut counts = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
         let Some((labels, value)) = line.rsplit_once(' ') else {
             continue;
         };

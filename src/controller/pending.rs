@@ -228,8 +228,10 @@ mod tests {
         let finished: k8s_openapi::api::batch::v1::Job = crate::fixtures::TestJob::new()
             .traced()
             .created()
-            .status(&serde_json::json!({ "conditions": [{ "type": "Complete", "status": "True",
-                "lastTransitionTime": "2026-11-23T10:00:30Z" }] }))
+            .status(
+                &serde_json::json!({ "conditions": [{ "type": "Complete", "status": "True",
+                "lastTransitionTime": "2026-11-23T10:00:30Z" }] }),
+            )
             .typed();
         Work {
             kind: ObjectKind::Job,
@@ -246,16 +248,25 @@ mod tests {
     #[test]
     fn a_running_jobs_finished_pods_wait_for_it_and_its_deleted_pods_go_alone() {
         let pending = Pending::default();
-        assert_eq!(pending.pod(&pod("p1", "j", false), true), PodExport::WithJob);
+        assert_eq!(
+            pending.pod(&pod("p1", "j", false), true),
+            PodExport::WithJob
+        );
         assert_eq!(pending.pod(&pod("p2", "j", true), true), PodExport::Alone);
         // The Job finishes: its list finds p1, and p2 too (the list lags the deletion).
         assert!(pending.add(&job("j")));
         let with_job = pending.with_job("j", ["p1".into(), "p2".into()], []);
         assert_eq!(with_job, set(&["p1"]), "p2 went alone already");
         // p1's deletion (the Job's TTL) after the list: it went with the Job.
-        assert_eq!(pending.pod(&pod("p1", "j", true), false), PodExport::WithJob);
+        assert_eq!(
+            pending.pod(&pod("p1", "j", true), false),
+            PodExport::WithJob
+        );
         pending.remove("j", true);
-        assert_eq!(pending.pod(&pod("p1", "j", true), false), PodExport::WithJob);
+        assert_eq!(
+            pending.pod(&pod("p1", "j", true), false),
+            PodExport::WithJob
+        );
         assert!(pending.state().entries.is_empty(), "nothing kept");
     }
 
@@ -263,7 +274,10 @@ mod tests {
     fn a_pod_deleted_between_the_jobs_end_and_its_list_goes_alone_and_only_alone() {
         let pending = Pending::default();
         assert!(pending.add(&job("j")));
-        assert_eq!(pending.pod(&pod("p", "j", false), false), PodExport::WithJob);
+        assert_eq!(
+            pending.pod(&pod("p", "j", false), false),
+            PodExport::WithJob
+        );
         assert_eq!(pending.pod(&pod("p", "j", true), false), PodExport::Alone);
         assert!(pending.with_job("j", ["p".into()], []).is_empty());
     }
@@ -329,7 +343,10 @@ mod tests {
         assert!(!pending.add(&job("j")), "a stale event of a marked Job");
         let mut release = job("j");
         release.spans.clear();
-        assert!(pending.add(&release), "a finalizer to release goes all the same");
+        assert!(
+            pending.add(&release),
+            "a finalizer to release goes all the same"
+        );
         pending.remove("j", true);
         // Only so many are remembered.
         for i in 0..RECENTLY_DONE {

@@ -144,7 +144,9 @@ fn work<K: Resource>(
 ) -> Option<Work> {
     let hold = held(object).filter(|_| !deleted);
     let deleting = object.meta().deletion_timestamp.as_ref().map(|t| t.0);
-    let owner = (kind == ObjectKind::Pod).then(|| owning_job(object.meta())).flatten();
+    let owner = (kind == ObjectKind::Pod)
+        .then(|| owning_job(object.meta()))
+        .flatten();
     Some(Work {
         kind,
         namespace: object.meta().namespace.clone()?,

@@ -37,7 +37,10 @@ async fn pods_until(ns: &TestNamespace, what: &str, done: impl Fn(&[Pod]) -> boo
             .iter()
             .map(|p| (p.metadata.name.as_deref(), phase(p)))
             .collect();
-        assert!(Instant::now() < deadline, "{what}: not in time; pods {seen:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not in time; pods {seen:?}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
