@@ -53,6 +53,39 @@ pub struct ClientIdentity {
     pub key: PemFile,
 }
 
+impl TlsFiles {
+    /// The same files read again, and checked as at startup: a rotated certificate (a Secret
+    /// mounted as files is updated in place) is taken without a restart.
+    pub fn reread(&self) -> Result<Self, ConfigError> {
+        let read = |p: &Path| std::fs::read(p);
+        let again = |file: &PemFile, expected| {
+            pem_file(file.variable, &file.path.to_string_lossy(), expected, &read)
+        };
+        Ok(Self {
+            roots: self
+                .roots
+                .as_ref()
+                .map(|f| again(f, Pem::Certificates))
+                .transpose()?,
+            client: self
+                .client
+                .as_ref()
+                .map(|c| {
+                    Ok::<_, ConfigError>(ClientIdentity {
+                        certificate: again(&c.certificate, Pem::Certificates)?,
+                        key: again(&c.key, Pem::PrivateKey)?,
+                    })
+                })
+                .transpose()?,
+        })
+    }
+
+    /// Whether any file is configured (else there is nothing to read again).
+    pub fn any(&self) -> bool {
+        self.roots.is_some() || self.client.is_some()
+    }
+}
+
 /// Where and how to export, from the `OTEL_EXPORTER_OTLP_*` variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExporterConfig {

@@ -27,16 +27,33 @@ pub struct Accepted {
     pub rejected: i64,
 }
 
-/// An OTLP exporter.
+/// An OTLP exporter. Its certificate files are read again every [`RELOAD_EVERY`] while it
+/// exports, and a changed (valid) set replaces the clients, so a rotated certificate is used
+/// without a restart.
 pub struct Exporter {
     config: ExporterConfig,
+    current: std::sync::Mutex<Current>,
+    reload_every: Duration,
+}
+
+/// How often the exporter reads its certificate files again, at most.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(30);
+
+/// The clients in use, the certificate files they were built from, and when those were read.
+struct Current {
+    clients: Arc<Clients>,
+    files: TlsFiles,
+    read: std::time::Instant,
+}
+
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+struct Clients {
     grpc: Option<TraceServiceClient<tonic::transport::Channel>>,
-    http: Option<
-        hyper_util::client::legacy::Client<
-            hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-            Full<Bytes>,
-        >,
-    >,
+    http: Option<HttpClient>,
 }
 
 /// Why an exporter could not be built from its configuration.
@@ -70,55 +87,56 @@ impl Exporter {
     /// Builds the client; nothing is sent until the first export, so a collector that is down
     /// doesn't stop the controller from starting. The certificates are checked here.
     pub fn new(config: ExporterConfig) -> Result<Self, BuildError> {
-        // Built for both protocols: for gRPC it checks what tonic is given, with clearer errors.
-        let tls = client_tls(&config.tls)?;
-        let mut exporter = Self {
+        let clients = clients(&config)?;
+        Ok(Self {
+            current: std::sync::Mutex::new(Current {
+                clients: Arc::new(clients),
+                files: config.tls.clone(),
+                read: std::time::Instant::now(),
+            }),
             config,
-            grpc: None,
-            http: None,
-        };
-        let config = &exporter.config;
-        match config.protocol {
-            Protocol::Grpc => {
-                let mut endpoint = tonic::transport::Endpoint::from_shared(config.endpoint.clone())
-                    .map_err(|source| BuildError::Endpoint {
-                        endpoint: config.endpoint.clone(),
-                        source,
-                    })?
-                    .timeout(config.timeout)
-                    .connect_timeout(config.timeout);
-                if config.endpoint.starts_with("https://") {
-                    endpoint = endpoint
-                        .tls_config(grpc_tls(&config.tls))
-                        .map_err(|source| BuildError::Tls {
-                            endpoint: config.endpoint.clone(),
-                            source,
-                        })?;
+            reload_every: RELOAD_EVERY,
+        })
+    }
+
+    /// Reads the certificate files again every `every` instead of [`RELOAD_EVERY`].
+    #[must_use]
+    pub fn reload_every(mut self, every: Duration) -> Self {
+        self.reload_every = every;
+        self
+    }
+
+    /// The clients to export with: those of the certificate files as they are now, when they
+    /// changed since last read and are valid; else those in use.
+    fn clients(&self) -> Arc<Clients> {
+        let mut current = self.current.lock().expect("not poisoned");
+        if !self.config.tls.any() || current.read.elapsed() < self.reload_every {
+            return current.clients.clone();
+        }
+        current.read = std::time::Instant::now();
+        match current.files.reread() {
+            Ok(files) if files == current.files => {}
+            Ok(files) => {
+                let config = ExporterConfig {
+                    tls: files,
+                    ..self.config.clone()
+                };
+                match clients(&config) {
+                    Ok(clients) => {
+                        tracing::info!(files = ?config.tls, "the exporter's certificates changed; using them");
+                        current.clients = Arc::new(clients);
+                        current.files = config.tls;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the exporter's certificates changed but can't be used; keeping those in use");
+                    }
                 }
-                let mut client = TraceServiceClient::new(endpoint.connect_lazy());
-                if config.compression == Compression::Gzip {
-                    // A gRPC server answers in the encoding of the request: the response is
-                    // gzip too.
-                    client = client
-                        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
-                        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
-                }
-                exporter.grpc = Some(client);
             }
-            Protocol::HttpProtobuf => {
-                let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(tls)
-                    .https_or_http()
-                    .enable_http1()
-                    .build();
-                let client = hyper_util::client::legacy::Client::builder(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .build(connector);
-                exporter.http = Some(client);
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the exporter's certificates again; keeping those in use");
             }
         }
-        Ok(exporter)
+        current.clients.clone()
     }
 
     pub fn endpoint(&self) -> &str {
@@ -130,10 +148,11 @@ impl Exporter {
         &self,
         request: ExportTraceServiceRequest,
     ) -> Result<Accepted, ExportError> {
-        let response = if let Some(grpc) = &self.grpc {
-            self.export_grpc(grpc.clone(), request).await?
-        } else {
-            self.export_http(request).await?
+        let clients = self.clients();
+        let response = match (&clients.grpc, &clients.http) {
+            (Some(grpc), _) => self.export_grpc(grpc.clone(), request).await?,
+            (None, Some(http)) => self.export_http(http, request).await?,
+            (None, None) => unreachable!("an exporter has a client of its protocol"),
         };
         Ok(Accepted {
             rejected: response.partial_success.map_or(0, |p| p.rejected_spans),
@@ -160,12 +179,9 @@ impl Exporter {
 
     async fn export_http(
         &self,
+        client: &HttpClient,
         request: ExportTraceServiceRequest,
     ) -> Result<ExportTraceServiceResponse, ExportError> {
-        let client = self
-            .http
-            .as_ref()
-            .expect("an HTTP exporter has an HTTP client");
         let mut builder = hyper::Request::post(&self.config.endpoint)
             .header("content-type", "application/x-protobuf");
         for (k, v) in &self.config.headers {
@@ -213,6 +229,56 @@ impl Exporter {
             .to_bytes();
         classify_http(status.as_u16(), retry_after, &body)
     }
+}
+
+/// The clients for `config`: a gRPC channel (connected lazily) or an HTTP client.
+fn clients(config: &ExporterConfig) -> Result<Clients, BuildError> {
+    // Built for both protocols: for gRPC it checks what tonic is given, with clearer errors.
+    let tls = client_tls(&config.tls)?;
+    let mut built = Clients {
+        grpc: None,
+        http: None,
+    };
+    match config.protocol {
+        Protocol::Grpc => {
+            let mut endpoint = tonic::transport::Endpoint::from_shared(config.endpoint.clone())
+                .map_err(|source| BuildError::Endpoint {
+                    endpoint: config.endpoint.clone(),
+                    source,
+                })?
+                .timeout(config.timeout)
+                .connect_timeout(config.timeout);
+            if config.endpoint.starts_with("https://") {
+                endpoint = endpoint
+                    .tls_config(grpc_tls(&config.tls))
+                    .map_err(|source| BuildError::Tls {
+                        endpoint: config.endpoint.clone(),
+                        source,
+                    })?;
+            }
+            let mut client = TraceServiceClient::new(endpoint.connect_lazy());
+            if config.compression == Compression::Gzip {
+                // A gRPC server answers in the encoding of the request: the response is
+                // gzip too.
+                client = client
+                    .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+                    .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+            }
+            built.grpc = Some(client);
+        }
+        Protocol::HttpProtobuf => {
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .build();
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build(connector);
+            built.http = Some(client);
+        }
+    }
+    Ok(built)
 }
 
 /// The rustls configuration of a TLS connection to the collector: the configured trust roots, or

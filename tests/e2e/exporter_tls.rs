@@ -516,3 +516,64 @@ fn a_client_key_of_another_certificate_stops_the_exporter_from_being_built() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_certificate_files_are_used_without_a_restart() {
+    if !jaeger_found() {
+        return;
+    }
+    let pki = Pki::generate("exporter-rotation");
+    let jaeger = TlsJaeger::start(&pki).await;
+    let copy = |from: &str, to: &str| std::fs::copy(pki.path(from), pki.path(to)).unwrap();
+    for (protocol, port) in [
+        ("grpc", jaeger.grpc_mutual),
+        ("http/protobuf", jaeger.http_mutual),
+    ] {
+        // Files mounted from Secrets, at first the wrong ones: another CA, and for an identity
+        // the server's certificate (not one for a client).
+        copy("other-ca.crt", "trust.crt");
+        copy("server.crt", "identity.crt");
+        copy("server.key", "identity.key");
+        let exporter = exporter(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("https://127.0.0.1:{port}"),
+            ),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", pki.path("trust.crt")),
+            (
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                pki.path("identity.crt"),
+            ),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", pki.path("identity.key")),
+        ])
+        .reload_every(Duration::ZERO);
+        let (spans, _) = spans(0);
+        let untrusted = exporter
+            .export(request(&spans))
+            .await
+            .expect_err("the collector's CA is not trusted yet")
+            .to_string();
+        assert!(
+            untrusted.contains("UnknownIssuer") || untrusted.contains("unknown issuer"),
+            "{protocol}: {untrusted}"
+        );
+
+        // The CA is rotated in: the collector is trusted, but refuses the identity.
+        copy("ca.crt", "trust.crt");
+        let refused = exporter
+            .export(request(&spans))
+            .await
+            .expect_err("the identity is not a client's yet")
+            .to_string();
+        assert!(
+            !refused.contains("UnknownIssuer") && !refused.contains("unknown issuer"),
+            "{protocol}: the new CA is in use: {refused}"
+        );
+
+        // And the client certificate: the same exporter now gets through.
+        copy("client.crt", "identity.crt");
+        copy("client.key", "identity.key");
+        exported_and_found(&jaeger, &exporter).await;
+    }
+}
