@@ -360,58 +360,77 @@ async fn a_listing_controller_leaves_the_webhook_ready_and_answering() {
     });
     let stop_controller = CancellationToken::new();
     let controller = tokio::spawn(jobtrace::controller::run(context, stop_controller.clone()));
-    let mut held = Vec::new();
-    while held.len() < 2 {
+    // The Jobs are listed first; the pods once the Jobs are (a pod's span waits for its Job's
+    // unless the Job is known to run). Each list is held unanswered while the webhook is checked.
+    let mut next = async || {
         let (request, respond) =
             tokio::time::timeout(Duration::from_secs(10), apiserver.next_request())
                 .await
-                .expect("the controller lists the traced Jobs and pods")
+                .expect("the controller lists the traced Jobs, then the pods")
                 .unwrap();
         let query = request.uri().query().unwrap_or_default().to_owned();
-        assert!(
-            query.contains("labelSelector=jobtrace.dev%2Ftraced%3Dtrue")
-                && !query.contains("watch"),
-            "a list of the traced objects: {query}"
-        );
-        held.push((request.uri().path().to_owned(), respond));
-    }
-    let mut paths: Vec<&str> = held.iter().map(|(path, _)| path.as_str()).collect();
-    paths.sort_unstable();
-    assert_eq!(paths, ["/api/v1/pods", "/apis/batch/v1/jobs"]);
+        (request.uri().path().to_owned(), query, respond)
+    };
+    let (path, query, jobs_list) = next().await;
+    assert_eq!(path, "/apis/batch/v1/jobs");
+    assert!(
+        query.contains("labelSelector=jobtrace.dev%2Ftraced%3Dtrue") && !query.contains("watch"),
+        "a list of the traced Jobs: {query}"
+    );
 
     let pki = TestPki::generate();
     let server = start_serving("listing", &pki, Duration::ZERO, metrics, Some(sync.clone()));
     until_ok(server.admin, "/readyz").await;
     let body = traced_job_review();
-    for _ in 0..5 {
-        let response = https(server.webhook, &pki.ca_der, &post(&body))
-            .await
-            .unwrap();
-        assert!(
-            response.starts_with("HTTP/1.1 200")
-                && response.contains("\"patchType\":\"JSONPatch\""),
-            "{response}"
-        );
-        let readyz = http_get(server.admin, "/readyz").await;
-        assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
-        let syncz = http_get(server.admin, "/syncz").await;
-        assert!(
-            syncz.starts_with("HTTP/1.1 503") && syncz.contains("listing the traced Jobs and pods"),
-            "{syncz}"
-        );
-        let scraped = http_get(server.admin, "/metrics").await;
-        assert!(
-            scraped.contains("jobtrace_controller_listing 1"),
-            "{scraped}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let answers_while_listing = async || {
+        for _ in 0..3 {
+            let response = https(server.webhook, &pki.ca_der, &post(&body))
+                .await
+                .unwrap();
+            assert!(
+                response.starts_with("HTTP/1.1 200")
+                    && response.contains("\"patchType\":\"JSONPatch\""),
+                "{response}"
+            );
+            let readyz = http_get(server.admin, "/readyz").await;
+            assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
+            let syncz = http_get(server.admin, "/syncz").await;
+            assert!(
+                syncz.starts_with("HTTP/1.1 503")
+                    && syncz.contains("listing the traced Jobs and pods"),
+                "{syncz}"
+            );
+            let scraped = http_get(server.admin, "/metrics").await;
+            assert!(
+                scraped.contains("jobtrace_controller_listing 1"),
+                "{scraped}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    answers_while_listing().await;
+    jobs_list.send_response(empty_list("/apis/batch/v1/jobs"));
 
-    for (path, respond) in held {
-        respond.send_response(empty_list(&path));
-    }
+    // The Jobs' watch (held for good) and the pods' list, in either order.
+    let mut watches = Vec::new();
+    let pods_list = loop {
+        let (path, query, respond) = next().await;
+        if query.contains("watch") {
+            watches.push(respond);
+            continue;
+        }
+        assert_eq!(path, "/api/v1/pods", "{query}");
+        assert!(
+            query.contains("labelSelector=jobtrace.dev%2Ftraced%3Dtrue"),
+            "a list of the traced pods: {query}"
+        );
+        break respond;
+    };
+    answers_while_listing().await;
+    pods_list.send_response(empty_list("/api/v1/pods"));
     // The watches that follow are held for good.
     let watches = tokio::spawn(async move {
+        let _jobs_watch = watches;
         let mut held = Vec::new();
         while let Some(request) = apiserver.next_request().await {
             held.push(request);
