@@ -328,6 +328,34 @@ fn empty_list(path: &str) -> hyper::http::Response<kube::client::Body> {
     hyper::http::Response::new(kube::client::Body::from(list.to_string().into_bytes()))
 }
 
+/// Three times: an admission answered with a patch, `/readyz` ready, and `/syncz` and
+/// `jobtrace_controller_listing` saying the controller lists.
+async fn answers_while_listing(server: &Running, pki: &TestPki, body: &str) {
+    for _ in 0..3 {
+        let response = https(server.webhook, &pki.ca_der, &post(body))
+            .await
+            .unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 200")
+                && response.contains("\"patchType\":\"JSONPatch\""),
+            "{response}"
+        );
+        let readyz = http_get(server.admin, "/readyz").await;
+        assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
+        let syncz = http_get(server.admin, "/syncz").await;
+        assert!(
+            syncz.starts_with("HTTP/1.1 503") && syncz.contains("listing the traced Jobs and pods"),
+            "{syncz}"
+        );
+        let scraped = http_get(server.admin, "/metrics").await;
+        assert!(
+            scraped.contains("jobtrace_controller_listing 1"),
+            "{scraped}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// `jobtrace run`'s halves in one process, the controller leading against an apiserver that holds
 /// its lists of the traced Jobs and pods unanswered: all the while the webhook is ready and
 /// answers admissions, and only `/syncz` and `jobtrace_controller_listing` say the controller
@@ -382,33 +410,7 @@ async fn a_listing_controller_leaves_the_webhook_ready_and_answering() {
     let server = start_serving("listing", &pki, Duration::ZERO, metrics, Some(sync.clone()));
     until_ok(server.admin, "/readyz").await;
     let body = traced_job_review();
-    let answers_while_listing = async || {
-        for _ in 0..3 {
-            let response = https(server.webhook, &pki.ca_der, &post(&body))
-                .await
-                .unwrap();
-            assert!(
-                response.starts_with("HTTP/1.1 200")
-                    && response.contains("\"patchType\":\"JSONPatch\""),
-                "{response}"
-            );
-            let readyz = http_get(server.admin, "/readyz").await;
-            assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
-            let syncz = http_get(server.admin, "/syncz").await;
-            assert!(
-                syncz.starts_with("HTTP/1.1 503")
-                    && syncz.contains("listing the traced Jobs and pods"),
-                "{syncz}"
-            );
-            let scraped = http_get(server.admin, "/metrics").await;
-            assert!(
-                scraped.contains("jobtrace_controller_listing 1"),
-                "{scraped}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    answers_while_listing().await;
+    answers_while_listing(&server, &pki, &body).await;
     jobs_list.send_response(empty_list("/apis/batch/v1/jobs"));
 
     // The Jobs' watch (held for good) and the pods' list, in either order.
@@ -426,7 +428,7 @@ async fn a_listing_controller_leaves_the_webhook_ready_and_answering() {
         );
         break respond;
     };
-    answers_while_listing().await;
+    answers_while_listing(&server, &pki, &body).await;
     pods_list.send_response(empty_list("/api/v1/pods"));
     // The watches that follow are held for good.
     let watches = tokio::spawn(async move {
