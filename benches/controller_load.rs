@@ -53,17 +53,7 @@ fn proc_stat(pid: u32) -> (u64, f64) {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    #[allow(clippy::cast_precision_loss)]
-    (hwm, ticks as f64 / 100.0)
+    (hwm, workload::cpu_seconds(pid))
 }
 
 #[allow(clippy::too_many_lines)] // one benchmark run, read top to bottom

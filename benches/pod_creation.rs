@@ -101,18 +101,35 @@ fn main() {
     runtime.block_on(async {
         let with = TestNamespace::create("bench-pods-with").await;
         let without = TestNamespace::create("bench-pods-without").await;
-        let _webhook = Webhook::start(&with).await;
+        let webhook = Webhook::start(&with).await;
+        let webhook_pid = webhook.pid().expect("the webhook runs");
+        let apiserver = workload::pid_of("kube-apiserver");
+        let cpu = |pid: Option<u32>| pid.map_or(0.0, workload::cpu_seconds);
         let (mut a, mut b) = (Vec::new(), Vec::new());
+        // CPU seconds used while the pods were created: (the apiserver's, the webhook's).
+        let (mut cpu_a, mut cpu_b) = ((0.0, 0.0), (0.0, 0.0));
         for round in 0..rounds {
             let name = format!("indexed-{round}");
             // Alternate which goes first.
             let order = if round % 2 == 0 { [true, false] } else { [false, true] };
             for traced in order {
                 let ns = if traced { &with } else { &without };
+                let before = (cpu(apiserver), cpu(Some(webhook_pid)));
                 let took = time_pods(ns, &name, completions, traced).await;
+                let used = (
+                    cpu(apiserver) - before.0,
+                    cpu(Some(webhook_pid)) - before.1,
+                );
                 clean(ns, &name).await;
-                eprintln!("pod_creation: round {round}, traced {traced}: {took:?}");
-                if traced { a.push(took) } else { b.push(took) }
+                eprintln!("pod_creation: round {round}, traced {traced}: {took:?}, CPU {used:?}");
+                let (times, cpus) = if traced {
+                    (&mut a, &mut cpu_a)
+                } else {
+                    (&mut b, &mut cpu_b)
+                };
+                times.push(took);
+                cpus.0 += used.0;
+                cpus.1 += used.1;
             }
         }
         a.sort_unstable();
@@ -132,6 +149,16 @@ fn main() {
         println!(
             "pod_creation: median ratio traced/untraced = {:.3}",
             ma.as_secs_f64() / mb.as_secs_f64()
+        );
+        #[allow(clippy::cast_precision_loss)]
+        let per_pod = |seconds: f64| seconds * 1e3 / (rounds * completions) as f64;
+        println!(
+            "pod_creation: CPU per pod, traced: kube-apiserver {:.3} ms, jobtrace webhook {:.3} ms; \
+             untraced: kube-apiserver {:.3} ms, jobtrace webhook {:.3} ms",
+            per_pod(cpu_a.0),
+            per_pod(cpu_a.1),
+            per_pod(cpu_b.0),
+            per_pod(cpu_b.1),
         );
     });
 }

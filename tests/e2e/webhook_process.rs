@@ -120,6 +120,12 @@ pub struct Webhook {
 }
 
 impl Webhook {
+    /// The jobtrace process's id, while it runs (for the benchmarks, which measure its CPU).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub async fn start(ns: &TestNamespace) -> Self {
         Self::start_with(ns, &["webhook"], &[]).await
     }
