@@ -94,71 +94,94 @@ async fn clean(ns: &TestNamespace, name: &str) {
     }
 }
 
+/// Who serves the namespace of a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The pod webhook on every pod (each gets a span id of its own).
+    PodWebhook,
+    /// Traced with `--pod-spans false`: the Job webhook writes the context into the template,
+    /// no pod calls a webhook.
+    JobWebhookOnly,
+    /// Nothing of jobtrace.
+    Untraced,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Self::PodWebhook => "traced, the pod webhook on every pod",
+            Self::JobWebhookOnly => "traced, `--pod-spans false` (no pod webhook)",
+            Self::Untraced => "untraced, no webhook",
+        }
+    }
+}
+
 fn main() {
     let completions = workload::env_number("BENCH_COMPLETIONS", 1000);
     let rounds = workload::env_number("BENCH_ROUNDS", 3);
     let runtime = workload::runtime();
     runtime.block_on(async {
         let with = TestNamespace::create("bench-pods-with").await;
+        let job_only = TestNamespace::create("bench-pods-job-only").await;
         let without = TestNamespace::create("bench-pods-without").await;
         let webhook = Webhook::start(&with).await;
-        let webhook_pid = webhook.pid().expect("the webhook runs");
+        let job_webhook = Webhook::start_with(&job_only, &["webhook", "--pod-spans", "false"], &[]).await;
+        let pids = [webhook.pid(), job_webhook.pid()];
         let apiserver = workload::pid_of("kube-apiserver");
         let cpu = |pid: Option<u32>| pid.map_or(0.0, workload::cpu_seconds);
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        // CPU seconds used while the pods were created: (the apiserver's, the webhook's).
-        let (mut cpu_a, mut cpu_b) = ((0.0, 0.0), (0.0, 0.0));
+        let webhooks_cpu = || pids.iter().map(|&p| cpu(p)).sum::<f64>();
+        let modes = [Mode::PodWebhook, Mode::JobWebhookOnly, Mode::Untraced];
+        // Per mode: the times, and the CPU seconds the apiserver and the webhooks used.
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); modes.len()];
+        let mut cpus = vec![(0.0, 0.0); modes.len()];
         for round in 0..rounds {
             let name = format!("indexed-{round}");
-            // Alternate which goes first.
-            let order = if round % 2 == 0 { [true, false] } else { [false, true] };
-            for traced in order {
-                let ns = if traced { &with } else { &without };
-                let before = (cpu(apiserver), cpu(Some(webhook_pid)));
-                let took = time_pods(ns, &name, completions, traced).await;
-                let used = (
-                    cpu(apiserver) - before.0,
-                    cpu(Some(webhook_pid)) - before.1,
-                );
-                clean(ns, &name).await;
-                eprintln!("pod_creation: round {round}, traced {traced}: {took:?}, CPU {used:?}");
-                let (times, cpus) = if traced {
-                    (&mut a, &mut cpu_a)
-                } else {
-                    (&mut b, &mut cpu_b)
+            // Which goes first rotates.
+            for i in 0..modes.len() {
+                let m = (i + round) % modes.len();
+                let mode = modes[m];
+                let ns = match mode {
+                    Mode::PodWebhook => &with,
+                    Mode::JobWebhookOnly => &job_only,
+                    Mode::Untraced => &without,
                 };
-                times.push(took);
-                cpus.0 += used.0;
-                cpus.1 += used.1;
+                let before = (cpu(apiserver), webhooks_cpu());
+                let took = time_pods(ns, &name, completions, mode != Mode::Untraced).await;
+                let used = (cpu(apiserver) - before.0, webhooks_cpu() - before.1);
+                clean(ns, &name).await;
+                eprintln!("pod_creation: round {round}, {mode:?}: {took:?}, CPU {used:?}");
+                times[m].push(took);
+                cpus[m].0 += used.0;
+                cpus[m].1 += used.1;
             }
         }
-        a.sort_unstable();
-        b.sort_unstable();
-        let (ma, mb) = (workload::quantile(&a, 0.5), workload::quantile(&b, 0.5));
-        println!("pod_creation: an Indexed Job of {completions} completions, {rounds} rounds each, alternating");
-        println!("| | median | min | max |");
-        println!("|---|---|---|---|");
-        for (label, s) in [("traced (pod webhook on every pod)", &a), ("untraced, no webhook", &b)] {
-            println!(
-                "| {label} | {:.2} s | {:.2} s | {:.2} s |",
-                workload::quantile(s, 0.5).as_secs_f64(),
-                s[0].as_secs_f64(),
-                s[s.len() - 1].as_secs_f64()
-            );
+        for t in &mut times {
+            t.sort_unstable();
         }
-        println!(
-            "pod_creation: median ratio traced/untraced = {:.3}",
-            ma.as_secs_f64() / mb.as_secs_f64()
-        );
+        let median = |m: usize| workload::quantile(&times[m], 0.5).as_secs_f64();
         #[allow(clippy::cast_precision_loss)]
         let per_pod = |seconds: f64| seconds * 1e3 / (rounds * completions) as f64;
         println!(
-            "pod_creation: CPU per pod, traced: kube-apiserver {:.3} ms, jobtrace webhook {:.3} ms; \
-             untraced: kube-apiserver {:.3} ms, jobtrace webhook {:.3} ms",
-            per_pod(cpu_a.0),
-            per_pod(cpu_a.1),
-            per_pod(cpu_b.0),
-            per_pod(cpu_b.1),
+            "pod_creation: an Indexed Job of {completions} completions, {rounds} rounds each, rotating"
+        );
+        println!("| | median | min | max | ratio to untraced | kube-apiserver CPU per pod | jobtrace CPU per pod |");
+        println!("|---|---|---|---|---|---|---|");
+        for (m, mode) in modes.iter().enumerate() {
+            let t = &times[m];
+            println!(
+                "| {} | {:.2} s | {:.2} s | {:.2} s | {:.2} | {:.2} ms | {:.3} ms |",
+                mode.label(),
+                median(m),
+                t[0].as_secs_f64(),
+                t[t.len() - 1].as_secs_f64(),
+                median(m) / median(2),
+                per_pod(cpus[m].0),
+                per_pod(cpus[m].1),
+            );
+        }
+        println!(
+            "pod_creation: median ratio with the pod webhook / untraced = {:.3}",
+            median(0) / median(2)
         );
     });
 }
