@@ -43,12 +43,48 @@ struct State {
     /// By uid: objects queued, and Jobs whose pods were exported alone while they ran.
     entries: HashMap<String, Entry>,
     /// By Job uid, for Jobs exported already: the pods that were still running then.
-    unfinished: HashMap<String, HashSet<String>>,
-    /// The Jobs of `unfinished`, oldest first.
-    unfinished_order: VecDeque<String>,
-    /// Objects exported (or released) and marked lately, oldest first, and as a set.
-    done_order: VecDeque<String>,
-    done: HashSet<String>,
+    unfinished: Recent<HashSet<String>, UNFINISHED_JOBS>,
+    /// Objects exported (or released) and marked lately.
+    done: Recent<(), RECENTLY_DONE>,
+}
+
+/// Values by key, `CAP` of them at most: one more forgets the oldest.
+#[derive(Default)]
+struct Recent<V, const CAP: usize> {
+    map: HashMap<String, V>,
+    /// The keys of `map`, oldest first.
+    order: VecDeque<String>,
+}
+
+impl<V, const CAP: usize> Recent<V, CAP> {
+    /// Keeps `value` under `key`, unless `key` is there already (`false` then).
+    fn insert(&mut self, key: &str, value: V) -> bool {
+        if self.map.contains_key(key) {
+            return false;
+        }
+        self.map.insert(key.to_owned(), value);
+        self.order.push_back(key.to_owned());
+        while self.order.len() > CAP {
+            if let Some(oldest) = self.order.pop_front() {
+                self.map.remove(&oldest);
+            }
+        }
+        true
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+        self.map.get_mut(key)
+    }
+
+    fn remove(&mut self, key: &str) {
+        if self.map.remove(key).is_some() {
+            self.order.retain(|k| k != key);
+        }
+    }
 }
 
 /// What [`Pending::pod`] decides for a finished or deleted pod.
@@ -104,6 +140,10 @@ impl Pending {
             return PodExport::Alone;
         };
         let mut state = self.state();
+        if running && pod.deleted {
+            // Its Job's list, later, must leave it out.
+            state.entries.entry(job.clone()).or_default();
+        }
         if let Some(entry) = state.entries.get_mut(job) {
             return match &entry.with_job {
                 Some(with_job) if with_job.contains(&pod.uid) => PodExport::WithJob,
@@ -120,21 +160,17 @@ impl Pending {
             };
         }
         if running {
-            if pod.deleted {
-                let entry = state.entries.entry(job.clone()).or_default();
-                entry.alone.insert(pod.uid.clone());
-                return PodExport::Alone;
-            }
             return PodExport::WithJob;
         }
         // The Job was exported already: with this pod, unless the pod was still running then.
-        let alone = state
+        let (alone, last) = state
             .unfinished
             .get_mut(job)
-            .is_some_and(|pods| pods.remove(&pod.uid));
-        if state.unfinished.get(job).is_some_and(HashSet::is_empty) {
+            .map_or((false, false), |pods| {
+                (pods.remove(&pod.uid), pods.is_empty())
+            });
+        if last {
             state.unfinished.remove(job);
-            state.unfinished_order.retain(|j| j != job);
         }
         if alone {
             PodExport::Alone
@@ -171,26 +207,14 @@ impl Pending {
     /// they end.
     pub(super) fn remove(&self, uid: &str, marked: bool) {
         let mut state = self.state();
-        if marked && state.done.insert(uid.to_owned()) {
-            state.done_order.push_back(uid.to_owned());
-            while state.done_order.len() > RECENTLY_DONE {
-                if let Some(oldest) = state.done_order.pop_front() {
-                    state.done.remove(&oldest);
-                }
-            }
+        if marked {
+            state.done.insert(uid, ());
         }
         let Some(entry) = state.entries.remove(uid) else {
             return;
         };
-        if entry.unfinished.is_empty() {
-            return;
-        }
-        state.unfinished.insert(uid.to_owned(), entry.unfinished);
-        state.unfinished_order.push_back(uid.to_owned());
-        while state.unfinished_order.len() > UNFINISHED_JOBS {
-            if let Some(oldest) = state.unfinished_order.pop_front() {
-                state.unfinished.remove(&oldest);
-            }
+        if !entry.unfinished.is_empty() {
+            state.unfinished.insert(uid, entry.unfinished);
         }
     }
 
@@ -308,8 +332,8 @@ mod tests {
             PodExport::WithJob,
             "once"
         );
-        assert!(pending.state().unfinished.is_empty(), "nothing kept");
-        assert!(pending.state().unfinished_order.is_empty());
+        assert!(pending.state().unfinished.map.is_empty(), "nothing kept");
+        assert!(pending.state().unfinished.order.is_empty());
     }
 
     #[test]
@@ -355,7 +379,8 @@ mod tests {
             pending.remove(&uid, true);
         }
         assert!(pending.add(&job("j")), "forgotten after so many others");
-        assert_eq!(pending.state().done.len(), RECENTLY_DONE);
+        assert_eq!(pending.state().done.map.len(), RECENTLY_DONE);
+        assert_eq!(pending.state().done.order.len(), RECENTLY_DONE);
     }
 
     #[test]
@@ -380,7 +405,7 @@ mod tests {
             pending.with_job(&uid, [], [format!("p{i}")]);
             pending.remove(&uid, true);
         }
-        assert_eq!(pending.state().unfinished.len(), UNFINISHED_JOBS);
+        assert_eq!(pending.state().unfinished.map.len(), UNFINISHED_JOBS);
         assert_eq!(
             pending.pod(&pod("p0", "j0", true), false),
             PodExport::WithJob,
