@@ -51,9 +51,10 @@ type HttpClient = hyper_util::client::legacy::Client<
     Full<Bytes>,
 >;
 
-struct Clients {
-    grpc: Option<TraceServiceClient<tonic::transport::Channel>>,
-    http: Option<HttpClient>,
+/// The client of the configured protocol.
+enum Clients {
+    Grpc(TraceServiceClient<tonic::transport::Channel>),
+    Http(HttpClient),
 }
 
 /// Why an exporter could not be built from its configuration.
@@ -148,11 +149,9 @@ impl Exporter {
         &self,
         request: ExportTraceServiceRequest,
     ) -> Result<Accepted, ExportError> {
-        let clients = self.clients();
-        let response = match (&clients.grpc, &clients.http) {
-            (Some(grpc), _) => self.export_grpc(grpc.clone(), request).await?,
-            (None, Some(http)) => self.export_http(http, request).await?,
-            (None, None) => unreachable!("an exporter has a client of its protocol"),
+        let response = match &*self.clients() {
+            Clients::Grpc(grpc) => self.export_grpc(grpc.clone(), request).await?,
+            Clients::Http(http) => self.export_http(http, request).await?,
         };
         Ok(Accepted {
             rejected: response.partial_success.map_or(0, |p| p.rejected_spans),
@@ -235,11 +234,7 @@ impl Exporter {
 fn clients(config: &ExporterConfig) -> Result<Clients, BuildError> {
     // Built for both protocols: for gRPC it checks what tonic is given, with clearer errors.
     let tls = client_tls(&config.tls)?;
-    let mut built = Clients {
-        grpc: None,
-        http: None,
-    };
-    match config.protocol {
+    Ok(match config.protocol {
         Protocol::Grpc => {
             let mut endpoint = tonic::transport::Endpoint::from_shared(config.endpoint.clone())
                 .map_err(|source| BuildError::Endpoint {
@@ -264,7 +259,7 @@ fn clients(config: &ExporterConfig) -> Result<Clients, BuildError> {
                     .send_compressed(tonic::codec::CompressionEncoding::Gzip)
                     .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
             }
-            built.grpc = Some(client);
+            Clients::Grpc(client)
         }
         Protocol::HttpProtobuf => {
             let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -275,10 +270,9 @@ fn clients(config: &ExporterConfig) -> Result<Clients, BuildError> {
             let client =
                 hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                     .build(connector);
-            built.http = Some(client);
+            Clients::Http(client)
         }
-    }
-    Ok(built)
+    })
 }
 
 /// The rustls configuration of a TLS connection to the collector: the configured trust roots, or
