@@ -72,16 +72,6 @@ async fn writes(client: &kube::Client) -> BTreeMap<String, f64> {
     counts
 }
 
-fn finished(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        })
-}
-
 /// Who serves the namespace of a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Mode {
@@ -141,7 +131,7 @@ async fn round(
             })
             .collect();
         let done = ours.iter().all(|j| {
-            finished(j)
+            support::finished_condition(j).is_some()
                 && (mode != Mode::Exported
                     || (exported(j) && j.metadata.finalizers.as_ref().is_none_or(Vec::is_empty)))
         });

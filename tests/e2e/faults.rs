@@ -261,7 +261,8 @@ pub async fn unfinished(ns: &TestNamespace) -> usize {
         .count()
 }
 
-fn marked<K: kube::Resource>(object: &K) -> bool {
+/// Whether the object carries `jobtrace.dev/exported`.
+pub fn marked<K: kube::Resource>(object: &K) -> bool {
     object
         .meta()
         .annotations

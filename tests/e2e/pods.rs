@@ -9,20 +9,12 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use serde_json::json;
 
-use crate::faults::count_spans;
+use crate::faults::{count_spans, marked};
 use crate::jaeger::{JAEGER_QUERY, OTLP_GRPC};
 use crate::spans::{all_exported, random_trace_id};
-use crate::support::{DEADLINE, TestNamespace};
+use crate::support::{DEADLINE, TestNamespace, finished_condition, sim_job};
 use crate::webhook_process::Webhook;
-
-fn marked(pod: &Pod) -> bool {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key("jobtrace.dev/exported"))
-}
 
 /// Waits until the namespace's pods satisfy `done`; returns them.
 async fn pods_until(ns: &TestNamespace, what: &str, done: impl Fn(&[Pod]) -> bool) -> Vec<Pod> {
@@ -56,18 +48,14 @@ async fn pods_go_with_their_job_and_a_pod_deleted_early_from_its_deletion_each_o
     let trace_id = random_trace_id();
     // Two attempts that fail (the job controller waits ~10 s before the second): the first is
     // deleted while the second runs.
-    let job: Job = serde_json::from_value(json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": { "name": "attempts",
-                      "annotations": { "traceparent": format!("00-{trace_id}-00f067aa0ba902b7-01") } },
-        "spec": { "backoffLimit": 1, "template": {
-            "metadata": { "annotations": { "sim.jobtrace.dev/run-for": "2s",
-                                           "sim.jobtrace.dev/exit-code": "1" } },
-            "spec": { "restartPolicy": "Never",
-                      "containers": [{ "name": "main", "image": "example.invalid/main" }] }
-        } }
-    }))
-    .unwrap();
+    let mut job = sim_job("attempts", "2s", Some(1));
+    job.metadata.annotations = Some(
+        [(
+            "traceparent".to_owned(),
+            format!("00-{trace_id}-00f067aa0ba902b7-01"),
+        )]
+        .into(),
+    );
     let jobs: Api<Job> = ns.api();
     jobs.create(&PostParams::default(), &job).await.unwrap();
 
@@ -90,11 +78,9 @@ async fn pods_go_with_their_job_and_a_pod_deleted_early_from_its_deletion_each_o
     })
     .await;
     let job = jobs.get("attempts").await.unwrap();
-    assert!(
-        job.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_none_or(|c| c.iter().all(|c| c.type_ != "Failed")),
+    assert_eq!(
+        finished_condition(&job),
+        None,
         "the Job still runs when its first pod is deleted"
     );
 
