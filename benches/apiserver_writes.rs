@@ -37,13 +37,7 @@ fn job(name: &str, pods: usize, traced: bool) -> Job {
 
 /// The apiserver's write requests so far, by `resource/subresource verb`, for [`RESOURCES`].
 async fn writes(client: &kube::Client) -> BTreeMap<String, f64> {
-    let request = hyper::http::Request::get("/metrics")
-        .body(Vec::new())
-        .unwrap();
-    let text = client
-        .request_text(request)
-        .await
-        .expect("the apiserver's metrics");
+    let text = workload::apiserver_metrics(client).await;
     let mut counts = BTreeMap::new();
     for line in text
         .lines()

@@ -182,11 +182,7 @@ async fn run(jobs_count: usize) {
 }
 
 fn main() {
-    let counts: Vec<usize> = std::env::var("BENCH_JOBS")
-        .unwrap_or_else(|_| "1000,10000".to_owned())
-        .split(',')
-        .filter_map(|n| n.trim().parse().ok())
-        .collect();
+    let counts = workload::env_numbers("BENCH_JOBS", "1000,10000");
     let runtime = workload::runtime();
     runtime.block_on(async {
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -1,8 +1,11 @@
 //! What jobtrace's pod webhook costs the job controller: the time from creating an Indexed Job of
-//! `BENCH_COMPLETIONS` (default 1,000) completions, all in parallel, until all its pods exist,
-//! for a traced Job (every pod goes through the pod webhook) and an untraced one in a namespace
-//! the webhook doesn't serve, in alternating rounds (`BENCH_ROUNDS`, default 3), so the ratio of
-//! the medians is measured side by side. Needs `make cluster-up`.
+//! `BENCH_COMPLETIONS` completions (default 1000; a list such as `200,1000` runs each), all in
+//! parallel, until all its pods exist, in three namespaces side by side, in rotating rounds
+//! (`BENCH_ROUNDS`, default 3): every pod through the pod webhook, the Job traced with
+//! `--pod-spans false` (no pod calls a webhook), and untraced. With the CPU the kube-apiserver
+//! and jobtrace used, and the pod webhook's calls as the apiserver timed them against jobtrace's
+//! own time for them. `BENCH_MODES` (`pod-webhook,job-webhook,untraced`) runs only some, to
+//! profile one alone. Needs `make cluster-up`.
 
 #[path = "../tests/helm/mod.rs"]
 mod helm;
@@ -107,6 +110,15 @@ enum Mode {
 }
 
 impl Mode {
+    /// The name `BENCH_MODES` lists it by.
+    fn name(self) -> &'static str {
+        match self {
+            Self::PodWebhook => "pod-webhook",
+            Self::JobWebhookOnly => "job-webhook",
+            Self::Untraced => "untraced",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Self::PodWebhook => "traced, the pod webhook on every pod",
@@ -116,72 +128,159 @@ impl Mode {
     }
 }
 
+/// What the rounds of one mode measured.
+#[derive(Default)]
+struct Tally {
+    times: Vec<Duration>,
+    /// CPU seconds the kube-apiserver used meanwhile.
+    apiserver_cpu: f64,
+    /// CPU seconds the jobtrace processes used meanwhile.
+    jobtrace_cpu: f64,
+    /// The pod webhook's calls as the apiserver timed them: seconds in all, and how many.
+    calls: (f64, f64),
+    /// The same calls as jobtrace timed its handling of them.
+    handled: (f64, f64),
+}
+
+/// The pod webhook's calls so far, as the apiserver and as jobtrace timed them.
+async fn call_times(client: &kube::Client, webhook: &Webhook) -> [(f64, f64); 2] {
+    let apiserver = workload::apiserver_metrics(client).await;
+    let series = "apiserver_admission_webhook_admission_duration_seconds";
+    let pods = ["name=\"pods.jobtrace.dev\"", "type=\"admit\""];
+    let url = format!("http://{}/metrics", webhook.metrics);
+    let own_text = reqwest::get(&url)
+        .await
+        .expect("the webhook's metrics")
+        .text()
+        .await
+        .expect("the webhook's metrics");
+    let own = "jobtrace_admission_duration_seconds";
+    let endpoint = ["endpoint=\"pods\""];
+    [
+        (
+            workload::sample_sum(&apiserver, &format!("{series}_sum"), &pods),
+            workload::sample_sum(&apiserver, &format!("{series}_count"), &pods),
+        ),
+        (
+            workload::sample_sum(&own_text, &format!("{own}_sum"), &endpoint),
+            workload::sample_sum(&own_text, &format!("{own}_count"), &endpoint),
+        ),
+    ]
+}
+
+/// The modes `BENCH_MODES` names (comma-separated), or all; one alone is for profiling.
+fn chosen_modes() -> Vec<Mode> {
+    let chosen = std::env::var("BENCH_MODES").unwrap_or_default();
+    let modes: Vec<Mode> = [Mode::PodWebhook, Mode::JobWebhookOnly, Mode::Untraced]
+        .into_iter()
+        .filter(|m| chosen.is_empty() || chosen.split(',').any(|c| c.trim() == m.name()))
+        .collect();
+    assert!(
+        !modes.is_empty(),
+        "BENCH_MODES={chosen:?} names none of the modes"
+    );
+    modes
+}
+
+fn report(completions: usize, rounds: usize, modes: &[Mode], tallies: &mut [Tally]) {
+    for t in tallies.iter_mut() {
+        t.times.sort_unstable();
+    }
+    let median = |t: &Tally| workload::quantile(&t.times, 0.5).as_secs_f64();
+    // Ratios are to the untraced rounds, or to the last mode run when those weren't.
+    let base = median(
+        &tallies[modes
+            .iter()
+            .position(|m| *m == Mode::Untraced)
+            .unwrap_or(modes.len() - 1)],
+    );
+    #[allow(clippy::cast_precision_loss)]
+    let per_pod = |seconds: f64| seconds * 1e3 / (rounds * completions) as f64;
+    let mean_ms = |(sum, count): (f64, f64)| {
+        if count > 0.0 {
+            format!("{:.2} ms", sum * 1e3 / count)
+        } else {
+            "-".to_owned()
+        }
+    };
+    println!(
+        "pod_creation: an Indexed Job of {completions} completions, {rounds} rounds each, rotating"
+    );
+    println!(
+        "| | median | min | max | ratio to untraced | kube-apiserver CPU per pod | jobtrace CPU \
+         per pod | pod webhook call, as the apiserver timed it (mean) | jobtrace's handling of it (mean) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (mode, t) in modes.iter().zip(tallies.iter()) {
+        println!(
+            "| {} | {:.2} s | {:.2} s | {:.2} s | {:.2} | {:.2} ms | {:.3} ms | {} | {} |",
+            mode.label(),
+            median(t),
+            t.times[0].as_secs_f64(),
+            t.times[t.times.len() - 1].as_secs_f64(),
+            median(t) / base,
+            per_pod(t.apiserver_cpu),
+            per_pod(t.jobtrace_cpu),
+            mean_ms(t.calls),
+            mean_ms(t.handled),
+        );
+    }
+    if modes[0] == Mode::PodWebhook && modes.last() == Some(&Mode::Untraced) {
+        println!(
+            "pod_creation: {completions} completions, median ratio with the pod webhook / untraced = {:.3}",
+            median(&tallies[0]) / base
+        );
+    }
+}
+
 fn main() {
-    let completions = workload::env_number("BENCH_COMPLETIONS", 1000);
+    let sizes = workload::env_numbers("BENCH_COMPLETIONS", "1000");
     let rounds = workload::env_number("BENCH_ROUNDS", 3);
+    let modes = chosen_modes();
     let runtime = workload::runtime();
     runtime.block_on(async {
+        let client = kube::Client::try_default().await.expect("a kube client");
         let with = TestNamespace::create("bench-pods-with").await;
         let job_only = TestNamespace::create("bench-pods-job-only").await;
         let without = TestNamespace::create("bench-pods-without").await;
         let webhook = Webhook::start(&with).await;
-        let job_webhook = Webhook::start_with(&job_only, &["webhook", "--pod-spans", "false"], &[]).await;
+        let job_webhook =
+            Webhook::start_with(&job_only, &["webhook", "--pod-spans", "false"], &[]).await;
         let pids = [webhook.pid(), job_webhook.pid()];
         let apiserver = workload::pid_of("kube-apiserver");
         let cpu = |pid: Option<u32>| pid.map_or(0.0, workload::cpu_seconds);
         let webhooks_cpu = || pids.iter().map(|&p| cpu(p)).sum::<f64>();
-        let modes = [Mode::PodWebhook, Mode::JobWebhookOnly, Mode::Untraced];
-        // Per mode: the times, and the CPU seconds the apiserver and the webhooks used.
-        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); modes.len()];
-        let mut cpus = vec![(0.0, 0.0); modes.len()];
-        for round in 0..rounds {
-            let name = format!("indexed-{round}");
-            // Which goes first rotates.
-            for i in 0..modes.len() {
-                let m = (i + round) % modes.len();
-                let mode = modes[m];
-                let ns = match mode {
-                    Mode::PodWebhook => &with,
-                    Mode::JobWebhookOnly => &job_only,
-                    Mode::Untraced => &without,
-                };
-                let before = (cpu(apiserver), webhooks_cpu());
-                let took = time_pods(ns, &name, completions, mode != Mode::Untraced).await;
-                let used = (cpu(apiserver) - before.0, webhooks_cpu() - before.1);
-                clean(ns, &name).await;
-                eprintln!("pod_creation: round {round}, {mode:?}: {took:?}, CPU {used:?}");
-                times[m].push(took);
-                cpus[m].0 += used.0;
-                cpus[m].1 += used.1;
+        for &completions in &sizes {
+            let mut tallies: Vec<Tally> = modes.iter().map(|_| Tally::default()).collect();
+            for round in 0..rounds {
+                let name = format!("indexed-{completions}-{round}");
+                // Which goes first rotates.
+                for i in 0..modes.len() {
+                    let m = (i + round) % modes.len();
+                    let mode = modes[m];
+                    let ns = match mode {
+                        Mode::PodWebhook => &with,
+                        Mode::JobWebhookOnly => &job_only,
+                        Mode::Untraced => &without,
+                    };
+                    let before = (cpu(apiserver), webhooks_cpu());
+                    let calls = call_times(&client, &webhook).await;
+                    let took = time_pods(ns, &name, completions, mode != Mode::Untraced).await;
+                    let used = (cpu(apiserver) - before.0, webhooks_cpu() - before.1);
+                    let after = call_times(&client, &webhook).await;
+                    clean(ns, &name).await;
+                    eprintln!("pod_creation: {completions}, round {round}, {mode:?}: {took:?}, CPU {used:?}");
+                    let t = &mut tallies[m];
+                    t.times.push(took);
+                    t.apiserver_cpu += used.0;
+                    t.jobtrace_cpu += used.1;
+                    t.calls.0 += after[0].0 - calls[0].0;
+                    t.calls.1 += after[0].1 - calls[0].1;
+                    t.handled.0 += after[1].0 - calls[1].0;
+                    t.handled.1 += after[1].1 - calls[1].1;
+                }
             }
+            report(completions, rounds, &modes, &mut tallies);
         }
-        for t in &mut times {
-            t.sort_unstable();
-        }
-        let median = |m: usize| workload::quantile(&times[m], 0.5).as_secs_f64();
-        #[allow(clippy::cast_precision_loss)]
-        let per_pod = |seconds: f64| seconds * 1e3 / (rounds * completions) as f64;
-        println!(
-            "pod_creation: an Indexed Job of {completions} completions, {rounds} rounds each, rotating"
-        );
-        println!("| | median | min | max | ratio to untraced | kube-apiserver CPU per pod | jobtrace CPU per pod |");
-        println!("|---|---|---|---|---|---|---|");
-        for (m, mode) in modes.iter().enumerate() {
-            let t = &times[m];
-            println!(
-                "| {} | {:.2} s | {:.2} s | {:.2} s | {:.2} | {:.2} ms | {:.3} ms |",
-                mode.label(),
-                median(m),
-                t[0].as_secs_f64(),
-                t[t.len() - 1].as_secs_f64(),
-                median(m) / median(2),
-                per_pod(cpus[m].0),
-                per_pod(cpus[m].1),
-            );
-        }
-        println!(
-            "pod_creation: median ratio with the pod webhook / untraced = {:.3}",
-            median(0) / median(2)
-        );
     });
 }

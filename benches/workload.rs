@@ -48,6 +48,40 @@ pub fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// A comma-separated list of numbers from the environment variable `name`, else `default`'s.
+pub fn env_numbers(name: &str, default: &str) -> Vec<usize> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_owned())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect()
+}
+
+/// The kube-apiserver's own `/metrics`, as text.
+pub async fn apiserver_metrics(client: &kube::Client) -> String {
+    let request = hyper::http::Request::get("/metrics")
+        .body(Vec::new())
+        .unwrap();
+    client
+        .request_text(request)
+        .await
+        .expect("the apiserver's metrics")
+}
+
+/// The sum of the samples named `name` whose labels include each of `labels` (`key="value"`), in
+/// a text exposition of metrics.
+pub fn sample_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (labelled, value) = rest.rsplit_once(' ')?;
+            let ok = (labelled.is_empty() || labelled.starts_with('{'))
+                && labels.iter().all(|l| labelled.contains(l));
+            ok.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
 /// The `AdmissionReview` the apiserver would send for `typical_job`.
 pub fn typical_review() -> Vec<u8> {
     review("batch", "Job", "CREATE", &typical_job("nightly-report"))

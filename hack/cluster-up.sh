@@ -7,6 +7,10 @@ set -euo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"
 NODES=${JOBTRACE_NODES:-2}
+# The apiserver serves /debug/pprof only with JOBTRACE_APISERVER_PROFILING=1 (the profiles in
+# docs/benchmarks.md); by default that endpoint is off.
+PROFILING=false
+if [ "${JOBTRACE_APISERVER_PROFILING:-0}" = 1 ]; then PROFILING=true; fi
 # etcd skips fsync by default (tests need speed, not durability); JOBTRACE_ETCD_FSYNC=1 restores it.
 ETCD_FSYNC=()
 [ "${JOBTRACE_ETCD_FSYNC:-0}" = 1 ] || ETCD_FSYNC=(--unsafe-no-fsync=true)
@@ -99,7 +103,7 @@ start kube-apiserver --etcd-servers=http://127.0.0.1:2379 \
   --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key" \
   --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=Node,RBAC \
   --disable-admission-plugins=ServiceAccount,TaintNodesByCondition \
-  --endpoint-reconciler-type=none --allow-privileged=true --profiling=false --v=1
+  --endpoint-reconciler-type=none --allow-privileged=true --profiling="$PROFILING" --v=1
 await kube-apiserver curl -sf --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$P/admin.key" \
   "https://127.0.0.1:$APISERVER_PORT/readyz"
 

@@ -108,16 +108,22 @@ impl Exporter {
     }
 
     /// The clients to export with: those of the certificate files as they are now, when they
-    /// changed since last read and are valid; else those in use.
-    fn clients(&self) -> Arc<Clients> {
+    /// changed since last read and are valid; else those in use. The files are read on tokio's
+    /// blocking pool, never on the runtime's workers; exports meanwhile use the clients in use.
+    async fn clients(&self) -> Arc<Clients> {
+        let files = {
+            let mut current = self.current.lock().expect("not poisoned");
+            if !self.config.tls.any() || current.read.elapsed() < self.reload_every {
+                return current.clients.clone();
+            }
+            current.read = std::time::Instant::now();
+            current.files.clone()
+        };
+        let reread = tokio::task::spawn_blocking(move || files.reread()).await;
         let mut current = self.current.lock().expect("not poisoned");
-        if !self.config.tls.any() || current.read.elapsed() < self.reload_every {
-            return current.clients.clone();
-        }
-        current.read = std::time::Instant::now();
-        match current.files.reread() {
-            Ok(files) if files == current.files => {}
-            Ok(files) => {
+        match reread {
+            Ok(Ok(files)) if files == current.files => {}
+            Ok(Ok(files)) => {
                 let config = ExporterConfig {
                     tls: files,
                     ..self.config.clone()
@@ -133,8 +139,11 @@ impl Exporter {
                     }
                 }
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "could not read the exporter's certificates again; keeping those in use");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the exporter's certificates again failed; keeping those in use");
             }
         }
         current.clients.clone()
@@ -149,7 +158,7 @@ impl Exporter {
         &self,
         request: ExportTraceServiceRequest,
     ) -> Result<Accepted, ExportError> {
-        let response = match &*self.clients() {
+        let response = match &*self.clients().await {
             Clients::Grpc(grpc) => self.export_grpc(grpc.clone(), request).await?,
             Clients::Http(http) => self.export_http(http, request).await?,
         };
