@@ -228,10 +228,11 @@ impl Pending {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn pod(uid: &str, job: &str, deleted: bool) -> Work {
+    /// A pod's work, of namespace `ns`.
+    pub(in crate::controller) fn pod(uid: &str, job: &str, deleted: bool) -> Work {
         Work {
             kind: ObjectKind::Pod,
             namespace: "ns".into(),
