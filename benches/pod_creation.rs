@@ -1,7 +1,7 @@
 //! What jobtrace's pod webhook costs the job controller: the time from creating an Indexed Job of
-//! `BENCH_COMPLETIONS` completions (default 1000; a list such as `200,1000` runs each), all in
+//! `BENCH_COMPLETIONS` completions (default `200,1000`: each in turn), all in
 //! parallel, until all its pods exist, in three namespaces side by side, in rotating rounds
-//! (`BENCH_ROUNDS`, default 3): every pod through the pod webhook, the Job traced with
+//! (`BENCH_ROUNDS`, default 5): every pod through the pod webhook, the Job traced with
 //! `--pod-spans false` (no pod calls a webhook), and untraced. With the CPU the kube-apiserver
 //! and jobtrace used, and the pod webhook's calls as the apiserver timed them against jobtrace's
 //! own time for them. `BENCH_MODES` (`pod-webhook,job-webhook,untraced`) runs only some, to
@@ -234,8 +234,8 @@ fn report(completions: usize, rounds: usize, modes: &[Mode], tallies: &mut [Tall
 }
 
 fn main() {
-    let sizes = workload::env_numbers("BENCH_COMPLETIONS", "1000");
-    let rounds = workload::env_number("BENCH_ROUNDS", 3);
+    let sizes = workload::env_numbers("BENCH_COMPLETIONS", "200,1000");
+    let rounds = workload::env_number("BENCH_ROUNDS", 5);
     let modes = chosen_modes();
     let runtime = workload::runtime();
     runtime.block_on(async {

@@ -25,7 +25,7 @@ trap '[ "$started" = 1 ] && "$REPO/hack/cluster-down.sh" >/dev/null' EXIT
 export KUBECONFIG=$CLUSTER/kubeconfig JOBTRACE_BIN=$BIN
 echo "## cargo bench --features e2e --bench apiserver_overhead (BENCH_CREATES=${BENCH_CREATES:-300})" | tee -a "$out"
 run cargo bench --locked --features e2e --bench apiserver_overhead
-echo "## cargo bench --features e2e --bench pod_creation (BENCH_COMPLETIONS=${BENCH_COMPLETIONS:-1000}, BENCH_ROUNDS=${BENCH_ROUNDS:-3})" | tee -a "$out"
+echo "## cargo bench --features e2e --bench pod_creation (BENCH_COMPLETIONS=${BENCH_COMPLETIONS:-200,1000}, BENCH_ROUNDS=${BENCH_ROUNDS:-5})" | tee -a "$out"
 run cargo bench --locked --features e2e --bench pod_creation
 echo "## cargo bench --features e2e --bench apiserver_writes (BENCH_JOBS=${BENCH_JOBS_WRITES:-40}, BENCH_ROUNDS=${BENCH_ROUNDS_WRITES:-2})" | tee -a "$out"
 BENCH_JOBS=${BENCH_JOBS_WRITES:-40} BENCH_ROUNDS=${BENCH_ROUNDS_WRITES:-2} run cargo bench --locked --features e2e --bench apiserver_writes

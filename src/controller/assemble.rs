@@ -68,22 +68,12 @@ fn by_namespace(jobs: Vec<Work>) -> Vec<Vec<Work>> {
 /// The list of the traced pods of `jobs` (one namespace's): by the Job's uid for one Job, else by
 /// the set of them; as of the newest of their versions or later.
 fn list_params(jobs: &[Work]) -> ListParams {
-    let selector = match jobs {
-        [job] => format!(
-            "{}=true,{}={}",
-            names::TRACED_LABEL,
-            names::JOB_UID_LABEL,
-            job.uid
-        ),
-        _ => {
-            let uids: Vec<&str> = jobs.iter().map(|j| j.uid.as_str()).collect();
-            format!(
-                "{}=true,{} in ({})",
-                names::TRACED_LABEL,
-                names::JOB_UID_LABEL,
-                uids.join(",")
-            )
-        }
+    let uids: Vec<&str> = jobs.iter().map(|j| j.uid.as_str()).collect();
+    let (traced, job) = (names::TRACED_LABEL, names::JOB_UID_LABEL);
+    let selector = if let [uid] = uids[..] {
+        format!("{traced}=true,{job}={uid}")
+    } else {
+        format!("{traced}=true,{job} in ({})", uids.join(","))
     };
     let params = ListParams::default().labels(&selector);
     match newest_version(jobs) {
