@@ -3,6 +3,7 @@
 import { BatchV1Api, KubeConfig } from '@kubernetes/client-node';
 import { SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
 
+import { createdLine, reportJob } from './report-job.mjs';
 import { startTracing } from './tracing.mjs';
 
 const [namespace, ...command] = process.argv.slice(2);
@@ -35,31 +36,4 @@ try {
   span.end();
   await provider.shutdown();
 }
-console.log(`created Job ${namespace}/${job.metadata.name} in trace ${span.spanContext().traceId}`);
-
-function reportJob(command, annotations) {
-  const env = ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_PROTOCOL']
-    .filter((name) => process.env[name] !== undefined)
-    .map((name) => ({ name, value: process.env[name] }));
-  return {
-    metadata: { generateName: 'report-', annotations },
-    spec: {
-      backoffLimit: 0,
-      template: {
-        // The label hands the pod to the local pod runner of jobtrace's tests.
-        metadata: { labels: { 'sim.jobtrace.dev/runner': 'true' } },
-        spec: {
-          restartPolicy: 'Never',
-          containers: [
-            {
-              name: 'report',
-              image: 'example.invalid/report:1',
-              command,
-              env: [...env, { name: 'OTEL_SERVICE_NAME', value: 'report-task' }],
-            },
-          ],
-        },
-      },
-    },
-  };
-}
+console.log(createdLine(namespace, job, span));
