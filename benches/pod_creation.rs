@@ -182,6 +182,24 @@ fn chosen_modes() -> Vec<Mode> {
     modes
 }
 
+/// The controller-manager's client rate limits as its command line sets them.
+fn job_controller_limits() -> String {
+    // (`comm` holds the first 15 characters of a process's name.)
+    let cmdline = workload::pid_of("kube-controller")
+        .and_then(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+        .unwrap_or_default();
+    let limits: Vec<&str> = cmdline
+        .split(|&b| b == 0)
+        .filter_map(|arg| std::str::from_utf8(arg).ok())
+        .filter(|arg| arg.starts_with("--kube-api-qps") || arg.starts_with("--kube-api-burst"))
+        .collect();
+    if limits.is_empty() {
+        "its defaults (no --kube-api-qps or --kube-api-burst)".to_owned()
+    } else {
+        limits.join(" ")
+    }
+}
+
 fn report(completions: usize, rounds: usize, modes: &[Mode], tallies: &mut [Tally]) {
     for t in tallies.iter_mut() {
         t.times.sort_unstable();
@@ -204,7 +222,9 @@ fn report(completions: usize, rounds: usize, modes: &[Mode], tallies: &mut [Tall
         }
     };
     println!(
-        "pod_creation: an Indexed Job of {completions} completions, {rounds} rounds each, rotating"
+        "pod_creation: an Indexed Job of {completions} completions, {rounds} rounds each, \
+         rotating; the controller-manager's client rate limits: {}",
+        job_controller_limits()
     );
     println!(
         "| | median | min | max | ratio to untraced | kube-apiserver CPU per pod | jobtrace CPU \

@@ -14,6 +14,11 @@ if [ "${JOBTRACE_APISERVER_PROFILING:-0}" = 1 ]; then PROFILING=true; fi
 # etcd skips fsync by default (tests need speed, not durability); JOBTRACE_ETCD_FSYNC=1 restores it.
 ETCD_FSYNC=()
 [ "${JOBTRACE_ETCD_FSYNC:-0}" = 1 ] || ETCD_FSYNC=(--unsafe-no-fsync=true)
+# The controller-manager and the scheduler may send 500 requests/s (burst 1,000), so that tests are
+# not held up by their clients' rate limits. JOBTRACE_STOCK_CLIENT_LIMITS=1 leaves both at their
+# own defaults instead, as a cluster that does not tune them runs (pod_creation's stock rows).
+CLIENT_LIMITS=(--kube-api-qps=500 --kube-api-burst=1000)
+if [ "${JOBTRACE_STOCK_CLIENT_LIMITS:-0}" = 1 ]; then CLIENT_LIMITS=(); fi
 
 "$REPO/hack/build-bins.sh" k8s etcd kwok jaeger viewer
 
@@ -110,12 +115,12 @@ await kube-apiserver curl -sf --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "
 start kube-controller-manager --kubeconfig="$CLUSTER/kubeconfig" \
   --controllers=job-controller,cronjob-controller,ttl-after-finished-controller,garbage-collector-controller,namespace-controller,deployment-controller,replicaset-controller,disruption-controller \
   --leader-elect=false --bind-address=127.0.0.1 --secure-port=10257 \
-  --kube-api-qps=500 --kube-api-burst=1000 --concurrent-job-syncs=20 \
+  "${CLIENT_LIMITS[@]}" --concurrent-job-syncs=20 \
   --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics --v=1
 await kube-controller-manager curl -skf https://127.0.0.1:10257/healthz
 
 start kube-scheduler --kubeconfig="$CLUSTER/kubeconfig" --leader-elect=false \
-  --kube-api-qps=500 --kube-api-burst=1000 \
+  "${CLIENT_LIMITS[@]}" \
   --bind-address=127.0.0.1 --secure-port=10259 \
   --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics --v=1
 await kube-scheduler curl -skf https://127.0.0.1:10259/healthz
