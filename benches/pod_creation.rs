@@ -5,7 +5,9 @@
 //! `--pod-spans false` (no pod calls a webhook), and untraced. With the CPU the kube-apiserver
 //! and jobtrace used, and the pod webhook's calls as the apiserver timed them against jobtrace's
 //! own time for them. `BENCH_MODES` (`pod-webhook,job-webhook,untraced`) runs only some, to
-//! profile one alone. Needs `make cluster-up`.
+//! profile one alone. The report names the controller-manager's client rate limits: the local
+//! cluster raises them to 500 requests/s, `JOBTRACE_CLIENT_QPS=N` (or `default`) to
+//! `hack/cluster-up.sh` sets others. Needs `make cluster-up`.
 
 #[path = "../tests/helm/mod.rs"]
 mod helm;
