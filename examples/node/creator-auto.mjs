@@ -8,9 +8,9 @@
 // context and the baggage as traceparent and baggage headers. jobtrace, run with
 // --request-context, parents the Job's span on that client span. The Job carries no annotations.
 import { BatchV1Api, KubeConfig } from '@kubernetes/client-node';
-import { SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
+import { context, propagation, trace } from '@opentelemetry/api';
 
-import { createdLine, reportJob } from './report-job.mjs';
+import { createdLine, endSpanAfter, reportJob } from './report-job.mjs';
 
 const [namespace, ...command] = process.argv.slice(2);
 if (command.length === 0) {
@@ -33,15 +33,9 @@ const baggage = propagation.createBaggage({ tenant: { value: 'acme' } });
 // in its context, is all it takes.
 const ctx = propagation.setBaggage(context.active(), baggage);
 const { job, span } = await tracer.startActiveSpan('create-report-job', {}, ctx, async (span) => {
-  try {
-    return { job: await batch.createNamespacedJob({ namespace, body: reportJob(command) }), span };
-  } catch (error) {
-    span.recordException(error);
-    span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
-    throw error;
-  } finally {
-    span.end();
-  }
+  const body = reportJob(command);
+  const job = await endSpanAfter(span, () => batch.createNamespacedJob({ namespace, body }));
+  return { job, span };
 });
 // docs:end creator
 // The register module flushes the spans when the process exits (on beforeExit).

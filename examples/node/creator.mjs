@@ -1,9 +1,9 @@
 // Creates a Job that continues this program's trace: jobtrace reads the trace context and baggage
 // written on the Job's annotations. Usage: node creator.mjs NAMESPACE JOB_PROGRAM [JOB_ARGS...]
 import { BatchV1Api, KubeConfig } from '@kubernetes/client-node';
-import { SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
+import { context, propagation, trace } from '@opentelemetry/api';
 
-import { createdLine, reportJob } from './report-job.mjs';
+import { createdLine, endSpanAfter, reportJob } from './report-job.mjs';
 import { startTracing } from './tracing.mjs';
 
 const [namespace, ...command] = process.argv.slice(2);
@@ -27,13 +27,8 @@ const body = reportJob(command, annotations); // the annotations go on the Job's
 // docs:end creator
 let job;
 try {
-  job = await batch.createNamespacedJob({ namespace, body });
-} catch (error) {
-  span.recordException(error);
-  span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
-  throw error;
+  job = await endSpanAfter(span, () => batch.createNamespacedJob({ namespace, body }));
 } finally {
-  span.end();
   await provider.shutdown();
 }
 console.log(createdLine(namespace, job, span));

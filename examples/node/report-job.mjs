@@ -1,5 +1,7 @@
-// The report Job both creators create: the pod template the local pod runner of jobtrace's tests
-// picks up, the OTLP exporter's variables passed on to the Job's program.
+// What both creators share: the report Job they create (the pod template the local pod runner of
+// jobtrace's tests picks up, the OTLP exporter's variables passed on to the Job's program), the
+// create request ending their span, and the line they print.
+import { SpanStatusCode } from '@opentelemetry/api';
 
 // The Job running `command`, with `annotations` (when given) on its metadata.
 export function reportJob(command, annotations) {
@@ -27,6 +29,20 @@ export function reportJob(command, annotations) {
       },
     },
   };
+}
+
+// Awaits `request()` and then ends `span`; a failure is recorded on the span, which is marked as
+// an error, and thrown again.
+export async function endSpanAfter(span, request) {
+  try {
+    return await request();
+  } catch (error) {
+    span.recordException(error);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+    throw error;
+  } finally {
+    span.end();
+  }
 }
 
 // The line a creator prints once the Job exists: its name and its trace.
