@@ -10,7 +10,7 @@ pub use jobtrace_context::{
     Baggage, Context, SpanId, TraceId, Traceparent, Tracestate, baggage, shorten, traceparent,
     tracestate,
 };
-pub use warning::{Warning, WarningReason};
+pub use warning::{Warning, WarningReason, Warnings};
 
 use crate::names;
 
@@ -67,7 +67,7 @@ impl RequestContext {
 /// whose `traceparent` is valid wins, and its own `tracestate` (never another source's) comes
 /// with it; the first valid `baggage` wins on its own. Invalid values and conflicting sources
 /// become warnings. As W3C requires, a `tracestate` is read only next to a valid `traceparent`.
-pub fn from_annotations(annotations: &BTreeMap<String, String>) -> (Option<Context>, Vec<Warning>) {
+pub fn from_annotations(annotations: &BTreeMap<String, String>) -> (Option<Context>, Warnings) {
     read(annotations, None)
 }
 
@@ -77,15 +77,15 @@ pub fn from_annotations(annotations: &BTreeMap<String, String>) -> (Option<Conte
 pub fn from_annotations_and_request(
     annotations: &BTreeMap<String, String>,
     request: &RequestContext,
-) -> (Option<Context>, Vec<Warning>) {
+) -> (Option<Context>, Warnings) {
     read(annotations, Some(request).filter(|r| !r.is_empty()))
 }
 
 fn read(
     annotations: &BTreeMap<String, String>,
     request: Option<&RequestContext>,
-) -> (Option<Context>, Vec<Warning>) {
-    let mut warnings = Vec::new();
+) -> (Option<Context>, Warnings) {
+    let mut warnings = Warnings::new();
     let get = |key: &str| annotations.get(key).map(|v| annotation_value(v));
     let mut winner: Option<(names::ContextSource, Traceparent)> = None;
     for source in names::CONTEXT_SOURCES {
@@ -170,7 +170,7 @@ fn read(
 fn from_request(
     annotations: &BTreeMap<String, String>,
     request: &RequestContext,
-    warnings: &mut Vec<Warning>,
+    warnings: &mut Warnings,
 ) -> Option<Context> {
     let value = match request.traceparent.as_slice() {
         [] => return None,
@@ -213,7 +213,7 @@ fn from_request(
 }
 
 /// The request's `baggage` headers as one list, its invalid members dropped with a warning each.
-fn request_baggage(request: &RequestContext, warnings: &mut Vec<Warning>) -> Option<Baggage> {
+fn request_baggage(request: &RequestContext, warnings: &mut Warnings) -> Option<Baggage> {
     if request.baggage.is_empty() {
         return None;
     }
@@ -230,7 +230,7 @@ fn request_baggage(request: &RequestContext, warnings: &mut Vec<Warning>) -> Opt
 /// The `tracestate` of `source` (for messages: "annotation tracestate"), or nothing with a
 /// warning when it is invalid; duplicate keys keep their first entry and an over-long value loses
 /// whole entries, each with a warning.
-fn read_tracestate(source: &str, value: &str, warnings: &mut Vec<Warning>) -> Option<Tracestate> {
+fn read_tracestate(source: &str, value: &str, warnings: &mut Warnings) -> Option<Tracestate> {
     let mut ts = match tracestate::parse(value) {
         Ok(ts) => ts,
         Err(e) => {
@@ -268,7 +268,7 @@ fn read_tracestate(source: &str, value: &str, warnings: &mut Vec<Warning>) -> Op
 /// that differs is reported.
 fn read_baggage(
     annotations: &BTreeMap<String, String>,
-    warnings: &mut Vec<Warning>,
+    warnings: &mut Warnings,
 ) -> Option<Baggage> {
     let mut winner: Option<(&str, Baggage)> = None;
     for key in names::BAGGAGE_KEYS {

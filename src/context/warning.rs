@@ -14,6 +14,128 @@ impl Warning {
     }
 }
 
+/// Most warnings of one admission kept with their message; the rest are only counted. The
+/// apiserver keeps about 4 KiB of warning text per request, in items of at most 256 characters.
+pub const MAX_KEPT: usize = 15;
+/// Longest warning message sent, in characters, as the apiserver would cut it.
+pub const MAX_MESSAGE_CHARS: usize = 256;
+
+/// The warnings of one admission: the first [`MAX_KEPT`] with their message, and a count of every
+/// one by reason, so that an input with a million problems costs no more than one with sixteen.
+/// It reads as the slice of the kept warnings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Warnings {
+    kept: Vec<Warning>,
+    /// Every warning given, kept or not, indexed by `WarningReason as usize`.
+    counts: [u64; WarningReason::ALL.len()],
+}
+
+impl Warnings {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, warning: Warning) {
+        let count = &mut self.counts[warning.reason as usize];
+        *count = count.saturating_add(1);
+        if self.kept.len() < MAX_KEPT {
+            self.kept.push(warning);
+        }
+    }
+
+    /// How many warnings were given, kept or not.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// How many were only counted.
+    pub fn omitted(&self) -> u64 {
+        self.total() - self.kept.len() as u64
+    }
+
+    /// Each reason given at least once, with how many times.
+    pub fn by_reason(&self) -> impl Iterator<Item = (WarningReason, u64)> + '_ {
+        WarningReason::ALL
+            .iter()
+            .map(|&reason| (reason, self.counts[reason as usize]))
+            .filter(|&(_, n)| n > 0)
+    }
+
+    /// The warnings as an admission response carries them: each kept message prefixed with
+    /// `jobtrace: ` and cut to [`MAX_MESSAGE_CHARS`], then one line for those only counted.
+    pub fn messages(&self) -> Vec<String> {
+        let mut messages: Vec<String> = self
+            .kept
+            .iter()
+            .map(|w| cut(&format!("jobtrace: {}", w.message)))
+            .collect();
+        let omitted = self.omitted();
+        if omitted > 0 {
+            let mut kept = [0u64; WarningReason::ALL.len()];
+            for w in &self.kept {
+                kept[w.reason as usize] += 1;
+            }
+            let reasons: Vec<String> = self
+                .by_reason()
+                .filter(|&(reason, n)| n > kept[reason as usize])
+                .map(|(reason, n)| format!("{} {}", n - kept[reason as usize], reason.label()))
+                .collect();
+            messages.push(cut(&format!(
+                "jobtrace: {omitted} more warnings not shown ({})",
+                reasons.join(", ")
+            )));
+        }
+        messages
+    }
+}
+
+/// `message` cut to [`MAX_MESSAGE_CHARS`] characters, the cut marked with an ellipsis.
+fn cut(message: &str) -> String {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => message.to_owned(),
+        Some(_) => {
+            let (end, _) = message
+                .char_indices()
+                .nth(MAX_MESSAGE_CHARS - 1)
+                .expect("longer than the limit");
+            format!("{}…", &message[..end])
+        }
+    }
+}
+
+impl std::ops::Deref for Warnings {
+    type Target = [Warning];
+
+    fn deref(&self) -> &[Warning] {
+        &self.kept
+    }
+}
+
+impl Extend<Warning> for Warnings {
+    fn extend<I: IntoIterator<Item = Warning>>(&mut self, warnings: I) {
+        for warning in warnings {
+            self.push(warning);
+        }
+    }
+}
+
+impl FromIterator<Warning> for Warnings {
+    fn from_iter<I: IntoIterator<Item = Warning>>(warnings: I) -> Self {
+        let mut all = Self::new();
+        all.extend(warnings);
+        all
+    }
+}
+
+impl<'a> IntoIterator for &'a Warnings {
+    type Item = &'a Warning;
+    type IntoIter = std::slice::Iter<'a, Warning>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.kept.iter()
+    }
+}
+
 /// Why a warning was given. Its label is the `reason` of `jobtrace_admission_warnings_total`;
 /// docs/operations.md explains each one, and a test keeps that table and [`Self::ALL`] alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,11 +176,15 @@ pub enum WarningReason {
     UnreadableObject,
     /// The `JobTracePolicy` objects are not loaded yet: the cluster defaults apply.
     PoliciesNotSynced,
+    /// The object is too large to read or to inject into within jobtrace's bounds: not traced.
+    ObjectTooLarge,
+    /// The webhook had more admission work in hand than its memory budget: answered unchanged.
+    Overloaded,
 }
 
 impl WarningReason {
     /// Every reason, in the order of the documentation's table.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 20] = [
         Self::NonAscii,
         Self::Length,
         Self::Version,
@@ -77,6 +203,8 @@ impl WarningReason {
         Self::EnvFrom,
         Self::UnreadableObject,
         Self::PoliciesNotSynced,
+        Self::ObjectTooLarge,
+        Self::Overloaded,
     ];
 
     /// The short, stable name metrics carry.
@@ -100,6 +228,8 @@ impl WarningReason {
             Self::EnvFrom => "env_from",
             Self::UnreadableObject => "unreadable_object",
             Self::PoliciesNotSynced => "policies_not_synced",
+            Self::ObjectTooLarge => "object_too_large",
+            Self::Overloaded => "overloaded",
         }
     }
 }
@@ -182,13 +312,41 @@ mod tests {
     }
 
     #[test]
+    fn the_answer_keeps_fifteen_messages_cut_to_256_characters_and_counts_the_rest() {
+        let mut warnings = Warnings::new();
+        warnings.push(Warning::new(WarningReason::Conflict, "é".repeat(1_000)));
+        for i in 0..20 {
+            warnings.push(Warning::new(WarningReason::EnvUserSet, format!("w{i}")));
+        }
+        warnings.push(Warning::new(WarningReason::EnvFrom, "last".to_owned()));
+        assert_eq!(warnings.total(), 22);
+        assert_eq!(warnings.len(), MAX_KEPT);
+        let messages = warnings.messages();
+        assert_eq!(messages.len(), MAX_KEPT + 1);
+        assert_eq!(messages[0].chars().count(), MAX_MESSAGE_CHARS);
+        assert!(messages[0].starts_with("jobtrace: éé") && messages[0].ends_with('…'));
+        assert_eq!(messages[1], "jobtrace: w0");
+        assert_eq!(
+            messages[MAX_KEPT],
+            "jobtrace: 7 more warnings not shown (6 env_user_set, 1 env_from)"
+        );
+        let short = Warnings::from_iter([Warning::new(WarningReason::Conflict, "x".repeat(246))]);
+        assert_eq!(
+            short.messages()[0].chars().count(),
+            MAX_MESSAGE_CHARS,
+            "exactly at the limit"
+        );
+        assert!(!short.messages()[0].ends_with('…'));
+    }
+
+    #[test]
     fn all_holds_every_reason_once_in_declaration_order() {
         for (i, reason) in WarningReason::ALL.iter().enumerate() {
             assert_eq!(*reason as usize, i, "{reason:?}");
         }
         assert_eq!(
             WarningReason::ALL.len(),
-            WarningReason::PoliciesNotSynced as usize + 1,
+            WarningReason::Overloaded as usize + 1,
             "the last reason declared is the last of ALL"
         );
     }

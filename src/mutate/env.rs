@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::{Container, EnvVar};
 use serde_json::{Value, json};
 
 use super::{Ops, pointer};
-use crate::context::{Traceparent, Warning, WarningReason, traceparent};
+use crate::context::{Traceparent, Warning, WarningReason, Warnings, traceparent};
 use crate::names::env;
 
 /// What every container of a traced pod should carry, prepared once for all containers.
@@ -138,7 +138,7 @@ impl Injection {
         ops: &mut Ops,
         path: &[&str],
         container: &Container,
-        warnings: &mut Vec<Warning>,
+        warnings: &mut Warnings,
     ) {
         let existing = container.env.as_deref().unwrap_or_default();
         let find = |name: &str| existing.iter().rposition(|v| v.name == name);
@@ -269,7 +269,7 @@ impl Injection {
         &self,
         container: &Container,
         user: &EnvVar,
-        warnings: &mut Vec<Warning>,
+        warnings: &mut Warnings,
     ) -> Option<String> {
         if user.value_from.is_some() {
             warnings.push(Warning {

@@ -121,7 +121,7 @@ pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Muta
 #[allow(clippy::too_many_arguments)]
 fn inject_containers(
     ops: &mut Ops,
-    warnings: &mut Vec<context::Warning>,
+    warnings: &mut context::Warnings,
     job: &Job,
     plan: &Plan,
     job_span: SpanId,

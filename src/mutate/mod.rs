@@ -16,7 +16,7 @@ use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
-use crate::context::{SpanId, TraceId, Warning};
+use crate::context::{SpanId, TraceId, Warnings};
 use crate::names;
 
 /// What an admission brings besides the object, passed in so the mutation stays pure.
@@ -93,7 +93,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mutation {
     pub patch: Patch,
-    pub warnings: Vec<Warning>,
+    pub warnings: Warnings,
     pub outcome: Outcome,
 }
 
@@ -105,7 +105,7 @@ impl Outcome {
 }
 
 impl Mutation {
-    fn untouched(warnings: Vec<Warning>) -> Self {
+    fn untouched(warnings: Warnings) -> Self {
         Self {
             patch: Patch(Vec::new()),
             warnings,

@@ -21,7 +21,7 @@ pub fn mutate(pod: &Pod, admission: &Admission) -> Mutation {
         .and_then(|v| SpanId::parse(v));
     let (Some(trace_id), Some(parent)) = (trace_id, parent) else {
         // Labelled traced, but not by the Job webhook: nothing jobtrace can vouch for.
-        return Mutation::untouched(Vec::new());
+        return Mutation::untouched(crate::context::Warnings::new());
     };
     let reinvoked = is_reinvocation(&pod.metadata, admission.now);
     let previous = annotations
@@ -91,7 +91,7 @@ pub fn mutate(pod: &Pod, admission: &Admission) -> Mutation {
     }
     Mutation {
         patch: ops.into_patch(),
-        warnings: Vec::new(),
+        warnings: crate::context::Warnings::new(),
         outcome: Outcome::Traced {
             trace_id,
             // Pods of Jobs admitted before the flags were recorded carry them only in the env.

@@ -1,5 +1,7 @@
 //! The admission webhook's HTTP surface: `POST /mutate/jobs` and `POST /mutate/pods`.
 
+pub mod admitted;
+pub mod budget;
 pub mod review;
 
 use std::sync::Arc;
@@ -33,6 +35,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     tracer: Option<SelfTracer>,
     policies: Policies,
+    budget: budget::Budget,
 }
 
 /// The router for the webhook's HTTPS port, with the default settings and no policies.
@@ -51,6 +54,16 @@ pub fn traced_router(
     tracer: Option<SelfTracer>,
     policies: Policies,
 ) -> Router {
+    budgeted_router(metrics, tracer, policies, budget::Budget::default())
+}
+
+/// The router, holding at most `budget` of admission work at once.
+pub fn budgeted_router(
+    metrics: Arc<Metrics>,
+    tracer: Option<SelfTracer>,
+    policies: Policies,
+    budget: budget::Budget,
+) -> Router {
     Router::new()
         .route(AdmissionEndpoint::Jobs.path(), post(mutate_jobs))
         .route(AdmissionEndpoint::Pods.path(), post(mutate_pods))
@@ -64,6 +77,7 @@ pub fn traced_router(
             metrics,
             tracer,
             policies,
+            budget,
         })
 }
 
@@ -117,6 +131,14 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
         result: result.label(),
     };
     let request_context = crate::context::RequestContext::from_headers(request.headers());
+    let deadline = tokio::time::Instant::now() + shared.budget.wait;
+    let declared = content_length(request.headers()).map_or(MAX_BODY, |n| {
+        usize::try_from(n).unwrap_or(MAX_BODY).min(MAX_BODY)
+    });
+    let Some(_body_share) = shared.budget.reserve(declared, deadline).await else {
+        let prefix = read_prefix(request).await;
+        return overloaded(endpoint, shared, &prefix, own);
+    };
     let response = match read_body(request).await {
         Err((status, message)) => {
             metrics
@@ -129,6 +151,12 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
             error(status, &message)
         }
         Ok(body) => {
+            let work = review::object_values(&body).map_or(0, |values| {
+                values.min(admitted::MAX_VALUES) * admitted::BYTES_PER_VALUE
+            }) + budget::PER_REVIEW_BYTES;
+            let Some(_work_share) = shared.budget.reserve(work, deadline).await else {
+                return overloaded(endpoint, shared, &body, own);
+            };
             let fresh = review::Fresh::now();
             let span_id = fresh.span;
             match review::review(endpoint, &body, fresh, &request_context, &shared.policies) {
@@ -147,19 +175,19 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
                         .admissions
                         .get_or_create(&labels(reviewed.result))
                         .inc();
-                    for warning in &reviewed.warnings {
+                    for (reason, count) in reviewed.warnings.by_reason() {
                         metrics
                             .admission_warnings
                             .get_or_create(&WarningLabels {
-                                reason: warning.reason.label(),
+                                reason: reason.label(),
                             })
-                            .inc();
+                            .inc_by(count);
                     }
                     if let Some(span) = own.as_mut() {
                         span.set("jobtrace.admission.result", reviewed.result.label());
                         span.set(
                             "jobtrace.admission.warnings",
-                            i32::try_from(reviewed.warnings.len()).unwrap_or(i32::MAX),
+                            i32::try_from(reviewed.warnings.total()).unwrap_or(i32::MAX),
                         );
                         if let Some((trace_id, flags)) = reviewed.traced {
                             span.link(trace_id, span_id, flags);
@@ -168,7 +196,7 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
                     tracing::debug!(
                         endpoint = endpoint.label(),
                         result = reviewed.result.label(),
-                        warnings = reviewed.warnings.len(),
+                        warnings = reviewed.warnings.total(),
                         "admission reviewed"
                     );
                     ([(header::CONTENT_TYPE, "application/json")], reviewed.body).into_response()
@@ -187,6 +215,81 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
         tracer.record(span);
     }
     response
+}
+
+/// How much of a body is read to answer a review the budget had no room for: the apiserver
+/// writes the request's uid in its first hundred bytes.
+const PREFIX: usize = 4096;
+
+/// The first [`PREFIX`] bytes of the body at most, or what arrives of them within a moment.
+async fn read_prefix(request: Request) -> Vec<u8> {
+    let mut body = request.into_body();
+    let mut prefix = Vec::new();
+    let read = async {
+        while prefix.len() < PREFIX {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        let room = PREFIX - prefix.len();
+                        prefix.extend_from_slice(&data[..data.len().min(room)]);
+                    }
+                }
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(200), read).await;
+    prefix
+}
+
+/// The answer to a review the budget had no room for: allowed, unchanged, with a warning, or a
+/// 503 when not even the request's uid can be found (the apiserver then applies the webhook's
+/// failure policy, `Ignore` as jobtrace registers it).
+fn overloaded(
+    endpoint: AdmissionEndpoint,
+    shared: &Shared,
+    body: &[u8],
+    mut own: Option<crate::selftrace::OwnSpan>,
+) -> Response {
+    let metrics = &shared.metrics;
+    metrics
+        .admissions
+        .get_or_create(&AdmissionLabels {
+            endpoint: endpoint.label(),
+            result: AdmissionResult::Overloaded.label(),
+        })
+        .inc();
+    metrics
+        .admission_warnings
+        .get_or_create(&WarningLabels {
+            reason: crate::context::WarningReason::Overloaded.label(),
+        })
+        .inc();
+    tracing::warn!(
+        endpoint = endpoint.label(),
+        "admission budget exhausted: answered unchanged"
+    );
+    if let Some(span) = own.as_mut() {
+        span.set(
+            "jobtrace.admission.result",
+            AdmissionResult::Overloaded.label(),
+        );
+    }
+    if let (Some(tracer), Some(mut span)) = (&shared.tracer, own) {
+        span.set("http.route", endpoint.path());
+        tracer.record(span);
+    }
+    match review::uid_of(body) {
+        Some(uid) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            review::overloaded(uid).body,
+        )
+            .into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "jobtrace has more admission work in hand than it may hold",
+        ),
+    }
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

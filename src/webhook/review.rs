@@ -2,14 +2,14 @@
 //! operation, and the response that always allows.
 
 use base64::Engine;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::core::GroupVersionKind;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::context::{RequestContext, SpanId, TraceId, Warning, WarningReason};
+use super::admitted;
+use crate::context::{RequestContext, SpanId, TraceId, Warning, WarningReason, Warnings};
 use crate::mutate::{self, Mutation, Outcome};
 use crate::policy::Policies;
 
@@ -55,6 +55,8 @@ pub enum AdmissionResult {
     Skipped,
     /// The body is not an `AdmissionReview`.
     BadRequest,
+    /// The webhook had no room for the review in its budget: allowed unchanged.
+    Overloaded,
 }
 
 impl AdmissionResult {
@@ -64,6 +66,7 @@ impl AdmissionResult {
             Self::NotTraced => "not_traced",
             Self::Skipped => "skipped",
             Self::BadRequest => "bad_request",
+            Self::Overloaded => "overloaded",
         }
     }
 }
@@ -103,7 +106,7 @@ pub struct Reviewed {
     pub body: Vec<u8>,
     /// Injected, not traced or skipped: a review is never a bad request.
     pub result: AdmissionResult,
-    pub warnings: Vec<Warning>,
+    pub warnings: Warnings,
     /// The trace the object joined and its trace flags, when it is traced.
     pub traced: Option<(crate::context::TraceId, u8)>,
 }
@@ -146,7 +149,7 @@ pub fn review(
         return Ok(respond(request.uid, None, AdmissionResult::Skipped));
     };
     let mutation = match endpoint {
-        AdmissionEndpoint::Jobs => serde_json::from_str::<Job>(object.get()).map(|job| {
+        AdmissionEndpoint::Jobs => super::admitted::job(object.get()).map(|job| {
             let namespace = request
                 .namespace
                 .as_deref()
@@ -166,7 +169,7 @@ pub fn review(
             mutation.warnings.extend(unsynced);
             mutation
         }),
-        AdmissionEndpoint::Pods => serde_json::from_str::<Pod>(object.get()).map(|pod| {
+        AdmissionEndpoint::Pods => super::admitted::pod(object.get()).map(|pod| {
             let admission = mutate::Admission {
                 namespace: request.namespace.as_deref().unwrap_or_default(),
                 new_span: fresh.span,
@@ -177,14 +180,19 @@ pub fn review(
             mutate::pod::mutate(&pod, &admission)
         }),
     };
-    let mutation = mutation.unwrap_or_else(|e| Mutation {
-        patch: json_patch::Patch(Vec::new()),
-        warnings: vec![Warning {
-            reason: WarningReason::UnreadableObject,
-            message: format!("could not read the object, left unchanged: {e}"),
-        }],
-        outcome: Outcome::NotTraced,
-    });
+    let mutation = mutation
+        .map(|m| within_object_limit(m, object.get().len()))
+        .unwrap_or_else(|e| {
+            let (reason, what) = if e.too_large() {
+                (WarningReason::ObjectTooLarge, "not traced")
+            } else {
+                (WarningReason::UnreadableObject, "could not read the object")
+            };
+            unchanged(Warning {
+                reason,
+                message: format!("{what}, left unchanged: {e}"),
+            })
+        });
     let (result, traced) = match mutation.outcome {
         Outcome::Traced { trace_id, flags } => (AdmissionResult::Injected, Some((trace_id, flags))),
         Outcome::NotTraced => (AdmissionResult::NotTraced, None),
@@ -192,6 +200,121 @@ pub fn review(
     let mut reviewed = respond(request.uid, Some(mutation), result);
     reviewed.traced = traced;
     Ok(reviewed)
+}
+
+/// How many JSON values the review's object holds, counted up to just past
+/// [`admitted::MAX_VALUES`]; `None` when the body is not a review with an object.
+pub fn object_values(body: &[u8]) -> Option<usize> {
+    let review: Review = serde_json::from_slice(body).ok()?;
+    let object = review.request?.object?;
+    match admitted::count_values(object.get(), admitted::MAX_VALUES) {
+        Ok(Some(values)) => Some(values),
+        Ok(None) => Some(admitted::MAX_VALUES + 1),
+        Err(_) => None,
+    }
+}
+
+/// The `request.uid` of a review from the first bytes of its body, where the apiserver writes
+/// it: the body is read only until the uid is found.
+pub fn uid_of(prefix: &[u8]) -> Option<String> {
+    let mut uid = None;
+    let _ = UidSeek {
+        uid: &mut uid,
+        within_request: false,
+    }
+    .deserialize(&mut serde_json::Deserializer::from_slice(prefix));
+    uid
+}
+
+/// Walks a review's top-level object to `request`, then to its `uid`, and stops there.
+struct UidSeek<'u> {
+    uid: &'u mut Option<String>,
+    within_request: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for UidSeek<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UidSeek<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an AdmissionReview")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match (self.within_request, key.as_ref()) {
+                (false, "request") => {
+                    return map.next_value_seed(UidSeek {
+                        uid: self.uid,
+                        within_request: true,
+                    });
+                }
+                (true, "uid") => {
+                    *self.uid = Some(map.next_value()?);
+                    return Err(serde::de::Error::custom("found"));
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The answer to a review the webhook had no room for: allowed, unchanged, with a warning.
+pub fn overloaded(uid: String) -> Reviewed {
+    let mutation = unchanged(Warning {
+        reason: WarningReason::Overloaded,
+        message: "not traced, left unchanged: the webhook has more admission work in hand than \
+                  its memory budget allows"
+            .to_owned(),
+    });
+    respond(uid, Some(mutation), AdmissionResult::Overloaded)
+}
+
+/// Largest object, in bytes of JSON, that jobtrace's patch may make: etcd's default request
+/// limit, which an object's stored form (smaller than its JSON) must fit.
+pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
+
+/// A mutation that leaves the object as it is, with one warning.
+fn unchanged(warning: Warning) -> Mutation {
+    Mutation {
+        patch: json_patch::Patch(Vec::new()),
+        warnings: Warnings::from_iter([warning]),
+        outcome: Outcome::NotTraced,
+    }
+}
+
+/// `mutation`, unless its patch would take an object of `object_bytes` past
+/// [`MAX_OBJECT_BYTES`]: the apiserver would then refuse the object, and jobtrace never blocks a
+/// create.
+fn within_object_limit(mutation: Mutation, object_bytes: usize) -> Mutation {
+    let patch_bytes = serde_json::to_vec(&mutation.patch).map_or(usize::MAX, |p| p.len());
+    if object_bytes.saturating_add(patch_bytes) <= MAX_OBJECT_BYTES {
+        return mutation;
+    }
+    let mut warnings = mutation.warnings;
+    warnings.push(Warning {
+        reason: WarningReason::ObjectTooLarge,
+        message: format!(
+            "not traced, left unchanged: the context would take the object from {object_bytes} \
+             to {} bytes, past the {MAX_OBJECT_BYTES} the apiserver stores",
+            object_bytes.saturating_add(patch_bytes)
+        ),
+    });
+    Mutation {
+        patch: json_patch::Patch(Vec::new()),
+        warnings,
+        outcome: Outcome::NotTraced,
+    }
 }
 
 /// The `AdmissionReview` v1 response: always allowed, the patch base64-encoded as the API expects.
@@ -224,18 +347,14 @@ fn respond(uid: String, mutation: Option<Mutation>, result: AdmissionResult) -> 
         patch: None,
         warnings: Vec::new(),
     };
-    let mut warnings = Vec::new();
+    let mut warnings = Warnings::new();
     if let Some(mutation) = mutation {
         if !mutation.patch.0.is_empty() {
             let json = serde_json::to_vec(&mutation.patch).expect("a JSON patch always serializes");
             response.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
             response.patch_type = Some("JSONPatch");
         }
-        response.warnings = mutation
-            .warnings
-            .iter()
-            .map(|w| format!("jobtrace: {}", w.message))
-            .collect();
+        response.warnings = mutation.warnings.messages();
         warnings = mutation.warnings;
     }
     let review = ResponseReview {
@@ -249,5 +368,27 @@ fn respond(uid: String, mutation: Option<Mutation>, result: AdmissionResult) -> 
         result,
         warnings,
         traced: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_uid_is_found_in_the_first_bytes_of_a_review() {
+        let apiserver = br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u-1","kind":{"#;
+        assert_eq!(uid_of(apiserver).as_deref(), Some("u-1"));
+        let later =
+            br#"{"request":{"kind":{"group":"batch"},"object":{"uid":"not-this"},"uid":"u-2"}}"#;
+        assert_eq!(uid_of(later).as_deref(), Some("u-2"));
+        for none in [
+            &br#"{"kind":"AdmissionReview","request":{"kind":{"#[..],
+            br#"{"uid":"top-level"}"#,
+            br#"[1,2]"#,
+            b"",
+        ] {
+            assert_eq!(uid_of(none), None, "{}", String::from_utf8_lossy(none));
+        }
     }
 }

@@ -21,7 +21,13 @@ pub enum BaggageProblem {
     TooManyMembers(usize),
     #[error("{0} members dropped to stay within 8192 bytes")]
     TooLong(usize),
+    #[error("{0} more malformed members dropped")]
+    MoreMalformed(usize),
 }
+
+/// Most malformed members described one by one; the rest are counted in
+/// [`BaggageProblem::MoreMalformed`], so a value of any length yields a handful of problems.
+pub const MAX_DESCRIBED: usize = 8;
 
 /// What is left of a `baggage` once its problems are dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -61,6 +67,7 @@ pub fn parse(value: &str) -> (Baggage, Vec<BaggageProblem>) {
     let mut members: Vec<String> = Vec::new();
     let mut over_count = 0;
     let mut over_bytes = 0;
+    let mut more_malformed = 0;
     let mut bytes = 0;
     for member in value.split(',') {
         let member = member.trim_matches([' ', '\t']);
@@ -68,10 +75,14 @@ pub fn parse(value: &str) -> (Baggage, Vec<BaggageProblem>) {
             continue;
         }
         if let Err(why) = check_member(member) {
-            problems.push(BaggageProblem::Malformed {
-                member: shorten(member),
-                why,
-            });
+            if problems.len() < MAX_DESCRIBED {
+                problems.push(BaggageProblem::Malformed {
+                    member: shorten(member),
+                    why,
+                });
+            } else {
+                more_malformed += 1;
+            }
             continue;
         }
         if members.len() == MAX_MEMBERS {
@@ -85,6 +96,9 @@ pub fn parse(value: &str) -> (Baggage, Vec<BaggageProblem>) {
         }
         bytes += added;
         members.push(member.to_owned());
+    }
+    if more_malformed > 0 {
+        problems.push(BaggageProblem::MoreMalformed(more_malformed));
     }
     if over_count > 0 {
         problems.push(BaggageProblem::TooManyMembers(over_count));
@@ -253,5 +267,17 @@ mod tests {
         assert_eq!(b.members.len(), 2);
         assert!(b.header().len() <= MAX_BYTES);
         assert_eq!(problems, vec![BaggageProblem::TooLong(1)]);
+    }
+
+    #[test]
+    fn any_number_of_malformed_members_yields_a_bounded_list_of_problems() {
+        let value = vec!["no-equals"; 125_000].join(",") + ",k=v";
+        let (b, problems) = parse(&value);
+        assert_eq!(b.header(), "k=v");
+        assert_eq!(problems.len(), MAX_DESCRIBED + 1, "{:?}", &problems[..3]);
+        assert_eq!(
+            problems.last(),
+            Some(&BaggageProblem::MoreMalformed(125_000 - MAX_DESCRIBED))
+        );
     }
 }
