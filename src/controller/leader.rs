@@ -2,11 +2,64 @@
 //! it stops.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 use tokio_util::sync::CancellationToken;
 
 use super::{Context, run};
+
+/// How long a Lease is valid after its last renewal, in seconds.
+const LEASE_SECONDS: u16 = 15;
+/// How long before the Lease's expiry its holder renews it, and stops exporting when it could
+/// not: the clock skew between replicas this tolerates.
+const GRACE_SECONDS: u16 = 5;
+/// How often the leader reads its Lease back to learn until when it holds it.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Until when, by this replica's clock, `lease` lets `identity` export: its last renewal plus the
+/// Lease's duration, less the grace. Others may take the Lease over at renewal plus duration (by
+/// their clocks, which the grace allows to run ahead); the holder wrote the renewal time by its
+/// own clock. `None` when `identity` doesn't hold it.
+pub(super) fn exports_until(lease: &Lease, identity: &str, grace: Duration) -> Option<SystemTime> {
+    let spec = lease.spec.as_ref()?;
+    if spec.holder_identity.as_deref() != Some(identity) {
+        return None;
+    }
+    let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref())?.0;
+    let seconds = u64::try_from(spec.lease_duration_seconds?).ok()?;
+    let renewed = SystemTime::UNIX_EPOCH
+        + Duration::from_nanos(u64::try_from(renewed.as_nanosecond()).ok()?);
+    (renewed + Duration::from_secs(seconds)).checked_sub(grace)
+}
+
+/// Resolves when this replica can no longer be sure it holds the Lease: the deadline its last
+/// renewal gives passes before a later renewal is read back. The apiserver being unreachable
+/// makes no difference: the deadline stands, so the replica stops exporting before another one
+/// can take the Lease, whatever the lease library reports meanwhile.
+async fn lease_lapses(leases: Api<Lease>, name: &str, identity: &str) {
+    let grace = Duration::from_secs(GRACE_SECONDS.into());
+    let first = Duration::from_secs((LEASE_SECONDS - GRACE_SECONDS).into());
+    let mut until = tokio::time::Instant::now() + first;
+    loop {
+        match leases.get(name).await {
+            Ok(lease) => match exports_until(&lease, identity, grace) {
+                Some(deadline) => {
+                    let left = deadline.duration_since(SystemTime::now()).unwrap_or_default();
+                    until = tokio::time::Instant::now() + left;
+                }
+                None => return,
+            },
+            Err(e) => tracing::warn!(error = %e, "can't read the Lease back; exporting until it would expire"),
+        }
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return;
+        }
+        tokio::time::sleep_until(until.min(now + CHECK_EVERY)).await;
+    }
+}
 
 /// Exports only while this replica holds the Lease, so two replicas never both export; loses
 /// nothing when leadership moves, since the next leader finds the unmarked objects.
@@ -19,8 +72,8 @@ pub async fn run_as_leader(
     let manager = kube_lease_manager::LeaseManagerBuilder::new(context.client.clone(), lease_name)
         .with_namespace(lease_namespace)
         .with_identity(context.instance.clone())
-        .with_duration(15)
-        .with_grace(5)
+        .with_duration(LEASE_SECONDS.into())
+        .with_grace(GRACE_SECONDS.into())
         .build()
         .await?;
     let (mut leader, lease) = manager.watch().await;
@@ -36,17 +89,39 @@ pub async fn run_as_leader(
         tracing::info!(instance = %context.instance, "leading: exporting spans");
         context.metrics.leader.set(1);
         let term = shutdown.child_token();
-        let exporting = tokio::spawn(run(context.clone(), term.clone()));
-        loop {
+        let mut exporting = tokio::spawn(run(context.clone(), term.clone()));
+        let lapses = lease_lapses(
+            Api::namespaced(context.client.clone(), lease_namespace),
+            lease_name,
+            &context.instance,
+        );
+        tokio::pin!(lapses);
+        let lapsed = loop {
             tokio::select! {
                 changed = leader.changed() => {
-                    if changed.is_err() || !*leader.borrow_and_update() { break; }
+                    if changed.is_err() || !*leader.borrow_and_update() { break false; }
                 }
-                () = shutdown.cancelled() => break,
+                () = &mut lapses => break true,
+                () = shutdown.cancelled() => break false,
             }
-        }
+        };
         term.cancel();
-        let _ = exporting.await;
+        if lapsed {
+            // Not a moment more: another replica may hold the Lease from now on.
+            exporting.abort();
+            tracing::warn!(instance = %context.instance, "the Lease was not renewed in time: stopped exporting");
+            context.metrics.leader.set(0);
+            context.sync.standby();
+            // Lead again only once the library has seen the Lease lost and regained.
+            while *leader.borrow_and_update() {
+                tokio::select! {
+                    changed = leader.changed() => if changed.is_err() { return Ok(()); },
+                    () = shutdown.cancelled() => { release(leader, lease).await; return Ok(()); }
+                }
+            }
+            continue;
+        }
+        let _ = (&mut exporting).await;
         if shutdown.is_cancelled() {
             context.metrics.leader.set(0);
             release(leader, lease).await;
@@ -69,5 +144,50 @@ async fn release(
         Ok(Ok(Ok(_))) => tracing::info!("Lease released"),
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the Lease; it expires"),
         Ok(Err(_)) | Err(_) => tracing::warn!("could not release the Lease in time; it expires"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+    use super::*;
+
+    fn lease(holder: &str, renewed_secs: i64, duration: i32) -> Lease {
+        Lease {
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.to_owned()),
+                lease_duration_seconds: Some(duration),
+                renew_time: Some(MicroTime(
+                    k8s_openapi::jiff::Timestamp::from_second(renewed_secs).unwrap(),
+                )),
+                ..LeaseSpec::default()
+            }),
+            ..Lease::default()
+        }
+    }
+
+    #[test]
+    fn the_holder_exports_until_renewal_plus_duration_less_the_grace() {
+        let grace = Duration::from_secs(5);
+        let until = exports_until(&lease("me", 1_000, 15), "me", grace).unwrap();
+        assert_eq!(until, SystemTime::UNIX_EPOCH + Duration::from_secs(1_010));
+        assert_eq!(exports_until(&lease("other", 1_000, 15), "me", grace), None);
+        assert_eq!(exports_until(&Lease::default(), "me", grace), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_apiserver_ends_the_export_before_the_lease_expires() {
+        // No apiserver answers at this address: every read of the Lease fails.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let started = tokio::time::Instant::now();
+        lease_lapses(Api::namespaced(client, "ns"), "jobtrace", "me").await;
+        let waited = started.elapsed();
+        assert!(
+            waited <= Duration::from_secs((LEASE_SECONDS - GRACE_SECONDS).into()) + CHECK_EVERY,
+            "{waited:?}"
+        );
     }
 }
