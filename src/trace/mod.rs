@@ -3,9 +3,11 @@
 //! [`tree::render`]. Logs go to stderr, the tree (and the link) to stdout; a failure is one line
 //! on stderr and an exit code of its own ([`Failure::exit_code`]).
 
+pub mod escape;
 pub mod query;
 pub mod tree;
 
+use std::fmt;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
@@ -32,18 +34,19 @@ pub mod exit {
     pub const TRACE_NOT_FOUND: u8 = 5;
 }
 
-/// Why `jobtrace trace` printed no tree. Every message is one line.
-#[derive(Debug, thiserror::Error)]
+/// Why `jobtrace trace` printed no tree. Every message is one line, [`escape`](escape::escape)d
+/// as a whole: it may quote an annotation or a query API's answer.
+#[derive(Debug)]
 pub enum Failure {
-    #[error("Job {namespace}/{name} not found")]
-    JobNotFound { namespace: String, name: String },
-    #[error("Job {namespace}/{name} is not traced: {why}")]
+    JobNotFound {
+        namespace: String,
+        name: String,
+    },
     NotTraced {
         namespace: String,
         name: String,
         why: String,
     },
-    #[error("trace {trace_id} of Job {namespace}/{name} not found at {query}: {hint}")]
     TraceNotFound {
         namespace: String,
         name: String,
@@ -52,9 +55,32 @@ pub enum Failure {
         hint: &'static str,
     },
     /// The cluster or the query API; the message names the causes.
-    #[error("{0}")]
     Failed(String),
 }
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = match self {
+            Self::JobNotFound { namespace, name } => format!("Job {namespace}/{name} not found"),
+            Self::NotTraced {
+                namespace,
+                name,
+                why,
+            } => format!("Job {namespace}/{name} is not traced: {why}"),
+            Self::TraceNotFound {
+                namespace,
+                name,
+                trace_id,
+                query,
+                hint,
+            } => format!("trace {trace_id} of Job {namespace}/{name} not found at {query}: {hint}"),
+            Self::Failed(message) => message.clone(),
+        };
+        f.write_str(&escape::escape(&message))
+    }
+}
+
+impl std::error::Error for Failure {}
 
 impl Failure {
     pub fn exit_code(&self) -> u8 {
@@ -110,7 +136,7 @@ pub fn traced(job: &Job) -> Result<TracedJob, String> {
     };
     if TraceId::parse(trace_id).is_none() {
         return Err(format!(
-            "its {} annotation {trace_id:?} is not a trace id",
+            "its {} annotation \"{trace_id}\" is not a trace id",
             names::TRACE_ID
         ));
     }
@@ -202,10 +228,11 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
         } else {
             "the Job has not finished"
         };
-        eprintln!(
+        let note = format!(
             "note: the trace has no span of Job {namespace}/{} yet: {why}",
             args.job
         );
+        eprintln!("{}", escape::escape(&note));
     }
     Ok(())
 }

@@ -150,3 +150,31 @@ fn query_urls() {
         assert!(QueryApi::new(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_failure_is_one_line_without_control_characters() {
+    let annotation = traced(&job(
+        &json!({ "jobtrace.dev/trace-id": "\u{1b}]52;c;eA==\u{7}\n\u{202e}" }),
+        None,
+    ))
+    .unwrap_err();
+    let failure = Failure::NotTraced {
+        namespace: "demo".into(),
+        name: "nightly".into(),
+        why: annotation,
+    };
+    assert_eq!(
+        failure.to_string(),
+        "Job demo/nightly is not traced: its jobtrace.dev/trace-id annotation \
+         \"\\u{1b}]52;c;eA==\\u{7}\\n\\u{202e}\" is not a trace id"
+    );
+    // A query API's answer, quoted in the error.
+    let failure = Failure::failed(
+        "query API",
+        &Outer(std::io::Error::other("HTTP 500: \u{1b}[2J\u{1b}[Hboom")),
+    );
+    assert_eq!(
+        failure.to_string(),
+        "query API: outer: HTTP 500: \\u{1b}[2J\\u{1b}[Hboom"
+    );
+}

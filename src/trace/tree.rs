@@ -15,6 +15,8 @@ use std::fmt::Write as _;
 
 use serde::Deserialize;
 
+use super::escape::{escape, quoted};
+
 /// The attributes a span's line shows, in this order, when the span has them.
 pub const SHOWN_ATTRIBUTES: [&str; 4] = [
     "error.type",
@@ -142,7 +144,7 @@ impl Span {
             .map(|r| r.trace_id.as_str())
     }
 
-    /// The span's line, without the tree's prefix.
+    /// The span's line, without the tree's prefix; what the span's emitter chose is escaped.
     fn line(&self, processes: &HashMap<String, Process>) -> String {
         let name = if self.operation_name.is_empty() {
             "?"
@@ -155,14 +157,19 @@ impl Span {
             .filter(|s| !s.is_empty())
             .unwrap_or("?");
         let millis = self.duration.saturating_add(500) / 1000;
-        let mut line = format!("{name} [{service}] {millis} ms");
+        let mut line = format!("{} [{}] {millis} ms", escape(name), escape(service));
         if self.is_error() {
             line.push_str(" ERROR");
         }
         for key in SHOWN_ATTRIBUTES {
-            if let Some(value) = self.tag(key) {
-                // As JSON: strings quoted, numbers bare.
-                let _ = write!(line, " {key}={value}");
+            match self.tag(key) {
+                Some(serde_json::Value::String(text)) => {
+                    let _ = write!(line, " {key}={}", quoted(text));
+                }
+                Some(value) => {
+                    let _ = write!(line, " {key}={}", escape(&value.to_string()));
+                }
+                None => {}
             }
         }
         line
@@ -171,7 +178,7 @@ impl Span {
 
 /// The trace as lines: each span's children under it in start order, each span whose parent is
 /// not in the trace a root, and a `↪ linked from trace <id>` line under each span for each of its
-/// links.
+/// links. What the answer holds is [`escape`]d, so no span adds a line or a control sequence.
 pub fn render(trace: &Trace) -> String {
     // A span exported twice (with the same id) is shown once.
     let mut seen = HashSet::new();
@@ -243,7 +250,11 @@ impl<'a> Tree<'a> {
             .collect();
         let link_indent = if children.is_empty() { "  " } else { "│ " };
         for trace in span.linked_traces() {
-            let _ = writeln!(self.out, "{deeper}{link_indent}↪ linked from trace {trace}");
+            let _ = writeln!(
+                self.out,
+                "{deeper}{link_indent}↪ linked from trace {}",
+                escape(trace)
+            );
         }
         for (i, child) in children.iter().enumerate() {
             if i + 1 == children.len() {

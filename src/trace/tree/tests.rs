@@ -359,3 +359,85 @@ fn answers_without_the_trace() {
         .unwrap();
     assert_eq!(trace.spans[0].operation_name, "mine");
 }
+
+#[test]
+fn what_a_span_holds_draws_no_line_and_sends_no_control_sequence() {
+    // Any program that can export a span to the collector chooses all of this.
+    let fake = "\n└── pod fake [jobtrace] 1 ms";
+    let tags = json!([
+        { "key": "error.type", "type": "string", "value": format!("Error\"{fake}\u{1b}[2J") },
+        { "key": "k8s.pod.status.reason", "type": "string", "value": "\u{1b}]52;c;ZWNobyBvd25lZA==\u{7}" },
+    ]);
+    let mut job = span(
+        "a000000000000001",
+        &format!("job ns/r{fake}"),
+        None,
+        0,
+        9_000,
+        &json!([]),
+    );
+    job["references"] = json!([{ "refType": "FOLLOWS_FROM", "traceID": format!("0af7{fake}"), "spanID": "b7ad6b7169203331" }]);
+    let pod = span(
+        "b000000000000001",
+        "pod r-1\r\u{1b}[1A\u{202e}\u{200b}\u{2028}",
+        Some("a000000000000001"),
+        1,
+        1_000,
+        &tags,
+    );
+    let mut task = span(
+        "c000000000000001",
+        "task",
+        Some("b000000000000001"),
+        2,
+        1_000,
+        &json!([]),
+    );
+    task["processID"] = json!("p3");
+    let body = serde_json::to_vec(&json!({ "data": [{
+        "traceID": TRACE, "spans": [job, pod, task],
+        "processes": { "p1": { "serviceName": "jobtrace" }, "p3": { "serviceName": format!("svc{fake}\u{9b}2J") } },
+    }] }))
+    .unwrap();
+    let out = render(&parse(&body, TRACE).unwrap().unwrap());
+    assert_eq!(
+        out.lines().count(),
+        3 + 1,
+        "a line per span and one for the link:\n{out}"
+    );
+    assert!(
+        !out.chars()
+            .any(|c| c != '\n' && (c.is_control() || ('\u{2000}'..='\u{206f}').contains(&c))),
+        "{out:?}"
+    );
+    assert_eq!(
+        out,
+        "\
+job ns/r\\n└── pod fake [jobtrace] 1 ms [jobtrace] 9 ms
+│ ↪ linked from trace 0af7\\n└── pod fake [jobtrace] 1 ms
+└── pod r-1\\r\\u{1b}[1A\\u{202e}\\u{200b}\\u{2028} [jobtrace] 1 ms error.type=\"Error\\\"\\n└── pod fake [jobtrace] 1 ms\\u{1b}[2J\" k8s.pod.status.reason=\"\\u{1b}]52;c;ZWNobyBvd25lZA==\\u{7}\"
+    └── task [svc\\n└── pod fake [jobtrace] 1 ms\\u{9b}2J] 1 ms
+"
+    );
+}
+
+#[test]
+fn a_span_named_to_fake_tree_lines_is_one_line() {
+    let spans = [
+        span("a000000000000001", "job ns/r", None, 0, 9_000, &json!([])),
+        span(
+            "b000000000000001",
+            "pod r-1\n└── fake",
+            Some("a000000000000001"),
+            1,
+            1_000,
+            &json!([]),
+        ),
+    ];
+    let out = rendered(&spans);
+    assert_eq!(out.lines().count(), spans.len(), "{out}");
+    assert_eq!(
+        out,
+        "job ns/r [jobtrace] 9 ms\n└── pod r-1\\n└── fake [jobtrace] 1 ms\n"
+    );
+}
