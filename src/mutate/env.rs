@@ -1,5 +1,7 @@
 //! Injection of environment variables into the containers of a pod template.
 
+use std::fmt::Write as _;
+
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 use serde_json::{Value, json};
 
@@ -11,47 +13,103 @@ use crate::names::env;
 pub(super) struct Injection {
     /// Literal variables (`TRACEPARENT`, `TRACESTATE`, `BAGGAGE`) and their JSON.
     vars: Vec<(&'static str, String, Value)>,
-    /// Resource attributes for `OTEL_RESOURCE_ATTRIBUTES`; `k8s.container.name` is added per
-    /// container. `None`: `OTEL_RESOURCE_ATTRIBUTES` is left alone.
+    /// Resource attributes for `OTEL_RESOURCE_ATTRIBUTES`, as written there; `k8s.container.name`
+    /// is added per container. `None`: `OTEL_RESOURCE_ATTRIBUTES` is left alone.
     attributes: Option<Vec<(&'static str, String)>>,
     /// `attributes` joined, for the common case of a container without its own value.
     joined: String,
     /// The downward-API variables `attributes` reference.
-    helpers: Vec<Helper>,
+    helpers: Vec<HelperVar>,
     /// The `TRACEPARENT` jobtrace wrote for the span the object had before it was re-created from
     /// a saved manifest: a container holding it holds jobtrace's old injection, not the user's.
     stale: Option<Traceparent>,
 }
 
-/// One downward-API variable the resource attributes reference.
-struct Helper {
+/// A resource attribute's value for `OTEL_RESOURCE_ATTRIBUTES`. Whether it is a reference is
+/// decided by the code that chose it, never read from the value: a received name of the form
+/// `$(VAR)` is a literal like any other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum AttributeValue {
+    /// Known at admission, as received (a name, an owner's uid).
+    Literal(String),
+    /// Known to the pod only: the value of one of jobtrace's downward-API variables.
+    Helper(Helper),
+}
+
+/// jobtrace's downward-API variables, for the values unknown at admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Helper {
+    JobName,
+    JobUid,
+    PodName,
+    PodUid,
+}
+
+impl Helper {
+    const ALL: [Self; 4] = [Self::JobName, Self::JobUid, Self::PodName, Self::PodUid];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::JobName => env::JOB_NAME,
+            Self::JobUid => env::JOB_UID,
+            Self::PodName => env::POD_NAME,
+            Self::PodUid => env::POD_UID,
+        }
+    }
+
+    /// Its downward-API field.
+    fn field(self) -> &'static str {
+        match self {
+            Self::JobName => "metadata.labels['batch.kubernetes.io/job-name']",
+            Self::JobUid => "metadata.labels['batch.kubernetes.io/controller-uid']",
+            Self::PodName => "metadata.name",
+            Self::PodUid => "metadata.uid",
+        }
+    }
+}
+
+impl AttributeValue {
+    /// The value as it stands in `OTEL_RESOURCE_ATTRIBUTES`' `env[].value`: a literal
+    /// percent-encoded, then escaped for the kubelet; a helper as the kubelet's `$(NAME)`.
+    fn written(&self) -> String {
+        match self {
+            Self::Literal(value) => kubelet_literal(&percent_encode(value)),
+            Self::Helper(helper) => format!("$({})", helper.name()),
+        }
+    }
+}
+
+/// One downward-API variable the resource attributes reference, prepared once for all
+/// containers.
+struct HelperVar {
     name: &'static str,
     /// Its downward-API field.
     field: &'static str,
-    /// How the attributes refer to it: `$(NAME)`.
-    reference: String,
     /// Its `env` entry.
     json: Value,
 }
-
-/// Downward-API variables that resource attributes reference with `$(NAME)`, and their fields.
-const HELPERS: [(&str, &str); 4] = [
-    (
-        env::JOB_NAME,
-        "metadata.labels['batch.kubernetes.io/job-name']",
-    ),
-    (
-        env::JOB_UID,
-        "metadata.labels['batch.kubernetes.io/controller-uid']",
-    ),
-    (env::POD_NAME, "metadata.name"),
-    (env::POD_UID, "metadata.uid"),
-];
 
 /// `value` as it must stand in `env[].value` for the process to receive it byte for byte: the
 /// kubelet expands `$(VAR)` there and turns `$$` into `$`, so every `$` is doubled.
 pub(super) fn kubelet_literal(value: &str) -> String {
     value.replace('$', "$$")
+}
+
+/// `value` as an `OTEL_RESOURCE_ATTRIBUTES` value, which OpenTelemetry's SDKs percent-decode:
+/// every byte outside W3C Baggage's `baggage-octet` (`,`, `;`, `\`, `"`, spaces, controls,
+/// non-ASCII) is percent-encoded, and so are `%` and `=`. A Kubernetes name or uid is unchanged.
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        let baggage_octet =
+            matches!(byte, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E);
+        if baggage_octet && !matches!(byte, b'%' | b'=') {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
 }
 
 /// Whether `name` may reach `container` through one of its `envFrom` sources, which jobtrace can't
@@ -65,11 +123,11 @@ fn may_come_from_env_from(container: &Container, name: &str) -> bool {
 }
 
 impl Injection {
-    /// `vars` and `attributes` hold values as received; they are escaped for the kubelet here
-    /// (attribute values of the form `$(HELPER)` are references and stay as they are).
+    /// `vars` and `attributes` hold values as received; they are escaped for the kubelet here,
+    /// and the attributes' literals percent-encoded first.
     pub fn new(
         vars: Vec<(&'static str, String)>,
-        attributes: Option<Vec<(&'static str, String)>>,
+        attributes: Option<Vec<(&'static str, AttributeValue)>>,
         stale: Option<Traceparent>,
     ) -> Self {
         let vars = vars
@@ -80,37 +138,30 @@ impl Injection {
                 (name, value, json)
             })
             .collect();
-        let attributes: Option<Vec<(&'static str, String)>> = attributes.map(|attributes| {
-            attributes
-                .into_iter()
-                .map(|(k, v)| {
-                    let v = if helper_reference(&v).is_some() {
-                        v
-                    } else {
-                        kubelet_literal(&v)
-                    };
-                    (k, v)
-                })
-                .collect()
-        });
-        let listed = attributes.as_deref().unwrap_or_default();
-        let helpers = HELPERS
-            .iter()
-            .filter(|(name, _)| {
-                listed
+        let helpers = Helper::ALL
+            .into_iter()
+            .filter(|helper| {
+                attributes
                     .iter()
-                    .any(|(_, v)| helper_reference(v) == Some(*name))
+                    .flatten()
+                    .any(|(_, v)| *v == AttributeValue::Helper(*helper))
             })
-            .map(|&(name, field)| Helper {
-                name,
-                field,
-                reference: format!("$({name})"),
+            .map(|helper| HelperVar {
+                name: helper.name(),
+                field: helper.field(),
                 json: json!({
-                    "name": name,
-                    "valueFrom": { "fieldRef": { "fieldPath": field } }
+                    "name": helper.name(),
+                    "valueFrom": { "fieldRef": { "fieldPath": helper.field() } }
                 }),
             })
             .collect();
+        let attributes: Option<Vec<(&'static str, String)>> = attributes.map(|attributes| {
+            attributes
+                .into_iter()
+                .map(|(k, v)| (k, v.written()))
+                .collect()
+        });
+        let listed = attributes.as_deref().unwrap_or_default();
         Self {
             vars,
             joined: join_attributes(listed),
@@ -210,7 +261,7 @@ impl Injection {
                 let value = format!(
                     "{},k8s.container.name={}",
                     self.joined,
-                    kubelet_literal(&container.name)
+                    container_attribute(container)
                 );
                 appended.extend(self.helpers_missing_before(existing, existing.len(), &value));
                 appended.push(json!({ "name": env::RESOURCE_ATTRIBUTES, "value": value }));
@@ -251,7 +302,7 @@ impl Injection {
     ) -> Vec<Value> {
         self.helpers
             .iter()
-            .filter(|helper| value.contains(&helper.reference))
+            .filter(|helper| kubelet_references(value, helper.name))
             .filter(|helper| {
                 let last = existing[..before]
                     .iter()
@@ -287,7 +338,7 @@ impl Injection {
             .split(',')
             .filter_map(|pair| pair.split_once('=').map(|(k, _)| k.trim()))
             .collect();
-        let container_attribute = ("k8s.container.name", kubelet_literal(&container.name));
+        let container_attribute = ("k8s.container.name", container_attribute(container));
         let missing: Vec<(&str, String)> = self
             .attributes
             .iter()
@@ -323,9 +374,31 @@ fn is_helper(var: &EnvVar, field: &str) -> bool {
         })
 }
 
-/// The helper a `$(NAME)` attribute value refers to.
-fn helper_reference(value: &str) -> Option<&str> {
-    value.strip_prefix("$(")?.strip_suffix(')')
+/// The container's `k8s.container.name`, as written in `OTEL_RESOURCE_ATTRIBUTES`.
+fn container_attribute(container: &Container) -> String {
+    AttributeValue::Literal(container.name.clone()).written()
+}
+
+/// Whether the kubelet expands `$(name)` in `value`: a reference not preceded by an escaping `$`
+/// (`$$(name)` is the text `$(name)`).
+fn kubelet_references(value: &str, name: &str) -> bool {
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            rest = tail;
+        } else if let Some((reference, tail)) =
+            after.strip_prefix('(').and_then(|a| a.split_once(')'))
+        {
+            if reference == name {
+                return true;
+            }
+            rest = tail;
+        } else {
+            rest = after;
+        }
+    }
+    false
 }
 
 fn join_attributes(attributes: &[(&str, String)]) -> String {
@@ -339,4 +412,52 @@ fn join_attributes(attributes: &[(&str, String)]) -> String {
         out.push_str(v);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_are_percent_encoded_then_escaped_for_the_kubelet() {
+        for (received, written) in [
+            ("nightly-report.v2", "nightly-report.v2"),
+            (
+                "0b7c3f1e-5d2a-4c39-9a57-1f8e2d6b4c10",
+                "0b7c3f1e-5d2a-4c39-9a57-1f8e2d6b4c10",
+            ),
+            ("a,b=c%d", "a%2Cb%3Dc%25d"),
+            ("$(JOBTRACE_POD_UID)", "$$(JOBTRACE_POD_UID)"),
+            ("u$$1", "u$$$$1"),
+            (" x;\"\\é\n", "%20x%3B%22%5C%C3%A9%0A"),
+        ] {
+            assert_eq!(
+                AttributeValue::Literal(received.to_owned()).written(),
+                written,
+                "{received}"
+            );
+        }
+        assert_eq!(
+            AttributeValue::Helper(Helper::PodUid).written(),
+            "$(JOBTRACE_POD_UID)"
+        );
+    }
+
+    #[test]
+    fn kubelet_references_are_read_as_the_kubelet_reads_them() {
+        for (value, referenced) in [
+            ("k8s.pod.uid=$(JOBTRACE_POD_UID)", true),
+            ("a=$$$(JOBTRACE_POD_UID)", true),
+            ("a=$$(JOBTRACE_POD_UID)", false),
+            ("a=$(OTHER),b=$(JOBTRACE_POD_UID_2)", false),
+            ("a=$JOBTRACE_POD_UID", false),
+            ("a=$(JOBTRACE_POD_UID", false),
+        ] {
+            assert_eq!(
+                kubelet_references(value, env::POD_UID),
+                referenced,
+                "{value}"
+            );
+        }
+    }
 }

@@ -7,7 +7,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde_json::Value;
 
-use super::env::Injection;
+use super::env::{AttributeValue, Helper, Injection};
 use super::plan::{Plan, plan};
 use super::{Admission, Mutation, Ops, Outcome, admission_stamp, is_reinvocation, pointer};
 use crate::context::{self, SpanId, TraceId, Traceparent};
@@ -399,21 +399,31 @@ fn label_template(
 }
 
 /// The resource attributes every container gets (`k8s.container.name` is added per container).
-fn resource_attributes(job: &Job, namespace: &str) -> Vec<(&'static str, String)> {
+/// The owner reference's name and uid are whatever the Job's creator wrote: literals like the rest.
+fn resource_attributes(job: &Job, namespace: &str) -> Vec<(&'static str, AttributeValue)> {
     let job_name = match job.metadata.name.as_deref() {
-        Some(name) if !name.is_empty() => name.to_owned(),
-        _ => format!("$({})", env::JOB_NAME),
+        Some(name) if !name.is_empty() => AttributeValue::Literal(name.to_owned()),
+        _ => AttributeValue::Helper(Helper::JobName),
     };
     let mut attributes = vec![
-        ("k8s.namespace.name", namespace.to_owned()),
+        (
+            "k8s.namespace.name",
+            AttributeValue::Literal(namespace.to_owned()),
+        ),
         ("k8s.job.name", job_name),
-        ("k8s.job.uid", format!("$({})", env::JOB_UID)),
-        ("k8s.pod.name", format!("$({})", env::POD_NAME)),
-        ("k8s.pod.uid", format!("$({})", env::POD_UID)),
+        ("k8s.job.uid", AttributeValue::Helper(Helper::JobUid)),
+        ("k8s.pod.name", AttributeValue::Helper(Helper::PodName)),
+        ("k8s.pod.uid", AttributeValue::Helper(Helper::PodUid)),
     ];
     if let Some(owner) = cronjob_owner(job) {
-        attributes.push(("k8s.cronjob.name", owner.name.clone()));
-        attributes.push(("k8s.cronjob.uid", owner.uid.clone()));
+        attributes.push((
+            "k8s.cronjob.name",
+            AttributeValue::Literal(owner.name.clone()),
+        ));
+        attributes.push((
+            "k8s.cronjob.uid",
+            AttributeValue::Literal(owner.uid.clone()),
+        ));
     }
     attributes
 }
@@ -815,6 +825,91 @@ mod tests {
             "k8s.namespace.name=reports,k8s.job.name=nightly,k8s.job.uid=u-1,\
              k8s.pod.name=nightly-x,k8s.pod.uid=u-2,k8s.container.name=main"
         );
+    }
+
+    /// The resource attributes an OpenTelemetry SDK reads from `value`, once the kubelet
+    /// expanded it against `defined`.
+    fn sdk_attributes(value: &Value, defined: &[(&str, &str)]) -> Vec<(String, String)> {
+        let expanded = kubelet_expand(value.as_str().unwrap(), defined);
+        crate::export::Resource::from_vars(
+            |name| (name == "OTEL_RESOURCE_ATTRIBUTES").then(|| expanded.clone()),
+            "replica",
+        )
+        .unwrap()
+        .attributes
+    }
+
+    #[test]
+    fn a_cronjob_owners_name_and_uid_reach_the_process_as_written() {
+        // The apiserver validates neither as a name: the Job's creator writes them freely.
+        let defined = [
+            ("JOBTRACE_JOB_UID", "u-1"),
+            ("JOBTRACE_POD_NAME", "nightly-x"),
+            ("JOBTRACE_POD_UID", "u-2"),
+            ("DB_PASSWORD", "hunter2"),
+        ];
+        for (name, uid) in [
+            ("$(JOBTRACE_POD_UID)", "6f1c"),
+            ("$(DB_PASSWORD)", "$(JOBTRACE_JOB_UID)"),
+            ("a,b=c%d", "6f1c$x$$y"),
+            ("n,k8s.pod.uid=forged", "%41 ;\\\"é"),
+        ] {
+            let mut object = job(&json!({ "traceparent": TP }));
+            object["metadata"]["ownerReferences"] = json!([{
+                "apiVersion": "batch/v1", "kind": "CronJob", "name": name, "uid": uid, "controller": true
+            }]);
+            let (mutation, out) = run(&object, SPAN_A);
+            assert!(mutation.warnings.is_empty(), "{:?}", mutation.warnings);
+            for c in CONTAINERS {
+                let value = env_value(&out, c, "OTEL_RESOURCE_ATTRIBUTES").unwrap();
+                let attributes = sdk_attributes(value, &defined);
+                let get = |key: &str| {
+                    attributes
+                        .iter()
+                        .find(|(k, _)| k == key)
+                        .map(|(_, v)| v.as_str())
+                };
+                assert_eq!(get("k8s.cronjob.name"), Some(name), "{c}: {value}");
+                assert_eq!(get("k8s.cronjob.uid"), Some(uid), "{c}: {value}");
+                assert_eq!(get("k8s.pod.uid"), Some("u-2"), "{c}: {value}");
+                assert_eq!(get("k8s.job.uid"), Some("u-1"), "{c}: {value}");
+                assert_eq!(attributes.len(), 3 + 8, "{c}: {attributes:?}");
+            }
+            let (again, _) = run(&out, SPAN_B);
+            assert!(again.patch.0.is_empty(), "{name}: {:?}", again.patch);
+        }
+    }
+
+    #[test]
+    fn an_owner_named_like_a_helper_is_no_reference_to_it() {
+        let mut object = job(&json!({ "traceparent": TP }));
+        object["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": "batch/v1", "kind": "CronJob", "name": "$(JOBTRACE_JOB_NAME)",
+            "uid": "$(JOBTRACE_POD_UID)", "controller": true
+        }]);
+        object["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
+            { "name": "OTEL_RESOURCE_ATTRIBUTES", "value": "k8s.pod.uid=mine" }
+        ]);
+        let (_, out) = run(&object, SPAN_A);
+        assert_eq!(
+            env_names(&out, CONTAINERS[1]),
+            [
+                "JOBTRACE_JOB_UID",
+                "JOBTRACE_POD_NAME",
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "TRACEPARENT"
+            ],
+            "the Job has a name and the user its own k8s.pod.uid: no other helper is used"
+        );
+        assert_eq!(
+            env_value(&out, CONTAINERS[1], "OTEL_RESOURCE_ATTRIBUTES").unwrap(),
+            "k8s.pod.uid=mine,k8s.namespace.name=reports,k8s.job.name=nightly,\
+             k8s.job.uid=$(JOBTRACE_JOB_UID),k8s.pod.name=$(JOBTRACE_POD_NAME),\
+             k8s.cronjob.name=$$(JOBTRACE_JOB_NAME),k8s.cronjob.uid=$$(JOBTRACE_POD_UID),\
+             k8s.container.name=main"
+        );
+        let (again, _) = run(&out, SPAN_B);
+        assert!(again.patch.0.is_empty(), "{:?}", again.patch);
     }
 
     #[test]
