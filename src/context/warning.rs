@@ -91,16 +91,14 @@ impl Warnings {
 
 /// `message` cut to [`MAX_MESSAGE_CHARS`] characters, the cut marked with an ellipsis.
 fn cut(message: &str) -> String {
-    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
-        None => message.to_owned(),
-        Some(_) => {
-            let (end, _) = message
-                .char_indices()
-                .nth(MAX_MESSAGE_CHARS - 1)
-                .expect("longer than the limit");
-            format!("{}…", &message[..end])
-        }
+    if message.chars().nth(MAX_MESSAGE_CHARS).is_none() {
+        return message.to_owned();
     }
+    let (end, _) = message
+        .char_indices()
+        .nth(MAX_MESSAGE_CHARS - 1)
+        .expect("longer than the limit");
+    format!("{}…", &message[..end])
 }
 
 impl std::ops::Deref for Warnings {

@@ -29,8 +29,8 @@ pub(super) fn exports_until(lease: &Lease, identity: &str, grace: Duration) -> O
     }
     let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref())?.0;
     let seconds = u64::try_from(spec.lease_duration_seconds?).ok()?;
-    let renewed = SystemTime::UNIX_EPOCH
-        + Duration::from_nanos(u64::try_from(renewed.as_nanosecond()).ok()?);
+    let renewed =
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(renewed.as_nanosecond()).ok()?);
     (renewed + Duration::from_secs(seconds)).checked_sub(grace)
 }
 
@@ -46,12 +46,16 @@ async fn lease_lapses(leases: Api<Lease>, name: &str, identity: &str) {
         match leases.get(name).await {
             Ok(lease) => match exports_until(&lease, identity, grace) {
                 Some(deadline) => {
-                    let left = deadline.duration_since(SystemTime::now()).unwrap_or_default();
+                    let left = deadline
+                        .duration_since(SystemTime::now())
+                        .unwrap_or_default();
                     until = tokio::time::Instant::now() + left;
                 }
                 None => return,
             },
-            Err(e) => tracing::warn!(error = %e, "can't read the Lease back; exporting until it would expire"),
+            Err(e) => {
+                tracing::warn!(error = %e, "can't read the Lease back; exporting until it would expire");
+            }
         }
         let now = tokio::time::Instant::now();
         if now >= until {
@@ -96,7 +100,7 @@ pub async fn run_as_leader(
             &context.instance,
         );
         tokio::pin!(lapses);
-        let lapsed = loop {
+        let lease_lapsed = loop {
             tokio::select! {
                 changed = leader.changed() => {
                     if changed.is_err() || !*leader.borrow_and_update() { break false; }
@@ -106,7 +110,7 @@ pub async fn run_as_leader(
             }
         };
         term.cancel();
-        if lapsed {
+        if lease_lapsed {
             // Not a moment more: another replica may hold the Lease from now on.
             exporting.abort();
             tracing::warn!(instance = %context.instance, "the Lease was not renewed in time: stopped exporting");

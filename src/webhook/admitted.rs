@@ -14,13 +14,14 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 /// Most JSON values (every scalar, array and object, keys not counted) an object may hold to be
 /// read; a Job of ordinary size holds a few hundred, one with thousands of variables a few
 /// thousand.
-pub const MAX_VALUES: usize = 100_000;
+pub const MAX_VALUES: usize = 50_000;
 /// Most containers (init containers included) of a pod jobtrace injects into. Kubernetes sets no
 /// limit; each container adds its share to the patch.
 pub const MAX_CONTAINERS: usize = 128;
 /// Bytes of memory counted per JSON value of an object being read: what the largest value the
-/// mutation keeps (an `env` entry) takes as a typed object, rounded up.
-pub const BYTES_PER_VALUE: usize = 320;
+/// mutation keeps (an `env` entry, 280 bytes as a typed object) takes in a list that grows by
+/// doubling.
+pub const BYTES_PER_VALUE: usize = 560;
 
 /// Why an object was not read.
 #[derive(Debug, thiserror::Error)]

@@ -10,14 +10,17 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// Bytes of admission work in hand at once, by the estimates below.
-pub const BUDGET_BYTES: usize = 48 * 1024 * 1024;
+/// Bytes of admission work in hand at once, by the estimates below: with the chart's 256 MiB
+/// limit, room for the controller beside it.
+pub const BUDGET_BYTES: usize = 40 * 1024 * 1024;
 /// How long a review waits for its share: well within the apiserver's timeout (3 s by default).
 pub const WAIT: Duration = Duration::from_secs(1);
-/// What a review takes besides its body and its object: the patch and the answer, which the
-/// container limit keeps under a megabyte or two.
-pub const PER_REVIEW_BYTES: usize = 2 * 1024 * 1024;
-
+/// Bytes counted per byte of a body: the body as it arrives in pieces, gathered into one buffer,
+/// and the strings read from it (a 3.8 MB body took 19 MiB of peak RSS with nothing built from it,
+/// docs/benchmarks.md).
+pub const PER_BODY_BYTE: usize = 6;
+/// What a review takes besides its body and its object's values: the patch and the answer.
+pub const PER_REVIEW_BYTES: usize = 1024 * 1024;
 /// A share of [`BUDGET_BYTES`], counted in KiB.
 #[derive(Clone)]
 pub struct Budget {
@@ -50,6 +53,15 @@ impl Budget {
             .await
             .ok()?
             .ok()
+    }
+}
+
+impl Budget {
+    /// `more`, or what is left of the budget beside `held`: a second share that, with the
+    /// first, can always be had.
+    pub fn at_most_with(&self, held: usize, more: usize) -> usize {
+        let total = self.total_kib as usize * 1024;
+        more.min(total.saturating_sub(held.min(total)))
     }
 }
 

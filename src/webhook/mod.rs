@@ -135,7 +135,8 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
     let declared = content_length(request.headers()).map_or(MAX_BODY, |n| {
         usize::try_from(n).unwrap_or(MAX_BODY).min(MAX_BODY)
     });
-    let Some(_body_share) = shared.budget.reserve(declared, deadline).await else {
+    let body_weight = declared * budget::PER_BODY_BYTE;
+    let Some(_body_share) = shared.budget.reserve(body_weight, deadline).await else {
         let prefix = read_prefix(request).await;
         return overloaded(endpoint, shared, &prefix, own);
     };
@@ -154,6 +155,7 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
             let work = review::object_values(&body).map_or(0, |values| {
                 values.min(admitted::MAX_VALUES) * admitted::BYTES_PER_VALUE
             }) + budget::PER_REVIEW_BYTES;
+            let work = shared.budget.at_most_with(body_weight, work);
             let Some(_work_share) = shared.budget.reserve(work, deadline).await else {
                 return overloaded(endpoint, shared, &body, own);
             };
@@ -221,24 +223,28 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
 /// writes the request's uid in its first hundred bytes.
 const PREFIX: usize = 4096;
 
-/// The first [`PREFIX`] bytes of the body at most, or what arrives of them within a moment.
+/// The first [`PREFIX`] bytes of the body; the rest is read and dropped as it arrives (up to
+/// [`MAX_BODY`], for a moment at most), so that a client which sends the whole body before
+/// reading gets the answer rather than a reset connection, and nothing is held.
 async fn read_prefix(request: Request) -> Vec<u8> {
     let mut body = request.into_body();
     let mut prefix = Vec::new();
-    let read = async {
-        while prefix.len() < PREFIX {
+    let mut read = 0usize;
+    let drain = async {
+        while read <= MAX_BODY {
             match body.frame().await {
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
-                        let room = PREFIX - prefix.len();
+                        let room = PREFIX.saturating_sub(prefix.len());
                         prefix.extend_from_slice(&data[..data.len().min(room)]);
+                        read += data.len();
                     }
                 }
                 _ => break,
             }
         }
     };
-    let _ = tokio::time::timeout(Duration::from_millis(200), read).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
     prefix
 }
 

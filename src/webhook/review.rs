@@ -180,9 +180,9 @@ pub fn review(
             mutate::pod::mutate(&pod, &admission)
         }),
     };
-    let mutation = mutation
-        .map(|m| within_object_limit(m, object.get().len()))
-        .unwrap_or_else(|e| {
+    let mutation = match mutation {
+        Ok(m) => within_object_limit(m, object.get().len()),
+        Err(e) => {
             let (reason, what) = if e.too_large() {
                 (WarningReason::ObjectTooLarge, "not traced")
             } else {
@@ -192,7 +192,8 @@ pub fn review(
                 reason,
                 message: format!("{what}, left unchanged: {e}"),
             })
-        });
+        }
+    };
     let (result, traced) = match mutation.outcome {
         Outcome::Traced { trace_id, flags } => (AdmissionResult::Injected, Some((trace_id, flags))),
         Outcome::NotTraced => (AdmissionResult::NotTraced, None),
