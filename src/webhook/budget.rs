@@ -1,8 +1,11 @@
-//! The memory that admission work may hold at once. A review reserves its share twice: its body's
-//! declared length before the body is read, then what reading its object may take, counted from
-//! the object's JSON values. A review that can't get its share within the wait is answered
-//! unchanged (see `handle`), so that an overload is answered in time instead of queueing past the
-//! apiserver's timeout, and a flood of large reviews costs a bounded amount of memory.
+//! The memory that admission work may hold at once. Before its body is read, a review reserves
+//! what a body of its declared length can cost at most: the body itself as it arrives and is
+//! gathered, the strings read from it, and as many typed values as it can hold (each takes at
+//! least two bytes of JSON), up to the object limit. A review that can't get its share within
+//! the wait is answered unchanged (see `handle`), so that an overload is answered in time
+//! instead of queueing past the apiserver's timeout, and a flood of large reviews costs a bounded
+//! amount of memory. One reservation per review, taken before anything is read: a review never
+//! holds a share while it waits for another, so waits always end.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,13 +59,10 @@ impl Budget {
     }
 }
 
-impl Budget {
-    /// `more`, or what is left of the budget beside `held`: a second share that, with the
-    /// first, can always be had.
-    pub fn at_most_with(&self, held: usize, more: usize) -> usize {
-        let total = self.total_kib as usize * 1024;
-        more.min(total.saturating_sub(held.min(total)))
-    }
+/// What a review whose body declares `length` bytes may cost at most.
+pub fn share(length: usize) -> usize {
+    let values = (length / 2 + 1).min(super::admitted::MAX_VALUES);
+    length * PER_BODY_BYTE + values * super::admitted::BYTES_PER_VALUE + PER_REVIEW_BYTES
 }
 
 /// `bytes` in KiB, rounded up, at least one and at most `max`.
@@ -89,6 +89,21 @@ mod tests {
         assert!(small.is_some(), "what is left");
         drop(first);
         assert!(budget.reserve(6 * 1024, soon()).await.is_some(), "released");
+    }
+
+    #[test]
+    fn a_review_is_counted_for_its_body_and_the_values_it_can_hold() {
+        let typical = share(3_000);
+        assert!(typical < 2 * 1024 * 1024, "{typical}");
+        assert!(
+            BUDGET_BYTES / typical >= 20,
+            "twenty typical reviews at once"
+        );
+        let largest = share(super::super::MAX_BODY);
+        assert!(
+            largest >= super::super::admitted::MAX_VALUES * super::super::admitted::BYTES_PER_VALUE,
+            "the most values any body can hold"
+        );
     }
 
     #[tokio::test]

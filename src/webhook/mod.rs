@@ -135,8 +135,11 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
     let declared = content_length(request.headers()).map_or(MAX_BODY, |n| {
         usize::try_from(n).unwrap_or(MAX_BODY).min(MAX_BODY)
     });
-    let body_weight = declared * budget::PER_BODY_BYTE;
-    let Some(_body_share) = shared.budget.reserve(body_weight, deadline).await else {
+    let Some(_share) = shared
+        .budget
+        .reserve(budget::share(declared), deadline)
+        .await
+    else {
         let prefix = read_prefix(request).await;
         return overloaded(endpoint, shared, &prefix, own);
     };
@@ -152,13 +155,6 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
             error(status, &message)
         }
         Ok(body) => {
-            let work = review::object_values(&body).map_or(0, |values| {
-                values.min(admitted::MAX_VALUES) * admitted::BYTES_PER_VALUE
-            }) + budget::PER_REVIEW_BYTES;
-            let work = shared.budget.at_most_with(body_weight, work);
-            let Some(_work_share) = shared.budget.reserve(work, deadline).await else {
-                return overloaded(endpoint, shared, &body, own);
-            };
             let fresh = review::Fresh::now();
             let span_id = fresh.span;
             match review::review(endpoint, &body, fresh, &request_context, &shared.policies) {

@@ -149,7 +149,7 @@ pub fn review(
         return Ok(respond(request.uid, None, AdmissionResult::Skipped));
     };
     let mutation = match endpoint {
-        AdmissionEndpoint::Jobs => super::admitted::job(object.get()).map(|job| {
+        AdmissionEndpoint::Jobs => admitted::job(object.get()).map(|job| {
             let namespace = request
                 .namespace
                 .as_deref()
@@ -169,7 +169,7 @@ pub fn review(
             mutation.warnings.extend(unsynced);
             mutation
         }),
-        AdmissionEndpoint::Pods => super::admitted::pod(object.get()).map(|pod| {
+        AdmissionEndpoint::Pods => admitted::pod(object.get()).map(|pod| {
             let admission = mutate::Admission {
                 namespace: request.namespace.as_deref().unwrap_or_default(),
                 new_span: fresh.span,
@@ -201,18 +201,6 @@ pub fn review(
     let mut reviewed = respond(request.uid, Some(mutation), result);
     reviewed.traced = traced;
     Ok(reviewed)
-}
-
-/// How many JSON values the review's object holds, counted up to just past
-/// [`admitted::MAX_VALUES`]; `None` when the body is not a review with an object.
-pub fn object_values(body: &[u8]) -> Option<usize> {
-    let review: Review = serde_json::from_slice(body).ok()?;
-    let object = review.request?.object?;
-    match admitted::count_values(object.get(), admitted::MAX_VALUES) {
-        Ok(Some(values)) => Some(values),
-        Ok(None) => Some(admitted::MAX_VALUES + 1),
-        Err(_) => None,
-    }
 }
 
 /// The `request.uid` of a review from the first bytes of its body, where the apiserver writes

@@ -15,6 +15,7 @@ mod edges;
 mod exporter_tls;
 mod faults;
 mod faults_serial;
+mod hostile;
 mod jaeger;
 mod pods;
 mod policy;
