@@ -394,6 +394,10 @@ pub struct ControllerArgs {
     /// `jobtrace.dev/exported` annotations say as much at no cost.
     #[arg(long, env = "JOBTRACE_RECORD_EVENTS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub record_events: bool,
+    /// The largest OTLP request sent, in bytes of encoded protobuf (before compression): a batch
+    /// larger goes in several. Keep it under the collector's receive limit (4 MiB by default).
+    #[arg(long, env = "JOBTRACE_MAX_REQUEST_BYTES", default_value_t = crate::export::DEFAULT_MAX_REQUEST_BYTES as u64, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_request_bytes: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -570,6 +574,25 @@ mod tests {
             "{no_placeholder}"
         );
         assert!(Cli::try_parse_args(args(&["jobtrace", "trace"])).is_err());
+    }
+
+    #[test]
+    fn the_largest_request_is_3_mib_unless_set_and_never_below_1_kib() {
+        let controller = |extra: &[&str]| {
+            let mut argv = vec!["jobtrace", "controller"];
+            argv.extend(extra);
+            Cli::try_parse_args(args(&argv)).map(|cli| match cli.command {
+                Command::Controller(c) => c.controller.max_request_bytes,
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(controller(&[]).unwrap(), 3 * 1024 * 1024);
+        assert_eq!(
+            controller(&["--max-request-bytes", "1048576"]).unwrap(),
+            1_048_576
+        );
+        assert!(controller(&["--max-request-bytes", "512"]).is_err());
+        assert!(controller(&["--max-request-bytes", "3MiB"]).is_err());
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub struct EndpointLabels {
     pub endpoint: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// [`crate::export::Outcome::label`].
+    pub outcome: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs to ~0.8 s: admission should stay in the first buckets.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -44,6 +50,8 @@ pub struct Metrics {
     /// Held objects released unexported at the hold timeout.
     pub holds_expired: Counter,
     pub export_retries: Counter,
+    /// OTLP requests sent, by what they came to (accepted, failed, unauthorized, refused).
+    pub export_requests: Family<OutcomeLabels, Counter>,
     /// Seconds from an object's terminal state to its spans being accepted by the collector.
     pub export_lag: Histogram,
     /// Finished objects whose spans are queued or being exported.
@@ -121,6 +129,12 @@ impl Default for Metrics {
             "Exports that failed and will be retried",
             export_retries.clone(),
         );
+        let export_requests = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "export_requests",
+            "OTLP requests sent to the collector, by outcome: accepted, failed (retried), unauthorized (credentials refused; retried), refused (dropped)",
+            export_requests.clone(),
+        );
         let export_lag = Histogram::new(
             prometheus_client::metrics::histogram::exponential_buckets(0.05, 2.0, 14),
         );
@@ -186,6 +200,7 @@ impl Default for Metrics {
             spans_dropped,
             holds_expired,
             export_retries,
+            export_requests,
             export_lag,
             controller_pending,
             spans_retried,
@@ -206,6 +221,15 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String can't fail");
         out
+    }
+
+    /// The number of export requests that came to `outcome`.
+    pub fn export_request_count(&self, outcome: crate::export::Outcome) -> u64 {
+        self.export_requests
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            })
+            .get()
     }
 
     /// The value of the admission counter for `endpoint` and `result`.
@@ -260,6 +284,12 @@ mod tests {
         metrics
             .certificate_writes
             .get_or_create(&ReasonLabels { what: "secret" })
+            .inc();
+        metrics
+            .export_requests
+            .get_or_create(&OutcomeLabels {
+                outcome: "accepted",
+            })
             .inc();
         let encoded = metrics.encode();
         let mut names: Vec<String> = encoded

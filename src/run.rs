@@ -311,11 +311,16 @@ async fn controller_context(
         endpoint = %config.endpoint,
         protocol = ?config.protocol,
         compression = ?config.compression,
+        limits = ?config.limits,
+        max_request_bytes = args.max_request_bytes,
         roots = ?config.tls.roots,
         client_certificate = ?config.tls.client.as_ref().map(|c| &c.certificate),
         "exporting spans over OTLP"
     );
-    let exporter = Exporter::new(config)?;
+    let exporter = Exporter::new(ExporterConfig {
+        max_request_bytes: usize::try_from(args.max_request_bytes).unwrap_or(usize::MAX),
+        ..config
+    })?;
     let instance = instance_name(args.instance.as_ref());
     Ok(Arc::new(Context {
         client,

@@ -92,6 +92,7 @@ impl OwnSpan {
                 // Sampled, and the ids are random (W3C Level 2's random flag).
                 trace_flags: 0x03,
                 label_attributes: Vec::new(),
+                dropped_attributes: 0,
                 links: Vec::new(),
             },
         }
@@ -149,7 +150,7 @@ pub async fn export(
             }
         }
         if !batch.is_empty() {
-            let request = crate::export::request(&batch, &resource);
+            let request = crate::export::request(&batch, &resource, exporter.limits());
             if let Err(e) = exporter.export(request).await {
                 tracing::debug!(error = %e, spans = batch.len(), "own spans not exported");
                 metrics.self_spans_dropped.inc_by(batch.len() as u64);

@@ -341,6 +341,11 @@ fn the_exporter_environment_rendered_is_what_jobtrace_reads() {
             config.warnings
         );
         jobtrace::export::Resource::from_vars(|k| vars.get(k).cloned(), "replica").unwrap();
+        assert_eq!(
+            config.limits.attribute_value_length,
+            jobtrace::export::DEFAULT_VALUE_LENGTH,
+            "the chart's default is the binary's"
+        );
         if !flags.is_empty() {
             assert_eq!(config.compression, jobtrace::export::Compression::Gzip);
             assert!(config.tls.roots.is_some() && config.tls.client.is_some());
@@ -755,6 +760,16 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            paths: &["controller.maxRequestBytes"],
+            flags: &["--set", "controller.maxRequestBytes=1048576"],
+            check: |d| assert!(args(d).contains(&"--max-request-bytes=1048576".to_owned())),
+        },
+        Case {
+            paths: &["otlp.attributeValueLengthLimit"],
+            flags: &["--set", "otlp.attributeValueLengthLimit=512"],
+            check: |d| assert_eq!(env_value(d, "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"), "512"),
+        },
+        Case {
             paths: &["controller.holdTimeout"],
             flags: &["--set", "controller.holdTimeout=1h"],
             check: |d| assert!(args(d).contains(&"--hold-timeout=1h".to_owned())),
@@ -1144,6 +1159,14 @@ fn wrong_values_are_refused_naming_the_field() {
         ),
         ("otlp.compression=zstd", "/otlp/compression"),
         ("otlp.insecure=yes", "/otlp/insecure"),
+        (
+            "otlp.attributeValueLengthLimit=-1",
+            "/otlp/attributeValueLengthLimit",
+        ),
+        (
+            "controller.maxRequestBytes=100",
+            "/controller/maxRequestBytes",
+        ),
         ("otlp.tls.client.keyKey=", "/otlp/tls/client/keyKey"),
         // helm's validator names the key, if not where it is.
         (

@@ -2,7 +2,8 @@
 //! collector: a finished Job's pods listed and exported with it, then the Job marked (its mark
 //! the only write); a marked Job is never exported again, even when a relist shows it once more;
 //! a finished pod of a running Job waits for it; nothing marked while the collector can't take
-//! the spans; refused spans dropped and marked so.
+//! the spans, a `Retry-After: 0` waited as the backoff and a refusal of the credentials retried;
+//! refused spans dropped and marked so.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
@@ -18,7 +19,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use jobtrace::controller::{Context, run};
-use jobtrace::export::{Exporter, ExporterConfig, Protocol};
+use jobtrace::export::{Exporter, ExporterConfig, Outcome, Protocol};
 use jobtrace::fixtures::{JOB_SPAN, JOB_UID, POD_SPAN, TRACE_ID, TestJob, TestPod};
 use jobtrace::metrics::Metrics;
 use kube::client::Body;
@@ -86,15 +87,19 @@ fn mark(outcome: &str) -> Value {
 /// from the apiserver.
 type Log = Arc<Mutex<Vec<String>>>;
 
+/// When each export reached the collector.
+type Times = Arc<Mutex<Vec<std::time::Instant>>>;
+
 /// A fake OTLP/HTTP collector answering each export with the next status of `statuses` (the last
-/// one repeats).
-async fn collector(log: Log, statuses: Vec<u16>) -> String {
+/// one repeats); a 429 says `Retry-After: 0`.
+async fn collector(log: Log, times: Times, statuses: Vec<u16>) -> String {
     let statuses = Arc::new(Mutex::new(statuses));
     let app = axum::Router::new().route(
         "/v1/traces",
         post(move |body: Bytes| {
-            let (log, statuses) = (log.clone(), statuses.clone());
+            let (log, times, statuses) = (log.clone(), times.clone(), statuses.clone());
             async move {
+                times.lock().unwrap().push(std::time::Instant::now());
                 let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
                 let spans: Vec<String> = request
                     .resource_spans
@@ -117,7 +122,11 @@ async fn collector(log: Log, statuses: Vec<u16>) -> String {
                     .unwrap()
                     .push(format!("export {status} {}", spans.join(",")));
                 let body = ExportTraceServiceResponse::default().encode_to_vec();
-                (StatusCode::from_u16(status).unwrap(), body)
+                let mut headers = hyper::http::HeaderMap::new();
+                if status == 429 {
+                    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
+                }
+                (StatusCode::from_u16(status).unwrap(), headers, body)
             }
         }),
     );
@@ -522,8 +531,18 @@ fn decode(encoded: &str) -> String {
 /// Runs the controller against `scenario` and a collector answering `statuses`, until the
 /// scenario is played; then stops it. What happened, what each stream played, and the metrics.
 async fn play(statuses: Vec<u16>, scenario: Scenario) -> (Vec<String>, Played, Arc<Metrics>) {
+    let (log, played, metrics, _) = play_timed(statuses, scenario).await;
+    (log, played, metrics)
+}
+
+/// [`play`], and when each export reached the collector.
+async fn play_timed(
+    statuses: Vec<u16>,
+    scenario: Scenario,
+) -> (Vec<String>, Played, Arc<Metrics>, Vec<std::time::Instant>) {
     let log = Log::default();
-    let endpoint = collector(log.clone(), statuses).await;
+    let times = Times::default();
+    let endpoint = collector(log.clone(), times.clone(), statuses).await;
     let config = ExporterConfig {
         protocol: Protocol::HttpProtobuf,
         endpoint,
@@ -531,6 +550,8 @@ async fn play(statuses: Vec<u16>, scenario: Scenario) -> (Vec<String>, Played, A
         timeout: Duration::from_secs(2),
         compression: jobtrace::export::Compression::None,
         tls: jobtrace::export::TlsFiles::default(),
+        limits: jobtrace::export::SpanLimits::default(),
+        max_request_bytes: jobtrace::export::DEFAULT_MAX_REQUEST_BYTES,
         warnings: Vec::new(),
     };
     let (client, apiserver) = ApiServerVerifier::new(log.clone());
@@ -569,7 +590,8 @@ async fn play(statuses: Vec<u16>, scenario: Scenario) -> (Vec<String>, Played, A
         matches!(stopped, Ok(Ok(()))),
         "the controller stops when told"
     );
-    (log, played, metrics)
+    let times = times.lock().unwrap().clone();
+    (log, played, metrics, times)
 }
 
 /// The Job listed unmarked, exported and marked; its watch then expires and the relist shows
@@ -666,6 +688,56 @@ async fn refused_spans_are_dropped_and_marked_dropped() {
     );
     assert_eq!(metrics.spans_dropped.get(), 1);
     assert_eq!(metrics.spans_exported.get(), 0);
+    assert_eq!(metrics.export_request_count(Outcome::Refused), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_of_nothing_is_waited_as_the_least_backoff() {
+    let scenario = Scenario::one_job(vec![
+        Step::PodsOfJob(vec![]),
+        Step::Mark(mark("true")),
+        Step::Event,
+    ]);
+    let (log, _, _, times) = play_timed(vec![429, 429, 200], scenario).await;
+    let export = |status: u16| format!("export {status} {JOB_SPAN}");
+    assert_eq!(
+        log[..4],
+        ["list pods".into(), export(429), export(429), export(200)]
+    );
+    for pair in times.windows(2) {
+        let waited = pair[1] - pair[0];
+        assert!(
+            waited >= Duration::from_millis(500),
+            "Retry-After: 0 answered after {waited:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_are_an_outage_retried_not_spans_dropped() {
+    let scenario = Scenario::one_job(vec![
+        Step::PodsOfJob(vec![]),
+        Step::Mark(mark("true")),
+        Step::Event,
+    ]);
+    let (log, _, metrics) = play(vec![401, 403, 200], scenario).await;
+    let export = |status: u16| format!("export {status} {JOB_SPAN}");
+    assert_eq!(
+        log,
+        [
+            "list pods".into(),
+            export(401),
+            export(403),
+            export(200),
+            "patch".into(),
+            "event".into()
+        ],
+        "retried until the credentials were taken, then marked exported"
+    );
+    assert_eq!(metrics.export_request_count(Outcome::Unauthorized), 2);
+    assert_eq!(metrics.export_request_count(Outcome::Accepted), 1);
+    assert_eq!(metrics.spans_dropped.get(), 0);
+    assert_eq!(metrics.spans_exported.get(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,5 @@
-//! Failures classified as the OTLP specification does: retry the retryable, drop the rest.
+//! Failures classified as the OTLP specification does: retry the retryable, drop the rest. A
+//! refusal of jobtrace's credentials is retried too: it says the pipeline is broken, not the data.
 
 use std::time::Duration;
 
@@ -16,9 +17,63 @@ pub enum ExportError {
         /// The collector's requested delay, when it sent one.
         retry_after: Option<Duration>,
     },
+    /// The collector refused jobtrace's credentials (HTTP 401 or 403, gRPC `UNAUTHENTICATED` or
+    /// `PERMISSION_DENIED`). The specification has it non-retryable, but nothing is wrong with
+    /// the spans: it is an outage of the pipeline (an expired token, a rotated key), retried like
+    /// one until the credentials are put right.
+    #[error("credentials refused: {0}")]
+    Unauthorized(String),
     /// Sending the same data again can't succeed: drop it.
     #[error("rejected: {0}")]
     Permanent(String),
+}
+
+impl ExportError {
+    /// Whether the same spans are to be sent again.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, Self::Permanent(_))
+    }
+
+    /// The collector's requested delay, when it gave one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Retryable { retry_after, .. } => *retry_after,
+            Self::Unauthorized(_) | Self::Permanent(_) => None,
+        }
+    }
+
+    /// What the request this failed came to.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Self::Retryable { .. } => Outcome::Failed,
+            Self::Unauthorized(_) => Outcome::Unauthorized,
+            Self::Permanent(_) => Outcome::Refused,
+        }
+    }
+}
+
+/// What became of one export request: `jobtrace_export_requests_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The collector took it (perhaps rejecting some spans: a partial success).
+    Accepted,
+    /// It failed in a way worth retrying: unreachable, timed out, a retryable status.
+    Failed,
+    /// The collector refused jobtrace's credentials; retried.
+    Unauthorized,
+    /// The collector refused it for good.
+    Refused,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Failed => "failed",
+            Self::Unauthorized => "unauthorized",
+            Self::Refused => "refused",
+        }
+    }
 }
 
 /// OTLP/gRPC: retry only the codes the specification lists as retryable; `RESOURCE_EXHAUSTED` only
@@ -51,6 +106,7 @@ pub fn classify_grpc(status: &tonic::Status) -> ExportError {
             message,
             retry_after,
         },
+        Code::Unauthenticated | Code::PermissionDenied => ExportError::Unauthorized(message),
         _ => ExportError::Permanent(message),
     }
 }
@@ -83,8 +139,8 @@ pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     line
 }
 
-/// OTLP/HTTP: 429, 502, 503 and 504 are retryable, honouring `Retry-After`; any other failure is
-/// not.
+/// OTLP/HTTP: 429, 502, 503 and 504 are retryable, honouring `Retry-After`; 401 and 403 refuse
+/// the credentials, retried too; any other failure is not.
 pub fn classify_http(
     status: u16,
     retry_after: Option<Duration>,
@@ -96,11 +152,20 @@ pub fn classify_http(
             message: format!("HTTP {status}"),
             retry_after,
         }),
+        401 | 403 => Err(ExportError::Unauthorized(format!(
+            "HTTP {status}: {}",
+            excerpt(body)
+        ))),
         _ => Err(ExportError::Permanent(format!(
             "HTTP {status}: {}",
-            String::from_utf8_lossy(&body[..body.len().min(200)])
+            excerpt(body)
         ))),
     }
+}
+
+/// The beginning of a response body, for a log line.
+fn excerpt(body: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(&body[..body.len().min(200)])
 }
 
 #[cfg(test)]
@@ -132,8 +197,6 @@ mod tests {
             Code::InvalidArgument,
             Code::NotFound,
             Code::AlreadyExists,
-            Code::PermissionDenied,
-            Code::Unauthenticated,
             Code::FailedPrecondition,
             Code::Unimplemented,
             Code::Internal,
@@ -176,7 +239,7 @@ mod tests {
         )
         .unwrap();
         let exporter = crate::export::Exporter::new(config).unwrap();
-        let request = crate::export::request(&[], &[]);
+        let request = crate::export::request(&[], &[], &crate::export::SpanLimits::default());
         let outcome = exporter.export(request).await;
         assert!(
             collector.join().unwrap() > 24,
@@ -188,6 +251,30 @@ mod tests {
             }
             other => panic!("a broken call is retried: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_refusal_of_the_credentials_is_an_outage_retried_not_bad_data() {
+        use tonic::Code;
+        for code in [Code::Unauthenticated, Code::PermissionDenied] {
+            let error = classify_grpc(&tonic::Status::new(code, "token expired"));
+            assert!(
+                matches!(&error, ExportError::Unauthorized(m) if m.contains("token expired")),
+                "{code:?}: {error:?}"
+            );
+            assert!(error.retryable(), "{code:?}");
+            assert_eq!(error.outcome(), Outcome::Unauthorized);
+        }
+        for status in [401, 403] {
+            let error = classify_http(status, None, b"invalid api key").unwrap_err();
+            assert_eq!(
+                error,
+                ExportError::Unauthorized(format!("HTTP {status}: invalid api key"))
+            );
+            assert!(error.retryable(), "{status}");
+            assert_eq!(error.outcome().label(), "unauthorized");
+        }
+        assert!(!ExportError::Permanent("x".into()).retryable());
     }
 
     #[test]
@@ -218,7 +305,7 @@ mod tests {
                 "{status}"
             );
         }
-        for status in [400, 401, 403, 404, 413, 500, 501] {
+        for status in [400, 404, 413, 500, 501] {
             assert!(
                 matches!(
                     classify_http(status, None, b""),

@@ -1,10 +1,14 @@
-//! Where and how to export, from the standard `OTEL_EXPORTER_OTLP_*` variables.
+//! Where and how to export, from the standard `OTEL_EXPORTER_OTLP_*` variables, and what an
+//! exported span keeps, from the span limits' `OTEL_*_LIMIT` ones.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::deliver::DEFAULT_MAX_REQUEST_BYTES;
+use super::limits::SpanLimits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -97,6 +101,12 @@ pub struct ExporterConfig {
     pub timeout: Duration,
     pub compression: Compression,
     pub tls: TlsFiles,
+    /// What an exported span keeps (the `OTEL_*_LIMIT` variables).
+    pub limits: SpanLimits,
+    /// The largest request sent, in bytes of encoded protobuf (before compression): a batch
+    /// larger is sent in several. [`DEFAULT_MAX_REQUEST_BYTES`] unless the controller's
+    /// `--max-request-bytes` says otherwise.
+    pub max_request_bytes: usize,
     /// Settings given that have no effect, to be logged.
     pub warnings: Vec<ConfigWarning>,
 }
@@ -119,6 +129,8 @@ pub enum ConfigError {
     Compression(&'static str, String),
     #[error("{0}: {1:?} is neither true nor false")]
     Insecure(&'static str, String),
+    #[error("{0}: {1:?} is not a whole number")]
+    Limit(&'static str, String),
     #[error("{variable}: can't read {path}: {reason}")]
     File {
         variable: &'static str,
@@ -152,9 +164,9 @@ pub enum ConfigWarning {
 
 /// One setting as read: the variable it came from, its value, and whether that variable was the
 /// signal-specific one.
-struct Setting {
-    name: &'static str,
-    value: String,
+pub(super) struct Setting {
+    pub(super) name: &'static str,
+    pub(super) value: String,
     specific: bool,
 }
 
@@ -246,13 +258,15 @@ impl ExporterConfig {
             timeout,
             compression,
             tls,
+            limits: SpanLimits::from_vars(&var)?,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             warnings,
         })
     }
 }
 
 /// The signal-specific variable's setting, else the general one's; an empty variable is unset.
-fn pick(
+pub(super) fn pick(
     var: &impl Fn(&str) -> Option<String>,
     specific: &'static str,
     general: &'static str,

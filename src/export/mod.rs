@@ -1,19 +1,25 @@
 //! OTLP export of finished spans, over gRPC (default) or HTTP/protobuf, configured by the standard
 //! `OTEL_EXPORTER_OTLP_*` variables. Each export reports whether the collector accepted the spans,
 //! so the controller marks objects only once their spans are stored, and classifies failures as
-//! the OTLP specification does: retry the retryable, drop the rest.
+//! the OTLP specification does: retry the retryable, drop the rest. Spans are held to
+//! OpenTelemetry's span limits, and a batch goes in requests sized by their bytes, so that no
+//! object's spans get another's refused.
 
 mod classify;
 mod config;
+mod deliver;
+mod limits;
 mod proto;
 mod resource;
 mod transport;
 
-pub use classify::{ExportError, classify_grpc, classify_http};
+pub use classify::{ExportError, Outcome, classify_grpc, classify_http};
 pub use config::{
     ClientIdentity, Compression, ConfigError, ConfigWarning, ExporterConfig, PemFile, Protocol,
     TlsFiles,
 };
+pub use deliver::{DEFAULT_MAX_REQUEST_BYTES, Delivery, Fate};
+pub use limits::{DEFAULT_VALUE_LENGTH, SpanLimits};
 pub use proto::request;
 pub use resource::{Resource, ResourceError};
 pub use transport::{Accepted, BuildError, Exporter};

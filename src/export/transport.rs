@@ -39,6 +39,10 @@ pub struct Exporter {
 /// How often the exporter reads its certificate files again, at most.
 pub const RELOAD_EVERY: Duration = Duration::from_secs(30);
 
+/// The longest OTLP/HTTP answer read, as gRPC's default limit of a received message: an answer is
+/// a partial success at most, a few bytes.
+const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
 /// The clients in use, the certificate files they were built from, and when those were read.
 struct Current {
     clients: Arc<Clients>,
@@ -153,15 +157,36 @@ impl Exporter {
         &self.config.endpoint
     }
 
-    /// Sends one request.
+    /// The limits every exported span is held to.
+    pub fn limits(&self) -> &super::limits::SpanLimits {
+        &self.config.limits
+    }
+
+    /// The largest request sent, in bytes of encoded protobuf.
+    pub fn max_request_bytes(&self) -> usize {
+        self.config.max_request_bytes
+    }
+
+    /// Sends one request. The whole exchange, from connecting to the last byte of the answer, is
+    /// bounded by the configured timeout: a collector that answers its headers and then trickles
+    /// (or never ends) its body fails the export like one that doesn't answer.
     pub async fn export(
         &self,
         request: ExportTraceServiceRequest,
     ) -> Result<Accepted, ExportError> {
-        let response = match &*self.clients().await {
-            Clients::Grpc(grpc) => self.export_grpc(grpc.clone(), request).await?,
-            Clients::Http(http) => self.export_http(http, request).await?,
+        let clients = self.clients().await;
+        let exchange = async {
+            match &*clients {
+                Clients::Grpc(grpc) => self.export_grpc(grpc.clone(), request).await,
+                Clients::Http(http) => self.export_http(http, request).await,
+            }
         };
+        let response = tokio::time::timeout(self.config.timeout, exchange)
+            .await
+            .map_err(|_| ExportError::Retryable {
+                message: format!("no whole answer within {:?}", self.config.timeout),
+                retry_after: None,
+            })??;
         Ok(Accepted {
             rejected: response.partial_success.map_or(0, |p| p.rejected_spans),
         })
@@ -204,30 +229,20 @@ impl Exporter {
         let http_request = builder
             .body(body)
             .map_err(|e| ExportError::Permanent(format!("request: {e}")))?;
-        let sent = tokio::time::timeout(self.config.timeout, client.request(http_request)).await;
-        let response = match sent {
-            Err(_) => {
-                return Err(ExportError::Retryable {
-                    message: "timed out".to_owned(),
-                    retry_after: None,
-                });
-            }
-            Ok(Err(e)) => {
-                return Err(ExportError::Retryable {
-                    message: format!("connection: {}", chain(&e)),
-                    retry_after: None,
-                });
-            }
-            Ok(Ok(response)) => response,
-        };
+        let response = client
+            .request(http_request)
+            .await
+            .map_err(|e| ExportError::Retryable {
+                message: format!("connection: {}", chain(&e)),
+                retry_after: None,
+            })?;
         let status = response.status();
         let retry_after = response
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok()?.trim().parse().ok())
             .map(Duration::from_secs);
-        let body = response
-            .into_body()
+        let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
             .await
             .map_err(|e| ExportError::Retryable {
@@ -350,4 +365,106 @@ fn gzip(body: &[u8]) -> Vec<u8> {
         .write_all(body)
         .expect("writing to memory doesn't fail");
     encoder.finish().expect("writing to memory doesn't fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::time::Instant;
+
+    use axum::body::Body;
+    use axum::http::{StatusCode, header};
+
+    use super::*;
+    use crate::export::SpanLimits;
+
+    /// Serves `router` in-process, over HTTP/1.1 and HTTP/2 without TLS; its address.
+    async fn serve(router: axum::Router) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        address
+    }
+
+    /// A body that sends a byte every 50 ms and never ends.
+    fn trickle() -> Body {
+        Body::from_stream(futures::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Some((Ok::<_, Infallible>(Bytes::from_static(b"\0")), ()))
+        }))
+    }
+
+    const TIMEOUT: Duration = Duration::from_millis(500);
+
+    /// Exports one empty request to `endpoint` over `protocol`, with [`TIMEOUT`]; what it came
+    /// to and how long it took. Fails the test if it doesn't end by itself.
+    async fn export_to(
+        protocol: &str,
+        endpoint: String,
+    ) -> (Result<Accepted, ExportError>, Duration) {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
+            (
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+                TIMEOUT.as_millis().to_string(),
+            ),
+        ];
+        let config = ExporterConfig::from_sources(
+            |k| {
+                vars.iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| v.clone())
+            },
+            |p| std::fs::read(p),
+        )
+        .unwrap();
+        let exporter = Exporter::new(config).unwrap();
+        let request = crate::export::request(&[], &[], &SpanLimits::default());
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(10 * TIMEOUT, exporter.export(request))
+            .await
+            .expect("the export ends by itself");
+        (outcome, started.elapsed())
+    }
+
+    fn assert_timed_out(outcome: &Result<Accepted, ExportError>, elapsed: Duration) {
+        assert!(
+            matches!(outcome, Err(ExportError::Retryable { message, .. }) if message.contains("no whole answer")),
+            "{outcome:?}"
+        );
+        assert!(
+            elapsed >= TIMEOUT && elapsed < TIMEOUT * 2,
+            "ended after {elapsed:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_collector_trickling_its_http_answer_times_out_within_the_timeout() {
+        let router = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(|| async { (StatusCode::OK, trickle()) }),
+        );
+        let address = serve(router).await;
+        let (outcome, elapsed) =
+            export_to("http/protobuf", format!("http://{address}/v1/traces")).await;
+        assert_timed_out(&outcome, elapsed);
+    }
+
+    #[tokio::test]
+    async fn a_collector_stalling_its_grpc_answer_after_the_headers_times_out_within_the_timeout() {
+        let router = axum::Router::new().route(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            axum::routing::post(|| async {
+                let never = futures::stream::pending::<Result<Bytes, Infallible>>();
+                (
+                    [(header::CONTENT_TYPE, "application/grpc")],
+                    Body::from_stream(never),
+                )
+            }),
+        );
+        let address = serve(router).await;
+        let (outcome, elapsed) = export_to("grpc", format!("http://{address}")).await;
+        assert_timed_out(&outcome, elapsed);
+    }
 }

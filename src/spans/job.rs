@@ -69,6 +69,7 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
     let parent_span_id = annotations
         .get(names::PARENT_SPAN_ID)
         .and_then(|v| SpanId::parse(v));
+    let (label_attributes, dropped_labels) = label_attributes(job, annotations);
     let mut spans = vec![SpanRecord {
         trace_id,
         span_id,
@@ -81,7 +82,8 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
         status,
         kind: SpanKind::Internal,
         trace_flags: flags,
-        label_attributes: label_attributes(job, annotations),
+        label_attributes,
+        dropped_attributes: dropped_labels,
         links: links(annotations),
     }];
     if annotations
@@ -105,6 +107,7 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
             kind: SpanKind::Internal,
             trace_flags: flags,
             label_attributes: Vec::new(),
+            dropped_attributes: 0,
             links: Vec::new(),
         });
     }
@@ -155,22 +158,40 @@ fn links(annotations: &std::collections::BTreeMap<String, String>) -> Vec<Link> 
         .collect()
 }
 
-/// The Job labels the policy asked for (`jobtrace.dev/job-labels`), as `k8s.job.label.<key>`.
+/// Job labels copied to a Job span at most: the annotation naming them is the Job owner's to
+/// write (an UPDATE, which the webhook never sees), so it must not make the span unbounded. The
+/// OpenTelemetry default of attributes per span.
+pub const MAX_JOB_LABELS: usize = 128;
+
+/// The Job labels the policy asked for (`jobtrace.dev/job-labels`), as `k8s.job.label.<key>`: each
+/// key once, in the order first named, the first [`MAX_JOB_LABELS`] the Job carries; and how many
+/// more it carries that were left out.
 fn label_attributes(
     job: &Job,
     annotations: &std::collections::BTreeMap<String, String>,
-) -> Vec<(String, String)> {
-    let Some(keys) = annotations.get(names::JOB_LABELS) else {
-        return Vec::new();
+) -> (Vec<(String, String)>, u32) {
+    let (Some(keys), Some(labels)) = (annotations.get(names::JOB_LABELS), &job.metadata.labels)
+    else {
+        return (Vec::new(), 0);
     };
-    let labels = job.metadata.labels.as_ref();
-    keys.split(',')
-        .map(str::trim)
-        .filter_map(|key| {
-            let value = labels?.get(key)?;
-            Some((format!("k8s.job.label.{key}"), value.clone()))
-        })
-        .collect()
+    // Borrowed from the annotation, so a key named again and again costs nothing.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut copied = Vec::new();
+    let mut dropped: u32 = 0;
+    for key in keys.split(',').map(str::trim) {
+        let Some(value) = labels.get(key) else {
+            continue;
+        };
+        if !seen.insert(key) {
+            continue;
+        }
+        if copied.len() < MAX_JOB_LABELS {
+            copied.push((format!("k8s.job.label.{key}"), value.clone()));
+        } else {
+            dropped = dropped.saturating_add(1);
+        }
+    }
+    (copied, dropped)
 }
 
 fn attributes(job: &Job, result: &str, failed: Option<&JobCondition>) -> Attributes {

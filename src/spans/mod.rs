@@ -5,7 +5,7 @@
 mod job;
 mod pod;
 
-pub use job::job_spans;
+pub use job::{MAX_JOB_LABELS, job_spans};
 pub use pod::pod_span;
 
 use k8s_openapi::jiff::Timestamp;
@@ -80,6 +80,9 @@ pub struct SpanRecord {
     /// Attributes whose keys are known only at run time: the Job labels a policy copies to the
     /// span, as `k8s.job.label.<key>`.
     pub label_attributes: Vec<(String, String)>,
+    /// Attributes left out as the span was built (Job labels past [`MAX_JOB_LABELS`]); the
+    /// export adds those its limits drop, in OTLP's `dropped_attributes_count`.
+    pub dropped_attributes: u32,
     /// The W3C trace flags of the span's context (sampled, and Level 2's random bit).
     pub trace_flags: u8,
     /// Spans in other traces this one relates to (jobtrace's own spans link to the Job's trace),

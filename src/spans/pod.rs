@@ -94,6 +94,7 @@ pub fn pod_span(pod: &Pod, deleted_at: Option<Timestamp>) -> Result<SpanRecord, 
         kind: SpanKind::Internal,
         trace_flags: flags,
         label_attributes: Vec::new(),
+        dropped_attributes: 0,
         links: Vec::new(),
     })
 }

@@ -516,6 +516,55 @@ fn job_labels_named_by_the_policy_become_attributes() {
 }
 
 #[test]
+fn a_job_label_named_again_and_again_is_copied_once() {
+    // The annotation as a Job's owner can set it by UPDATE, which the webhook never sees.
+    let status = json!({ "conditions": [condition("Complete", "CompletionsReached", "2026-11-23T10:00:42Z")] });
+    let keys = vec!["a"; 120_000].join(",");
+    let mut labelled = job(&status, &json!({ "jobtrace.dev/job-labels": keys }), "01");
+    labelled
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("a".to_owned(), "1".to_owned());
+    let span = &job_spans(&labelled, None).unwrap()[0];
+    assert_eq!(
+        span.label_attributes,
+        [("k8s.job.label.a".to_owned(), "1".to_owned())]
+    );
+    assert_eq!(span.dropped_attributes, 0, "a key named twice is one label");
+}
+
+#[test]
+fn job_labels_past_the_limit_are_left_out_and_counted() {
+    let status = json!({ "conditions": [condition("Complete", "CompletionsReached", "2026-11-23T10:00:42Z")] });
+    let carried = MAX_JOB_LABELS + 72;
+    let keys: Vec<String> = (0..carried).map(|i| format!("l{i}")).collect();
+    let mut labelled = job(
+        &status,
+        &json!({ "jobtrace.dev/job-labels": keys.join(",") }),
+        "01",
+    );
+    labelled
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .extend(keys.iter().map(|k| (k.clone(), "v".to_owned())));
+    let span = &job_spans(&labelled, None).unwrap()[0];
+    assert_eq!(span.label_attributes.len(), MAX_JOB_LABELS);
+    assert_eq!(
+        span.label_attributes[0].0, "k8s.job.label.l0",
+        "in the order named"
+    );
+    assert_eq!(
+        span.label_attributes[MAX_JOB_LABELS - 1].0,
+        format!("k8s.job.label.l{}", MAX_JOB_LABELS - 1)
+    );
+    assert_eq!(span.dropped_attributes, 72);
+}
+
+#[test]
 fn a_cronjob_run_records_when_it_was_due() {
     let status = json!({ "conditions": [condition("Complete", "CompletionsReached", "2026-11-23T10:00:42Z")] });
     let run = job(

@@ -265,6 +265,7 @@ fn request(spans: &[SpanRecord]) -> ExportTraceServiceRequest {
             "service.name".to_owned(),
             "jobtrace-exporter-tls".to_owned(),
         )],
+        &jobtrace::export::SpanLimits::default(),
     )
 }
 
