@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every benchmark, in one run: the pure mutation (criterion), the webhook over HTTPS, and the
-# webhook's cost to Job creates through the real apiserver (on a local control plane, started and
-# stopped here unless one is already up). The summary is also written to target/bench.txt.
+# Every benchmark, in one run: the pure mutation (criterion), the webhook over HTTPS, the
+# exporter's split path (criterion), and the webhook's cost to Job creates through the real
+# apiserver (on a local control plane, started and stopped here unless one is already up). The
+# summary is also written to target/bench.txt.
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -15,6 +16,8 @@ echo "## cargo bench --bench mutation" | tee -a "$out"
 run cargo bench --locked --bench mutation -- --noplot
 echo "## cargo bench --bench webhook_load (BENCH_SECONDS=${BENCH_SECONDS:-5})" | tee -a "$out"
 run cargo bench --locked --bench webhook_load
+echo "## cargo bench --bench export_split" | tee -a "$out"
+run cargo bench --locked --bench export_split -- --noplot
 
 started=0
 if ! "$BIN/kubectl" --kubeconfig "$CLUSTER/kubeconfig" get --raw /readyz >/dev/null 2>&1; then
