@@ -16,6 +16,8 @@ echo "## cargo bench --bench mutation" | tee -a "$out"
 run cargo bench --locked --bench mutation -- --noplot
 echo "## cargo bench --bench webhook_load (BENCH_SECONDS=${BENCH_SECONDS:-5})" | tee -a "$out"
 run cargo bench --locked --bench webhook_load
+echo "## cargo bench --bench hostile_admission (BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-20})" | tee -a "$out"
+run cargo bench --locked --bench hostile_admission
 echo "## cargo bench --bench export_split" | tee -a "$out"
 run cargo bench --locked --bench export_split -- --noplot
 
