@@ -1,10 +1,9 @@
-//! Marking: each exported object gets `jobtrace.dev/exported` through a JSON patch that first
-//! tests its uid (a Job's mark stands for its pods' spans too), and, when asked for, each
-//! exported Job a `TraceExported` Event.
+//! Marking: each exported Job gets `jobtrace.dev/exported` through a JSON patch that first tests
+//! its uid (its mark stands for its pods' spans too), and, when asked for, a `TraceExported`
+//! Event. Pods are never written: jobtrace needs no write access to them.
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -14,7 +13,7 @@ use serde_json::json;
 use super::{Context, ObjectKind, Pending, Work};
 use crate::names::Exported;
 
-/// Marks exported objects, records an Event on each Job if `recorder` is given, and forgets them.
+/// Marks exported Jobs, records an Event on each if `recorder` is given, and forgets the objects.
 pub(super) async fn finish(
     context: &Context,
     recorder: Option<&Recorder>,
@@ -30,13 +29,12 @@ pub(super) async fn finish(
                 context.metrics.export_lag.observe(lag.max(0.0));
             }
             let mut done = true;
-            if !w.deleted {
+            if marked(&w) {
                 if let Err(e) = mark(context, &w, outcome).await {
                     done = false;
                     tracing::warn!(error = %e, object = %w.name, "could not mark as exported; its spans may be exported again");
                 }
                 if let Some(recorder) = recorder
-                    && w.kind == ObjectKind::Job
                     && outcome == Exported::Accepted
                     && !w.spans.is_empty()
                 {
@@ -49,6 +47,13 @@ pub(super) async fn finish(
             context.metrics.controller_pending.dec();
         })
         .await;
+}
+
+/// Whether the exported object gets a mark: a Job still there. A pod's span goes with its Job's
+/// mark, or alone once (from its delete event, or as it ends after its Job was exported), and the
+/// controller's memory of what it exported lately keeps it from going twice.
+fn marked(w: &Work) -> bool {
+    w.kind == ObjectKind::Job && !w.deleted
 }
 
 /// A JSON patch that only applies to the very object exported (same uid): `exported`, and the
@@ -72,10 +77,7 @@ async fn mark(context: &Context, w: &Work, outcome: Exported) -> Result<(), kube
     match result {
         // The finalizers changed since the watch saw them: find jobtrace's again, once.
         Err(kube::Error::Api(e)) if e.code == 422 && w.hold.is_some() => {
-            let hold = match w.kind {
-                ObjectKind::Job => current_hold::<Job>(context, w).await?,
-                ObjectKind::Pod => current_hold::<Pod>(context, w).await?,
-            };
+            let hold = current_hold(context, w).await?;
             match patch(context, w, mark_patch(w, hold, outcome)).await {
                 Err(kube::Error::Api(e)) if e.code == 404 || e.code == 422 => Ok(()),
                 other => other,
@@ -87,40 +89,17 @@ async fn mark(context: &Context, w: &Work, outcome: Exported) -> Result<(), kube
     }
 }
 
-async fn patch(context: &Context, w: &Work, patch: json_patch::Patch) -> Result<(), kube::Error> {
-    match w.kind {
-        ObjectKind::Job => apply_patch::<Job>(context, w, patch).await,
-        ObjectKind::Pod => apply_patch::<Pod>(context, w, patch).await,
-    }
-}
-
-/// Where the object's finalizer is now; `None` when the object is gone, replaced, or released.
-async fn current_hold<K>(context: &Context, w: &Work) -> Result<Option<usize>, kube::Error>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api = Api::<K>::namespaced(context.client.clone(), &w.namespace);
+/// Where the Job's finalizer is now; `None` when the Job is gone, replaced, or released.
+async fn current_hold(context: &Context, w: &Work) -> Result<Option<usize>, kube::Error> {
+    let api = Api::<Job>::namespaced(context.client.clone(), &w.namespace);
     let current = api.get_opt(&w.name).await?;
     Ok(current
         .filter(|o| o.meta().uid.as_deref() == Some(w.uid.as_str()))
         .and_then(|o| super::watch::held(&o)))
 }
 
-async fn apply_patch<K>(
-    context: &Context,
-    w: &Work,
-    patch: json_patch::Patch,
-) -> Result<(), kube::Error>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    Api::<K>::namespaced(context.client.clone(), &w.namespace)
+async fn patch(context: &Context, w: &Work, patch: json_patch::Patch) -> Result<(), kube::Error> {
+    Api::<Job>::namespaced(context.client.clone(), &w.namespace)
         .patch(&w.name, &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
         .map(drop)
@@ -150,5 +129,38 @@ async fn publish(recorder: &Recorder, w: &Work) {
     };
     if let Err(e) = recorder.publish(&event, &job.object_ref(&())).await {
         tracing::debug!(error = %e, job = %w.name, "could not record the event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::pending::tests::pod;
+
+    #[test]
+    fn only_a_job_still_there_is_written_never_a_pod() {
+        let ended = pod("p", "job", false);
+        let orphan = Work {
+            owner: None,
+            ..pod("q", "", false)
+        };
+        let job = Work {
+            kind: ObjectKind::Job,
+            owner: None,
+            ..pod("j", "", false)
+        };
+        let deleted_job = Work {
+            deleted: true,
+            ..Work {
+                kind: ObjectKind::Job,
+                ..pod("k", "", false)
+            }
+        };
+        assert!(
+            !marked(&ended) && !marked(&orphan),
+            "pods are never patched"
+        );
+        assert!(marked(&job));
+        assert!(!marked(&deleted_job), "a deleted Job has nothing to mark");
     }
 }
