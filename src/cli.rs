@@ -329,11 +329,12 @@ impl PolicyArgs {
     }
 }
 
-/// Self-managed certificates: jobtrace keeps a CA and a serving certificate in a Secret and the
+/// Self-managed certificates: jobtrace keeps a CA and a serving certificate in Secrets and the
 /// CA in the webhook configuration's `caBundle`.
 #[derive(Debug, Clone, Args)]
 pub struct CertArgs {
-    /// Name of the Secret holding the certificates (created when missing).
+    /// Name of the Secret holding the serving certificate (created when missing); the CA's key is
+    /// kept apart, in the Secret `<name>-ca`.
     #[arg(long, env = "JOBTRACE_CERT_SECRET")]
     pub cert_secret: Option<String>,
     /// Namespace of that Secret (jobtrace's own).

@@ -3,11 +3,34 @@
 
 pub use jobtrace_context::names::*;
 
+/// The annotations jobtrace writes on Jobs, their pod templates and pods, and reads back to build
+/// spans: nobody but jobtrace may change them on an existing object (the chart's admission policy
+/// `<fullname>-keys` refuses it, with this list; a chart test keeps the two equal). The creator's
+/// input keys are not among them: users may write those again.
+pub const WRITTEN_ANNOTATIONS: [&str; 11] = [
+    TRACE_ID,
+    SPAN_ID,
+    PARENT_SPAN_ID,
+    TRACE_FLAGS,
+    ORIGIN,
+    LINK,
+    JOB_LABELS,
+    POLICY_OVERRIDDEN,
+    CREATED_SUSPENDED,
+    ADMITTED_AT,
+    EXPORTED,
+];
+/// The labels jobtrace writes on Jobs and their pod templates, held like [`WRITTEN_ANNOTATIONS`].
+pub const WRITTEN_LABELS: [&str; 2] = [TRACED_LABEL, POLICY];
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
 
-    use super::{DOMAIN, Exported};
+    use super::{
+        BAGGAGE_KEYS, DOMAIN, EXPORT_FINALIZER, Exported, TRACEPARENT_KEYS, TRACESTATE_KEYS,
+        WRITTEN_ANNOTATIONS, WRITTEN_LABELS,
+    };
 
     /// Every string literal of the client library's names.rs, comments left out.
     fn literals_of_the_code() -> BTreeSet<&'static str> {
@@ -88,5 +111,48 @@ mod tests {
             "names in docs/design.md's Names tables that crates/jobtrace-context/src/names.rs \
              lacks: {unknown:?}"
         );
+    }
+
+    /// The keys of docs/design.md's table "What jobtrace writes on objects": its labels and its
+    /// annotations (the finalizer and the policies' `status` left out).
+    fn documented_writes() -> (BTreeSet<&'static str>, BTreeSet<&'static str>) {
+        let doc = include_str!("../docs/design.md");
+        let table = doc
+            .split("\n### What jobtrace writes on objects\n")
+            .nth(1)
+            .and_then(|rest| rest.trim_start().split("\n\n").next())
+            .filter(|table| table.starts_with('|'))
+            .expect("docs/design.md has the table \"What jobtrace writes on objects\"");
+        let (mut labels, mut annotations) = (BTreeSet::new(), BTreeSet::new());
+        for row in table.lines().skip(2) {
+            let key = row.split('|').nth(2).unwrap_or_default().trim();
+            let Some(name) = key.split('`').nth(1) else {
+                continue;
+            };
+            if key.starts_with("label ") {
+                labels.insert(name);
+            } else if !key.starts_with("finalizer ") && name != "status" {
+                annotations.insert(name);
+            }
+        }
+        (labels, annotations)
+    }
+
+    #[test]
+    fn the_written_keys_are_the_documented_ones_and_no_input_key() {
+        let (labels, annotations) = documented_writes();
+        assert_eq!(labels, WRITTEN_LABELS.into_iter().collect());
+        assert_eq!(annotations, WRITTEN_ANNOTATIONS.into_iter().collect());
+        for input in TRACEPARENT_KEYS
+            .iter()
+            .chain(&TRACESTATE_KEYS)
+            .chain(&BAGGAGE_KEYS)
+            .chain([&EXPORT_FINALIZER])
+        {
+            assert!(
+                !WRITTEN_ANNOTATIONS.contains(input) && !WRITTEN_LABELS.contains(input),
+                "{input} is not held"
+            );
+        }
     }
 }

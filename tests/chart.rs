@@ -693,6 +693,126 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            paths: &["admissionPolicies.protectKeys"],
+            flags: &["--set", "admissionPolicies.protectKeys=false"],
+            check: |d| {
+                let names = |k: &str| -> Vec<Value> {
+                    kind(d, k)
+                        .iter()
+                        .map(|p| p["metadata"]["name"].clone())
+                        .collect()
+                };
+                assert_eq!(
+                    names("ValidatingAdmissionPolicy"),
+                    [json!("jt-jobtrace-writes")]
+                );
+                assert_eq!(
+                    names("ValidatingAdmissionPolicyBinding"),
+                    [json!("jt-jobtrace-writes")]
+                );
+            },
+        },
+        Case {
+            paths: &["admissionPolicies.limitServiceAccount"],
+            flags: &["--set", "admissionPolicies.limitServiceAccount=false"],
+            check: |d| {
+                let names = |k: &str| -> Vec<Value> {
+                    kind(d, k)
+                        .iter()
+                        .map(|p| p["metadata"]["name"].clone())
+                        .collect()
+                };
+                assert_eq!(
+                    names("ValidatingAdmissionPolicy"),
+                    [json!("jt-jobtrace-keys")]
+                );
+                assert_eq!(
+                    names("ValidatingAdmissionPolicyBinding"),
+                    [json!("jt-jobtrace-keys")]
+                );
+            },
+        },
+        Case {
+            paths: &["networkPolicy.enabled"],
+            flags: &["--set", "networkPolicy.enabled=false"],
+            check: |d| assert!(kind(d, "NetworkPolicy").is_empty()),
+        },
+        Case {
+            paths: &[
+                "networkPolicy.apiserver.cidrs",
+                "networkPolicy.apiserver.namespaceSelector",
+                "networkPolicy.apiserver.podSelector",
+            ],
+            flags: &[
+                "--set",
+                "networkPolicy.apiserver.cidrs={10.0.0.0/24,fd00::/64}",
+                "--set-json",
+                r#"networkPolicy.apiserver.namespaceSelector={"matchLabels":{"kubernetes.io/metadata.name":"kube-system"}}"#,
+                "--set-json",
+                r#"networkPolicy.apiserver.podSelector={"matchLabels":{"k8s-app":"konnectivity-agent"}}"#,
+            ],
+            check: |d| {
+                let ingress = &one(d, "NetworkPolicy")["spec"]["ingress"];
+                assert_eq!(
+                    ingress,
+                    &json!([{
+                        "ports": [{ "port": "webhook", "protocol": "TCP" }],
+                        "from": [
+                            { "ipBlock": { "cidr": "10.0.0.0/24" } },
+                            { "ipBlock": { "cidr": "fd00::/64" } },
+                            {
+                                "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "kube-system" } },
+                                "podSelector": { "matchLabels": { "k8s-app": "konnectivity-agent" } }
+                            }
+                        ]
+                    }])
+                );
+            },
+        },
+        Case {
+            paths: &[
+                "networkPolicy.prometheus.cidrs",
+                "networkPolicy.prometheus.namespaceSelector",
+            ],
+            flags: &[
+                "--set",
+                "networkPolicy.prometheus.cidrs={192.168.10.0/24}",
+                "--set-json",
+                r#"networkPolicy.prometheus.namespaceSelector={"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}"#,
+            ],
+            check: |d| {
+                let ingress = &one(d, "NetworkPolicy")["spec"]["ingress"];
+                assert_eq!(
+                    ingress[0],
+                    json!({ "ports": [{ "port": "webhook", "protocol": "TCP" }] })
+                );
+                assert_eq!(
+                    ingress[1],
+                    json!({
+                        "ports": [{ "port": "metrics", "protocol": "TCP" }],
+                        "from": [
+                            { "ipBlock": { "cidr": "192.168.10.0/24" } },
+                            { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "monitoring" } } }
+                        ]
+                    })
+                );
+            },
+        },
+        Case {
+            paths: &["networkPolicy.prometheus.podSelector"],
+            flags: &[
+                "--set-json",
+                r#"networkPolicy.prometheus.podSelector={"matchLabels":{"app.kubernetes.io/name":"prometheus"}}"#,
+            ],
+            check: |d| {
+                // A pod selector alone: Prometheus's pods in the release's namespace.
+                assert_eq!(
+                    one(d, "NetworkPolicy")["spec"]["ingress"][1]["from"],
+                    json!([{ "podSelector": { "matchLabels": { "app.kubernetes.io/name": "prometheus" } } }])
+                );
+            },
+        },
+        Case {
             paths: &["policy.watchPolicies"],
             flags: &["--set", "policy.watchPolicies=false"],
             check: |d| {
@@ -1168,6 +1288,10 @@ fn wrong_values_are_refused_naming_the_field() {
             "/controller/maxRequestBytes",
         ),
         ("otlp.tls.client.keyKey=", "/otlp/tls/client/keyKey"),
+        (
+            "networkPolicy.apiserver.cidrs[0]=10.0.0.0",
+            "/networkPolicy/apiserver/cidrs/0",
+        ),
         // helm's validator names the key, if not where it is.
         (
             "otlp.resourceAttributes.service\\.name=batch",
@@ -1280,4 +1404,440 @@ fn the_documented_alerts_are_the_rules_the_chart_renders() {
         &documented, rendered,
         "docs/operations.md's spec (left) and the chart's (right)"
     );
+}
+
+/// The `ValidatingAdmissionPolicy` named `name` and its binding.
+fn admission_policy<'a>(docs: &'a [Value], name: &str) -> (&'a Value, &'a Value) {
+    let find = |kind_name: &str| {
+        kind(docs, kind_name)
+            .into_iter()
+            .find(|d| d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind_name} {name}"))
+    };
+    (
+        find("ValidatingAdmissionPolicy"),
+        find("ValidatingAdmissionPolicyBinding"),
+    )
+}
+
+/// The strings of a policy variable holding a CEL list literal of quoted strings.
+fn cel_list(policy: &Value, variable: &str) -> BTreeSet<String> {
+    let expression = policy["spec"]["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == variable)
+        .unwrap_or_else(|| panic!("no variable {variable}"))["expression"]
+        .as_str()
+        .unwrap();
+    let inner = expression
+        .trim()
+        .strip_prefix('[')
+        .and_then(|e| e.strip_suffix(']'))
+        .unwrap_or_else(|| panic!("{variable} is a list literal: {expression}"));
+    inner
+        .split(',')
+        .map(|item| item.trim().trim_matches('\'').to_owned())
+        .collect()
+}
+
+/// The CEL expressions of a policy: its conditions, variables and validations.
+fn expressions(policy: &Value) -> Vec<&str> {
+    ["matchConditions", "variables", "validations"]
+        .iter()
+        .flat_map(|part| policy["spec"][part].as_array().into_iter().flatten())
+        .filter_map(|e| e["expression"].as_str())
+        .collect()
+}
+
+#[test]
+fn the_keys_policy_holds_what_jobtrace_writes() {
+    use jobtrace::names::{
+        BAGGAGE_KEYS, TRACEPARENT_KEYS, TRACESTATE_KEYS, WRITTEN_ANNOTATIONS, WRITTEN_LABELS,
+    };
+    if !helm_found() {
+        return;
+    }
+    let code = |keys: &[&str]| -> BTreeSet<String> { keys.iter().map(|&k| k.to_owned()).collect() };
+    let docs = defaults();
+    let (policy, binding) = admission_policy(&docs, "jt-jobtrace-keys");
+    assert_eq!(cel_list(policy, "labels"), code(&WRITTEN_LABELS));
+    assert_eq!(cel_list(policy, "annotations"), code(&WRITTEN_ANNOTATIONS));
+    let inputs = TRACEPARENT_KEYS
+        .iter()
+        .chain(&TRACESTATE_KEYS)
+        .chain(&BAGGAGE_KEYS);
+    for input in inputs {
+        assert!(
+            !expressions(policy)
+                .iter()
+                .any(|e| e.contains(&format!("'{input}'"))),
+            "the creator's {input} stays free"
+        );
+    }
+    // Updates of Jobs and pods, their status included, by anyone but jobtrace's ServiceAccount.
+    let rules = policy["spec"]["matchConstraints"]["resourceRules"]
+        .as_array()
+        .unwrap();
+    let resources: BTreeSet<&str> = rules
+        .iter()
+        .flat_map(|r| r["resources"].as_array().unwrap())
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        resources,
+        BTreeSet::from(["jobs", "jobs/status", "pods", "pods/status"])
+    );
+    assert!(rules.iter().all(|r| r["operations"] == json!(["UPDATE"])));
+    let account = one(&docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        policy["spec"]["matchConditions"][0]["expression"],
+        format!("request.userInfo.username != 'system:serviceaccount:tracing:{account}'")
+    );
+    assert_eq!(policy["spec"]["failurePolicy"], "Ignore");
+    // Each key looked up, never a map walked: the same cost for every object.
+    for expression in expressions(policy) {
+        assert!(
+            !expression.contains("annotations.all(")
+                && !expression.contains("labels.all(")
+                && !expression.contains("annotations.orValue({}).all("),
+            "{expression}"
+        );
+    }
+    assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+    assert!(
+        binding["spec"]["matchResources"].is_null(),
+        "every namespace"
+    );
+    // Where the controller reads them.
+    let docs = render(
+        "jt",
+        "tracing",
+        &["--set", "controller.watchNamespace=batch"],
+    )
+    .unwrap();
+    let (_, binding) = admission_policy(&docs, "jt-jobtrace-keys");
+    assert_eq!(
+        binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"],
+        json!([{ "key": "kubernetes.io/metadata.name", "operator": "In", "values": ["batch"] }])
+    );
+}
+
+#[test]
+fn the_writes_policy_holds_jobtraces_service_account_only() {
+    if !helm_found() {
+        return;
+    }
+    let docs = defaults();
+    let (policy, binding) = admission_policy(&docs, "jt-jobtrace-writes");
+    let account = one(&docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        policy["spec"]["matchConditions"][0]["expression"],
+        format!("request.userInfo.username == 'system:serviceaccount:tracing:{account}'")
+    );
+    assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+    assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+    let resources: BTreeSet<&str> = policy["spec"]["matchConstraints"]["resourceRules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resources"].as_array().unwrap())
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        resources,
+        BTreeSet::from(["jobs", "mutatingwebhookconfigurations", "secrets"])
+    );
+    // On a large Job, jobtrace's own annotations are compared: the code's list.
+    let code: BTreeSet<String> = jobtrace::names::WRITTEN_ANNOTATIONS
+        .iter()
+        .map(|&k| k.to_owned())
+        .collect();
+    assert_eq!(cel_list(policy, "written"), code);
+    let all = expressions(policy).join("\n");
+    for name in [
+        "'jt-jobtrace'",
+        "'jt-jobtrace-tls'",
+        "'jt-jobtrace-tls-ca'",
+        "'tracing'",
+    ] {
+        assert!(all.contains(name), "{name}");
+    }
+    // Walks of a Job's maps and lists are bounded; everything else compared whole.
+    assert!(all.contains("size(variables.oldAnnotations) <= 256"));
+    assert!(all.contains("size(variables.oldFinalizers) <= 256"));
+    assert!(all.contains("object.spec == oldObject.spec"));
+}
+
+#[test]
+fn rbac_follows_the_watched_namespace_and_writes_no_pod() {
+    if !helm_found() {
+        return;
+    }
+    for flags in [
+        &[][..],
+        &[
+            "--set",
+            "controller.watchNamespace=batch,controller.recordEvents=true",
+        ][..],
+    ] {
+        let docs = render("jt", "tracing", flags).unwrap();
+        for rule in grants(&docs, "pods") {
+            assert_eq!(rule["verbs"], json!(["list", "watch"]), "{flags:?}");
+        }
+        assert!(
+            grants(&docs, "secrets")
+                .iter()
+                .all(|r| !r["verbs"].as_array().unwrap().contains(&json!("update"))),
+            "an older jobtrace's replace of its Secret is refused"
+        );
+    }
+    let watched = |docs: &[Value], kind_name: &str| -> BTreeSet<String> {
+        kind(docs, kind_name)
+            .iter()
+            .flat_map(|role| role["rules"].as_array().into_iter().flatten())
+            .flat_map(|r| r["resources"].as_array().unwrap().clone())
+            .filter_map(|r| r.as_str().map(str::to_owned))
+            .collect()
+    };
+    let defaults = defaults();
+    let cluster = watched(&defaults, "ClusterRole");
+    for resource in [
+        "jobs",
+        "pods",
+        "jobtracepolicies",
+        "jobtracepolicies/status",
+    ] {
+        assert!(
+            cluster.contains(resource),
+            "{resource} cluster-wide by default"
+        );
+    }
+    let docs = render(
+        "jt",
+        "tracing",
+        &[
+            "--set",
+            "controller.watchNamespace=batch,controller.recordEvents=true",
+        ],
+    )
+    .unwrap();
+    let cluster = watched(&docs, "ClusterRole");
+    for resource in ["jobs", "pods", "events", "jobtracepolicies/status"] {
+        assert!(!cluster.contains(resource), "{resource} only in batch");
+    }
+    assert!(
+        cluster.contains("jobtracepolicies"),
+        "the webhook's copy of the policies: every namespace"
+    );
+    let role = kind(&docs, "Role")
+        .into_iter()
+        .find(|r| r["metadata"]["namespace"] == "batch")
+        .expect("a Role in the watched namespace");
+    assert_eq!(role["metadata"]["name"], "jt-jobtrace-watch");
+    let binding = kind(&docs, "RoleBinding")
+        .into_iter()
+        .find(|r| r["metadata"]["namespace"] == "batch")
+        .expect("its binding");
+    assert_eq!(binding["roleRef"]["name"], "jt-jobtrace-watch");
+    assert_eq!(
+        binding["subjects"][0],
+        json!({ "kind": "ServiceAccount", "name": "jt-jobtrace", "namespace": "tracing" })
+    );
+    let in_batch: BTreeSet<&str> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resources"].as_array().unwrap())
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        in_batch,
+        BTreeSet::from(["events", "jobs", "jobtracepolicies/status", "pods"])
+    );
+}
+
+/// One RBAC rule for one resource (and name), as docs/security.md's table lists it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Grant {
+    group: String,
+    resource: String,
+    name: String,
+    verbs: Vec<String>,
+    scope: &'static str,
+}
+
+const CLUSTER: &str = "cluster";
+const RELEASE_NAMESPACE: &str = "release namespace";
+const WATCHED: &str = "watched namespaces";
+
+/// The rows of the table in docs/security.md's `## Permissions`.
+fn documented_permissions() -> BTreeSet<Grant> {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/security.md")).unwrap();
+    let section = doc
+        .split("\n## Permissions\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("docs/security.md has a section \"## Permissions\"");
+    let ticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    section
+        .lines()
+        .filter(|l| l.starts_with("| `") || l.starts_with("| (core)"))
+        .map(|row| {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let scope = [CLUSTER, RELEASE_NAMESPACE, WATCHED]
+                .into_iter()
+                .find(|s| *s == cells[5])
+                .unwrap_or_else(|| panic!("unknown scope in {row}"));
+            let mut verbs = ticked(cells[4]);
+            verbs.sort();
+            Grant {
+                group: ticked(cells[1]).pop().unwrap_or_default(),
+                resource: ticked(cells[2]).pop().expect("a resource"),
+                name: ticked(cells[3]).pop().unwrap_or_default(),
+                verbs,
+                scope,
+            }
+        })
+        .collect()
+}
+
+/// The rules the chart renders for release `jt` in `tracing`, one per resource and name, with
+/// their scope. Rendered without `controller.watchNamespace` (`every_namespace`), a rule of the
+/// `ClusterRole` that the table lists for the watched namespaces is taken as such: the rendering
+/// with it tells the two apart.
+fn rendered_permissions(
+    docs: &[Value],
+    every_namespace: bool,
+    documented: &BTreeSet<Grant>,
+) -> BTreeSet<Grant> {
+    let mut out = BTreeSet::new();
+    for role in docs
+        .iter()
+        .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
+    {
+        for rule in role["rules"].as_array().into_iter().flatten() {
+            let strings = |field: &str| -> Vec<String> {
+                rule[field]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect()
+            };
+            let mut verbs = strings("verbs");
+            verbs.sort();
+            let mut names: Vec<String> = strings("resourceNames")
+                .iter()
+                .map(|n| n.replacen("jt-jobtrace", "<fullname>", 1))
+                .collect();
+            if names.is_empty() {
+                names.push(String::new());
+            }
+            for group in strings("apiGroups") {
+                for resource in strings("resources") {
+                    for name in &names {
+                        let mut grant = Grant {
+                            group: group.clone(),
+                            resource: resource.clone(),
+                            name: name.clone(),
+                            verbs: verbs.clone(),
+                            scope: match (
+                                role["kind"].as_str(),
+                                role["metadata"]["namespace"].as_str(),
+                            ) {
+                                (Some("ClusterRole"), _) => CLUSTER,
+                                (_, Some("tracing")) => RELEASE_NAMESPACE,
+                                _ => WATCHED,
+                            },
+                        };
+                        let as_watched = Grant {
+                            scope: WATCHED,
+                            ..grant.clone()
+                        };
+                        if every_namespace
+                            && grant.scope == CLUSTER
+                            && documented.contains(&as_watched)
+                        {
+                            grant = as_watched;
+                        }
+                        out.insert(grant);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_permissions_table_is_the_rbac_the_chart_renders() {
+    if !helm_found() {
+        return;
+    }
+    let documented = documented_permissions();
+    assert!(documented.len() > 10, "the table read: {documented:?}");
+    let mut rendered = BTreeSet::new();
+    for flags in [
+        &[][..],
+        &[
+            "--set",
+            "controller.watchNamespace=batch,controller.recordEvents=true",
+        ][..],
+    ] {
+        let docs = render("jt", "tracing", flags).unwrap();
+        rendered.extend(rendered_permissions(&docs, flags.is_empty(), &documented));
+    }
+    let undocumented: Vec<_> = rendered.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "rules the chart grants that docs/security.md's table lacks: {undocumented:#?}"
+    );
+    let ungranted: Vec<_> = documented.difference(&rendered).collect();
+    assert!(
+        ungranted.is_empty(),
+        "rows of docs/security.md's table the chart doesn't grant: {ungranted:#?}"
+    );
+}
+
+#[test]
+fn the_network_policy_opens_the_webhook_port_and_the_metrics_port_to_whom_it_is_told() {
+    if !helm_found() {
+        return;
+    }
+    let docs = defaults();
+    let policy = one(&docs, "NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        json!(["Ingress"]),
+        "no egress rule"
+    );
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        one(&docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    );
+    // The apiserver's address is not a pod's: the webhook port from anywhere; the metrics port
+    // from no pod.
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([{ "ports": [{ "port": "webhook", "protocol": "TCP" }] }])
+    );
+    let ports: BTreeSet<&str> = container(&docs)["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(ports.contains("webhook") && ports.contains("metrics"));
 }

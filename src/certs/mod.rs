@@ -1,12 +1,17 @@
-//! Self-managed webhook certificates: jobtrace keeps its CA and serving certificate in a Secret,
-//! publishes the CA bundle as the `caBundle` of its `MutatingWebhookConfiguration` (and puts it
-//! back when something, such as a `helm upgrade` or a `kubectl apply`, overwrites it), renews
-//! before expiry, and serves whatever the Secret holds.
+//! Self-managed webhook certificates: jobtrace keeps its serving certificate (with the CA bundle)
+//! in one Secret and its CA's private key in another, publishes the CA bundle as the `caBundle`
+//! of its `MutatingWebhookConfiguration` (and puts it back when something, such as a `helm
+//! upgrade` or a `kubectl apply`, overwrites it), renews before expiry, and serves whatever the
+//! serving Secret holds.
 //!
-//! Every replica runs this loop. They agree through the apiserver: the Secret is created once
-//! (the others get a conflict and read it) and replaced with its `resourceVersion`, so two
+//! Every replica runs this loop. They agree through the apiserver: each Secret is created once
+//! (the others get a conflict and read it) and patched with its `resourceVersion`, so two
 //! replicas never both rotate; each one loads the certificate from the Secret it reads, not from
 //! a mounted file, so a rotation reaches all replicas within a watch event.
+//!
+//! The CA's key is kept apart (in `<secret>-ca`) so that whatever may read the serving Secret
+//! can't issue certificates the apiserver trusts. An older jobtrace kept it in the serving Secret:
+//! the first pass moves it out, keeping the CA and the serving certificate as they are.
 
 pub mod authority;
 
@@ -41,12 +46,20 @@ const TLS_KEY: &str = "tls.key";
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub namespace: String,
+    /// The serving certificate's Secret; the CA's key is in [`Settings::ca_secret`].
     pub secret: String,
     /// The `MutatingWebhookConfiguration` whose `caBundle` jobtrace keeps.
     pub webhook_configuration: String,
     pub issuance: Issuance,
     /// Longest wait between two looks at the Secret, besides watch events.
     pub resync: Duration,
+}
+
+impl Settings {
+    /// The Secret holding the CA's private key, named after the serving Secret.
+    pub fn ca_secret(&self) -> String {
+        format!("{}-ca", self.secret)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,27 +85,40 @@ fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<String> {
     String::from_utf8(data.get(key)?.0.clone()).ok()
 }
 
-/// The material in a Secret, when it has every part.
-pub fn material(secret: &Secret) -> Option<Material> {
-    let data = secret.data.as_ref()?;
+/// The material the two Secrets hold, when it is all there: the CA bundle and key from the CA's
+/// Secret, the serving certificate from the serving Secret. Without a CA's Secret, an older
+/// jobtrace's single Secret, with the CA's key in it, still counts.
+pub fn material(serving: Option<&Secret>, authority: Option<&Secret>) -> Option<Material> {
+    let serving = serving?.data.as_ref()?;
+    let authority = authority.map_or(Some(serving), |a| a.data.as_ref())?;
     Some(Material {
-        ca_bundle: text(data, CA_CERT)?,
-        ca_key: text(data, CA_KEY)?,
-        cert: text(data, TLS_CERT)?,
-        key: text(data, TLS_KEY)?,
+        ca_bundle: text(authority, CA_CERT)?,
+        ca_key: text(authority, CA_KEY)?,
+        cert: text(serving, TLS_CERT)?,
+        key: text(serving, TLS_KEY)?,
     })
 }
 
-fn data(material: &Material) -> BTreeMap<String, ByteString> {
-    [
+fn data(pairs: &[(&str, &String)]) -> BTreeMap<String, ByteString> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+        .collect()
+}
+
+/// What the CA's Secret holds: the bundle and the newest CA's key.
+pub fn authority_data(material: &Material) -> BTreeMap<String, ByteString> {
+    data(&[(CA_CERT, &material.ca_bundle), (CA_KEY, &material.ca_key)])
+}
+
+/// What the serving Secret holds: the certificate, its key, and the bundle (what the webhook
+/// configuration's `caBundle` is, and what `helm upgrade` renders it from). Never the CA's key.
+pub fn serving_data(material: &Material) -> BTreeMap<String, ByteString> {
+    data(&[
         (CA_CERT, &material.ca_bundle),
-        (CA_KEY, &material.ca_key),
         (TLS_CERT, &material.cert),
         (TLS_KEY, &material.key),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), ByteString(v.clone().into_bytes())))
-    .collect()
+    ])
 }
 
 fn owner_reference(config: &MutatingWebhookConfiguration) -> Option<OwnerReference> {
@@ -105,6 +131,83 @@ fn owner_reference(config: &MutatingWebhookConfiguration) -> Option<OwnerReferen
         block_owner_deletion: None,
         controller: None,
     })
+}
+
+/// One of the two Secrets as it is and as it should be.
+struct Write {
+    name: String,
+    type_: &'static str,
+    data: BTreeMap<String, ByteString>,
+    existing: Option<Secret>,
+}
+
+impl Write {
+    fn owned(&self, owner: Option<&OwnerReference>) -> bool {
+        let (Some(existing), Some(owner)) = (&self.existing, owner) else {
+            return true;
+        };
+        existing
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.uid == owner.uid)
+    }
+
+    /// Whether the Secret must be written: missing, holding something else, or not owned yet.
+    fn needed(&self, owner: Option<&OwnerReference>) -> bool {
+        self.existing
+            .as_ref()
+            .is_none_or(|s| s.data.as_ref() != Some(&self.data))
+            || !self.owned(owner)
+    }
+
+    /// Why the Secret is written when the material itself didn't change.
+    fn layout_change(&self, owner: Option<&OwnerReference>) -> Option<&'static str> {
+        let existing = self.existing.as_ref();
+        let data = existing.and_then(|s| s.data.as_ref());
+        if existing.is_none() {
+            Some("the CA's key kept in a Secret of its own")
+        } else if data.is_some_and(|d| d.contains_key(CA_KEY) && !self.data.contains_key(CA_KEY)) {
+            Some("the CA's key moved out of the serving Secret")
+        } else if data != Some(&self.data) {
+            Some("brought in line with the CA's Secret")
+        } else if !self.owned(owner) {
+            Some("owned by the webhook configuration")
+        } else {
+            None
+        }
+    }
+
+    /// A JSON merge patch from `existing` to what the Secret should hold: its `resourceVersion`
+    /// (a precondition), the owner, every key of `data`, and `null` for any other key.
+    fn patch(&self, existing: &Secret, owner: Option<OwnerReference>) -> serde_json::Value {
+        use base64::Engine;
+        let mut data = serde_json::Map::new();
+        for key in existing.data.iter().flatten().map(|(k, _)| k) {
+            data.insert(key.clone(), serde_json::Value::Null);
+        }
+        for (key, value) in &self.data {
+            data.insert(
+                key.clone(),
+                base64::engine::general_purpose::STANDARD
+                    .encode(&value.0)
+                    .into(),
+            );
+        }
+        let mut metadata = json!({ "resourceVersion": existing.metadata.resource_version });
+        if let Some(owner) = owner {
+            let mut refs = existing
+                .metadata
+                .owner_references
+                .clone()
+                .unwrap_or_default();
+            refs.retain(|r| r.kind != owner.kind || r.api_version != owner.api_version);
+            refs.push(owner);
+            metadata["ownerReferences"] = json!(refs);
+        }
+        json!({ "metadata": metadata, "data": data })
+    }
 }
 
 /// Whether every webhook of the configuration trusts exactly `bundle`.
@@ -134,17 +237,18 @@ impl CertificateKeeper {
         }
     }
 
-    /// One pass: read the Secret and the webhook configuration, write what must change, and
-    /// return what the Secret now holds.
+    /// One pass: read the two Secrets and the webhook configuration, write what must change,
+    /// and return what the Secrets now hold.
     pub async fn reconcile(&self) -> Result<Decision, Error> {
-        let secret = self.secrets.get_opt(&self.settings.secret).await?;
+        let serving = self.secrets.get_opt(&self.settings.secret).await?;
+        let authority = self.secrets.get_opt(&self.settings.ca_secret()).await?;
         let config = self
             .webhooks
             .get_opt(&self.settings.webhook_configuration)
             .await?;
-        let current = secret.as_ref().and_then(material);
-        if secret.is_some() && current.is_none() {
-            tracing::warn!(secret = %self.settings.secret, "the certificate Secret is incomplete; replacing its contents");
+        let current = material(serving.as_ref(), authority.as_ref());
+        if serving.is_some() && current.is_none() {
+            tracing::warn!(secret = %self.settings.secret, "the certificate Secrets are incomplete; replacing their contents");
         }
         // Nothing to publish to counts as published: the bundle is written when it appears.
         let published = match (&config, &current) {
@@ -158,26 +262,37 @@ impl CertificateKeeper {
             &self.settings.issuance,
         )?;
         let owner = config.as_ref().and_then(owner_reference);
-        // An existing Secret that the configuration doesn't own yet gets the owner reference.
-        let needs_owner = match (&secret, &owner) {
-            (Some(secret), Some(owner)) => !secret
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|r| r.uid == owner.uid),
-            _ => false,
-        };
-        let change = decision
-            .change
-            .or_else(|| needs_owner.then_some("owned by the webhook configuration"));
-        if let Some(reason) = change {
+        // The CA's Secret first: a serving certificate is never stored before the CA that signed
+        // it, nor the serving Secret stripped of the CA's key before the key is kept elsewhere.
+        let writes = [
+            Write {
+                name: self.settings.ca_secret(),
+                type_: "Opaque",
+                data: authority_data(&decision.material),
+                existing: authority,
+            },
+            Write {
+                name: self.settings.secret.clone(),
+                type_: "kubernetes.io/tls",
+                data: serving_data(&decision.material),
+                existing: serving,
+            },
+        ];
+        for write in writes {
+            let Some(reason) = decision
+                .change
+                .or_else(|| write.layout_change(owner.as_ref()))
+                .filter(|_| write.needed(owner.as_ref()))
+            else {
+                continue;
+            };
             let mut span = self.tracer.as_ref().map(|t| {
                 let mut span = t.background("certificate write");
                 span.set("jobtrace.certificate.reason", reason);
                 span
             });
-            let written = self.write(secret, &decision.material, owner).await;
+            let name = write.name.clone();
+            let written = self.write(write, owner.clone()).await;
             if let (Some(span), Err(e)) = (span.as_mut(), &written) {
                 span.fail(e.to_string());
             }
@@ -185,7 +300,7 @@ impl CertificateKeeper {
                 tracer.record(span);
             }
             written?;
-            tracing::info!(secret = %self.settings.secret, %reason, "certificate Secret written");
+            tracing::info!(secret = %name, %reason, "certificate Secret written");
             self.metrics
                 .certificate_writes
                 .get_or_create(&ReasonLabels { what: "secret" })
@@ -204,34 +319,20 @@ impl CertificateKeeper {
         Ok(decision)
     }
 
-    /// Creates or replaces the Secret. It is owned by the webhook configuration, so uninstalling
+    /// Creates the Secret, or patches it to what it should hold, carrying its `resourceVersion`
+    /// (a concurrent write by another replica makes this one fail with a conflict, and the next
+    /// pass reads theirs). Each Secret is owned by the webhook configuration, so uninstalling
     /// (which deletes the configuration) has the garbage collector delete it too.
-    async fn write(
-        &self,
-        existing: Option<Secret>,
-        material: &Material,
-        owner: Option<OwnerReference>,
-    ) -> Result<(), Error> {
-        if let Some(mut secret) = existing {
-            secret.data = Some(data(material));
-            secret.string_data = None;
-            if let Some(owner) = owner {
-                let refs = secret
-                    .metadata
-                    .owner_references
-                    .get_or_insert_with(Vec::new);
-                refs.retain(|r| r.kind != owner.kind || r.api_version != owner.api_version);
-                refs.push(owner);
-            }
-            // Replace carries the resourceVersion: a concurrent write by another replica makes
-            // this one fail with a conflict, and the next pass reads theirs.
+    async fn write(&self, write: Write, owner: Option<OwnerReference>) -> Result<(), Error> {
+        if let Some(existing) = &write.existing {
+            let patch = write.patch(existing, owner);
             self.secrets
-                .replace(&self.settings.secret, &PostParams::default(), &secret)
+                .patch(&write.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
         } else {
             let secret = Secret {
                 metadata: ObjectMeta {
-                    name: Some(self.settings.secret.clone()),
+                    name: Some(write.name.clone()),
                     namespace: Some(self.settings.namespace.clone()),
                     labels: Some(BTreeMap::from([
                         ("app.kubernetes.io/name".to_owned(), "jobtrace".to_owned()),
@@ -243,8 +344,8 @@ impl CertificateKeeper {
                     owner_references: owner.map(|o| vec![o]),
                     ..ObjectMeta::default()
                 },
-                type_: Some("kubernetes.io/tls".to_owned()),
-                data: Some(data(material)),
+                type_: Some(write.type_.to_owned()),
+                data: Some(write.data),
                 ..Secret::default()
             };
             self.secrets.create(&PostParams::default(), &secret).await?;
@@ -426,4 +527,130 @@ pub async fn load(decision: &Decision) -> Result<RustlsConfig, Error> {
 pub fn expiry(pem: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(pem).ok()?;
     Some(authority::parse_bundle(text).ok()?.first()?.not_after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issued() -> Material {
+        let issuance = Issuance {
+            names: vec!["jobtrace.jobtrace.svc".to_owned()],
+            ca_validity_seconds: 300 * 86_400,
+            cert_validity_seconds: 30 * 86_400,
+        };
+        authority::plan(None, true, 1_800_000_000, &issuance)
+            .unwrap()
+            .material
+    }
+
+    fn secret(data: BTreeMap<String, ByteString>) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                resource_version: Some("42".to_owned()),
+                ..ObjectMeta::default()
+            },
+            data: Some(data),
+            ..Secret::default()
+        }
+    }
+
+    /// The single Secret an older jobtrace kept: the serving certificate and the CA's key.
+    fn old_layout(m: &Material) -> Secret {
+        let mut data = serving_data(m);
+        data.extend(authority_data(m));
+        secret(data)
+    }
+
+    fn write(name: &str, data: BTreeMap<String, ByteString>, existing: Option<Secret>) -> Write {
+        Write {
+            name: name.to_owned(),
+            type_: "Opaque",
+            data,
+            existing,
+        }
+    }
+
+    #[test]
+    fn the_serving_secret_never_holds_the_cas_key() {
+        let m = issued();
+        assert!(!serving_data(&m).contains_key(CA_KEY));
+        assert_eq!(
+            authority_data(&m).keys().collect::<Vec<_>>(),
+            [CA_CERT, CA_KEY]
+        );
+        let serving = secret(serving_data(&m));
+        let authority = secret(authority_data(&m));
+        assert_eq!(material(Some(&serving), Some(&authority)), Some(m.clone()));
+        assert_eq!(
+            material(Some(&serving), None),
+            None,
+            "without the CA's key nothing can be issued"
+        );
+        assert_eq!(material(None, Some(&authority)), None);
+    }
+
+    #[test]
+    fn an_older_single_secret_is_read_and_its_ca_key_moved_out() {
+        let m = issued();
+        let old = old_layout(&m);
+        assert_eq!(
+            material(Some(&old), None),
+            Some(m.clone()),
+            "same CA, same certificate"
+        );
+        // The first pass creates the CA's Secret, then strips the key from the serving Secret.
+        let ca = write("jt-tls-ca", authority_data(&m), None);
+        assert!(ca.needed(None));
+        assert_eq!(
+            ca.layout_change(None),
+            Some("the CA's key kept in a Secret of its own")
+        );
+        let serving = write("jt-tls", serving_data(&m), Some(old.clone()));
+        assert!(serving.needed(None));
+        assert_eq!(
+            serving.layout_change(None),
+            Some("the CA's key moved out of the serving Secret")
+        );
+        let patch = serving.patch(&old, None);
+        assert_eq!(patch["metadata"]["resourceVersion"], "42", "a precondition");
+        assert_eq!(patch["data"][CA_KEY], serde_json::Value::Null);
+        for key in [CA_CERT, TLS_CERT, TLS_KEY] {
+            assert!(patch["data"][key].is_string(), "{key}");
+        }
+        // A stale key left in the serving Secret (a crash between the two writes) is not read:
+        // the CA's Secret is the one that counts.
+        let other = issued();
+        let authority = secret(authority_data(&other));
+        let read = material(Some(&old), Some(&authority)).unwrap();
+        assert_eq!(read.ca_key, other.ca_key);
+        assert_eq!(read.cert, m.cert);
+    }
+
+    #[test]
+    fn secrets_holding_what_they_should_are_left_alone() {
+        let m = issued();
+        let configuration = OwnerReference {
+            api_version: "admissionregistration.k8s.io/v1".to_owned(),
+            kind: "MutatingWebhookConfiguration".to_owned(),
+            name: "jt".to_owned(),
+            uid: "u1".to_owned(),
+            ..OwnerReference::default()
+        };
+        let mut stored = secret(authority_data(&m));
+        stored.metadata.owner_references = Some(vec![configuration.clone()]);
+        let kept = write("jt-tls-ca", authority_data(&m), Some(stored));
+        assert!(!kept.needed(Some(&configuration)));
+        assert_eq!(kept.layout_change(Some(&configuration)), None);
+        let unowned = write(
+            "jt-tls-ca",
+            authority_data(&m),
+            Some(secret(authority_data(&m))),
+        );
+        assert!(unowned.needed(Some(&configuration)));
+        assert_eq!(
+            unowned.layout_change(Some(&configuration)),
+            Some("owned by the webhook configuration")
+        );
+    }
 }

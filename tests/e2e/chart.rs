@@ -248,6 +248,39 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
     })
     .await;
 
+    // The Secret an older jobtrace left, as an upgrade finds it: the CA's key next to the
+    // serving certificate. The first replica moves the key out and reissues nothing.
+    let cert_names: Vec<String> = args(&docs)
+        .iter()
+        .find_map(|a| a.strip_prefix("--cert-name="))
+        .unwrap()
+        .split(',')
+        .map(str::to_owned)
+        .chain(["127.0.0.1".to_owned()])
+        .collect();
+    let issuance = jobtrace::certs::Issuance {
+        names: cert_names,
+        ca_validity_seconds: 3650 * 86_400,
+        cert_validity_seconds: 90 * 86_400,
+    };
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let old = jobtrace::certs::authority::plan(None, true, now, &issuance)
+        .unwrap()
+        .material;
+    let mut old_data = jobtrace::certs::serving_data(&old);
+    old_data.extend(jobtrace::certs::authority_data(&old));
+    let old_secret: Secret = serde_json::from_value(json!({
+        "metadata": { "name": format!("{fullname}-tls") },
+        "type": "kubernetes.io/tls",
+        "data": old_data,
+    }))
+    .unwrap();
+    let secrets: Api<Secret> = install.api();
+    secrets
+        .create(&PostParams::default(), &old_secret)
+        .await
+        .unwrap();
+
     // kwok runs no containers: the webhook configuration is pointed at a local jobtrace,
     // started with the Deployment's own arguments and environment, as its ServiceAccount.
     let (port, metrics_port) = (free_port(), free_port());
@@ -285,21 +318,39 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
     let metrics = format!("http://127.0.0.1:{metrics_port}");
     eventually("readiness", || get_ok(format!("{metrics}/readyz"))).await;
 
-    // The Secret it created, owned by the webhook configuration, and the caBundle it set.
-    let secrets: Api<Secret> = install.api();
+    // The CA's key apart from the serving certificate, the same CA and certificate, both
+    // Secrets owned by the webhook configuration (written as its ServiceAccount, through the
+    // chart's policies), and the caBundle it set.
     let secret = secrets.get(&format!("{fullname}-tls")).await.unwrap();
     assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
     let data = secret.data.clone().unwrap();
-    for key in ["ca.crt", "ca.key", "tls.crt", "tls.key"] {
-        assert!(data.contains_key(key), "{key}");
+    assert_eq!(
+        data.keys().collect::<Vec<_>>(),
+        ["ca.crt", "tls.crt", "tls.key"],
+        "no CA key where every replica reads"
+    );
+    let authority = secrets.get(&format!("{fullname}-tls-ca")).await.unwrap();
+    let authority_data = authority.data.clone().unwrap();
+    assert_eq!(
+        authority_data.keys().collect::<Vec<_>>(),
+        ["ca.crt", "ca.key"]
+    );
+    assert_eq!(authority_data["ca.crt"], data["ca.crt"]);
+    assert_eq!(
+        authority_data["ca.key"].0,
+        old.ca_key.as_bytes(),
+        "the same CA"
+    );
+    assert_eq!(data["tls.crt"].0, old.cert.as_bytes(), "nothing reissued");
+    for stored in [&secret, &authority] {
+        let owner = &stored
+            .metadata
+            .owner_references
+            .clone()
+            .unwrap_or_else(|| panic!("no owner: {:?}", stored.metadata))[0];
+        assert_eq!(owner.kind, "MutatingWebhookConfiguration");
+        assert_eq!(owner.name, fullname);
     }
-    let owner = &secret
-        .metadata
-        .owner_references
-        .clone()
-        .unwrap_or_else(|| panic!("no owner: {:?}", secret.metadata))[0];
-    assert_eq!(owner.kind, "MutatingWebhookConfiguration");
-    assert_eq!(owner.name, fullname);
     let ca = data["ca.crt"].0.clone();
     let config = configs.get(&fullname).await.unwrap();
     assert_eq!(ca_bundles(&config), vec![ca.clone(), ca.clone()]);
@@ -449,15 +500,17 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
     let after = jobs.get("still-running").await.unwrap();
     assert!(!holds(&after), "released: {:?}", after.metadata.finalizers);
 
-    // Uninstall: nothing is left behind, the Secret jobtrace made included.
+    // Uninstall: nothing is left behind, the Secrets jobtrace made included.
     helm_release("uninstall", &["--wait", "--no-hooks"]);
     assert!(configs.get_opt(&fullname).await.unwrap().is_none());
-    eventually("the certificate Secret to be collected", || {
-        let secrets = secrets.clone();
-        let name = format!("{fullname}-tls");
-        async move { secrets.get_opt(&name).await.ok()?.is_none().then_some(()) }
-    })
-    .await;
+    for name in [format!("{fullname}-tls"), format!("{fullname}-tls-ca")] {
+        eventually("the certificate Secrets to be collected", || {
+            let secrets = secrets.clone();
+            let name = name.clone();
+            async move { secrets.get_opt(&name).await.ok()?.is_none().then_some(()) }
+        })
+        .await;
+    }
     std::fs::remove_dir_all(dir).ok();
 }
 

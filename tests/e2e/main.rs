@@ -20,6 +20,7 @@ mod jaeger;
 mod pods;
 mod policy;
 mod readiness;
+mod security;
 mod spans;
 mod trace_command;
 mod ui;

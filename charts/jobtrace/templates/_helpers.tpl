@@ -37,9 +37,44 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* The Secret holding the serving certificate (and, self-managed, the CA). */}}
+{{/* The user name the apiserver knows jobtrace's ServiceAccount by. */}}
+{{- define "jobtrace.serviceAccountUser" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "jobtrace.serviceAccountName" .) }}
+{{- end }}
+
+{{/*
+The labels and annotations jobtrace writes on Jobs, pod templates and pods, as CEL lists for the
+admission policies: src/names.rs's WRITTEN_LABELS and WRITTEN_ANNOTATIONS (a chart test keeps
+them equal).
+*/}}
+{{- define "jobtrace.writtenLabels" -}}
+['jobtrace.dev/traced', 'jobtrace.dev/policy']
+{{- end }}
+
+{{- define "jobtrace.writtenAnnotations" -}}
+['jobtrace.dev/trace-id', 'jobtrace.dev/span-id', 'jobtrace.dev/parent-span-id', 'jobtrace.dev/trace-flags', 'jobtrace.dev/origin', 'jobtrace.dev/link', 'jobtrace.dev/job-labels', 'jobtrace.dev/policy-overridden', 'jobtrace.dev/created-suspended', 'jobtrace.dev/admitted-at', 'jobtrace.dev/exported']
+{{- end }}
+
+{{/* The Secret holding the serving certificate and the CA bundle the apiserver trusts. */}}
 {{- define "jobtrace.tlsSecret" -}}
 {{- printf "%s-tls" (include "jobtrace.fullname" .) }}
+{{- end }}
+
+{{/* Self-managed: the Secret holding the CA's private key, apart from the serving certificate
+(jobtrace derives its name from the serving Secret's: `<cert-secret>-ca`). */}}
+{{- define "jobtrace.caSecret" -}}
+{{- printf "%s-ca" (include "jobtrace.tlsSecret" .) }}
+{{- end }}
+
+{{/* The namespaces the controller reads Jobs and pods in, as a namespaceSelector's
+matchExpressions: controller.watchNamespace, or (nothing rendered) every namespace. */}}
+{{- define "jobtrace.watchedNamespaces" -}}
+{{- with .Values.controller.watchNamespace }}
+matchExpressions:
+  - key: kubernetes.io/metadata.name
+    operator: In
+    values: [{{ . | quote }}]
+{{- end }}
 {{- end }}
 
 {{/* The names the serving certificate is valid for: the Service's in-cluster DNS names. */}}
