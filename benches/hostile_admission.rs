@@ -3,7 +3,7 @@
 //! any pod that reaches the port, could). Reported: the server's peak RSS above its idle RSS, the
 //! largest answer, the slowest answer, and how many were answered unchanged as overloaded.
 
-#[path = "https.rs"]
+#[path = "common/https.rs"]
 mod https;
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -147,6 +147,7 @@ async fn attack(body: &[u8], concurrency: usize) -> Outcome {
     outcome
 }
 
+#[allow(clippy::cast_precision_loss)] // sizes far below 2^52
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let concurrency = workload::env_number("BENCH_CONCURRENCY", 20);

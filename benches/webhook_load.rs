@@ -3,7 +3,7 @@
 //! second (open loop, measured from each request's scheduled time), and the server's memory.
 //! The load generator runs on the same two cores as the server.
 
-#[path = "https.rs"]
+#[path = "common/https.rs"]
 mod https;
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -374,7 +374,7 @@ mod tests {
         for none in [
             &br#"{"kind":"AdmissionReview","request":{"kind":{"#[..],
             br#"{"uid":"top-level"}"#,
-            br#"[1,2]"#,
+            b"[1,2]",
             b"",
         ] {
             assert_eq!(uid_of(none), None, "{}", String::from_utf8_lossy(none));
