@@ -315,10 +315,7 @@ impl PolicyArgs {
                 CronJobsArg::Child => CronJobMode::Child,
                 CronJobsArg::Off => CronJobMode::Off,
             },
-            baggage: KeyFilter {
-                include: None,
-                exclude: self.baggage_exclude.clone(),
-            },
+            baggage: KeyFilter::excluding(self.baggage_exclude.iter().cloned()),
             containers: KeyFilter::default(),
             pod_spans: self.pod_spans,
             resource_attributes: self.resource_attributes,
@@ -512,7 +509,10 @@ mod tests {
         assert_eq!(defaults.root_traces, Some(0.25));
         assert_eq!(defaults.relationship, crate::policy::Relationship::Link);
         assert_eq!(defaults.cron_jobs, crate::policy::CronJobMode::Off);
-        assert_eq!(defaults.baggage.exclude, ["user.email", "session"]);
+        assert_eq!(
+            defaults.baggage,
+            crate::policy::KeyFilter::excluding(["user.email", "session"])
+        );
         assert!(!defaults.pod_spans && !defaults.resource_attributes);
         assert_eq!(defaults.job_labels, ["team", "app"]);
         assert!(!set.policy.policies);

@@ -468,6 +468,91 @@ pub fn string_map(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, 
         .collect()
 }
 
+/// A policy as large as the CRD allows (`policy::limits`): every list at its limit, every string
+/// at its longest but the operators. Its selector asks for the labels [`labels_at_limits`] gives
+/// for `seed`, and for 32 keys to hold none of 32 values (keys no Job carries); both `include`
+/// lists start with `include` (container names and baggage keys a Job uses), filled up with names
+/// no Job has.
+pub fn policy_at_limits(
+    namespace: &str,
+    name: &str,
+    seed: &str,
+    include: &[&str],
+) -> crate::policy::JobTracePolicy {
+    use crate::policy::limits::{
+        BAGGAGE_KEY, CONTAINER_NAME, EXPRESSION_VALUES, JOB_LABELS, LABEL_VALUE, MATCH_EXPRESSIONS,
+        NAMES,
+    };
+    let names = |tag: &str, longest: usize, first: &[&str]| -> Vec<String> {
+        let filler = (first.len()..NAMES).map(|i| fill(&format!("{tag}{i}-"), longest));
+        first
+            .iter()
+            .map(|n| (*n).to_owned())
+            .chain(filler)
+            .collect()
+    };
+    let expressions: Vec<Value> = (0..MATCH_EXPRESSIONS)
+        .map(|i| {
+            let values: Vec<String> = (0..EXPRESSION_VALUES)
+                .map(|j| fill(&format!("v{j}-"), LABEL_VALUE))
+                .collect();
+            json!({ "key": label_key(&format!("absent{i}")), "operator": "NotIn", "values": values })
+        })
+        .collect();
+    typed(&json!({
+        "apiVersion": "jobtrace.dev/v1alpha1", "kind": "JobTracePolicy",
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": {
+            "selector": { "matchLabels": labels_at_limits(seed), "matchExpressions": expressions },
+            "rootTraces": { "ratio": 1.0 },
+            "relationship": "child",
+            "cronJobs": "newTracePerRun",
+            "baggage": {
+                "include": names("bi", BAGGAGE_KEY, include),
+                "exclude": names("be", BAGGAGE_KEY, &[]),
+            },
+            "containers": {
+                "include": names("ci", CONTAINER_NAME, include),
+                "exclude": names("ce", CONTAINER_NAME, &[]),
+            },
+            "podSpans": true,
+            "resourceAttributes": true,
+            "requestContext": false,
+            "holdForExport": false,
+            "jobLabels": (0..JOB_LABELS).map(|i| label_key(&format!("span{i}"))).collect::<Vec<_>>(),
+        }
+    }))
+}
+
+/// As many labels as a selector's `matchLabels` may hold, keys and values at their longest, the
+/// values told apart by `seed`: a Job with them is selected by the [`policy_at_limits`] of `seed`.
+pub fn labels_at_limits(seed: &str) -> std::collections::BTreeMap<String, String> {
+    use crate::policy::limits::{LABEL_VALUE, MATCH_LABELS};
+    (0..MATCH_LABELS)
+        .map(|i| {
+            (
+                label_key(&format!("l{i}")),
+                fill(&format!("{seed}-{i}-"), LABEL_VALUE),
+            )
+        })
+        .collect()
+}
+
+/// A label key of the longest form: a prefix of 253 characters, `/`, a name of 63.
+fn label_key(tag: &str) -> String {
+    format!(
+        "{}/{}",
+        fill(&format!("{tag}.example.com."), 253),
+        fill(tag, 63)
+    )
+}
+
+/// `start` filled up with `x` to `length` characters.
+fn fill(start: &str, length: usize) -> String {
+    assert!(start.len() <= length, "{start} is longer than {length}");
+    format!("{start:x<length$}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -216,14 +216,8 @@ fn settings() -> impl Strategy<Value = jobtrace::policy::Defaults> {
                     Relationship::Child
                 },
                 cron_jobs,
-                baggage: KeyFilter {
-                    include: None,
-                    exclude: vec!["k".into()],
-                },
-                containers: KeyFilter {
-                    include,
-                    exclude: Vec::new(),
-                },
+                baggage: KeyFilter::excluding(["k"]),
+                containers: include.map_or_else(KeyFilter::default, KeyFilter::including),
                 pod_spans,
                 resource_attributes,
                 job_labels: vec!["team".into()],

@@ -1246,7 +1246,7 @@ mod tests {
     /// Resolution with these cluster defaults, and `policy` as the deciding policy's name.
     fn with(settings: crate::policy::Defaults, policy: Option<&str>) -> Resolution {
         Resolution {
-            effective: settings,
+            effective: settings.into(),
             policy: policy.map(str::to_owned),
             overridden: Vec::new(),
         }
@@ -1452,10 +1452,7 @@ mod tests {
     #[test]
     fn only_the_containers_the_settings_allow_get_the_context() {
         let settings = crate::policy::Defaults {
-            containers: crate::policy::KeyFilter {
-                include: None,
-                exclude: vec!["side".into(), "fetch".into()],
-            },
+            containers: crate::policy::KeyFilter::excluding(["side", "fetch"]),
             ..crate::policy::Defaults::default()
         };
         let (_, out) = run_with(&job(&json!({ "traceparent": TP })), &with(settings, None));
@@ -1503,7 +1500,7 @@ mod tests {
     #[test]
     fn the_deciding_policy_is_written_on_the_job_even_when_it_traces_nothing() {
         let resolution = Resolution {
-            effective: crate::policy::Defaults::default(),
+            effective: crate::policy::Defaults::default().into(),
             policy: Some("quiet".into()),
             overridden: vec!["other".into(), "third".into()],
         };

@@ -222,19 +222,13 @@ mod tests {
     #[test]
     fn baggage_keys_are_filtered_by_the_settings() {
         let settings = Effective {
-            baggage: KeyFilter {
-                include: None,
-                exclude: vec!["user.email".into()],
-            },
+            baggage: KeyFilter::excluding(["user.email"]),
             ..Effective::default()
         };
         let plan = plan(context(TP), &settings, false, NEW).unwrap();
         assert_eq!(plan.baggage.unwrap().header(), "a=1");
         let nothing = Effective {
-            baggage: KeyFilter {
-                include: Some(Vec::new()),
-                exclude: Vec::new(),
-            },
+            baggage: KeyFilter::including::<&str>([]),
             ..Effective::default()
         };
         let plan = super::plan(context(TP), &nothing, false, NEW).unwrap();

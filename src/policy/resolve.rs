@@ -2,8 +2,10 @@
 //! one policy of its namespace that selects it and takes precedence.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use super::{CronJobMode, JobTracePolicy, KeyFilter, Relationship, selects};
+use super::index::{NamespacePolicies, Prepared};
+use super::{CronJobMode, JobTracePolicy, JobTracePolicySpec, KeyFilter, Relationship};
 
 /// The cluster-wide settings (flags and Helm values), in force where no policy says otherwise.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,15 +47,17 @@ impl Default for Defaults {
 pub type Effective = Defaults;
 
 /// The outcome of resolving: the settings, the policy they came from, and the other policies
-/// that selected the Job too but lost to it.
+/// that selected the Job too but lost to it. The settings are shared with the stored policy (or
+/// the defaults), not copied for each Job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolution {
-    pub effective: Effective,
+    pub effective: Arc<Effective>,
     pub policy: Option<String>,
     pub overridden: Vec<String>,
 }
 
-/// Resolves the settings for a Job with `labels` among `policies` (those of its namespace).
+/// Resolves the settings for a Job with `labels` among `policies` (those of its namespace), as
+/// admission does with the policies it keeps prepared; a policy over the limits is ignored.
 ///
 /// Of the policies whose selector selects the Job, the one with the highest `priority` wins, then
 /// the one whose name sorts first; its fields override the defaults one by one, and what it
@@ -63,25 +67,17 @@ pub fn resolve<'a>(
     policies: impl IntoIterator<Item = &'a JobTracePolicy>,
     labels: &BTreeMap<String, String>,
 ) -> Resolution {
-    let mut selecting: Vec<&JobTracePolicy> = policies
+    let prepared = policies
         .into_iter()
-        .filter(|p| selects(p.spec.selector.as_ref(), labels))
-        .collect();
-    selecting.sort_by(|a, b| {
-        let priority = |p: &JobTracePolicy| p.spec.priority.unwrap_or(0);
-        priority(b)
-            .cmp(&priority(a))
-            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
-    });
+        .filter_map(|p| Prepared::new(p, defaults).ok())
+        .map(Arc::new);
+    NamespacePolicies::new(prepared).resolve(&Arc::new(defaults.clone()), labels)
+}
+
+/// The settings of a Job `spec` decides: each field it sets in place of the default's, as a
+/// whole, except the cluster's baggage exclusions, which stay on top of its own.
+pub(super) fn settings(defaults: &Defaults, spec: &JobTracePolicySpec) -> Effective {
     let mut effective = defaults.clone();
-    let Some((winner, losers)) = selecting.split_first() else {
-        return Resolution {
-            effective,
-            policy: None,
-            overridden: Vec::new(),
-        };
-    };
-    let spec = &winner.spec;
     if let Some(root) = &spec.root_traces {
         effective.root_traces = (root.enabled != Some(false)).then_some(root.ratio);
     }
@@ -116,14 +112,7 @@ pub fn resolve<'a>(
     if let Some(keys) = &spec.job_labels {
         effective.job_labels.clone_from(keys);
     }
-    Resolution {
-        effective,
-        policy: winner.metadata.name.clone(),
-        overridden: losers
-            .iter()
-            .filter_map(|p| p.metadata.name.clone())
-            .collect(),
-    }
+    effective
 }
 
 #[cfg(test)]
@@ -150,7 +139,7 @@ mod tests {
             ..Defaults::default()
         };
         let resolution = resolve(&defaults, [], &BTreeMap::new());
-        assert_eq!(resolution.effective, defaults);
+        assert_eq!(*resolution.effective, defaults);
         assert_eq!(resolution.policy, None);
     }
 
@@ -188,20 +177,14 @@ mod tests {
             (
                 json!({ "baggage": { "exclude": ["user.email"] } }),
                 Defaults {
-                    baggage: KeyFilter {
-                        include: None,
-                        exclude: vec!["user.email".into()],
-                    },
+                    baggage: KeyFilter::excluding(["user.email"]),
                     ..Defaults::default()
                 },
             ),
             (
                 json!({ "containers": { "include": ["main"] } }),
                 Defaults {
-                    containers: KeyFilter {
-                        include: Some(vec!["main".into()]),
-                        exclude: vec![],
-                    },
+                    containers: KeyFilter::including(["main"]),
                     ..Defaults::default()
                 },
             ),
@@ -230,7 +213,7 @@ mod tests {
         for (spec, expected) in cases {
             let p = policy("p", &spec);
             let resolution = resolve(&Defaults::default(), [&p], &BTreeMap::new());
-            assert_eq!(resolution.effective, expected, "{spec}");
+            assert_eq!(*resolution.effective, expected, "{spec}");
             assert_eq!(resolution.policy.as_deref(), Some("p"));
         }
     }
@@ -260,17 +243,15 @@ mod tests {
     #[test]
     fn the_clusters_baggage_exclusions_always_apply() {
         let defaults = Defaults {
-            baggage: KeyFilter {
-                include: None,
-                exclude: vec!["user.email".into()],
-            },
+            baggage: KeyFilter::excluding(["user.email"]),
             ..Defaults::default()
         };
         let p = policy(
             "p",
             &json!({ "baggage": { "include": ["user.email", "tenant"] } }),
         );
-        let baggage = resolve(&defaults, [&p], &BTreeMap::new()).effective.baggage;
+        let resolution = resolve(&defaults, [&p], &BTreeMap::new());
+        let baggage = &resolution.effective.baggage;
         assert!(baggage.allows("tenant"));
         assert!(
             !baggage.allows("user.email"),

@@ -12,7 +12,7 @@ use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
-use super::{JobTracePolicy, JobTracePolicyStatus};
+use super::{JobTracePolicy, JobTracePolicyStatus, limits};
 use crate::names;
 
 /// How often the counts are brought up to date.
@@ -96,17 +96,26 @@ pub fn status(policy: &JobTracePolicy, counts: Counts, now: Timestamp) -> JobTra
             "no other policy takes precedence".to_owned(),
         )
     };
+    let ready = match limits::check(policy) {
+        Ok(()) => condition(
+            "Ready",
+            true,
+            "Accepted",
+            "in force for the Jobs it selects that reach the webhook".to_owned(),
+        ),
+        Err(over) => condition(
+            "Ready",
+            false,
+            "ExceedsLimits",
+            format!(
+                "ignored, as if it did not exist: {over} (the CRD refuses such a policy now; it \
+                 was stored before): bring it within the limits"
+            ),
+        ),
+    };
     JobTracePolicyStatus {
         observed_generation: generation,
-        conditions: vec![
-            condition(
-                "Ready",
-                true,
-                "Accepted",
-                "in force for the Jobs it selects that reach the webhook".to_owned(),
-            ),
-            overridden,
-        ],
+        conditions: vec![ready, overridden],
         selected_jobs: Some(counts.selected),
         traced_jobs: Some(counts.traced),
     }
@@ -267,6 +276,33 @@ mod tests {
         assert_eq!(find("Overridden").status, "True");
         assert!(find("Overridden").message.starts_with("2 Job(s)"));
         assert_eq!(find("Ready").observed_generation, Some(3));
+    }
+
+    #[test]
+    fn a_policy_over_the_limits_is_not_ready_and_says_why() {
+        let mut over = policy();
+        over.spec.job_labels = Some((0..=limits::JOB_LABELS).map(|i| format!("k{i}")).collect());
+        let status = status(
+            &over,
+            Counts::default(),
+            "2026-11-23T10:00:00Z".parse().unwrap(),
+        );
+        let ready = &status.conditions[0];
+        assert_eq!(
+            (
+                ready.type_.as_str(),
+                ready.status.as_str(),
+                ready.reason.as_str()
+            ),
+            ("Ready", "False", "ExceedsLimits")
+        );
+        assert!(
+            ready
+                .message
+                .contains("spec.jobLabels has 33 entries, more than 32"),
+            "{}",
+            ready.message
+        );
     }
 
     #[test]
