@@ -149,6 +149,104 @@ fn with_policies(c: &mut Criterion) {
     group.finish();
 }
 
+/// One traced Job's admission in a namespace without policies, and with 1,000 policies as large
+/// as the CRD allows (`fixtures::policy_at_limits`): one of them selecting the Job and 999 for
+/// other teams; and, the worst case, all 1,000 selecting it (each selector matched in full, 999
+/// names written as overridden). The Job carries the labels the selectors ask for, and the
+/// policies include its containers and baggage keys, so every case traces it alike.
+fn with_policies_at_limits(c: &mut Criterion) {
+    use jobtrace::fixtures::{labels_at_limits, policy_at_limits};
+    let labels = labels_at_limits("chosen");
+    let mut job = workload::typical_job("nightly-report");
+    job["metadata"]["labels"] = serde_json::to_value(&labels).unwrap();
+    let body = jobtrace::fixtures::review("batch", "Job", "CREATE", &job)
+        .to_string()
+        .into_bytes();
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let include = ["fetch", "main", "side", "third", "tenant", "region"];
+    let policies = |seed: &dyn Fn(usize) -> String| {
+        let policies = (0..1000)
+            .map(|i| policy_at_limits("reports", &format!("p-{i:04}"), &seed(i), &include))
+            .collect();
+        Policies::fixed(Defaults::default(), policies)
+    };
+    let cases = [
+        (
+            "no policy",
+            Policies::fixed(Defaults::default(), Vec::new()),
+            None,
+        ),
+        (
+            "1,000 at the limits, 1 selects the Job",
+            policies(&|i| {
+                if i == 500 {
+                    "chosen".into()
+                } else {
+                    format!("team{i}")
+                }
+            }),
+            Some(("p-0500", 0)),
+        ),
+        (
+            "1,000 at the limits, all select the Job",
+            policies(&|_| "chosen".into()),
+            Some(("p-0000", 999)),
+        ),
+    ];
+    let fresh = Fresh {
+        span: SpanId::from_random([7; 8]),
+        trace: TraceId::from_random([7; 16]),
+        now,
+    };
+    // What is measured is what is meant: the Job is traced, by the policy expected.
+    for (name, policies, decided) in &cases {
+        let (resolution, _) = policies.resolve("reports", &labels);
+        assert_eq!(
+            resolution.policy.as_deref(),
+            decided.map(|(policy, _)| policy),
+            "{name}"
+        );
+        assert_eq!(
+            resolution.overridden.len(),
+            decided.map_or(0, |(_, losers)| losers),
+            "{name}"
+        );
+        let reviewed = review(
+            AdmissionEndpoint::Jobs,
+            &body,
+            fresh,
+            RequestContext::none(),
+            policies,
+        )
+        .unwrap();
+        assert!(reviewed.traced.is_some(), "{name}");
+    }
+    let mut group = c.benchmark_group("review with policies at the limits");
+    for (name, policies, _) in &cases {
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                review(
+                    AdmissionEndpoint::Jobs,
+                    black_box(&body),
+                    fresh,
+                    RequestContext::none(),
+                    policies,
+                )
+                .unwrap()
+            });
+        });
+    }
+    group.finish();
+    // The part of it that depends on the policies: finding the one that decides.
+    let mut group = c.benchmark_group("resolve with policies at the limits");
+    for (name, policies, _) in &cases {
+        group.bench_function(*name, |b| {
+            b.iter(|| policies.resolve("reports", black_box(&labels)));
+        });
+    }
+    group.finish();
+}
+
 /// One admission through the router (no TLS), without and with an own span for every admission.
 fn router(c: &mut Criterion) {
     use std::sync::Arc;
@@ -250,5 +348,12 @@ fn by_context_source(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(mutation, benches, with_policies, by_context_source, router);
+criterion_group!(
+    mutation,
+    benches,
+    with_policies,
+    with_policies_at_limits,
+    by_context_source,
+    router
+);
 criterion_main!(mutation);
