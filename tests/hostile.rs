@@ -78,7 +78,7 @@ fn warning_count(metrics: &Metrics, reason: &str) -> u64 {
 }
 
 /// A traced Job whose pod has `containers` and no init container.
-fn traced_job_of(containers: Vec<Value>) -> Value {
+fn traced_job_of(containers: &[Value]) -> Value {
     let mut object = job(&json!({ "traceparent": TP }));
     object["spec"]["template"]["spec"]["containers"] = json!(containers);
     object["spec"]["template"]["spec"]["initContainers"] = json!([]);
@@ -127,7 +127,7 @@ async fn warnings_past_the_fifteenth_are_counted_in_one_line() {
             })
         })
         .collect();
-    let object = traced_job_of(containers);
+    let object = traced_job_of(&containers);
     let metrics = Arc::new(Metrics::default());
     let (response, _) = admit(&metrics, &object).await;
     let warnings = warnings(&response);
@@ -166,7 +166,7 @@ async fn a_pod_of_too_many_containers_is_admitted_unchanged() {
     let containers: Vec<Value> = (0..129)
         .map(|i| json!({ "name": format!("c{i}") }))
         .collect();
-    let object = traced_job_of(containers);
+    let object = traced_job_of(&containers);
     let metrics = Arc::new(Metrics::default());
     let (response, _) = admit(&metrics, &object).await;
     assert!(response["patch"].is_null(), "unchanged");
