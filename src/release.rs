@@ -6,11 +6,14 @@ use futures::StreamExt;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::{Api, Client};
 use serde_json::json;
 
 use crate::cli::ReleaseArgs;
 use crate::names;
+use crate::pages::{self, Pages};
+use crate::slim::Slim;
 
 /// Why `jobtrace release` could not release every Job.
 #[derive(Debug, thiserror::Error)]
@@ -42,45 +45,29 @@ pub async fn run(args: &ReleaseArgs) -> Result<(), ReleaseError> {
             }
         }
     }
-    let jobs: Api<Job> = match &args.namespace {
+    // The Jobs' metadata only, in pages: what is read of each is where jobtrace's finalizer is.
+    let jobs: Api<Slim<PartialObjectMeta<Job>>> = match &args.namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
-    let listed = jobs
-        .list(&ListParams::default().labels(&format!("{}=true", names::TRACED_LABEL)))
-        .await
-        .map_err(ReleaseError::List)?;
-    let held: Vec<Job> = listed
-        .items
-        .into_iter()
-        .filter(|job| finalizer_index(job).is_some())
-        .collect();
-    let outcomes: Vec<bool> = futures::stream::iter(&held)
-        .map(|job| release(&client, job))
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    let failed = outcomes.iter().filter(|released| !**released).count();
-    eprintln!(
-        "released {} of {} held Jobs",
-        held.len() - failed,
-        held.len()
-    );
+    let params = ListParams::default().labels(&format!("{}=true", names::TRACED_LABEL));
+    let mut pages = Pages::new(jobs, params, pages::METADATA);
+    let (mut held, mut failed) = (0, 0);
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(ReleaseError::List)?;
+        let outcomes: Vec<bool> = futures::stream::iter(page.iter().filter(|j| j.hold.is_some()))
+            .map(|job| release(&client, job))
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        held += outcomes.len();
+        failed += outcomes.iter().filter(|released| !**released).count();
+    }
+    eprintln!("released {} of {held} held Jobs", held - failed);
     if failed > 0 {
-        return Err(ReleaseError::Incomplete {
-            failed,
-            held: held.len(),
-        });
+        return Err(ReleaseError::Incomplete { failed, held });
     }
     Ok(())
-}
-
-fn finalizer_index(job: &Job) -> Option<usize> {
-    job.metadata
-        .finalizers
-        .as_ref()?
-        .iter()
-        .position(|f| f == names::EXPORT_FINALIZER)
 }
 
 /// The JSON patch operations that remove jobtrace's finalizer at `index`, only if it is still
@@ -102,16 +89,18 @@ pub fn release_patch(uid: &str, index: usize) -> serde_json::Value {
 }
 
 /// Releases one Job, looking its finalizer up again once when the list moved meanwhile.
-async fn release(client: &Client, job: &Job) -> bool {
+async fn release(client: &Client, job: &Slim<PartialObjectMeta<Job>>) -> bool {
+    let meta = &job.object.metadata;
     let (Some(namespace), Some(name), Some(uid)) = (
-        job.metadata.namespace.as_deref(),
-        job.metadata.name.as_deref(),
-        job.metadata.uid.as_deref(),
+        meta.namespace.as_deref(),
+        meta.name.as_deref(),
+        meta.uid.as_deref(),
     ) else {
         return false;
     };
-    let api: Api<Job> = Api::namespaced(client.clone(), namespace);
-    let mut index = finalizer_index(job);
+    // Answered with the Job's metadata, read slim: never the whole Job.
+    let api: Api<Slim<PartialObjectMeta<Job>>> = Api::namespaced(client.clone(), namespace);
+    let mut index = job.hold;
     for _ in 0..2 {
         let Some(i) = index else {
             return true;
@@ -125,8 +114,8 @@ async fn release(client: &Client, job: &Job) -> bool {
             Ok(_) => return true,
             Err(kube::Error::Api(e)) if e.code == 404 => return true,
             Err(kube::Error::Api(e)) if e.code == 422 => match api.get_opt(name).await {
-                Ok(Some(current)) if current.metadata.uid.as_deref() == Some(uid) => {
-                    index = finalizer_index(&current);
+                Ok(Some(current)) if current.object.metadata.uid.as_deref() == Some(uid) => {
+                    index = current.hold;
                 }
                 Ok(_) => return true,
                 Err(e) => {

@@ -344,7 +344,7 @@ impl ApiServerVerifier {
             Step::List { version, items } => {
                 assert_eq!(
                     query,
-                    pairs(&[("labelSelector", TRACED), ("limit", "100")]),
+                    pairs(&[("labelSelector", TRACED), ("limit", "10")]),
                     "{what}: a list of the traced objects, by pages"
                 );
                 let (api_version, kind) = match stream {
@@ -379,10 +379,11 @@ impl ApiServerVerifier {
                             "labelSelector",
                             &format!("{TRACED},batch.kubernetes.io/controller-uid={JOB_UID}")
                         ),
+                        ("limit", "10"),
                         ("resourceVersion", "7"),
                         ("resourceVersionMatch", "NotOlderThan")
                     ]),
-                    "{what}: the Job's traced pods, at least as recent as the finished Job"
+                    "{what}: the Job's traced pods, by pages, at least as recent as the finished Job"
                 );
                 self.log.lock().unwrap().push("list pods".to_owned());
                 let list = json!({ "apiVersion": "v1", "kind": "PodList",

@@ -2,7 +2,8 @@
 //! read, as of the Job's own version or later, so each pod is seen at least as late as the Job
 //! was), and the spans of those that ended join the Job's. The Job's mark then covers them: no
 //! write per pod. Jobs of one namespace queued together share one list (`controller-uid in
-//! (...)`), so a namespace of many Jobs isn't scanned once per Job.
+//! (...)`), so a namespace of many Jobs isn't scanned once per Job. The list is read in pages of
+//! [`crate::pages::OBJECTS`] pods, each pod only as far as its span needs ([`crate::slim`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,10 +18,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Context, Pending, Work};
 use crate::names;
+use crate::pages::{self, Pages};
+use crate::slim::Slim;
 use crate::spans::{self, Skip, SpanRecord};
 
-/// Lists made at once.
-const CONCURRENT_LISTS: usize = 16;
+/// Lists made at once: each has a page of up to [`pages::OBJECTS`] pods (of up to 1.5 MiB each)
+/// in hand at a time.
+const CONCURRENT_LISTS: usize = 4;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Jobs taken from the queue at once, at most: those of one namespace share a list.
@@ -104,12 +108,12 @@ async fn with_pods(
     mut jobs: Vec<Work>,
     shutdown: &CancellationToken,
 ) -> Option<Vec<Work>> {
-    let api: Api<Pod> = Api::namespaced(context.client.clone(), &jobs[0].namespace);
+    let api: Api<Slim<Pod>> = Api::namespaced(context.client.clone(), &jobs[0].namespace);
     let params = list_params(&jobs);
     let mut backoff = Duration::from_millis(500);
-    let pods = loop {
-        match api.list(&params).await {
-            Ok(list) => break list.items,
+    let mut sorted = loop {
+        match found(&api, &params).await {
+            Ok(sorted) => break sorted,
             Err(e) => {
                 let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
                 tracing::warn!(error = %e, jobs = ?names, namespace = %jobs[0].namespace, retry_in = ?backoff, "could not list the pods of finished Jobs; will retry");
@@ -121,7 +125,6 @@ async fn with_pods(
             }
         }
     };
-    let mut sorted = sort_pods(pods);
     for job in &mut jobs {
         let Found { finished, running } = sorted.remove(&job.uid).unwrap_or_default();
         let with_job = pending.with_job(
@@ -139,6 +142,20 @@ async fn with_pods(
     Some(jobs)
 }
 
+/// What the list of `params` found, page by page: only the spans of the pods and the uids of
+/// those still running are kept, never a page longer than it takes to read it.
+async fn found(
+    api: &Api<Slim<Pod>>,
+    params: &ListParams,
+) -> Result<HashMap<String, Found>, kube::Error> {
+    let mut sorted = HashMap::new();
+    let mut pages = Pages::new(api.clone(), params.clone(), pages::OBJECTS);
+    while let Some(page) = pages.next().await {
+        sort_pods(&mut sorted, page?);
+    }
+    Ok(sorted)
+}
+
 /// The pods a list found for one Job: the spans of those that ended, by pod uid, and the uids of
 /// those still running.
 #[derive(Default)]
@@ -147,10 +164,9 @@ struct Found {
     running: Vec<String>,
 }
 
-/// The listed pods by their Job's uid (their `controller-uid` label).
-fn sort_pods(pods: Vec<Pod>) -> HashMap<String, Found> {
-    let mut sorted: HashMap<String, Found> = HashMap::new();
-    for pod in pods {
+/// Adds the listed pods to `sorted`, by their Job's uid (their `controller-uid` label).
+fn sort_pods(sorted: &mut HashMap<String, Found>, pods: Vec<Slim<Pod>>) {
+    for Slim { object: pod, .. } in pods {
         let (Some(uid), Some(job)) = (
             pod.metadata.uid.clone(),
             pod.metadata
@@ -168,7 +184,6 @@ fn sort_pods(pods: Vec<Pod>) -> HashMap<String, Found> {
             Err(Skip::NotTraced | Skip::Unsampled | Skip::Exported) => {}
         }
     }
-    sorted
 }
 
 #[cfg(test)]

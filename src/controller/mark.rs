@@ -6,12 +6,14 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource};
 use serde_json::json;
 
 use super::{Context, ObjectKind, Pending, Work};
 use crate::names::Exported;
+use crate::slim::Slim;
 
 /// Marks exported Jobs, records an Event on each if `recorder` is given, and forgets the objects.
 pub(super) async fn finish(
@@ -89,17 +91,20 @@ async fn mark(context: &Context, w: &Work, outcome: Exported) -> Result<(), kube
     }
 }
 
-/// Where the Job's finalizer is now; `None` when the Job is gone, replaced, or released.
+/// Where the Job's finalizer is now; `None` when the Job is gone, replaced, or released. Only the
+/// Job's metadata is read, slim.
 async fn current_hold(context: &Context, w: &Work) -> Result<Option<usize>, kube::Error> {
-    let api = Api::<Job>::namespaced(context.client.clone(), &w.namespace);
+    let api = Api::<Slim<PartialObjectMeta<Job>>>::namespaced(context.client.clone(), &w.namespace);
     let current = api.get_opt(&w.name).await?;
     Ok(current
         .filter(|o| o.meta().uid.as_deref() == Some(w.uid.as_str()))
-        .and_then(|o| super::watch::held(&o)))
+        .and_then(|o| o.hold))
 }
 
+/// Applies `patch` to the Job; the apiserver answers with its metadata, not the whole Job (which
+/// may be 1.5 MiB).
 async fn patch(context: &Context, w: &Work, patch: json_patch::Patch) -> Result<(), kube::Error> {
-    Api::<Job>::namespaced(context.client.clone(), &w.namespace)
+    Api::<Slim<PartialObjectMeta<Job>>>::namespaced(context.client.clone(), &w.namespace)
         .patch(&w.name, &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
         .map(drop)

@@ -2,7 +2,8 @@
 //! deleted) exports its spans, then marks it `jobtrace.dev/exported`. Nothing is cached while a
 //! Job runs: a restarted controller rebuilds the same spans from the objects, and finds the ones
 //! it had not marked yet. A crash between export and mark repeats a span with the same ids; it
-//! never loses one.
+//! never loses one. Jobs and pods are read slim ([`crate::slim`]: only what the spans use) and
+//! listed in small pages ([`crate::pages`]), so a tenant's fat objects cost it bounded memory.
 
 mod assemble;
 mod batch;
@@ -30,6 +31,7 @@ use crate::export::Exporter;
 use crate::metrics::Metrics;
 use crate::names;
 use crate::selftrace::SelfTracer;
+use crate::slim::Slim;
 use crate::spans::SpanRecord;
 use pending::{Pending, PodExport};
 use watch::{InFlight, Seen};
@@ -196,9 +198,10 @@ fn watches(
     impl futures::Stream<Item = Result<Seen, watcher::Error>> + Send + use<>,
     impl futures::Stream<Item = Result<Seen, watcher::Error>> + Send + use<>,
 ) {
+    // Small pages: a traced Job or pod may be 1.5 MiB, and a page arrives whole.
     let config = watcher::Config::default()
         .labels(&format!("{}=true", names::TRACED_LABEL))
-        .page_size(100);
+        .page_size(crate::pages::OBJECTS);
     let (jobs, pods) = match &context.namespace {
         Some(ns) => (
             Api::namespaced(context.client.clone(), ns),
@@ -209,8 +212,10 @@ fn watches(
             Api::all(context.client.clone()),
         ),
     };
-    let jobs = watch::events::<Job>(jobs, config.clone(), ObjectKind::Job);
-    let pods = futures::stream::once(async move { jobs_listed.notified().await })
-        .flat_map(move |()| watch::events::<Pod>(pods.clone(), config.clone(), ObjectKind::Pod));
+    let jobs = watch::events::<Slim<Job>>(jobs, config.clone(), ObjectKind::Job);
+    let pods =
+        futures::stream::once(async move { jobs_listed.notified().await }).flat_map(move |()| {
+            watch::events::<Slim<Pod>>(pods.clone(), config.clone(), ObjectKind::Pod)
+        });
     (jobs, pods)
 }

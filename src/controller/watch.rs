@@ -12,6 +12,7 @@ use kube::{Api, Resource};
 
 use super::{ObjectKind, Work};
 use crate::names;
+use crate::slim::Slim;
 use crate::spans::{self, SpanRecord};
 
 /// What a watch saw.
@@ -97,63 +98,55 @@ pub(super) trait ToWork {
     fn seen(&self, kind: ObjectKind, deleted: bool) -> Option<Seen>;
 }
 
-impl ToWork for Job {
+impl ToWork for Slim<Job> {
     fn seen(&self, kind: ObjectKind, deleted: bool) -> Option<Seen> {
+        let job = &self.object;
         let now = deleted.then(Timestamp::now);
-        let held = !deleted && held(self).is_some();
-        match spans::job_spans(self, now) {
+        let held = !deleted && self.hold.is_some();
+        match spans::job_spans(job, now) {
             Ok(spans) => {
                 let finished = spans.first()?.end;
                 work(self, kind, deleted, spans, finished).map(Seen::Finished)
             }
-            Err(spans::Skip::NotFinished) => self.metadata.uid.clone().map(Seen::Running),
+            Err(spans::Skip::NotFinished) => job.metadata.uid.clone().map(Seen::Running),
             // Nothing (more) to export, but the finalizer is still there: release it.
             Err(_) if held => {
                 work(self, kind, false, Vec::new(), Timestamp::now()).map(Seen::Finished)
             }
-            Err(_) => self.metadata.uid.clone().map(Seen::Gone),
+            Err(_) => job.metadata.uid.clone().map(Seen::Gone),
         }
     }
 }
 
-/// Where `jobtrace.dev/export` is in the object's finalizers.
-pub(super) fn held<K: Resource>(object: &K) -> Option<usize> {
-    object
-        .meta()
-        .finalizers
-        .as_ref()?
-        .iter()
-        .position(|f| f == names::EXPORT_FINALIZER)
-}
-
-impl ToWork for Pod {
+impl ToWork for Slim<Pod> {
     fn seen(&self, kind: ObjectKind, deleted: bool) -> Option<Seen> {
         let now = deleted.then(Timestamp::now);
-        let span = spans::pod_span(self, now).ok()?;
+        let span = spans::pod_span(&self.object, now).ok()?;
         let finished = span.end;
         work(self, kind, deleted, vec![span], finished).map(Seen::Finished)
     }
 }
 
 fn work<K: Resource>(
-    object: &K,
+    object: &Slim<K>,
     kind: ObjectKind,
     deleted: bool,
     spans: Vec<SpanRecord>,
     finished: Timestamp,
 ) -> Option<Work> {
-    let hold = held(object).filter(|_| !deleted);
-    let deleting = object.meta().deletion_timestamp.as_ref().map(|t| t.0);
+    let hold = object.hold.filter(|_| !deleted);
+    let meta = object.object.meta();
+    let deleting = meta.deletion_timestamp.as_ref().map(|t| t.0);
     let owner = (kind == ObjectKind::Pod)
-        .then(|| owning_job(object.meta()))
+        .then(|| owning_job(meta))
         .flatten();
     Some(Work {
         kind,
-        namespace: object.meta().namespace.clone()?,
-        name: object.meta().name.clone()?,
-        uid: object.meta().uid.clone()?,
+        namespace: meta.namespace.clone()?,
+        name: meta.name.clone()?,
+        uid: meta.uid.clone()?,
         owner,
-        version: object.meta().resource_version.clone(),
+        version: meta.resource_version.clone(),
         deleted,
         spans,
         hold,

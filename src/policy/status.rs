@@ -1,19 +1,24 @@
 //! The status of each `JobTracePolicy`, kept by the exporting replica: how many Jobs in its
 //! namespace it decided for and traced now (read from the `jobtrace.dev/policy` label the webhook
-//! writes), whether it is in force, and whether policies of higher precedence took some of its
-//! Jobs. A pure count over Job metadata, and a loop that writes it.
+//! writes, on the Jobs jobtrace admitted), whether it is in force, and whether policies of higher
+//! precedence took some of its Jobs. A pure count over Job metadata, and a loop that writes it,
+//! reading the Jobs' metadata in pages.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 use super::{JobTracePolicy, JobTracePolicyStatus, limits};
 use crate::names;
+use crate::pages::{self, Pages};
+use crate::slim::Slim;
 
 /// How often the counts are brought up to date.
 const EVERY: Duration = Duration::from_secs(15);
@@ -27,13 +32,36 @@ pub struct Counts {
     pub overridden: i64,
 }
 
-/// Counts, per policy name, the Jobs (metadata only) of one namespace.
-pub fn count<'a>(jobs: impl IntoIterator<Item = &'a ObjectMeta>) -> BTreeMap<String, Counts> {
-    let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
+/// Counts of nothing yet for each of `policies` (the names of one namespace's policies): the only
+/// names [`count`] counts for.
+pub fn counts_for<'a>(policies: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, Counts> {
+    policies
+        .into_iter()
+        .map(|name| (name.to_owned(), Counts::default()))
+        .collect()
+}
+
+/// Adds to `counts` what the Jobs (metadata only) of its namespace say. Only a Job jobtrace
+/// admitted counts, one carrying the `jobtrace.dev/admitted-at` the Job webhook writes on each Job
+/// it traces, not any Job labelled by hand; and only for the names `counts` holds (the policies
+/// that exist), so that whatever the Jobs' labels name, the counts stay one per policy.
+pub fn count<'a>(
+    counts: &mut BTreeMap<String, Counts>,
+    jobs: impl IntoIterator<Item = &'a ObjectMeta>,
+) {
     for meta in jobs {
+        let admitted = meta
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(names::ADMITTED_AT));
+        if !admitted {
+            continue;
+        }
         let labels = meta.labels.as_ref();
-        if let Some(policy) = labels.and_then(|l| l.get(names::POLICY)) {
-            let entry = counts.entry(policy.clone()).or_default();
+        let decided = labels
+            .and_then(|l| l.get(names::POLICY))
+            .and_then(|policy| counts.get_mut(policy));
+        if let Some(entry) = decided {
             entry.selected += 1;
             if labels
                 .and_then(|l| l.get(names::TRACED_LABEL))
@@ -48,13 +76,11 @@ pub fn count<'a>(jobs: impl IntoIterator<Item = &'a ObjectMeta>) -> BTreeMap<Str
             .as_ref()
             .and_then(|a| a.get(names::POLICY_OVERRIDDEN));
         for loser in losers.into_iter().flat_map(|l| l.split(',')) {
-            counts
-                .entry(loser.trim().to_owned())
-                .or_default()
-                .overridden += 1;
+            if let Some(entry) = counts.get_mut(loser.trim()) {
+                entry.overridden += 1;
+            }
         }
     }
-    counts
 }
 
 /// The status a policy gets from its counts; `previous` keeps the conditions' transition times.
@@ -170,11 +196,13 @@ async fn report_once(client: &Client, namespace: Option<&str>) -> Result<(), kub
         by_namespace.entry(ns).or_default().push(policy);
     }
     for (ns, policies) in by_namespace {
-        let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &ns);
-        let metas = jobs
-            .list_metadata(&ListParams::default().labels(names::POLICY))
-            .await?;
-        let counts = count(metas.items.iter().map(|m| &m.metadata));
+        let mut counts = counts_for(policies.iter().filter_map(|p| p.metadata.name.as_deref()));
+        let jobs: Api<Slim<PartialObjectMeta<Job>>> = Api::namespaced(client.clone(), &ns);
+        let params = ListParams::default().labels(names::POLICY);
+        let mut pages = Pages::new(jobs, params, pages::METADATA);
+        while let Some(page) = pages.next().await {
+            count(&mut counts, page?.iter().map(|j| &j.object.metadata));
+        }
         let api: Api<JobTracePolicy> = Api::namespaced(client.clone(), &ns);
         for policy in policies {
             let name = policy.metadata.name.clone().unwrap_or_default();
@@ -199,7 +227,18 @@ mod tests {
 
     use super::*;
 
+    /// The metadata of a Job jobtrace admitted, with these labels and annotations.
     fn meta(labels: &serde_json::Value, annotations: &serde_json::Value) -> ObjectMeta {
+        let mut meta = by_hand(labels, annotations);
+        meta.annotations.get_or_insert_default().insert(
+            names::ADMITTED_AT.to_owned(),
+            "2026-11-23T10:00:00.000000Z".to_owned(),
+        );
+        meta
+    }
+
+    /// The metadata of a Job jobtrace never admitted, labelled and annotated by its creator.
+    fn by_hand(labels: &serde_json::Value, annotations: &serde_json::Value) -> ObjectMeta {
         serde_json::from_value(json!({ "labels": labels, "annotations": annotations })).unwrap()
     }
 
@@ -220,7 +259,8 @@ mod tests {
             ),
             meta(&json!({ "jobtrace.dev/traced": "true" }), &json!({})),
         ];
-        let counts = count(jobs.iter());
+        let mut counts = counts_for(["a", "b", "c"]);
+        count(&mut counts, jobs.iter());
         assert_eq!(
             counts["a"],
             Counts {
@@ -246,6 +286,40 @@ mod tests {
             }
         );
         assert_eq!(counts.len(), 3);
+    }
+
+    #[test]
+    fn a_job_labelled_by_hand_is_not_counted() {
+        let jobs = [by_hand(
+            &json!({ "jobtrace.dev/policy": "a", "jobtrace.dev/traced": "true" }),
+            &json!({ "jobtrace.dev/policy-overridden": "a" }),
+        )];
+        let mut counts = counts_for(["a"]);
+        count(&mut counts, jobs.iter());
+        assert_eq!(counts["a"], Counts::default());
+    }
+
+    #[test]
+    fn names_of_no_policy_are_not_counted_whatever_the_jobs_say() {
+        let jobs: Vec<ObjectMeta> = (0..1_000)
+            .map(|i| {
+                meta(
+                    &json!({ "jobtrace.dev/policy": format!("made-up-{i}") }),
+                    &json!({ "jobtrace.dev/policy-overridden": format!("a,other-{i}") }),
+                )
+            })
+            .collect();
+        let mut counts = counts_for(["a"]);
+        count(&mut counts, jobs.iter());
+        assert_eq!(counts.len(), 1, "one count per policy");
+        assert_eq!(
+            counts["a"],
+            Counts {
+                selected: 0,
+                traced: 0,
+                overridden: 1_000
+            }
+        );
     }
 
     fn policy() -> JobTracePolicy {

@@ -204,7 +204,7 @@ async fn continue_refused(ns: &TestNamespace, continue_token: &str) -> bool {
 async fn etcd_compacted_under_a_paused_list_makes_it_list_again_and_loses_no_span() {
     // With the collector down the controller holds a batch (512 spans: the Jobs', two each with
     // their pods', then pods') and a queue (512 objects) of finished objects, and its list of the
-    // pods waits, page 11 or so of 16, holding a continue token. The Jobs' own pods go with them:
+    // pods waits, two thirds of the way through its pages, holding a continue token. The Jobs' own pods go with them:
     // the pods that fill the queue are pods of no Job.
     const JOBS: usize = 100;
     const PODS: usize = 1_500;
