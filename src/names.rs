@@ -7,7 +7,7 @@ pub use jobtrace_context::names::*;
 /// spans: nobody but jobtrace may change them on an existing object (the chart's admission policy
 /// `<fullname>-keys` refuses it, with this list; a chart test keeps the two equal). The creator's
 /// input keys are not among them: users may write those again.
-pub const WRITTEN_ANNOTATIONS: [&str; 11] = [
+pub const WRITTEN_ANNOTATIONS: [&str; 12] = [
     TRACE_ID,
     SPAN_ID,
     PARENT_SPAN_ID,
@@ -18,6 +18,7 @@ pub const WRITTEN_ANNOTATIONS: [&str; 11] = [
     POLICY_OVERRIDDEN,
     CREATED_SUSPENDED,
     ADMITTED_AT,
+    ADMISSION_TAG,
     EXPORTED,
 ];
 /// The labels jobtrace writes on Jobs and their pod templates, held like [`WRITTEN_ANNOTATIONS`].

@@ -37,18 +37,21 @@ impl TlsFiles {
     }
 
     /// Loads the certificate; fails when the files are missing or not a matching PEM pair.
-    /// Returns the certificate's PEM too.
+    /// Returns the certificate's PEM too. From then on admissions are tagged with the key derived
+    /// from its private key ([`crate::mutate::tag`]).
     pub async fn load(&self) -> Result<(RustlsConfig, Vec<u8>), TlsError> {
         let (cert, key) = self.read().await?;
-        let config = RustlsConfig::from_pem(cert.clone(), key)
+        let config = RustlsConfig::from_pem(cert.clone(), key.clone())
             .await
             .map_err(|e| self.error(e))?;
+        crate::mutate::tag::use_serving_key(&key);
         Ok((config, cert))
     }
 
     /// Rereads the files every `interval` and swaps the certificate in when they changed. A pair
     /// that doesn't load is logged and the current certificate stays. New connections get the new
-    /// certificate; open ones keep theirs.
+    /// certificate; open ones keep theirs. Admissions are then tagged with the key derived from the
+    /// new private key.
     /// `expiry` is set to the loaded certificate's expiry (unix seconds).
     pub async fn watch(
         self,
@@ -73,6 +76,7 @@ impl TlsFiles {
             {
                 Ok(()) => {
                     tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
+                    crate::mutate::tag::use_serving_key(&files.1);
                     if let Some(at) = crate::certs::expiry(&files.0) {
                         expiry.set(at);
                     }

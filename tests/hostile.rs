@@ -266,3 +266,97 @@ async fn an_overloaded_webhook_answers_in_time_unchanged_with_a_warning() {
         "room again: traced"
     );
 }
+
+/// `object` as the webhook admits it in `namespace`: its answer's patch applied, if any.
+async fn admitted_in(namespace: &str, object: &Value) -> Value {
+    use base64::Engine;
+    let mut review = review("batch", "Job", "CREATE", object);
+    review["request"]["namespace"] = json!(namespace);
+    let body = review.to_string();
+    let length = body.len();
+    let (status, bytes) = send(
+        router(&Arc::default(), Budget::default()),
+        Body::from(body),
+        Some(length),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let answer: Value = serde_json::from_slice(&bytes).unwrap();
+    let Some(patch) = answer["response"]["patch"].as_str() else {
+        return object.clone();
+    };
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(patch)
+        .unwrap();
+    jobtrace::fixtures::apply(object, &serde_json::from_slice(&patch).unwrap())
+}
+
+fn annotation<'a>(object: &'a Value, key: &str) -> &'a str {
+    object["metadata"]["annotations"][key]
+        .as_str()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_job_carrying_another_jobs_stamp_gets_ids_of_its_own() {
+    let span = |object: &Value| annotation(object, "jobtrace.dev/span-id").to_owned();
+    // Tenant A's Job, just admitted: its stamp is fresh.
+    let original = job(&json!({ "traceparent": TP }));
+    let admitted = admitted_in("tenant-a", &original).await;
+    assert_eq!(
+        annotation(&admitted, "jobtrace.dev/admission-tag").len(),
+        43
+    );
+    // The apiserver reinvoking the webhook for the same request: the ids stay.
+    let reinvoked = admitted_in("tenant-a", &admitted).await;
+    assert_eq!(span(&reinvoked), span(&admitted), "a true reinvocation");
+    // Tenant B copies every annotation of that Job, stamp and tag included, onto a Job of the
+    // same name in its own namespace.
+    let copied = admitted_in("tenant-b", &admitted).await;
+    // In tenant A's namespace itself, onto a Job of another name.
+    let mut renamed = admitted.clone();
+    renamed["metadata"]["name"] = json!("copied");
+    let renamed = admitted_in("tenant-a", &renamed).await;
+    // A stamp forged a second ahead (within the clock skew allowed), next to the copied tag.
+    let mut restamped = admitted.clone();
+    let ahead =
+        k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(1);
+    restamped["metadata"]["annotations"]["jobtrace.dev/admitted-at"] = json!(ahead.to_string());
+    let restamped = admitted_in("tenant-b", &restamped).await;
+    // A forged stamp without a tag.
+    let mut untagged = admitted.clone();
+    untagged["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("jobtrace.dev/admission-tag");
+    let untagged = admitted_in("tenant-b", &untagged).await;
+    for (what, out) in [
+        ("copied to another namespace", copied),
+        ("copied to another name", renamed),
+        ("a forged stamp with the copied tag", restamped),
+        ("a forged stamp without a tag", untagged),
+    ] {
+        assert_eq!(
+            annotation(&out, "jobtrace.dev/trace-id"),
+            annotation(&admitted, "jobtrace.dev/trace-id"),
+            "{what}: the creator's trace, as its traceparent says"
+        );
+        assert_ne!(span(&out), span(&admitted), "{what}: a span of its own");
+        assert_ne!(
+            annotation(&out, "jobtrace.dev/admission-tag"),
+            annotation(&admitted, "jobtrace.dev/admission-tag"),
+            "{what}"
+        );
+        let container = &out["spec"]["template"]["spec"]["containers"][0];
+        let traceparent = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "TRACEPARENT")
+            .unwrap();
+        assert!(
+            traceparent["value"].as_str().unwrap().contains(&span(&out)),
+            "{what}: its containers are children of its own span"
+        );
+    }
+}

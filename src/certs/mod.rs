@@ -403,8 +403,9 @@ impl CertificateKeeper {
     }
 
     /// Keeps the certificates and the `caBundle` right until `shutdown`, swapping the served
-    /// certificate into `tls` whenever the Secret's changes. Wakes on any change to the Secret or
-    /// the webhook configuration, at the next renewal time, and every `resync`.
+    /// certificate into `tls` (and the key derived from it into the admission tags) whenever the
+    /// Secret's changes. Wakes on any change to the Secret or the webhook configuration, at the
+    /// next renewal time, and every `resync`.
     pub async fn run(self, tls: RustlsConfig, mut served: Decision, shutdown: CancellationToken) {
         let wake = Arc::new(Notify::new());
         let watches = [
@@ -447,6 +448,9 @@ impl CertificateKeeper {
                                 tracing::info!(
                                     expires = decision.cert_not_after,
                                     "serving certificate reloaded"
+                                );
+                                crate::mutate::tag::use_serving_key(
+                                    decision.material.key.as_bytes(),
                                 );
                                 self.metrics.certificate_expiry.set(decision.cert_not_after);
                             }
@@ -513,14 +517,17 @@ async fn notify_on_change<K>(
     }
 }
 
-/// Loads a decision's serving certificate.
+/// Loads a decision's serving certificate; from then on admissions are tagged with the key derived
+/// from its private key ([`crate::mutate::tag`]).
 pub async fn load(decision: &Decision) -> Result<RustlsConfig, Error> {
-    RustlsConfig::from_pem(
+    let config = RustlsConfig::from_pem(
         decision.material.cert.clone().into_bytes(),
         decision.material.key.clone().into_bytes(),
     )
     .await
-    .map_err(Error::Load)
+    .map_err(Error::Load)?;
+    crate::mutate::tag::use_serving_key(decision.material.key.as_bytes());
+    Ok(config)
 }
 
 /// The expiry (unix seconds) of the first certificate of a PEM text, when it parses.

@@ -9,7 +9,10 @@ use serde_json::Value;
 
 use super::env::{AttributeValue, Helper, Injection};
 use super::plan::{Plan, plan};
-use super::{Admission, Mutation, Ops, Outcome, admission_stamp, is_reinvocation, pointer};
+use super::tag::Kind;
+use super::{
+    Admission, Mutation, Ops, Outcome, admission_stamp, admission_tag, pointer, reinvocation,
+};
 use crate::context::{self, SpanId, TraceId, Traceparent};
 use crate::names::{self, env};
 use crate::policy::Resolution;
@@ -27,16 +30,14 @@ pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Muta
     } else {
         context::from_annotations(annotations)
     };
-    let reinvoked = is_reinvocation(&job.metadata, admission.now);
+    let kept = reinvocation(&job.metadata, Kind::Job, admission);
     let previous_trace = annotations
         .get(names::TRACE_ID)
         .and_then(|id| TraceId::parse(id));
     let previous_span = annotations
         .get(names::SPAN_ID)
         .and_then(|id| SpanId::parse(id));
-    let new_trace = previous_trace
-        .filter(|_| reinvoked)
-        .unwrap_or(admission.new_trace);
+    let new_trace = kept.as_ref().map_or(admission.new_trace, |k| k.trace_id);
     let Some(plan) = plan(context, settings, cron_run(job), new_trace) else {
         let mut ops = Ops::default();
         let mut edit = MetaEdit::default();
@@ -50,14 +51,18 @@ pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Muta
         };
     };
     let trace_id = plan.trace_id;
-    let job_span = previous_span
-        .filter(|_| reinvoked && previous_trace == Some(trace_id))
-        .unwrap_or(admission.new_span);
-    let admitted_at = annotations
-        .get(names::ADMITTED_AT)
-        .filter(|_| reinvoked)
-        .cloned()
-        .unwrap_or_else(|| admission_stamp(admission.now));
+    let (job_span, admitted_at) = kept.filter(|k| k.trace_id == trace_id).map_or_else(
+        || (admission.new_span, admission_stamp(admission.now)),
+        |k| (k.span_id, k.admitted_at),
+    );
+    let tag = admission_tag(
+        Kind::Job,
+        admission,
+        job.metadata.name.as_deref(),
+        trace_id,
+        job_span,
+        &admitted_at,
+    );
     let flags = format!("{:02x}", plan.flags);
     let outcome = Outcome::Traced {
         trace_id,
@@ -75,6 +80,7 @@ pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Muta
         &plan,
         job_span,
         admitted_at,
+        tag,
         &settings.job_labels,
     );
     edit.apply(&mut ops, job);
@@ -274,16 +280,18 @@ fn label_policy(edit: &mut MetaEdit, resolution: &Resolution) {
     edit.annotation(names::POLICY_OVERRIDDEN, overridden);
 }
 
-/// Labels the Job traced and writes its annotations: the ids, flags, stamp and origin, the link
-/// and parent where the plan has them, the label keys for its span, and `created-suspended` as
-/// the spec says now. Never trusted on a CREATE: `exported` (a Job re-created from a saved manifest
-/// is exported afresh), and a parent, link or `created-suspended` the plan no longer bears out.
+/// Labels the Job traced and writes its annotations: the ids, flags, stamp, admission tag and
+/// origin, the link and parent where the plan has them, the label keys for its span, and
+/// `created-suspended` as the spec says now. Never trusted on a CREATE: `exported` (a Job
+/// re-created from a saved manifest is exported afresh), and a parent, link or `created-suspended`
+/// the plan no longer bears out.
 fn label_job(
     edit: &mut MetaEdit,
     job: &Job,
     plan: &Plan,
     job_span: SpanId,
     admitted_at: String,
+    tag: String,
     job_labels: &[String],
 ) {
     edit.labels.push((names::TRACED_LABEL, "true".to_owned()));
@@ -292,6 +300,7 @@ fn label_job(
         (names::SPAN_ID, job_span.to_string()),
         (names::TRACE_FLAGS, format!("{:02x}", plan.flags)),
         (names::ADMITTED_AT, admitted_at),
+        (names::ADMISSION_TAG, tag),
         (names::ORIGIN, plan.origin.label().to_owned()),
     ]);
     edit.unannotate.push(names::EXPORTED);
@@ -320,6 +329,7 @@ fn untrace(edit: &mut MetaEdit, ops: &mut Ops, job: &Job) {
         names::PARENT_SPAN_ID,
         names::TRACE_FLAGS,
         names::ADMITTED_AT,
+        names::ADMISSION_TAG,
         names::ORIGIN,
         names::LINK,
         names::JOB_LABELS,
@@ -1172,6 +1182,169 @@ mod tests {
         };
         let again = mutate(&typed(&once), &soon, &defaults());
         assert!(again.patch.0.is_empty(), "{:?}", again.patch);
+    }
+
+    /// A Job's jobtrace annotations after its admission in `reports` with span A.
+    fn admitted() -> Value {
+        run(&job(&json!({ "traceparent": TP })), SPAN_A).1
+    }
+
+    #[test]
+    fn a_true_reinvocation_with_its_tag_keeps_the_ids_and_the_tag() {
+        let once = admitted();
+        let annotations = &once["metadata"]["annotations"];
+        let tag = annotations["jobtrace.dev/admission-tag"].as_str().unwrap();
+        assert_eq!(tag.len(), 43, "HMAC-SHA256 in unpadded base64url: {tag}");
+        let soon = crate::mutate::Admission {
+            now: "2026-11-23T10:00:02Z".parse().unwrap(),
+            ..admission(SPAN_B)
+        };
+        let again = mutate(&typed(&once), &soon, &defaults());
+        assert!(again.patch.0.is_empty(), "{:?}", again.patch);
+        // A trace of its own, kept too.
+        let link = with(
+            crate::policy::Defaults {
+                relationship: crate::policy::Relationship::Link,
+                ..crate::policy::Defaults::default()
+            },
+            None,
+        );
+        let (_, once) = run_with(&job(&json!({ "traceparent": TP })), &link);
+        let fresh = crate::mutate::Admission {
+            new_trace: TraceId([0x6b; 16]),
+            ..soon
+        };
+        let again = mutate(&typed(&once), &fresh, &link);
+        assert!(again.patch.0.is_empty(), "{:?}", again.patch);
+    }
+
+    /// Each way a creator can write a stamp of jobtrace's on a Job it creates, starting from a Job
+    /// jobtrace just admitted (span A, in `reports`), and the namespace it creates it in: none
+    /// passes for a reinvocation.
+    fn forgeries() -> Vec<(&'static str, Value, &'static str)> {
+        let admitted = admitted();
+        let forged = |edit: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+            let mut object = admitted.clone();
+            edit(object["metadata"]["annotations"].as_object_mut().unwrap());
+            object
+        };
+        let other_key = {
+            let keys = crate::mutate::tag::Keyring::new(crate::mutate::tag::TagKey::random());
+            keys.tag(&crate::mutate::tag::Stamped {
+                kind: crate::mutate::tag::Kind::Job,
+                namespace: "reports",
+                name: "nightly",
+                trace_id: TraceId::parse(crate::fixtures::TRACE_ID).unwrap(),
+                span_id: SpanId([0xc; 8]),
+                admitted_at: "2026-11-23T10:00:00Z",
+            })
+        };
+        vec![
+            (
+                "a fresh stamp without a tag",
+                forged(&|a| {
+                    a.remove("jobtrace.dev/admission-tag");
+                    a.insert("jobtrace.dev/span-id".into(), json!("0c0c0c0c0c0c0c0c"));
+                }),
+                "reports",
+            ),
+            (
+                "a tag made with another key",
+                forged(&|a| {
+                    a.insert("jobtrace.dev/span-id".into(), json!("0c0c0c0c0c0c0c0c"));
+                    a.insert("jobtrace.dev/admission-tag".into(), json!(other_key));
+                }),
+                "reports",
+            ),
+            (
+                "a malformed tag",
+                forged(&|a| {
+                    a.insert("jobtrace.dev/admission-tag".into(), json!("not-a-tag"));
+                }),
+                "reports",
+            ),
+            (
+                "the tag of another span id",
+                forged(&|a| {
+                    a.insert("jobtrace.dev/span-id".into(), json!("0c0c0c0c0c0c0c0c"));
+                }),
+                "reports",
+            ),
+            (
+                "the tag of another admission time",
+                forged(&|a| {
+                    a.insert(
+                        "jobtrace.dev/admitted-at".into(),
+                        json!("2026-11-23T10:00:01Z"),
+                    );
+                }),
+                "reports",
+            ),
+            (
+                "the whole stamp, in another namespace",
+                admitted.clone(),
+                "tenant-b",
+            ),
+            (
+                "the whole stamp, on a Job of another name",
+                {
+                    let mut object = admitted.clone();
+                    object["metadata"]["name"] = json!("copied");
+                    object
+                },
+                "reports",
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_forged_or_copied_stamp_gets_new_ids() {
+        for (what, object, namespace) in forgeries() {
+            let there = crate::mutate::Admission {
+                namespace,
+                ..admission(SPAN_B)
+            };
+            let mutation = mutate(&typed(&object), &there, &defaults());
+            let out = apply(&object, &mutation.patch);
+            let annotations = &out["metadata"]["annotations"];
+            assert_eq!(
+                annotations["jobtrace.dev/span-id"], "0b0b0b0b0b0b0b0b",
+                "{what}"
+            );
+            assert_eq!(
+                annotations["jobtrace.dev/admitted-at"], "2026-11-23T10:00:00Z",
+                "{what}"
+            );
+            let again = mutate(&typed(&out), &there, &defaults());
+            assert!(again.patch.0.is_empty(), "{what}: its own tag holds");
+        }
+    }
+
+    #[test]
+    fn the_tag_of_another_trace_gets_a_new_trace_of_its_own() {
+        // A Job in a trace of its own (link mode) carrying another trace's id and span id, with
+        // a fresh stamp and the tag of its own first admission.
+        let link = with(
+            crate::policy::Defaults {
+                relationship: crate::policy::Relationship::Link,
+                ..crate::policy::Defaults::default()
+            },
+            None,
+        );
+        let (_, mut object) = run_with(&job(&json!({ "traceparent": TP })), &link);
+        object["metadata"]["annotations"]["jobtrace.dev/trace-id"] =
+            json!("0af7651916cd43dd8448eb211c80319c");
+        let fresh = crate::mutate::Admission {
+            new_trace: TraceId([0x6b; 16]),
+            ..admission(SPAN_B)
+        };
+        let out = apply(&object, &mutate(&typed(&object), &fresh, &link).patch);
+        let annotations = &out["metadata"]["annotations"];
+        assert_eq!(
+            annotations["jobtrace.dev/trace-id"],
+            "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b"
+        );
+        assert_eq!(annotations["jobtrace.dev/span-id"], "0b0b0b0b0b0b0b0b");
     }
 
     #[test]

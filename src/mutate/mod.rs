@@ -6,6 +6,7 @@ mod env;
 pub mod job;
 mod plan;
 pub mod pod;
+pub mod tag;
 
 pub use plan::Origin;
 
@@ -47,28 +48,45 @@ fn admission_stamp(now: Timestamp) -> String {
         .to_string()
 }
 
-/// Whether an object arriving on a CREATE was already admitted by jobtrace in this same request
-/// (the apiserver reinvoking the webhook), as opposed to an old object re-created from a saved
-/// manifest: only then are the ids jobtrace wrote on it kept. In a reinvocation the object has no
-/// `creationTimestamp` yet (the apiserver sets it after admission), jobtrace's stamp on it is
-/// younger than a request can live, and no entry of its `managedFields` (which the apiserver
-/// writes for this request before admission, to the second) is later than the stamp.
-fn is_reinvocation(
+/// What a reinvocation keeps of the request's first pass: the ids and the stamp jobtrace wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Kept {
+    trace_id: TraceId,
+    span_id: SpanId,
+    admitted_at: String,
+}
+
+/// What jobtrace wrote on an object arriving on a CREATE, when jobtrace already admitted it in
+/// this same request (the apiserver reinvoking the webhook), as opposed to an old object
+/// re-created from a saved manifest or a stamp the creator wrote: only then are the ids kept. In
+/// a reinvocation the object has no `creationTimestamp` yet (the apiserver sets it after
+/// admission), jobtrace's stamp on it is younger than a request can live, no entry of its
+/// `managedFields` (which the apiserver writes for this request before admission, to the second)
+/// is later than the stamp, and the admission tag over the stamp, the ids, and the object's kind,
+/// namespace and name verifies under the webhook's key ([`tag`]). A tag that is missing, malformed
+/// or made for anything else is a fresh create.
+fn reinvocation(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    now: Timestamp,
-) -> bool {
+    kind: tag::Kind,
+    admission: &Admission,
+) -> Option<Kept> {
+    reinvocation_with(meta, kind, admission, &tag::keyring())
+}
+
+/// [`reinvocation`] with the tag checked against `keys`.
+fn reinvocation_with(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    kind: tag::Kind,
+    admission: &Admission,
+    keys: &tag::Keyring,
+) -> Option<Kept> {
     if meta.creation_timestamp.is_some() {
-        return false;
+        return None;
     }
-    let Some(stamp) = meta
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(names::ADMITTED_AT))
-        .and_then(|v| v.parse::<Timestamp>().ok())
-    else {
-        return false;
-    };
-    let age = now.duration_since(stamp);
+    let annotations = meta.annotations.as_ref()?;
+    let admitted_at = annotations.get(names::ADMITTED_AT)?;
+    let stamp = admitted_at.parse::<Timestamp>().ok()?;
+    let age = admission.now.duration_since(stamp);
     let this_request = meta
         .managed_fields
         .iter()
@@ -76,7 +94,43 @@ fn is_reinvocation(
         .filter_map(|entry| entry.time.as_ref())
         .map(|time| time.0)
         .max();
-    age <= REQUEST_LIFETIME && age >= -CLOCK_SKEW && this_request.is_none_or(|t| t <= stamp)
+    if age > REQUEST_LIFETIME || age < -CLOCK_SKEW || this_request.is_some_and(|t| t > stamp) {
+        return None;
+    }
+    let stamped = tag::Stamped {
+        kind,
+        namespace: admission.namespace,
+        name: meta.name.as_deref().unwrap_or_default(),
+        trace_id: TraceId::parse(annotations.get(names::TRACE_ID)?)?,
+        span_id: SpanId::parse(annotations.get(names::SPAN_ID)?)?,
+        admitted_at,
+    };
+    let tag = annotations.get(names::ADMISSION_TAG)?;
+    keys.verifies(&stamped, tag, admission.now).then(|| Kept {
+        trace_id: stamped.trace_id,
+        span_id: stamped.span_id,
+        admitted_at: admitted_at.clone(),
+    })
+}
+
+/// The admission tag of an object of `kind` named `name`, in the admission's namespace, given
+/// these ids and stamp: what a reinvocation checks.
+fn admission_tag(
+    kind: tag::Kind,
+    admission: &Admission,
+    name: Option<&str>,
+    trace_id: TraceId,
+    span_id: SpanId,
+    admitted_at: &str,
+) -> String {
+    tag::keyring().tag(&tag::Stamped {
+        kind,
+        namespace: admission.namespace,
+        name: name.unwrap_or_default(),
+        trace_id,
+        span_id,
+        admitted_at,
+    })
 }
 
 /// What a mutation decided.
@@ -177,5 +231,70 @@ impl Ops {
 
     fn into_patch(self) -> Patch {
         Patch(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::tag::{Keyring, Kind, Stamped, TagKey};
+    use super::*;
+    use crate::fixtures::{SPAN_A, admission, now};
+
+    /// A Job's metadata as jobtrace stamped it at [`now`] with span A, tagged by `keys`.
+    fn stamped(keys: &Keyring) -> ObjectMeta {
+        let admitted_at = admission_stamp(now());
+        let tag = keys.tag(&Stamped {
+            kind: Kind::Job,
+            namespace: "reports",
+            name: "nightly",
+            trace_id: TraceId([0x4b; 16]),
+            span_id: SPAN_A,
+            admitted_at: &admitted_at,
+        });
+        ObjectMeta {
+            name: Some("nightly".to_owned()),
+            annotations: Some(
+                [
+                    (names::TRACE_ID, TraceId([0x4b; 16]).to_string()),
+                    (names::SPAN_ID, SPAN_A.to_string()),
+                    (names::ADMITTED_AT, admitted_at),
+                    (names::ADMISSION_TAG, tag),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            ),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn a_stamp_is_a_reinvocation_only_under_the_key_that_tagged_it() {
+        let keys = Keyring::new(TagKey::random());
+        let meta = stamped(&keys);
+        let kept = reinvocation_with(&meta, Kind::Job, &admission(SPAN_A), &keys);
+        assert_eq!(
+            kept,
+            Some(Kept {
+                trace_id: TraceId([0x4b; 16]),
+                span_id: SPAN_A,
+                admitted_at: admission_stamp(now()),
+            })
+        );
+        let another_replica = Keyring::new(TagKey::random());
+        assert_eq!(
+            reinvocation_with(&meta, Kind::Job, &admission(SPAN_A), &another_replica),
+            None
+        );
+        // Rotated between the two passes: the key before still holds.
+        let rotated = keys.rotated(TagKey::random(), now());
+        assert!(reinvocation_with(&meta, Kind::Job, &admission(SPAN_A), &rotated).is_some());
+        // A pod's stamp is no Job's.
+        assert_eq!(
+            reinvocation_with(&meta, Kind::Pod, &admission(SPAN_A), &keys),
+            None
+        );
     }
 }

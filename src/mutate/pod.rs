@@ -4,7 +4,8 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
-use super::{Admission, Mutation, Ops, Outcome, admission_stamp, is_reinvocation};
+use super::tag::Kind;
+use super::{Admission, Mutation, Ops, Outcome, admission_stamp, admission_tag, reinvocation};
 use crate::context::{SpanId, TraceId, traceparent};
 use crate::names::{self, env};
 
@@ -23,16 +24,23 @@ pub fn mutate(pod: &Pod, admission: &Admission) -> Mutation {
         // Labelled traced, but not by the Job webhook: nothing jobtrace can vouch for.
         return Mutation::untouched(crate::context::Warnings::new());
     };
-    let reinvoked = is_reinvocation(&pod.metadata, admission.now);
+    let kept = reinvocation(&pod.metadata, Kind::Pod, admission);
     let previous = annotations
         .get(names::SPAN_ID)
         .and_then(|v| SpanId::parse(v));
-    let span = previous.filter(|_| reinvoked).unwrap_or(admission.new_span);
-    let admitted_at = annotations
-        .get(names::ADMITTED_AT)
-        .filter(|_| reinvoked)
-        .cloned()
-        .unwrap_or_else(|| admission_stamp(admission.now));
+    // The tag covers the trace id read above: a span kept is one of this trace.
+    let (span, admitted_at) = kept.map_or_else(
+        || (admission.new_span, admission_stamp(admission.now)),
+        |kept| (kept.span_id, kept.admitted_at),
+    );
+    let tag = admission_tag(
+        Kind::Pod,
+        admission,
+        pod.metadata.name.as_deref(),
+        trace_id,
+        span,
+        &admitted_at,
+    );
 
     let mut ops = Ops::default();
     ops.ensure_entries(
@@ -41,6 +49,7 @@ pub fn mutate(pod: &Pod, admission: &Admission) -> Mutation {
         &[
             (names::SPAN_ID, span.to_string()),
             (names::ADMITTED_AT, admitted_at),
+            (names::ADMISSION_TAG, tag),
         ],
     );
     ops.remove_entries(
@@ -198,6 +207,72 @@ mod tests {
             )),
             "the old attempt's TRACEPARENT is jobtrace's own: rewritten"
         );
+    }
+
+    #[test]
+    fn a_pod_reinvoked_with_its_tag_keeps_its_span() {
+        let pod = pod_of_mutated_job();
+        let once = apply(&pod, &mutate(&typed(&pod), &admission(SPAN_B)).patch);
+        assert_eq!(
+            once["metadata"]["annotations"]["jobtrace.dev/admission-tag"]
+                .as_str()
+                .map(str::len),
+            Some(43)
+        );
+        let again = mutate(&typed(&once), &admission(SPAN_A));
+        assert!(again.patch.0.is_empty(), "{:?}", again.patch);
+    }
+
+    #[test]
+    fn a_pod_with_a_forged_or_copied_stamp_gets_a_new_span() {
+        let pod = pod_of_mutated_job();
+        let once = apply(&pod, &mutate(&typed(&pod), &admission(SPAN_B)).patch);
+        let forged = |key: &str, value: Option<Value>| {
+            let mut object = once.clone();
+            let annotations = object["metadata"]["annotations"].as_object_mut().unwrap();
+            match value {
+                Some(value) => annotations.insert(key.to_owned(), value),
+                None => annotations.remove(key),
+            };
+            object
+        };
+        let fresh = crate::context::SpanId([0xc; 8]);
+        let cases = [
+            (
+                "no tag",
+                forged("jobtrace.dev/admission-tag", None),
+                "reports",
+            ),
+            (
+                "the tag of another span",
+                forged("jobtrace.dev/span-id", Some(json!("0d0d0d0d0d0d0d0d"))),
+                "reports",
+            ),
+            (
+                "the tag of another trace",
+                forged(
+                    "jobtrace.dev/trace-id",
+                    Some(json!("0af7651916cd43dd8448eb211c80319c")),
+                ),
+                "reports",
+            ),
+            (
+                "the whole stamp, in another namespace",
+                once.clone(),
+                "tenant-b",
+            ),
+        ];
+        for (what, object, namespace) in cases {
+            let there = crate::mutate::Admission {
+                namespace,
+                ..admission(fresh)
+            };
+            let out = apply(&object, &mutate(&typed(&object), &there).patch);
+            assert_eq!(
+                out["metadata"]["annotations"]["jobtrace.dev/span-id"], "0c0c0c0c0c0c0c0c",
+                "{what}"
+            );
+        }
     }
 
     #[test]

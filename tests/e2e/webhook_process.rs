@@ -130,6 +130,17 @@ impl Webhook {
         Self::start_with(ns, &["webhook"], &[]).await
     }
 
+    /// `jobtrace webhook` registered for the namespace and for `others` too.
+    pub async fn start_for(ns: &TestNamespace, others: &[&TestNamespace]) -> Self {
+        let others: Vec<String> = others.iter().map(|other| other.name.clone()).collect();
+        Self::start_registered(ns, &["webhook"], &[], |r| {
+            r.only_namespaces
+                .get_or_insert_with(Vec::new)
+                .extend(others);
+        })
+        .await
+    }
+
     /// `jobtrace run` (webhook and controller) for the namespace, exporting to `otlp`.
     pub async fn start_run(ns: &TestNamespace, otlp: &str) -> Self {
         let args = ["run", "--no-leader-election", "--watch-namespace", &ns.name];

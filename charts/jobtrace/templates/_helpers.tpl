@@ -52,7 +52,7 @@ them equal).
 {{- end }}
 
 {{- define "jobtrace.writtenAnnotations" -}}
-['jobtrace.dev/trace-id', 'jobtrace.dev/span-id', 'jobtrace.dev/parent-span-id', 'jobtrace.dev/trace-flags', 'jobtrace.dev/origin', 'jobtrace.dev/link', 'jobtrace.dev/job-labels', 'jobtrace.dev/policy-overridden', 'jobtrace.dev/created-suspended', 'jobtrace.dev/admitted-at', 'jobtrace.dev/exported']
+['jobtrace.dev/trace-id', 'jobtrace.dev/span-id', 'jobtrace.dev/parent-span-id', 'jobtrace.dev/trace-flags', 'jobtrace.dev/origin', 'jobtrace.dev/link', 'jobtrace.dev/job-labels', 'jobtrace.dev/policy-overridden', 'jobtrace.dev/created-suspended', 'jobtrace.dev/admitted-at', 'jobtrace.dev/admission-tag', 'jobtrace.dev/exported']
 {{- end }}
 
 {{/* The Secret holding the serving certificate and the CA bundle the apiserver trusts. */}}

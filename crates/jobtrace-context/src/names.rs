@@ -55,6 +55,10 @@ pub const TRACE_FLAGS: &str = "jobtrace.dev/trace-flags";
 /// When the webhook admitted the object (RFC 3339, microseconds): tells a reinvocation of the
 /// same request from an old object re-created from a saved manifest.
 pub const ADMITTED_AT: &str = "jobtrace.dev/admitted-at";
+/// The webhook's tag (HMAC-SHA256, base64url) over what a reinvocation of the same create request
+/// keeps of the first pass: the object's kind, namespace and name, its trace id, span id and
+/// [`ADMITTED_AT`]. Keyed by the webhook alone, so a creator can't write one that holds.
+pub const ADMISSION_TAG: &str = "jobtrace.dev/admission-tag";
 /// Why the Job is traced as it is: `child`, `link`, `cronjob-run` or `root`.
 pub const ORIGIN: &str = "jobtrace.dev/origin";
 /// The creator's context (a `traceparent`) that the Job span of a trace of its own links to.
@@ -91,7 +95,13 @@ impl Exported {
 }
 /// Annotations that describe one object only: never copied from a Job's pod template to its pods,
 /// never trusted when they arrive on a CREATE.
-pub const OBJECT_OWN: [&str; 4] = [SPAN_ID, ADMITTED_AT, EXPORTED, CREATED_SUSPENDED];
+pub const OBJECT_OWN: [&str; 5] = [
+    SPAN_ID,
+    ADMITTED_AT,
+    ADMISSION_TAG,
+    EXPORTED,
+    CREATED_SUSPENDED,
+];
 
 /// Labels the job controller puts on every pod of a Job (and on the Job's pod template).
 pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
