@@ -383,8 +383,10 @@ pub struct ControllerArgs {
     #[arg(long, env = "JOBTRACE_POLICY_STATUS", default_value_t = true, action = clap::ArgAction::Set)]
     pub policy_status: bool,
     /// How long a Job held for export (`--hold-for-export`) and being deleted waits for its
-    /// spans to be exported at most; past it they are dropped (counted in
-    /// `jobtrace_export_holds_expired_total`) and the Job released.
+    /// spans to be exported at most, counted from its deletion or from when this controller first
+    /// saw it, whichever is later; past it the Job is released (counted in
+    /// `jobtrace_export_holds_expired_total`) and its spans stay queued, exported when the
+    /// collector takes them.
     #[arg(long, env = "JOBTRACE_HOLD_TIMEOUT", default_value = "10m", value_parser = duration)]
     pub hold_timeout: Duration,
     /// Record a `TraceExported` Event, with the trace id, on each exported Job. Each is one more

@@ -47,7 +47,7 @@ pub struct Metrics {
     pub admission_duration: Family<EndpointLabels, Histogram, fn() -> Histogram>,
     pub spans_exported: Counter,
     pub spans_dropped: Counter,
-    /// Held objects released unexported at the hold timeout.
+    /// Held Jobs released at the hold timeout, exported or not.
     pub holds_expired: Counter,
     pub export_retries: Counter,
     /// OTLP requests sent, by what they came to (accepted, failed, unauthorized, refused).
@@ -114,13 +114,13 @@ impl Default for Metrics {
         let spans_dropped = Counter::default();
         registry.register(
             "spans_dropped",
-            "Spans dropped unexported: refused for good by the collector (non-retryable error or partial success), or of held objects released at the hold timeout",
+            "Spans dropped unexported: refused for good by the collector (non-retryable error or partial success)",
             spans_dropped.clone(),
         );
         let holds_expired = Counter::default();
         registry.register(
             "export_holds_expired",
-            "Objects held for export whose deletion waited the whole hold timeout, released unexported",
+            "Jobs held for export whose deletion waited the whole hold timeout, released whether exported or not (their spans stay queued)",
             holds_expired.clone(),
         );
         let export_retries = Counter::default();

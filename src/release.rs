@@ -22,7 +22,7 @@ pub enum ReleaseError {
     Client(#[source] kube::Error),
     #[error("deleting the webhook configuration {name}: {source}")]
     WebhookConfiguration { name: String, source: kube::Error },
-    #[error("listing the traced Jobs: {0}")]
+    #[error("listing the Jobs: {0}")]
     List(#[source] kube::Error),
     #[error("{failed} of {held} held Jobs could not be released (see the messages above)")]
     Incomplete { failed: usize, held: usize },
@@ -50,7 +50,9 @@ pub async fn run(args: &ReleaseArgs) -> Result<(), ReleaseError> {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
-    let params = ListParams::default().labels(&format!("{}=true", names::TRACED_LABEL));
+    // Every Job's metadata, not only the traced ones': a Job keeps the finalizer if its label was
+    // removed (by someone the chart's admission policy doesn't cover).
+    let params = ListParams::default();
     let mut pages = Pages::new(jobs, params, pages::METADATA);
     let (mut held, mut failed) = (0, 0);
     while let Some(page) = pages.next().await {
@@ -88,7 +90,52 @@ pub fn release_patch(uid: &str, index: usize) -> serde_json::Value {
     ops.into()
 }
 
-/// Releases one Job, looking its finalizer up again once when the list moved meanwhile.
+/// What became of one held Job's release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// Its finalizer was removed.
+    Released,
+    /// It was gone, replaced by another Job of its name, or held no more.
+    NotHeld,
+    /// Its finalizers changed under every attempt.
+    KeptChanging,
+}
+
+/// Removes jobtrace's finalizer from the Job `name` of uid `uid` (at `hold` among its finalizers,
+/// as last seen), through `api`; looks it up again when the finalizers moved meanwhile, a few
+/// times. Only that very Job, and only jobtrace's finalizer, are ever written.
+pub async fn release_held(
+    api: &Api<Slim<PartialObjectMeta<Job>>>,
+    name: &str,
+    uid: &str,
+    hold: Option<usize>,
+) -> Result<Released, kube::Error> {
+    let mut index = hold;
+    for _ in 0..3 {
+        let Some(i) = index else {
+            return Ok(Released::NotHeld);
+        };
+        let patch: json_patch::Patch =
+            serde_json::from_value(release_patch(uid, i)).expect("a valid patch");
+        match api
+            .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await
+        {
+            Ok(_) => return Ok(Released::Released),
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Released::NotHeld),
+            Err(kube::Error::Api(e)) if e.code == 422 => match api.get_opt(name).await? {
+                Some(current) if current.object.metadata.uid.as_deref() == Some(uid) => {
+                    index = current.hold;
+                }
+                _ => return Ok(Released::NotHeld),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Released::KeptChanging)
+}
+
+/// Releases one Job for `jobtrace release`, saying why when it couldn't.
 async fn release(client: &Client, job: &Slim<PartialObjectMeta<Job>>) -> bool {
     let meta = &job.object.metadata;
     let (Some(namespace), Some(name), Some(uid)) = (
@@ -98,39 +145,18 @@ async fn release(client: &Client, job: &Slim<PartialObjectMeta<Job>>) -> bool {
     ) else {
         return false;
     };
-    // Answered with the Job's metadata, read slim: never the whole Job.
-    let api: Api<Slim<PartialObjectMeta<Job>>> = Api::namespaced(client.clone(), namespace);
-    let mut index = job.hold;
-    for _ in 0..2 {
-        let Some(i) = index else {
-            return true;
-        };
-        let patch: json_patch::Patch =
-            serde_json::from_value(release_patch(uid, i)).expect("a valid patch");
-        match api
-            .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
-            .await
-        {
-            Ok(_) => return true,
-            Err(kube::Error::Api(e)) if e.code == 404 => return true,
-            Err(kube::Error::Api(e)) if e.code == 422 => match api.get_opt(name).await {
-                Ok(Some(current)) if current.object.metadata.uid.as_deref() == Some(uid) => {
-                    index = current.hold;
-                }
-                Ok(_) => return true,
-                Err(e) => {
-                    eprintln!("Job {namespace}/{name}: {e}");
-                    return false;
-                }
-            },
-            Err(e) => {
-                eprintln!("Job {namespace}/{name}: {e}");
-                return false;
-            }
+    let api = Api::namespaced(client.clone(), namespace);
+    match release_held(&api, name, uid, job.hold).await {
+        Ok(Released::Released | Released::NotHeld) => true,
+        Ok(Released::KeptChanging) => {
+            eprintln!("Job {namespace}/{name}: its finalizers kept changing; try again");
+            false
+        }
+        Err(e) => {
+            eprintln!("Job {namespace}/{name}: {e}");
+            false
         }
     }
-    eprintln!("Job {namespace}/{name}: its finalizers kept changing; try again");
-    false
 }
 
 #[cfg(test)]

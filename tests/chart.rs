@@ -868,9 +868,25 @@ fn cases() -> Vec<Case> {
             flags: &["--set", "policy.holdForExport=false"],
             check: |d| {
                 assert!(args(d).contains(&"--hold-for-export=false".to_owned()));
+                // A JobTracePolicy may still hold its namespace's Jobs: the hook stays.
+                assert_eq!(kind(d, "Job").len(), 1, "the uninstall hook");
+                assert!(
+                    grants(d, "mutatingwebhookconfigurations")
+                        .iter()
+                        .any(|rule| rule["verbs"] == json!(["delete"]))
+                );
+            },
+        },
+        Case {
+            paths: &[],
+            flags: &[
+                "--set",
+                "policy.holdForExport=false,policy.watchPolicies=false",
+            ],
+            check: |d| {
                 assert!(
                     d.iter().all(|o| o["kind"] != "Job"),
-                    "no uninstall hook to release held Jobs"
+                    "no Job can be held: no uninstall hook"
                 );
                 assert!(
                     grants(d, "mutatingwebhookconfigurations")

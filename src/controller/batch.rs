@@ -90,10 +90,9 @@ pub(super) async fn export_loop(
         let spans: usize = batch.iter().map(|w| w.spans.len()).sum();
         context.metrics.export_retries.inc();
         context.metrics.spans_retried.inc_by(spans as u64);
-        release_expired(&context, recorder, &mut batch, &pending).await;
         let wait = retry_delay(error.retry_after(), backoff);
         if let ExportError::Unauthorized(message) = &error {
-            tracing::error!(%message, retry_in = ?wait, spans, endpoint = context.exporter.endpoint(), "the collector refused jobtrace's credentials; spans are kept and retried (held Jobs until the hold timeout)");
+            tracing::error!(%message, retry_in = ?wait, spans, endpoint = context.exporter.endpoint(), "the collector refused jobtrace's credentials; spans are kept and retried (held Jobs are released at the hold timeout)");
         } else {
             tracing::warn!(%error, retry_in = ?wait, spans, endpoint = context.exporter.endpoint(), "export failed; will retry");
         }
@@ -189,39 +188,6 @@ fn sort(batch: Vec<Work>, fates: Vec<Fate>) -> Sorted {
         }
     }
     sorted
-}
-
-/// Objects held for export and being deleted for longer than the hold timeout leave the batch
-/// unexported: their spans are dropped (counted) and their finalizers released, so a collector
-/// that is down never blocks a deletion for longer than that.
-async fn release_expired(
-    context: &Context,
-    recorder: Option<&Recorder>,
-    batch: &mut Vec<Work>,
-    pending: &Pending,
-) {
-    let now = k8s_openapi::jiff::Timestamp::now();
-    let timeout = k8s_openapi::jiff::SignedDuration::try_from(context.hold_timeout)
-        .unwrap_or(k8s_openapi::jiff::SignedDuration::MAX);
-    let (expired, kept): (Vec<Work>, Vec<Work>) =
-        std::mem::take(batch).into_iter().partition(|w| {
-            let since = w.deleting_since.or_else(|| pending.deleting_since(&w.uid));
-            since.is_some_and(|t| now.duration_since(t) >= timeout)
-        });
-    *batch = kept;
-    if expired.is_empty() {
-        return;
-    }
-    let spans: usize = expired.iter().map(|w| w.spans.len()).sum();
-    tracing::error!(
-        objects = expired.len(),
-        spans,
-        hold_timeout = ?context.hold_timeout,
-        "held objects deleted longer than the hold timeout ago are released unexported; their spans are dropped"
-    );
-    context.metrics.spans_dropped.inc_by(spans as u64);
-    context.metrics.holds_expired.inc_by(expired.len() as u64);
-    finish(context, recorder, expired, Exported::Dropped, pending).await;
 }
 
 /// Finishes jobtrace's own span for one export.

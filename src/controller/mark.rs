@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::{Context, ObjectKind, Pending, Work};
 use crate::names::Exported;
+use crate::release::{self, Released};
 use crate::slim::Slim;
 
 /// Marks exported Jobs, records an Event on each if `recorder` is given, and forgets the objects.
@@ -69,36 +70,41 @@ pub(super) fn mark_patch(w: &Work, hold: Option<usize>, outcome: Exported) -> js
         }));
     }
     if let Some(i) = hold {
-        ops.extend(crate::release::release_ops(i));
+        ops.extend(release::release_ops(i));
     }
     serde_json::from_value(ops.into()).expect("a valid patch")
 }
 
 async fn mark(context: &Context, w: &Work, outcome: Exported) -> Result<(), kube::Error> {
     let result = patch(context, w, mark_patch(w, w.hold, outcome)).await;
-    match result {
-        // The finalizers changed since the watch saw them: find jobtrace's again, once.
-        Err(kube::Error::Api(e)) if e.code == 422 && w.hold.is_some() => {
-            let hold = current_hold(context, w).await?;
-            match patch(context, w, mark_patch(w, hold, outcome)).await {
-                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 422 => Ok(()),
-                other => other,
+    let refused = match result {
+        // Gone: nothing to mark, nothing held.
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 422 => e,
+        other => return other,
+    };
+    // Replaced by another Job of the same name, its finalizers moved since the watch saw them, or
+    // the mark itself refused (its annotations at the apiserver's limit, say). Look the Job up
+    // again and mark it once more; whatever the mark comes to, a hold must not outlive it.
+    let api = Api::<Slim<PartialObjectMeta<Job>>>::namespaced(context.client.clone(), &w.namespace);
+    let Some(current) = api
+        .get_opt(&w.name)
+        .await?
+        .filter(|o| o.meta().uid.as_deref() == Some(w.uid.as_str()))
+    else {
+        return Ok(());
+    };
+    match patch(context, w, mark_patch(w, current.hold, outcome)).await {
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 422 => {
+            tracing::warn!(namespace = %w.namespace, object = %w.name, first = %refused.message, error = %e.message, "the apiserver refused the mark; releasing the Job unmarked (its spans may be exported again after a restart)");
+            match release::release_held(&api, &w.name, &w.uid, current.hold).await? {
+                Released::Released | Released::NotHeld => Ok(()),
+                Released::KeptChanging => Err(kube::Error::Api(e)),
             }
         }
-        // Gone, or replaced by another object of the same name: nothing to mark.
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 422 => Ok(()),
         other => other,
     }
-}
-
-/// Where the Job's finalizer is now; `None` when the Job is gone, replaced, or released. Only the
-/// Job's metadata is read, slim.
-async fn current_hold(context: &Context, w: &Work) -> Result<Option<usize>, kube::Error> {
-    let api = Api::<Slim<PartialObjectMeta<Job>>>::namespaced(context.client.clone(), &w.namespace);
-    let current = api.get_opt(&w.name).await?;
-    Ok(current
-        .filter(|o| o.meta().uid.as_deref() == Some(w.uid.as_str()))
-        .and_then(|o| o.hold))
 }
 
 /// Applies `patch` to the Job; the apiserver answers with its metadata, not the whole Job (which

@@ -7,6 +7,7 @@
 
 mod assemble;
 mod batch;
+mod holds;
 mod leader;
 mod mark;
 mod pending;
@@ -62,9 +63,6 @@ struct Work {
     /// Where the object's `jobtrace.dev/export` finalizer is in its list, if it holds one: the
     /// mark removes it in the same write.
     hold: Option<usize>,
-    /// For a held object being deleted: since when. Its hold ends the controller's hold timeout
-    /// later, exported or not.
-    deleting_since: Option<Timestamp>,
     /// When the object reached its terminal state, for the export-lag metric.
     finished: Timestamp,
 }
@@ -86,7 +84,8 @@ pub struct Context {
     /// Keep the status of the `JobTracePolicy` objects while exporting (only where the webhook
     /// reads them: a status would otherwise claim a policy in force that nothing applies).
     pub policy_status: bool,
-    /// How long a held object being deleted waits for its export at most.
+    /// How long a held object being deleted waits for its export at most (then [`holds`] releases
+    /// it, exported or not).
     pub hold_timeout: std::time::Duration,
     /// Record a `TraceExported` Event on each exported Job (a write per Job, so off by default).
     pub record_events: bool,
@@ -121,6 +120,7 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
         pending.clone(),
         shutdown.clone(),
     ));
+    let keeping = tokio::spawn(holds::keep(context.clone(), shutdown.child_token()));
     // A pod's span waits for its Job's unless the pod is deleted first: which Jobs are still
     // running is known once the Jobs are listed, so the pods are watched from then on.
     let jobs_listed = Arc::new(tokio::sync::Notify::new());
@@ -185,6 +185,7 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     let _ = assembling.await;
     drop(queue);
     let _ = exporting.await;
+    let _ = keeping.await;
     if let Some(reporting) = reporting {
         let _ = reporting.await;
     }

@@ -10,8 +10,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
-use k8s_openapi::jiff::Timestamp;
-
 use super::{ObjectKind, Work};
 
 /// At most this many Jobs whose pods were still running when the Job was exported are
@@ -28,8 +26,6 @@ const RECENTLY_DONE: usize = 4096;
 struct Entry {
     /// Queued (or being exported).
     queued: bool,
-    /// For a held object being deleted: since when.
-    deleting_since: Option<Timestamp>,
     /// A Job's pods exported alone, before its pods were listed.
     alone: HashSet<String>,
     /// A Job's pods whose spans go with its own, once its pods are listed.
@@ -105,8 +101,7 @@ impl Pending {
         self.0.lock().expect("not poisoned")
     }
 
-    /// Records `work`; `true` when it is new (to be queued), `false` when it was queued already
-    /// (its deletion, if it began since, is recorded).
+    /// Records `work`; `true` when it is new (to be queued), `false` when it was queued already.
     pub(super) fn add(&self, work: &Work) -> bool {
         let mut state = self.state();
         if !work.spans.is_empty() && state.done.contains(&work.uid) {
@@ -116,19 +111,10 @@ impl Pending {
         }
         let entry = state.entries.entry(work.uid.clone()).or_default();
         if entry.queued {
-            if entry.deleting_since.is_none() {
-                entry.deleting_since = work.deleting_since;
-            }
             return false;
         }
         entry.queued = true;
-        entry.deleting_since = work.deleting_since;
         true
-    }
-
-    /// Since when the held object `uid` is being deleted, as far as the watch has seen.
-    pub(super) fn deleting_since(&self, uid: &str) -> Option<Timestamp> {
-        self.state().entries.get(uid).and_then(|e| e.deleting_since)
     }
 
     /// Whether the finished or deleted `pod` is exported now on its own, or with its Job. `running`:
@@ -243,8 +229,7 @@ pub(super) mod tests {
             deleted,
             spans: Vec::new(),
             hold: None,
-            deleting_since: None,
-            finished: Timestamp::UNIX_EPOCH,
+            finished: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
         }
     }
 
@@ -348,14 +333,11 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn objects_are_queued_once_and_a_deletion_seen_later_is_kept() {
+    fn objects_are_queued_once() {
         let pending = Pending::default();
-        let mut j = job("j");
+        let j = job("j");
         assert!(pending.add(&j));
-        let deleting = Timestamp::from_second(100).unwrap();
-        j.deleting_since = Some(deleting);
         assert!(!pending.add(&j));
-        assert_eq!(pending.deleting_since("j"), Some(deleting));
         pending.remove("j", false);
         assert!(pending.add(&j), "queued again when its mark failed");
     }

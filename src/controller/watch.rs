@@ -101,6 +101,11 @@ pub(super) trait ToWork {
 impl ToWork for Slim<Job> {
     fn seen(&self, kind: ObjectKind, deleted: bool) -> Option<Seen> {
         let job = &self.object;
+        if deleted && self.hold.is_some() {
+            // A Job deleted for good holds no finalizer: this one left the watch's selection (its
+            // `traced` label removed), and is traced no more. The hold keeper releases it.
+            return job.metadata.uid.clone().map(Seen::Gone);
+        }
         let now = deleted.then(Timestamp::now);
         let held = !deleted && self.hold.is_some();
         match spans::job_spans(job, now) {
@@ -136,7 +141,6 @@ fn work<K: Resource>(
 ) -> Option<Work> {
     let hold = object.hold.filter(|_| !deleted);
     let meta = object.object.meta();
-    let deleting = meta.deletion_timestamp.as_ref().map(|t| t.0);
     let owner = (kind == ObjectKind::Pod)
         .then(|| owning_job(meta))
         .flatten();
@@ -150,7 +154,6 @@ fn work<K: Resource>(
         deleted,
         spans,
         hold,
-        deleting_since: deleting.filter(|_| hold.is_some()),
         finished,
     })
 }

@@ -55,6 +55,14 @@ them equal).
 ['jobtrace.dev/trace-id', 'jobtrace.dev/span-id', 'jobtrace.dev/parent-span-id', 'jobtrace.dev/trace-flags', 'jobtrace.dev/origin', 'jobtrace.dev/link', 'jobtrace.dev/job-labels', 'jobtrace.dev/policy-overridden', 'jobtrace.dev/created-suspended', 'jobtrace.dev/admitted-at', 'jobtrace.dev/admission-tag', 'jobtrace.dev/exported']
 {{- end }}
 
+{{/*
+Whether any Job may be held for export: by the chart's default, or by a JobTracePolicy (read when
+policy.watchPolicies is on). The uninstall hook then releases every held Job.
+*/}}
+{{- define "jobtrace.mayHold" -}}
+{{- if or .Values.policy.holdForExport .Values.policy.watchPolicies }}true{{ end }}
+{{- end }}
+
 {{/* The Secret holding the serving certificate and the CA bundle the apiserver trusts. */}}
 {{- define "jobtrace.tlsSecret" -}}
 {{- printf "%s-tls" (include "jobtrace.fullname" .) }}
