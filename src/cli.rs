@@ -281,6 +281,12 @@ pub struct PolicyArgs {
     /// nothing else removes the finalizer.
     #[arg(long, env = "JOBTRACE_HOLD_FOR_EXPORT", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub hold_for_export: bool,
+    /// With `--hold-for-export`, hold each held Job's pods too (through its pod template), so
+    /// that their spans, the parent of the Job's processes, survive a deletion before their
+    /// export (`ttlSecondsAfterFinished: 0` deletes the pods first). Costs one write per pod (the
+    /// release); needs the `patch` verb on pods.
+    #[arg(long, env = "JOBTRACE_HOLD_PODS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub hold_pods: bool,
     /// Job labels copied to Job spans as `k8s.job.label.<key>` (comma-separated keys).
     #[arg(long, env = "JOBTRACE_JOB_LABELS", value_delimiter = ',')]
     pub job_labels: Vec<String>,
@@ -322,6 +328,7 @@ impl PolicyArgs {
             job_labels: self.job_labels.clone(),
             request_context: self.request_context,
             hold_for_export: self.hold_for_export,
+            hold_pods: self.hold_pods,
         }
     }
 }
@@ -404,6 +411,10 @@ pub struct ControllerArgs {
 pub struct ControllerCommand {
     #[command(flatten)]
     pub controller: ControllerArgs,
+    /// Pods may be held for export (the webhook's `--hold-pods`): watch the traced pods' metadata
+    /// too, to release a held pod that is untraced or whose deletion waited `--hold-timeout`.
+    #[arg(long, env = "JOBTRACE_HOLD_PODS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub hold_pods: bool,
     /// Address of the plain-HTTP server for /healthz, /readyz, /syncz and /metrics.
     #[arg(long, env = "JOBTRACE_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
     pub metrics_listen: SocketAddr,

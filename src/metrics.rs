@@ -49,6 +49,8 @@ pub struct Metrics {
     pub spans_dropped: Counter,
     /// Held Jobs released at the hold timeout, exported or not.
     pub holds_expired: Counter,
+    /// Held pods (`--hold-pods`) released once their spans were exported: one write each.
+    pub pods_released: Counter,
     pub export_retries: Counter,
     /// OTLP requests sent, by what they came to (accepted, failed, unauthorized, refused).
     pub export_requests: Family<OutcomeLabels, Counter>,
@@ -120,8 +122,14 @@ impl Default for Metrics {
         let holds_expired = Counter::default();
         registry.register(
             "export_holds_expired",
-            "Jobs held for export whose deletion waited the whole hold timeout, released whether exported or not (their spans stay queued)",
+            "Jobs (and pods, with --hold-pods) held for export whose deletion waited the whole hold timeout, released whether exported or not (their spans stay queued)",
             holds_expired.clone(),
+        );
+        let pods_released = Counter::default();
+        registry.register(
+            "export_pods_released",
+            "Pods held for export (--hold-pods) released once their spans were exported: one write each",
+            pods_released.clone(),
         );
         let export_retries = Counter::default();
         registry.register(
@@ -199,6 +207,7 @@ impl Default for Metrics {
             spans_exported,
             spans_dropped,
             holds_expired,
+            pods_released,
             export_retries,
             export_requests,
             export_lag,

@@ -1,13 +1,15 @@
-//! `jobtrace release`: removes jobtrace's `jobtrace.dev/export` finalizer from every Job that
-//! holds it, for an uninstall (the chart's pre-delete hook) or an emergency (a controller that
-//! can't run). Their spans that were not exported yet are not exported.
+//! `jobtrace release`: removes jobtrace's `jobtrace.dev/export` finalizer from every Job and pod
+//! that holds it, for an uninstall (the chart's pre-delete hook) or an emergency (a controller
+//! that can't run). Their spans that were not exported yet are not exported.
 
 use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
 use serde_json::json;
 
 use crate::cli::ReleaseArgs;
@@ -22,9 +24,12 @@ pub enum ReleaseError {
     Client(#[source] kube::Error),
     #[error("deleting the webhook configuration {name}: {source}")]
     WebhookConfiguration { name: String, source: kube::Error },
-    #[error("listing the Jobs: {0}")]
-    List(#[source] kube::Error),
-    #[error("{failed} of {held} held Jobs could not be released (see the messages above)")]
+    #[error("listing the {kind}s: {source}")]
+    List {
+        kind: &'static str,
+        source: kube::Error,
+    },
+    #[error("{failed} of {held} held Jobs and pods could not be released (see the messages above)")]
     Incomplete { failed: usize, held: usize },
 }
 
@@ -45,31 +50,61 @@ pub async fn run(args: &ReleaseArgs) -> Result<(), ReleaseError> {
             }
         }
     }
-    // The Jobs' metadata only, in pages: what is read of each is where jobtrace's finalizer is.
-    let jobs: Api<Slim<PartialObjectMeta<Job>>> = match &args.namespace {
+    // Every Job's and pod's metadata, not only the traced ones': an object keeps the finalizer
+    // if its label was removed (by someone the chart's admission policy doesn't cover). Pods are
+    // held only with `--hold-pods`; their list costs a read all the same, and finds none else.
+    let (jobs_held, jobs_failed) = release_all::<Job>(&client, args.namespace.as_deref()).await?;
+    let (pods_held, pods_failed) = release_all::<Pod>(&client, args.namespace.as_deref()).await?;
+    let (held, failed) = (jobs_held + pods_held, jobs_failed + pods_failed);
+    eprintln!(
+        "released {} of {jobs_held} held Jobs and {} of {pods_held} held pods",
+        jobs_held - jobs_failed,
+        pods_held - pods_failed
+    );
+    if failed > 0 {
+        return Err(ReleaseError::Incomplete { failed, held });
+    }
+    Ok(())
+}
+
+/// Releases every held object of kind `K` in `namespace` (or all): how many held the finalizer,
+/// and how many of those could not be released.
+async fn release_all<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> Result<(usize, usize), ReleaseError>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    // The metadata only, in pages: what is read of each is where jobtrace's finalizer is.
+    let api: Api<Slim<PartialObjectMeta<K>>> = match namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
-    // Every Job's metadata, not only the traced ones': a Job keeps the finalizer if its label was
-    // removed (by someone the chart's admission policy doesn't cover).
-    let params = ListParams::default();
-    let mut pages = Pages::new(jobs, params, pages::METADATA);
+    let mut pages = Pages::new(api, ListParams::default(), pages::METADATA);
     let (mut held, mut failed) = (0, 0);
     while let Some(page) = pages.next().await {
-        let page = page.map_err(ReleaseError::List)?;
-        let outcomes: Vec<bool> = futures::stream::iter(page.iter().filter(|j| j.hold.is_some()))
-            .map(|job| release(&client, job))
+        let page = page.map_err(|source| ReleaseError::List {
+            kind: kind::<K>(),
+            source,
+        })?;
+        let outcomes: Vec<bool> = futures::stream::iter(page.iter().filter(|o| o.hold.is_some()))
+            .map(|object| release(client, object))
             .buffer_unordered(16)
             .collect()
             .await;
         held += outcomes.len();
         failed += outcomes.iter().filter(|released| !**released).count();
     }
-    eprintln!("released {} of {held} held Jobs", held - failed);
-    if failed > 0 {
-        return Err(ReleaseError::Incomplete { failed, held });
-    }
-    Ok(())
+    Ok((held, failed))
+}
+
+/// `Job` or `Pod`, for messages.
+fn kind<K: Resource<DynamicType = ()>>() -> &'static str {
+    if K::kind(&()) == "Pod" { "pod" } else { "Job" }
 }
 
 /// The JSON patch operations that remove jobtrace's finalizer at `index`, only if it is still
@@ -82,34 +117,38 @@ pub fn release_ops(index: usize) -> [serde_json::Value; 2] {
     ]
 }
 
-/// The JSON patch that removes the finalizer at `index` of the Job `uid`, only if it is still
-/// there.
+/// The JSON patch that removes the finalizer at `index` of the object (Job or pod) `uid`, only if
+/// it is still there.
 pub fn release_patch(uid: &str, index: usize) -> serde_json::Value {
     let mut ops = vec![json!({ "op": "test", "path": "/metadata/uid", "value": uid })];
     ops.extend(release_ops(index));
     ops.into()
 }
 
-/// What became of one held Job's release.
+/// What became of one held object's release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Released {
     /// Its finalizer was removed.
     Released,
-    /// It was gone, replaced by another Job of its name, or held no more.
+    /// It was gone, replaced by another object of its name, or held no more.
     NotHeld,
     /// Its finalizers changed under every attempt.
     KeptChanging,
 }
 
-/// Removes jobtrace's finalizer from the Job `name` of uid `uid` (at `hold` among its finalizers,
-/// as last seen), through `api`; looks it up again when the finalizers moved meanwhile, a few
-/// times. Only that very Job, and only jobtrace's finalizer, are ever written.
-pub async fn release_held(
-    api: &Api<Slim<PartialObjectMeta<Job>>>,
+/// Removes jobtrace's finalizer from the Job or pod `name` of uid `uid` (at `hold` among its
+/// finalizers, as last seen), through `api`; looks it up again when the finalizers moved
+/// meanwhile, a few times. Only that very object, and only jobtrace's finalizer, are ever
+/// written.
+pub async fn release_held<K>(
+    api: &Api<Slim<PartialObjectMeta<K>>>,
     name: &str,
     uid: &str,
     hold: Option<usize>,
-) -> Result<Released, kube::Error> {
+) -> Result<Released, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let mut index = hold;
     for _ in 0..3 {
         let Some(i) = index else {
@@ -135,9 +174,16 @@ pub async fn release_held(
     Ok(Released::KeptChanging)
 }
 
-/// Releases one Job for `jobtrace release`, saying why when it couldn't.
-async fn release(client: &Client, job: &Slim<PartialObjectMeta<Job>>) -> bool {
-    let meta = &job.object.metadata;
+/// Releases one Job or pod for `jobtrace release`, saying why when it couldn't.
+async fn release<K>(client: &Client, object: &Slim<PartialObjectMeta<K>>) -> bool
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let meta = &object.object.metadata;
+    let kind = kind::<K>();
     let (Some(namespace), Some(name), Some(uid)) = (
         meta.namespace.as_deref(),
         meta.name.as_deref(),
@@ -145,15 +191,15 @@ async fn release(client: &Client, job: &Slim<PartialObjectMeta<Job>>) -> bool {
     ) else {
         return false;
     };
-    let api = Api::namespaced(client.clone(), namespace);
-    match release_held(&api, name, uid, job.hold).await {
+    let api: Api<Slim<PartialObjectMeta<K>>> = Api::namespaced(client.clone(), namespace);
+    match release_held(&api, name, uid, object.hold).await {
         Ok(Released::Released | Released::NotHeld) => true,
         Ok(Released::KeptChanging) => {
-            eprintln!("Job {namespace}/{name}: its finalizers kept changing; try again");
+            eprintln!("{kind} {namespace}/{name}: its finalizers kept changing; try again");
             false
         }
         Err(e) => {
-            eprintln!("Job {namespace}/{name}: {e}");
+            eprintln!("{kind} {namespace}/{name}: {e}");
             false
         }
     }

@@ -305,6 +305,7 @@ async fn controller_context(
     metrics: Arc<Metrics>,
     sync: Arc<ControllerSync>,
     tracer: Option<SelfTracer>,
+    hold_pods: bool,
 ) -> Result<Arc<Context>, CommandError> {
     let client = kube::Client::try_default().await?;
     tracing::info!(
@@ -333,6 +334,7 @@ async fn controller_context(
         tracer,
         policy_status: args.policy_status,
         hold_timeout: args.hold_timeout,
+        hold_pods,
         record_events: args.record_events,
     }))
 }
@@ -368,9 +370,11 @@ struct Started {
     context: Arc<Context>,
 }
 
+/// `hold_pods`: pods may be held (`--hold-pods`).
 async fn start_controller(
     args: &ControllerArgs,
     common: &CommonArgs,
+    hold_pods: bool,
 ) -> Result<Started, CommandError> {
     let shutdown = CancellationToken::new();
     tokio::spawn(serve::shutdown_on_signal(shutdown.clone()));
@@ -385,6 +389,7 @@ async fn start_controller(
         metrics.clone(),
         sync.clone(),
         tracer.clone(),
+        hold_pods,
     )
     .await?;
     Ok(Started {
@@ -404,7 +409,7 @@ pub async fn controller(
     common: CommonArgs,
 ) -> Result<(), CommandError> {
     let admin = serve::bind(command.metrics_listen)?;
-    let started = start_controller(&command.controller, &common).await?;
+    let started = start_controller(&command.controller, &common, command.hold_pods).await?;
     // No webhook here, so no admission to wait for: ready while up, as the docs say; the
     // controller's progress is `/syncz`'s.
     let readiness = Arc::new(Readiness::default());
@@ -446,7 +451,8 @@ pub async fn run(mut args: RunArgs, common: CommonArgs) -> Result<(), CommandErr
     let listeners = Listeners::bind(args.webhook.listen, args.webhook.metrics_listen)?;
     // No status for policies this process's webhook doesn't read.
     args.controller.policy_status &= args.webhook.policy.policies;
-    let started = start_controller(&args.controller, &common).await?;
+    let started =
+        start_controller(&args.controller, &common, args.webhook.policy.hold_pods).await?;
     let tls = tls_source(&args.webhook, &started.metrics, started.tracer.as_ref()).await?;
     let policies = policies(
         &args.webhook.policy,

@@ -878,6 +878,37 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            paths: &["policy.holdPods"],
+            flags: &["--set", "policy.holdPods=true"],
+            check: |d| {
+                assert!(args(d).contains(&"--hold-pods".to_owned()));
+                // The release of a held pod, and nothing else of a pod, for jobtrace.
+                assert!(
+                    grants(d, "pods")
+                        .iter()
+                        .any(|rule| rule["verbs"] == json!(["get", "patch"]))
+                );
+                let (policy, _) = admission_policy(d, "jt-jobtrace-writes");
+                assert!(writes_resources(policy).contains("pods"));
+                let pod = expressions(policy)
+                    .into_iter()
+                    .find(|e| e.starts_with("!variables.pod"))
+                    .expect("a rule for pods");
+                for held in [
+                    "variables.newFinalizers != variables.oldFinalizers",
+                    "size(variables.oldFinalizers) <= 256",
+                    "variables.oldFinalizers.filter(f, f != 'jobtrace.dev/export')",
+                    "object.spec == oldObject.spec",
+                    "object.?status == oldObject.?status",
+                    "object.metadata.?labels == oldObject.metadata.?labels",
+                    "variables.newAnnotations == variables.oldAnnotations",
+                    "object.metadata.?ownerReferences == oldObject.metadata.?ownerReferences",
+                ] {
+                    assert!(pod.contains(held), "{held} in {pod}");
+                }
+            },
+        },
+        Case {
             paths: &[],
             flags: &[
                 "--set",
@@ -1541,6 +1572,17 @@ fn the_keys_policy_holds_what_jobtrace_writes() {
     );
 }
 
+/// The resources the `<fullname>-writes` policy matches.
+fn writes_resources(policy: &Value) -> BTreeSet<&str> {
+    policy["spec"]["matchConstraints"]["resourceRules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resources"].as_array().unwrap())
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 #[test]
 fn the_writes_policy_holds_jobtraces_service_account_only() {
     if !helm_found() {
@@ -1557,16 +1599,10 @@ fn the_writes_policy_holds_jobtraces_service_account_only() {
     );
     assert_eq!(policy["spec"]["failurePolicy"], "Fail");
     assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
-    let resources: BTreeSet<&str> = policy["spec"]["matchConstraints"]["resourceRules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r["resources"].as_array().unwrap())
-        .filter_map(Value::as_str)
-        .collect();
     assert_eq!(
-        resources,
-        BTreeSet::from(["jobs", "mutatingwebhookconfigurations", "secrets"])
+        writes_resources(policy),
+        BTreeSet::from(["jobs", "mutatingwebhookconfigurations", "secrets"]),
+        "no pod unless policy.holdPods"
     );
     // On a large Job, jobtrace's own annotations are compared: the code's list.
     let code: BTreeSet<String> = jobtrace::names::WRITTEN_ANNOTATIONS
@@ -1603,7 +1639,11 @@ fn rbac_follows_the_watched_namespace_and_writes_no_pod() {
     ] {
         let docs = render("jt", "tracing", flags).unwrap();
         for rule in grants(&docs, "pods") {
-            assert_eq!(rule["verbs"], json!(["list", "watch"]), "{flags:?}");
+            assert_eq!(
+                rule["verbs"],
+                json!(["list", "watch"]),
+                "{flags:?}: no pod write unless policy.holdPods"
+            );
         }
         assert!(
             grants(&docs, "secrets")
@@ -1809,7 +1849,7 @@ fn the_permissions_table_is_the_rbac_the_chart_renders() {
         &[][..],
         &[
             "--set",
-            "controller.watchNamespace=batch,controller.recordEvents=true",
+            "controller.watchNamespace=batch,controller.recordEvents=true,policy.holdPods=true",
         ][..],
     ] {
         let docs = render("jt", "tracing", flags).unwrap();

@@ -601,6 +601,7 @@ async fn play_timed(
         tracer: None,
         policy_status: false,
         hold_timeout: std::time::Duration::from_secs(600),
+        hold_pods: false,
         record_events: true,
     });
     let shutdown = CancellationToken::new();

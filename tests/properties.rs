@@ -223,6 +223,7 @@ fn settings() -> impl Strategy<Value = jobtrace::policy::Defaults> {
                 job_labels: vec!["team".into()],
                 request_context: link,
                 hold_for_export: pod_spans,
+                hold_pods: link,
             },
         )
 }

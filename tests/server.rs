@@ -384,6 +384,7 @@ async fn a_listing_controller_leaves_the_webhook_ready_and_answering() {
         tracer: None,
         policy_status: false,
         hold_timeout: Duration::from_secs(60),
+        hold_pods: false,
         record_events: false,
     });
     let stop_controller = CancellationToken::new();

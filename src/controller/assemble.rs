@@ -16,7 +16,7 @@ use kube::api::{ListParams, VersionMatch};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Context, Pending, Work};
+use super::{Context, HeldPod, Pending, Work};
 use crate::names;
 use crate::pages::{self, Pages};
 use crate::slim::Slim;
@@ -129,15 +129,15 @@ async fn with_pods(
         let Found { finished, running } = sorted.remove(&job.uid).unwrap_or_default();
         let with_job = pending.with_job(
             &job.uid,
-            finished.iter().map(|(uid, _)| uid.clone()),
+            finished.iter().map(|(uid, _, _)| uid.clone()),
             running,
         );
-        job.spans.extend(
-            finished
-                .into_iter()
-                .filter(|(uid, _)| with_job.contains(uid))
-                .map(|(_, span)| span),
-        );
+        for (uid, span, held) in finished {
+            if with_job.contains(&uid) {
+                job.spans.push(span);
+                job.held_pods.extend(held);
+            }
+        }
     }
     Some(jobs)
 }
@@ -156,17 +156,17 @@ async fn found(
     Ok(sorted)
 }
 
-/// The pods a list found for one Job: the spans of those that ended, by pod uid, and the uids of
-/// those still running.
+/// The pods a list found for one Job: the spans of those that ended, by pod uid, with their hold
+/// if they are held, and the uids of those still running.
 #[derive(Default)]
 struct Found {
-    finished: Vec<(String, SpanRecord)>,
+    finished: Vec<(String, SpanRecord, Option<HeldPod>)>,
     running: Vec<String>,
 }
 
 /// Adds the listed pods to `sorted`, by their Job's uid (their `controller-uid` label).
 fn sort_pods(sorted: &mut HashMap<String, Found>, pods: Vec<Slim<Pod>>) {
-    for Slim { object: pod, .. } in pods {
+    for Slim { object: pod, hold } in pods {
         let (Some(uid), Some(job)) = (
             pod.metadata.uid.clone(),
             pod.metadata
@@ -179,7 +179,16 @@ fn sort_pods(sorted: &mut HashMap<String, Found>, pods: Vec<Slim<Pod>>) {
         };
         let found = sorted.entry(job).or_default();
         match spans::pod_span(&pod, None) {
-            Ok(span) => found.finished.push((uid, span)),
+            Ok(span) => {
+                let held = hold
+                    .zip(pod.metadata.name.clone())
+                    .map(|(hold, name)| HeldPod {
+                        name,
+                        uid: uid.clone(),
+                        hold,
+                    });
+                found.finished.push((uid, span, held));
+            }
             Err(Skip::NotFinished) => found.running.push(uid),
             Err(Skip::NotTraced | Skip::Unsampled | Skip::Exported) => {}
         }
@@ -206,6 +215,54 @@ mod tests {
             .iter()
             .map(|g| g.iter().map(|j| j.uid.as_str()).collect())
             .collect()
+    }
+
+    #[test]
+    fn a_listed_pods_hold_goes_with_its_span() {
+        let pod = |name: &str, phase: &str, hold: Option<usize>| -> Slim<Pod> {
+            let object = serde_json::from_value(serde_json::json!({
+                "metadata": {
+                    "name": name, "namespace": "ns", "uid": name,
+                    "creationTimestamp": "2026-11-23T10:00:00Z",
+                    "labels": { "jobtrace.dev/traced": "true",
+                        "batch.kubernetes.io/controller-uid": "j" },
+                    "annotations": {
+                        "jobtrace.dev/trace-id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                        "jobtrace.dev/parent-span-id": "00f067aa0ba902b7",
+                        "jobtrace.dev/trace-flags": "01"
+                    }
+                },
+                "status": { "phase": phase }
+            }))
+            .unwrap();
+            Slim { object, hold }
+        };
+        let mut sorted = HashMap::new();
+        sort_pods(
+            &mut sorted,
+            vec![
+                pod("held", "Succeeded", Some(1)),
+                pod("free", "Succeeded", None),
+                pod("runs", "Running", Some(0)),
+            ],
+        );
+        let found = &sorted["j"];
+        let holds: Vec<(&str, Option<&HeldPod>)> = found
+            .finished
+            .iter()
+            .map(|(uid, _, held)| (uid.as_str(), held.as_ref()))
+            .collect();
+        let held = HeldPod {
+            name: "held".into(),
+            uid: "held".into(),
+            hold: 1,
+        };
+        assert_eq!(holds, [("held", Some(&held)), ("free", None)]);
+        assert_eq!(
+            found.running,
+            ["runs"],
+            "released when it ends or goes, alone"
+        );
     }
 
     #[test]

@@ -1,15 +1,16 @@
-//! Holds that always end. The export loop releases a held Job as it marks it; this keeper makes
-//! sure nothing else keeps jobtrace's finalizer on a Job for longer than it should, whatever the
-//! export queue holds. It reads a watch of its own (the traced Jobs' metadata, slim), which never
-//! waits for the queue, and
+//! Holds that always end. The export loop releases a held Job as it marks it (and a held pod,
+//! with `--hold-pods`, once its span is exported); this keeper makes sure nothing else keeps
+//! jobtrace's finalizer on a Job or pod for longer than it should, whatever the export queue
+//! holds. It reads watches of its own (the traced Jobs' metadata, slim, and the traced pods' with
+//! `--hold-pods`), which never wait for the queue, and for each kind
 //!
-//! - releases a held Job whose deletion began the hold timeout ago, exported or not: with the
-//!   collector down and hundreds of Jobs queued ahead of it, a deleted Job goes at the timeout
+//! - releases a held object whose deletion began the hold timeout ago, exported or not: with the
+//!   collector down and hundreds of Jobs queued ahead of it, a deleted one goes at the timeout
 //!   (plus at most [`TICK`]), not when its turn comes. Its spans stay queued and are exported
 //!   when the collector takes them; only the copy a restarted controller would read again is gone;
-//! - releases a Job that holds the finalizer but left the watch's selection (its `traced` label
+//! - releases an object that holds the finalizer but left the watch's selection (its `traced` label
 //!   removed: no export is coming for it), as the watch reports it;
-//! - after every (re)list, looks through all Jobs' metadata (paged) for one that holds the
+//! - after every (re)list, looks through all the kind's metadata (paged) for one that holds the
 //!   finalizer without the label: a label removed while no watch ran.
 
 use std::collections::{HashMap, HashSet};
@@ -17,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
@@ -31,13 +34,36 @@ use crate::pages::{self, Pages};
 use crate::release::{self, Released};
 use crate::slim::Slim;
 
-/// A Job's metadata, as the keeper reads it.
-type Meta = Slim<PartialObjectMeta<Job>>;
+/// A Job's or pod's metadata, as the keeper reads it.
+type Meta<K = Job> = Slim<PartialObjectMeta<K>>;
+
+/// What the keeper needs of a kind it keeps (Job, pod).
+trait Kept:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Kept for K where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
 
 /// How often held deletions are held against the hold timeout.
 pub(super) const TICK: Duration = Duration::from_secs(1);
 
-/// A held Job being deleted.
+/// A held object being deleted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Deleting {
     namespace: String,
@@ -49,13 +75,13 @@ struct Deleting {
 /// What the keeper is to do about a watch event.
 #[derive(Debug, PartialEq, Eq)]
 enum Action {
-    /// Release this Job now: it holds the finalizer and is traced no more.
+    /// Release this object now: it holds the finalizer and is traced no more.
     Untraced(Held),
     /// A (re)list is complete: look for holders the watch can't see.
     Sweep,
 }
 
-/// A Job to release: where it is and where its finalizer was.
+/// An object to release: where it is and where its finalizer was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Held {
     namespace: String,
@@ -65,8 +91,8 @@ struct Held {
 }
 
 impl Held {
-    fn of(job: &Meta) -> Option<Self> {
-        let meta = job.meta();
+    fn of<K: Resource>(job: &Meta<K>) -> Option<Self> {
+        let meta = &job.object.metadata;
         Some(Self {
             namespace: meta.namespace.clone()?,
             name: meta.name.clone()?,
@@ -76,7 +102,7 @@ impl Held {
     }
 }
 
-/// The held Jobs being deleted, as the keeper's watch last saw them.
+/// The held objects being deleted, as the keeper's watch last saw them.
 #[derive(Default)]
 struct Holds {
     deleting: HashMap<String, Deleting>,
@@ -86,14 +112,20 @@ struct Holds {
 
 impl Holds {
     /// What `event`, seen at `now`, asks for.
-    fn see(&mut self, event: watcher::Event<Meta>, now: Timestamp) -> Option<Action> {
+    fn see<K: Resource>(
+        &mut self,
+        event: watcher::Event<Meta<K>>,
+        now: Timestamp,
+    ) -> Option<Action> {
         match event {
             watcher::Event::Init => {
                 self.listing = Some(HashSet::new());
                 None
             }
             watcher::Event::InitApply(job) => {
-                if let (Some(listing), Some(uid)) = (&mut self.listing, job.meta().uid.clone()) {
+                if let (Some(listing), Some(uid)) =
+                    (&mut self.listing, job.object.metadata.uid.clone())
+                {
                     listing.insert(uid);
                 }
                 self.apply(&job, now);
@@ -110,7 +142,7 @@ impl Holds {
                 None
             }
             watcher::Event::Delete(job) => {
-                if let Some(uid) = &job.meta().uid {
+                if let Some(uid) = &job.object.metadata.uid {
                     self.deleting.remove(uid);
                 }
                 // A Job deleted for good holds no finalizer: this one left the selection.
@@ -122,8 +154,8 @@ impl Holds {
     /// Records a held Job's deletion, since when it began or since `now`, whichever is later: the
     /// timeout is the controller's, and counts only while one runs (a Job deleted while none ran
     /// is exported when one starts, like any other).
-    fn apply(&mut self, job: &Meta, now: Timestamp) {
-        let meta = job.meta();
+    fn apply<K: Resource>(&mut self, job: &Meta<K>, now: Timestamp) {
+        let meta = &job.object.metadata;
         let Some(uid) = &meta.uid else {
             return;
         };
@@ -165,9 +197,21 @@ impl Holds {
     }
 }
 
-/// Keeps the holds until `shutdown`.
+/// Keeps the holds until `shutdown`: the Jobs', and the pods' with `--hold-pods`.
 pub(super) async fn keep(context: Arc<Context>, shutdown: CancellationToken) {
-    let api: Api<Meta> = match &context.namespace {
+    if context.hold_pods {
+        tokio::join!(
+            keep_kind::<Job>(&context, &shutdown),
+            keep_kind::<Pod>(&context, &shutdown)
+        );
+    } else {
+        keep_kind::<Job>(&context, &shutdown).await;
+    }
+}
+
+/// Keeps the holds of the objects of kind `K` until `shutdown`.
+async fn keep_kind<K: Kept>(context: &Arc<Context>, shutdown: &CancellationToken) {
+    let api: Api<Meta<K>> = match &context.namespace {
         Some(ns) => Api::namespaced(context.client.clone(), ns),
         None => Api::all(context.client.clone()),
     };
@@ -184,9 +228,9 @@ pub(super) async fn keep(context: Arc<Context>, shutdown: CancellationToken) {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = tick.tick() => {
-                for job in holds.expired(Timestamp::now(), timeout) {
-                    if release_one(&context.client, &job, "its hold timed out").await {
-                        holds.deleting.remove(&job.uid);
+                for held in holds.expired(Timestamp::now(), timeout) {
+                    if release_one::<K>(&context.client, &held, "its hold timed out").await {
+                        holds.deleting.remove(&held.uid);
                         context.metrics.holds_expired.inc();
                     }
                 }
@@ -196,11 +240,11 @@ pub(super) async fn keep(context: Arc<Context>, shutdown: CancellationToken) {
                 // The controller's own watches report the apiserver's errors.
                 Some(Err(e)) => tracing::debug!(error = %e, "hold keeper: watch error; retrying"),
                 Some(Ok(event)) => match holds.see(event, Timestamp::now()) {
-                    Some(Action::Untraced(job)) => {
-                        release_one(&context.client, &job, "its traced label was removed").await;
+                    Some(Action::Untraced(held)) => {
+                        release_one::<K>(&context.client, &held, "its traced label was removed").await;
                     }
                     Some(Action::Sweep) if sweeping.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) => {
-                        sweeping = Some(tokio::spawn(sweep(
+                        sweeping = Some(tokio::spawn(sweep::<K>(
                             context.client.clone(),
                             context.namespace.clone(),
                         )));
@@ -215,29 +259,36 @@ pub(super) async fn keep(context: Arc<Context>, shutdown: CancellationToken) {
     }
 }
 
-/// Releases `job`; `true` when it holds the finalizer no more.
-async fn release_one(client: &Client, job: &Held, why: &str) -> bool {
-    let api: Api<Meta> = Api::namespaced(client.clone(), &job.namespace);
-    match release::release_held(&api, &job.name, &job.uid, job.hold).await {
+/// `Job` or `pod`, for messages.
+fn kind<K: Resource<DynamicType = ()>>() -> &'static str {
+    if K::kind(&()) == "Pod" { "pod" } else { "Job" }
+}
+
+/// Releases `held` (of kind `K`); `true` when it holds the finalizer no more.
+async fn release_one<K: Kept>(client: &Client, held: &Held, why: &str) -> bool {
+    let api: Api<Meta<K>> = Api::namespaced(client.clone(), &held.namespace);
+    let kind = kind::<K>();
+    match release::release_held(&api, &held.name, &held.uid, held.hold).await {
         Ok(Released::Released) => {
-            tracing::warn!(namespace = %job.namespace, job = %job.name, "released jobtrace's finalizer: {why}");
+            tracing::warn!(namespace = %held.namespace, kind, name = %held.name, "released jobtrace's finalizer: {why}");
             true
         }
         Ok(Released::NotHeld) => true,
         Ok(Released::KeptChanging) => {
-            tracing::warn!(namespace = %job.namespace, job = %job.name, "could not release jobtrace's finalizer ({why}): the Job's finalizers kept changing; trying again");
+            tracing::warn!(namespace = %held.namespace, kind, name = %held.name, "could not release jobtrace's finalizer ({why}): the finalizers kept changing; trying again");
             false
         }
         Err(e) => {
-            tracing::warn!(error = %e, namespace = %job.namespace, job = %job.name, "could not release jobtrace's finalizer ({why}); trying again");
+            tracing::warn!(error = %e, namespace = %held.namespace, kind, name = %held.name, "could not release jobtrace's finalizer ({why}); trying again");
             false
         }
     }
 }
 
-/// Releases every Job that holds the finalizer without the `traced` label, in `namespace` or all.
-async fn sweep(client: Client, namespace: Option<String>) {
-    let api: Api<Meta> = match &namespace {
+/// Releases every object of kind `K` that holds the finalizer without the `traced` label, in
+/// `namespace` or all.
+async fn sweep<K: Kept>(client: Client, namespace: Option<String>) {
+    let api: Api<Meta<K>> = match &namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
@@ -251,18 +302,18 @@ async fn sweep(client: Client, namespace: Option<String>) {
         let page = match page {
             Ok(page) => page,
             Err(e) => {
-                tracing::warn!(error = %e, "hold keeper: could not list the Jobs to find untraced holders; trying at the next relist");
+                tracing::warn!(error = %e, kind = kind::<K>(), "hold keeper: could not list the objects to find untraced holders; trying at the next relist");
                 return;
             }
         };
-        for job in page
+        for held in page
             .iter()
-            .filter(|j| j.hold.is_some())
+            .filter(|o| o.hold.is_some())
             .filter_map(Held::of)
         {
-            release_one(
+            release_one::<K>(
                 &client,
-                &job,
+                &held,
                 "it is not traced (its traced label was removed)",
             )
             .await;
@@ -341,6 +392,31 @@ mod tests {
     }
 
     #[test]
+    fn held_pods_are_kept_by_the_same_rules() {
+        let mut object = PartialObjectMeta::<Pod>::default();
+        object.metadata.namespace = Some("ns".into());
+        object.metadata.name = Some("pod-a".into());
+        object.metadata.uid = Some("a".into());
+        object.metadata.deletion_timestamp = Some(Time(at(100)));
+        let pod: Meta<Pod> = Slim {
+            object,
+            hold: Some(0),
+        };
+        let mut holds = Holds::default();
+        holds.see(watcher::Event::Apply(pod.clone()), at(100));
+        let timeout = SignedDuration::from_secs(60);
+        assert!(holds.expired(at(159), timeout).is_empty());
+        assert_eq!(holds.expired(at(160), timeout)[0].name, "pod-a");
+        let Some(Action::Untraced(untraced)) = holds.see(watcher::Event::Delete(pod), at(100))
+        else {
+            panic!("a held pod that left the selection is released");
+        };
+        assert_eq!(untraced.hold, Some(0));
+        assert_eq!(kind::<Pod>(), "pod");
+        assert_eq!(kind::<Job>(), "Job");
+    }
+
+    #[test]
     fn a_relist_forgets_deletions_it_no_longer_finds_and_asks_for_a_sweep() {
         let mut holds = Holds::default();
         holds.see(
@@ -351,7 +427,7 @@ mod tests {
             watcher::Event::Apply(job("kept", Some(0), Some(100))),
             at(100),
         );
-        assert_eq!(holds.see(watcher::Event::Init, at(100)), None);
+        assert_eq!(holds.see(watcher::Event::<Meta>::Init, at(100)), None);
         holds.see(
             watcher::Event::InitApply(job("kept", Some(0), Some(100))),
             at(100),
@@ -361,7 +437,7 @@ mod tests {
             at(100),
         );
         assert_eq!(
-            holds.see(watcher::Event::InitDone, at(100)),
+            holds.see(watcher::Event::<Meta>::InitDone, at(100)),
             Some(Action::Sweep)
         );
         let mut uids: Vec<&String> = holds.deleting.keys().collect();

@@ -1,9 +1,11 @@
 //! Marking: each exported Job gets `jobtrace.dev/exported` through a JSON patch that first tests
 //! its uid (its mark stands for its pods' spans too), and, when asked for, a `TraceExported`
-//! Event. Pods are never written: jobtrace needs no write access to them.
+//! Event. Pods are never marked; a held pod (`--hold-pods`) is released once its span is
+//! exported, with its Job's or alone: one write per pod, the only one.
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::core::PartialObjectMeta;
@@ -11,7 +13,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource};
 use serde_json::json;
 
-use super::{Context, ObjectKind, Pending, Work};
+use super::{Context, HeldPod, ObjectKind, Pending, Work};
 use crate::names::Exported;
 use crate::release::{self, Released};
 use crate::slim::Slim;
@@ -44,12 +46,72 @@ pub(super) async fn finish(
                     publish(recorder, &w).await;
                 }
             }
+            if done {
+                // The held pods whose spans went: with the Job's, once it is marked, or alone.
+                let alone = (w.kind == ObjectKind::Pod)
+                    .then(|| {
+                        w.hold.map(|hold| HeldPod {
+                            name: w.name.clone(),
+                            uid: w.uid.clone(),
+                            hold,
+                        })
+                    })
+                    .flatten();
+                let pods: Vec<HeldPod> = w.held_pods.iter().cloned().chain(alone).collect();
+                let released = release_pods(context, &w.namespace, pods).await;
+                // A pod exported alone and still held is exported again at its next event.
+                done = released || w.kind == ObjectKind::Job;
+            }
             // Marked (or gone): a watch event or list page older than the mark is not queued
             // again. Unmarked: the next event showing it unmarked queues it again.
             pending.remove(&w.uid, done);
             context.metrics.controller_pending.dec();
         })
         .await;
+}
+
+/// Releases the held `pods` of `namespace`, 16 at a time; `true` when none holds the finalizer
+/// any more. One that couldn't be is released by the hold keeper at the hold timeout, or by the
+/// next export of its Job or of itself.
+async fn release_pods(context: &Context, namespace: &str, pods: Vec<HeldPod>) -> bool {
+    if pods.is_empty() {
+        return true;
+    }
+    let api = Api::<Slim<PartialObjectMeta<Pod>>>::namespaced(context.client.clone(), namespace);
+    let namespace = namespace.to_owned();
+    futures::stream::iter(pods)
+        .map(move |pod| {
+            let (api, namespace) = (api.clone(), namespace.clone());
+            let released = context.metrics.pods_released.clone();
+            async move { release_pod(&api, &namespace, &pod, &released).await }
+        })
+        .buffer_unordered(16)
+        .fold(true, |all, released| async move { all && released })
+        .await
+}
+
+/// Releases one exported pod; `true` when it holds the finalizer no more.
+async fn release_pod(
+    api: &Api<Slim<PartialObjectMeta<Pod>>>,
+    namespace: &str,
+    pod: &HeldPod,
+    counted: &prometheus_client::metrics::counter::Counter,
+) -> bool {
+    match release::release_held(api, &pod.name, &pod.uid, Some(pod.hold)).await {
+        Ok(Released::Released) => {
+            counted.inc();
+            true
+        }
+        Ok(Released::NotHeld) => true,
+        Ok(Released::KeptChanging) => {
+            tracing::warn!(namespace, pod = %pod.name, "could not release the exported pod: its finalizers kept changing");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, namespace, pod = %pod.name, "could not release the exported pod");
+            false
+        }
+    }
 }
 
 /// Whether the exported object gets a mark: a Job still there. A pod's span goes with its Job's

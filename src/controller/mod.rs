@@ -65,6 +65,17 @@ struct Work {
     hold: Option<usize>,
     /// When the object reached its terminal state, for the export-lag metric.
     finished: Timestamp,
+    /// A Job's held pods whose spans go with its own: released once it is marked.
+    held_pods: Vec<HeldPod>,
+}
+
+/// A pod that holds jobtrace's finalizer, to release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HeldPod {
+    name: String,
+    uid: String,
+    /// Where the finalizer is among the pod's finalizers, as last seen.
+    hold: usize,
 }
 
 /// What the controller needs.
@@ -87,6 +98,8 @@ pub struct Context {
     /// How long a held object being deleted waits for its export at most (then [`holds`] releases
     /// it, exported or not).
     pub hold_timeout: std::time::Duration,
+    /// Pods may be held too (`--hold-pods`): the hold keeper watches the traced pods' metadata.
+    pub hold_pods: bool,
     /// Record a `TraceExported` Event on each exported Job (a write per Job, so off by default).
     pub record_events: bool,
 }
@@ -153,14 +166,21 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
                     pending.forget_gone(&in_flight.jobs);
                 }
             }
-            Seen::Finished(work) => {
+            Seen::Finished(mut work) => {
                 if work.kind == ObjectKind::Pod {
                     let running = work
                         .owner
                         .as_ref()
                         .is_some_and(|job| in_flight.jobs.contains(job));
                     if pending.pod(&work, running) == PodExport::WithJob {
-                        continue;
+                        // Its span goes with its Job's, which releases it; or went already (its
+                        // Job exported before, by this replica or another): then only its hold
+                        // is left to release.
+                        let job_queued = work.owner.as_ref().is_some_and(|job| pending.has(job));
+                        if work.hold.is_none() || running || job_queued {
+                            continue;
+                        }
+                        work.spans.clear();
                     }
                 }
                 if pending.add(&work) {

@@ -165,6 +165,12 @@ impl Pending {
         }
     }
 
+    /// Whether the Job `job` is queued, or being exported, or has pods exported alone while it
+    /// runs: its export is still to come.
+    pub(super) fn has(&self, job: &str) -> bool {
+        self.state().entries.contains_key(job)
+    }
+
     /// Of the pods of the queued Job `job` that a list found, which go with it: those listed
     /// `finished`, less those exported alone already. Those listed `running` are exported alone
     /// when they end or go.
@@ -230,6 +236,7 @@ pub(super) mod tests {
             spans: Vec::new(),
             hold: None,
             finished: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            held_pods: Vec::new(),
         }
     }
 
@@ -330,6 +337,24 @@ pub(super) mod tests {
         let mut orphan = pod("q", "", false);
         orphan.owner = None;
         assert_eq!(pending.pod(&orphan, false), PodExport::Alone);
+    }
+
+    #[test]
+    fn a_jobs_export_is_to_come_while_it_is_queued_or_its_pods_went_alone() {
+        let pending = Pending::default();
+        assert!(!pending.has("j"));
+        assert!(pending.add(&job("j")));
+        assert!(
+            pending.has("j"),
+            "queued: its export releases its listed pods"
+        );
+        pending.remove("j", true);
+        assert!(
+            !pending.has("j"),
+            "exported: a held pod of it has only its hold left"
+        );
+        assert_eq!(pending.pod(&pod("p", "k", true), true), PodExport::Alone);
+        assert!(pending.has("k"));
     }
 
     #[test]

@@ -125,10 +125,20 @@ impl ToWork for Slim<Job> {
 
 impl ToWork for Slim<Pod> {
     fn seen(&self, kind: ObjectKind, deleted: bool) -> Option<Seen> {
+        if deleted && self.hold.is_some() {
+            // Left the watch's selection, finalizer and all: the hold keeper releases it.
+            return None;
+        }
+        // A held pod being deleted stays, with its `deletionTimestamp`, until it is released: no
+        // delete event comes before. It is deleted as far as its span goes, and released once
+        // its span is exported.
+        let terminating = self.hold.is_some() && self.object.metadata.deletion_timestamp.is_some();
         let now = deleted.then(Timestamp::now);
         let span = spans::pod_span(&self.object, now).ok()?;
         let finished = span.end;
-        work(self, kind, deleted, vec![span], finished).map(Seen::Finished)
+        let mut work = work(self, kind, deleted || terminating, vec![span], finished)?;
+        work.hold = self.hold;
+        Some(Seen::Finished(work))
     }
 }
 
@@ -155,6 +165,7 @@ fn work<K: Resource>(
         spans,
         hold,
         finished,
+        held_pods: Vec::new(),
     })
 }
 
@@ -172,6 +183,59 @@ fn owning_job(meta: &kube::api::ObjectMeta) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A traced pod that still runs, held at `hold`, being deleted if `deleting`.
+    fn pod(hold: Option<usize>, deleting: bool) -> Slim<Pod> {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+                "creationTimestamp": "2026-11-23T10:00:00Z",
+                "labels": { "jobtrace.dev/traced": "true" },
+                "annotations": {
+                    "jobtrace.dev/trace-id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                    "jobtrace.dev/parent-span-id": "00f067aa0ba902b7",
+                    "jobtrace.dev/span-id": "0a0a0a0a0a0a0a0a",
+                    "jobtrace.dev/trace-flags": "01"
+                }
+            },
+            "status": { "phase": "Running" }
+        }))
+        .unwrap();
+        if deleting {
+            pod.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    Timestamp::from_second(1_795_000_000).unwrap(),
+                ));
+        }
+        Slim { object: pod, hold }
+    }
+
+    #[test]
+    fn a_held_pod_being_deleted_is_deleted_for_its_span_and_keeps_its_hold_to_release() {
+        let Some(Seen::Finished(work)) = pod(Some(1), true).seen(ObjectKind::Pod, false) else {
+            panic!("a held pod being deleted has its span");
+        };
+        assert!(work.deleted, "exported alone while its Job runs");
+        assert_eq!(work.hold, Some(1), "released once exported");
+        assert_eq!(work.spans.len(), 1);
+        // Not held: its delete event comes, as before.
+        let Some(Seen::Finished(work)) = pod(None, true).seen(ObjectKind::Pod, false) else {
+            panic!("a pod being deleted has its span");
+        };
+        assert!(!work.deleted);
+        assert!(
+            pod(Some(0), false).seen(ObjectKind::Pod, false).is_none(),
+            "still running"
+        );
+        assert!(
+            pod(Some(0), true).seen(ObjectKind::Pod, true).is_none(),
+            "left the selection held: the hold keeper's"
+        );
+        let Some(Seen::Finished(work)) = pod(None, true).seen(ObjectKind::Pod, true) else {
+            panic!("a deleted pod has its span");
+        };
+        assert!(work.deleted && work.hold.is_none());
+    }
 
     #[test]
     fn in_flight_jobs_follow_the_watch_and_a_relist_forgets_the_missed_deletions() {

@@ -73,7 +73,7 @@ pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Muta
     let mut edit = MetaEdit::default();
     label_policy(&mut edit, resolution);
     // Held until exported, where the settings ask for it and there is something to export.
-    edit.hold = Some(settings.hold_for_export && plan.flags & 0x01 == 0x01);
+    edit.hold = Some(held_for_export(settings, plan.flags));
     label_job(
         &mut edit,
         job,
@@ -93,6 +93,9 @@ pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Muta
         };
     };
     let template = &spec.template;
+    // Its pods held too where the settings ask for it: the pod spans are the processes' parent.
+    let hold_pods =
+        settings.hold_pods && settings.pod_spans && held_for_export(settings, plan.flags);
     label_template(
         &mut ops,
         template,
@@ -100,6 +103,7 @@ pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Muta
         job_span,
         &flags,
         settings.pod_spans,
+        hold_pods,
     );
 
     let previous = previous_trace.zip(previous_span);
@@ -119,6 +123,12 @@ pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Muta
         warnings,
         outcome,
     }
+}
+
+/// Whether a Job of trace `flags` is held for export under `settings`: where they ask for it and
+/// there is something to export.
+fn held_for_export(settings: &crate::policy::Effective, flags: u8) -> bool {
+    settings.hold_for_export && flags & 0x01 == 0x01
 }
 
 /// Injects the Job's context into every container of its pod template the settings allow.
@@ -239,32 +249,41 @@ impl MetaEdit {
             meta.annotations.as_ref(),
             &self.unannotate,
         );
-        let finalizers = meta.finalizers.as_deref().unwrap_or_default();
-        let held: Vec<usize> = finalizers
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| *f == names::EXPORT_FINALIZER)
-            .map(|(i, _)| i)
-            .collect();
-        match self.hold {
-            Some(true) if held.is_empty() => {
-                let value = Value::String(names::EXPORT_FINALIZER.to_owned());
-                if meta.finalizers.is_none() {
-                    ops.add(
-                        pointer(["metadata", "finalizers"]),
-                        Value::Array(vec![value]),
-                    );
-                } else {
-                    ops.add(pointer(["metadata", "finalizers", "-"]), value);
-                }
-            }
-            // Highest index first, so that each removal leaves the next one's index as it was.
-            Some(false) => {
-                for i in held.iter().rev() {
-                    ops.remove(pointer(["metadata", "finalizers", &i.to_string()]));
-                }
-            }
-            _ => {}
+        if let Some(hold) = self.hold {
+            finalizer(ops, &["metadata"], meta.finalizers.as_deref(), hold);
+        }
+    }
+}
+
+/// Adds jobtrace's export finalizer to the finalizers `existing` of the metadata at `base` when
+/// `hold` (unless there already), or removes every copy of it.
+fn finalizer(ops: &mut Ops, base: &[&str], existing: Option<&[String]>, hold: bool) {
+    let found: Vec<usize> = existing
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| *f == names::EXPORT_FINALIZER)
+        .map(|(i, _)| i)
+        .collect();
+    let path = |last: &[&str]| {
+        pointer(
+            base.iter()
+                .copied()
+                .chain(["finalizers"])
+                .chain(last.iter().copied()),
+        )
+    };
+    if hold && found.is_empty() {
+        let value = Value::String(names::EXPORT_FINALIZER.to_owned());
+        if existing.is_none() {
+            ops.add(path(&[]), Value::Array(vec![value]));
+        } else {
+            ops.add(path(&["-"]), value);
+        }
+    } else if !hold {
+        // Highest index first, so that each removal leaves the next one's index as it was.
+        for i in found.iter().rev() {
+            ops.remove(path(&[&i.to_string()]));
         }
     }
 }
@@ -339,6 +358,12 @@ fn untrace(edit: &mut MetaEdit, ops: &mut Ops, job: &Job) {
     let Some(meta) = job.spec.as_ref().and_then(|s| s.template.metadata.as_ref()) else {
         return;
     };
+    finalizer(
+        ops,
+        &["spec", "template", "metadata"],
+        meta.finalizers.as_deref(),
+        false,
+    );
     ops.remove_entries(
         &["spec", "template", "metadata", "labels"],
         meta.labels.as_ref(),
@@ -362,6 +387,7 @@ fn label_template(
     job_span: SpanId,
     flags: &str,
     pod_spans: bool,
+    hold_pods: bool,
 ) {
     let traced = [(names::TRACED_LABEL, "true".to_owned())];
     let traced: &[(&str, String)] = if pod_spans { &traced } else { &[] };
@@ -377,12 +403,20 @@ fn label_template(
                 .map(|(k, v)| ((*k).to_owned(), v.clone().into()))
                 .collect()
         };
-        ops.add(
-            super::pointer(["spec", "template", "metadata"]),
-            serde_json::json!({ "labels": map(traced), "annotations": map(&annotations) }),
-        );
+        let mut metadata =
+            serde_json::json!({ "labels": map(traced), "annotations": map(&annotations) });
+        if hold_pods {
+            metadata["finalizers"] = serde_json::json!([names::EXPORT_FINALIZER]);
+        }
+        ops.add(super::pointer(["spec", "template", "metadata"]), metadata);
         return;
     };
+    finalizer(
+        ops,
+        &["spec", "template", "metadata"],
+        meta.finalizers.as_deref(),
+        hold_pods,
+    );
     if pod_spans {
         ops.ensure_entries(
             &["spec", "template", "metadata", "labels"],
@@ -1597,6 +1631,76 @@ mod tests {
         untraced["metadata"]["finalizers"] = json!(["jobtrace.dev/export"]);
         let (_, out) = run_with(&untraced, &held);
         assert_eq!(finalizers(&out), json!([]));
+    }
+
+    #[test]
+    fn a_held_jobs_pods_are_held_too_where_the_settings_say() {
+        let settings = |hold_pods, pod_spans| {
+            with(
+                crate::policy::Defaults {
+                    hold_for_export: true,
+                    hold_pods,
+                    pod_spans,
+                    ..crate::policy::Defaults::default()
+                },
+                None,
+            )
+        };
+        let template = |out: &Value| out["spec"]["template"]["metadata"]["finalizers"].clone();
+        let sampled = job(&json!({ "traceparent": TP }));
+        let (_, out) = run_with(&sampled, &settings(true, true));
+        assert_eq!(template(&out), json!(["jobtrace.dev/export"]));
+        assert_eq!(
+            out["metadata"]["finalizers"],
+            json!(["jobtrace.dev/export"])
+        );
+        let (_, out) = run_with(&sampled, &settings(false, true));
+        assert!(template(&out).is_null(), "off by default");
+        let (_, out) = run_with(&sampled, &settings(true, false));
+        assert!(
+            template(&out).is_null(),
+            "no pod spans: nothing to hold pods for"
+        );
+        let not_held = with(
+            crate::policy::Defaults {
+                hold_pods: true,
+                ..crate::policy::Defaults::default()
+            },
+            None,
+        );
+        let (_, out) = run_with(&sampled, &not_held);
+        assert!(template(&out).is_null(), "only the pods of a held Job");
+
+        // The template's other finalizers stay; a template without metadata gets it.
+        let mut object = sampled.clone();
+        object["spec"]["template"]["metadata"]["finalizers"] = json!(["example.com/keep"]);
+        let (_, out) = run_with(&object, &settings(true, true));
+        assert_eq!(
+            template(&out),
+            json!(["example.com/keep", "jobtrace.dev/export"])
+        );
+        let mut bare = sampled.clone();
+        bare["spec"]["template"]
+            .as_object_mut()
+            .unwrap()
+            .remove("metadata");
+        let (_, out) = run_with(&bare, &settings(true, true));
+        assert_eq!(template(&out), json!(["jobtrace.dev/export"]));
+
+        // Unsampled, untraced or not held: one from a saved manifest goes.
+        let mut saved = job(&json!({ "traceparent": TP.replace("-01", "-00") }));
+        saved["spec"]["template"]["metadata"]["finalizers"] =
+            json!(["jobtrace.dev/export", "example.com/keep"]);
+        let (_, out) = run_with(&saved, &settings(true, true));
+        assert_eq!(template(&out), json!(["example.com/keep"]));
+        let mut untraced = job(&json!({}));
+        untraced["spec"]["template"]["metadata"]["finalizers"] = json!(["jobtrace.dev/export"]);
+        let (_, out) = run_with(&untraced, &settings(true, true));
+        assert_eq!(template(&out), json!([]));
+        let mut off = sampled.clone();
+        off["spec"]["template"]["metadata"]["finalizers"] = json!(["jobtrace.dev/export"]);
+        let (_, out) = run_with(&off, &settings(false, true));
+        assert_eq!(template(&out), json!([]));
     }
 
     #[test]

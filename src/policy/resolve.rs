@@ -24,6 +24,10 @@ pub struct Defaults {
     pub request_context: bool,
     /// Hold each sampled traced Job with a finalizer until its spans are exported.
     pub hold_for_export: bool,
+    /// Hold the pods of each Job held for export too (pod spans on), with the same finalizer in
+    /// its pod template: a write per pod. The cluster's alone (`--hold-pods`): it needs the
+    /// `patch` verb on pods, which the chart grants only then.
+    pub hold_pods: bool,
 }
 
 impl Default for Defaults {
@@ -39,6 +43,7 @@ impl Default for Defaults {
             job_labels: Vec::new(),
             request_context: false,
             hold_for_export: false,
+            hold_pods: false,
         }
     }
 }

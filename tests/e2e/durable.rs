@@ -1,14 +1,14 @@
 //! Durable export: a traced Job held by jobtrace's finalizer can't disappear before its spans are
 //! exported, whether it is deleted early (`ttlSecondsAfterFinished: 0`) while no controller runs,
 //! with its namespace, or while the collector is down (bounded by `--hold-timeout`); and
-//! `jobtrace release` lets every held Job go.
+//! `jobtrace release` lets every held Job go. With `--hold-pods` the same holds for their pods.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 
@@ -32,8 +32,9 @@ async fn run_holding(ns: &TestNamespace, otlp: &str, extra: &[&str]) -> Webhook 
     Webhook::start_with(ns, &args, &[("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)]).await
 }
 
-fn held(job: &Job) -> bool {
-    job.metadata
+fn held<K: kube::Resource>(object: &K) -> bool {
+    object
+        .meta()
         .finalizers
         .as_ref()
         .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
@@ -51,6 +52,79 @@ async fn jobs_until(ns: &TestNamespace, what: &str, done: impl Fn(&[Job]) -> boo
         assert!(Instant::now() < deadline, "{what}: not in time");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Waits until `done` holds for the namespace's pods.
+async fn pods_until(ns: &TestNamespace, what: &str, done: impl Fn(&[Pod]) -> bool) -> Vec<Pod> {
+    let pods: Api<Pod> = ns.api();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let list = pods.list(&ListParams::default()).await.unwrap().items;
+        if done(&list) {
+            return list;
+        }
+        assert!(Instant::now() < deadline, "{what}: not in time");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A node no kwok manages: its pods run nowhere, and the test is their kubelet. (kwok's
+/// `pod-delete` stage strips a deleted pod's finalizers, as no kubelet does.)
+const NOWHERE: &str = "jobtrace-e2e-nowhere";
+
+/// A traced Job whose pods are bound to [`NOWHERE`].
+fn nowhere_job(name: &str, trace: &str) -> Job {
+    let mut job = kwok_job(name, &format!("00-{trace}-00f067aa0ba902b7-01"), "1s");
+    let template = &mut job.spec.as_mut().unwrap().template;
+    template.spec.as_mut().unwrap().node_name = Some(NOWHERE.to_owned());
+    job
+}
+
+/// Ends `pod` successfully, as its kubelet would.
+async fn succeed(ns: &TestNamespace, pod: &str) {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = serde_json::json!({ "status": {
+        "phase": "Succeeded",
+        "startTime": now,
+        "conditions": [{ "type": "Ready", "status": "False", "reason": "PodCompleted",
+            "lastTransitionTime": now }],
+        "containerStatuses": [{ "name": "main", "image": "example.invalid/main", "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": { "terminated": { "exitCode": 0, "reason": "Completed",
+                "startedAt": now, "finishedAt": now } } }]
+    } });
+    let pods: Api<Pod> = ns.api();
+    pods.patch_status(
+        pod,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&status),
+    )
+    .await
+    .unwrap();
+}
+
+/// Deletes `pod` at once, as its kubelet would once its containers stopped.
+async fn delete_now(ns: &TestNamespace, pod: &str) {
+    let pods: Api<Pod> = ns.api();
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::background()
+    };
+    match pods.delete(pod, &now).await {
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Ok(_) => {}
+        Err(e) => panic!("deleting {pod}: {e}"),
+    }
+}
+
+/// The span id the pod webhook gave `pod`: the parent of its processes.
+fn pod_span_id(pod: &Pod) -> String {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("jobtrace.dev/span-id"))
+        .cloned()
+        .expect("a traced pod's span id")
 }
 
 async fn create(ns: &TestNamespace, job: &Job) {
@@ -91,6 +165,141 @@ async fn jobs_deleted_while_no_controller_runs_are_exported_once_when_one_starts
         let job_spans = named(&trace, "job ");
         assert_eq!(job_spans.len(), 1, "each Job span exactly once: {trace:#}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_and_pods_deleted_while_no_controller_runs_are_exported_once_with_hold_pods() {
+    const JOBS: usize = 10;
+    let ns = TestNamespace::create("held-pods").await;
+    // Only the webhook: the TTL controller deletes each finished Job in the foreground, its pod
+    // first; held, both stay.
+    let webhook =
+        Webhook::start_with(&ns, &["webhook", "--hold-for-export", "--hold-pods"], &[]).await;
+    let traces: Vec<String> = (0..JOBS).map(|_| random_trace_id()).collect();
+    for (i, trace) in traces.iter().enumerate() {
+        let mut job = nowhere_job(&format!("short-{i}"), trace);
+        job.spec.as_mut().unwrap().ttl_seconds_after_finished = Some(0);
+        create(&ns, &job).await;
+    }
+    let pods = pods_until(&ns, "a held pod for each Job", |pods| {
+        pods.len() == JOBS && pods.iter().all(held)
+    })
+    .await;
+    for pod in &pods {
+        succeed(&ns, pod.metadata.name.as_deref().unwrap()).await;
+    }
+    jobs_until(&ns, "the finished Jobs deleted and held", |jobs| {
+        jobs.len() == JOBS
+            && jobs
+                .iter()
+                .all(|j| j.metadata.deletion_timestamp.is_some() && held(j))
+    })
+    .await;
+    let held_pods = pods_until(&ns, "their pods deleted and held", |pods| {
+        pods.len() == JOBS
+            && pods
+                .iter()
+                .all(|p| p.metadata.deletion_timestamp.is_some() && held(p))
+    })
+    .await;
+    // Each pod's span id, by its trace: what the Job's processes name as their parent.
+    let mut parents: Vec<(String, String)> = held_pods
+        .iter()
+        .map(|p| {
+            let trace = p.metadata.annotations.as_ref().unwrap()["jobtrace.dev/trace-id"].clone();
+            (trace, pod_span_id(p))
+        })
+        .collect();
+    parents.sort();
+    drop(webhook);
+
+    let controller = run_holding(&ns, OTLP_GRPC, &["--hold-pods"]).await;
+    jobs_until(&ns, "every held Job exported and gone", <[Job]>::is_empty).await;
+    pods_until(&ns, "every held pod exported and gone", <[Pod]>::is_empty).await;
+    // What it cost: one release per pod.
+    assert_eq!(
+        controller
+            .counter("jobtrace_export_pods_released_total")
+            .await,
+        JOBS as u64
+    );
+    for trace in &traces {
+        let trace_json = fetch_trace(trace, 2).await;
+        let job_spans = named(&trace_json, "job ");
+        assert_eq!(
+            job_spans.len(),
+            1,
+            "each Job span exactly once: {trace_json:#}"
+        );
+        let pod_spans = named(&trace_json, "pod ");
+        assert_eq!(
+            pod_spans.len(),
+            1,
+            "each pod span exactly once: {trace_json:#}"
+        );
+        let (_, parent) = parents
+            .iter()
+            .find(|(t, _)| t == trace)
+            .expect("the trace's pod");
+        assert_eq!(
+            pod_spans[0]["spanID"], *parent,
+            "the pod span is the processes' parent: no hole in the tree"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_pod_deleted_while_its_job_runs_is_exported_and_released() {
+    let ns = TestNamespace::create("held-pod-deleted").await;
+    let _jobtrace = run_holding(&ns, OTLP_GRPC, &["--hold-pods"]).await;
+    let trace = random_trace_id();
+    let mut job = nowhere_job("long", &trace);
+    // The deleted pod is replaced: the Job keeps running.
+    job.spec.as_mut().unwrap().backoff_limit = Some(3);
+    create(&ns, &job).await;
+    let pods = pods_until(&ns, "the Job's pod held", |pods| {
+        pods.len() == 1 && held(&pods[0])
+    })
+    .await;
+    let first = pods[0].metadata.name.clone().unwrap();
+    let span_id = pod_span_id(&pods[0]);
+    delete_now(&ns, &first).await;
+    // Exported alone while its Job runs, then released, so it goes.
+    pods_until(&ns, "the deleted pod exported, released and gone", |pods| {
+        pods.iter()
+            .all(|p| p.metadata.name.as_deref() != Some(first.as_str()))
+    })
+    .await;
+    let trace_json = fetch_trace(&trace, 1).await;
+    let pod_spans = named(&trace_json, "pod ");
+    assert_eq!(pod_spans.len(), 1, "{trace_json:#}");
+    assert_eq!(pod_spans[0]["spanID"], span_id.as_str());
+    let jobs: Api<Job> = ns.api();
+    assert!(
+        jobs.get("long")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.completion_time)
+            .is_none(),
+        "its Job still runs"
+    );
+    pods_until(&ns, "a replacement pod", |pods| {
+        pods.len() == 1 && pods[0].metadata.name.as_deref() != Some(first.as_str())
+    })
+    .await;
+    // Everything goes, exported and released, while jobtrace runs.
+    jobs.delete("long", &DeleteParams::background())
+        .await
+        .unwrap();
+    jobs_until(&ns, "the Job gone", <[Job]>::is_empty).await;
+    for pod in pods_until(&ns, "the replacement pod", |pods| pods.len() <= 1).await {
+        delete_now(&ns, pod.metadata.name.as_deref().unwrap()).await;
+    }
+    pods_until(&ns, "every pod gone", <[Pod]>::is_empty).await;
+    let trace_json = fetch_trace(&trace, 3).await;
+    assert_eq!(named(&trace_json, "job ").len(), 1, "{trace_json:#}");
+    assert_eq!(named(&trace_json, "pod ").len(), 2, "{trace_json:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
