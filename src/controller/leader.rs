@@ -12,9 +12,14 @@ use super::{Context, run};
 
 /// How long a Lease is valid after its last renewal, in seconds.
 const LEASE_SECONDS: u16 = 15;
-/// How long before the Lease's expiry its holder renews it, and stops exporting when it could
-/// not: the clock skew between replicas this tolerates.
-const GRACE_SECONDS: u16 = 5;
+/// How long before the Lease's expiry its holder renews it: every 5 s, as kube-controller-manager
+/// renews its 15 s Lease.
+const RENEW_BEFORE_SECONDS: u16 = 10;
+/// How long before the Lease's expiry its holder stops exporting when no later renewal was read
+/// back: the clock skew between replicas this tolerates. Less than [`RENEW_BEFORE_SECONDS`], so
+/// that a renewal has time to land: with the two equal, the renewal was due at the very moment
+/// the export stopped, and a renewal a little late on a busy machine ended the export.
+const SKEW_SECONDS: u16 = 5;
 /// How often the leader reads its Lease back to learn until when it holds it.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 
@@ -39,8 +44,8 @@ pub(super) fn exports_until(lease: &Lease, identity: &str, grace: Duration) -> O
 /// makes no difference: the deadline stands, so the replica stops exporting before another one
 /// can take the Lease, whatever the lease library reports meanwhile.
 async fn lease_lapses(leases: Api<Lease>, name: &str, identity: &str) {
-    let grace = Duration::from_secs(GRACE_SECONDS.into());
-    let first = Duration::from_secs((LEASE_SECONDS - GRACE_SECONDS).into());
+    let grace = Duration::from_secs(SKEW_SECONDS.into());
+    let first = Duration::from_secs((LEASE_SECONDS - SKEW_SECONDS).into());
     let mut until = tokio::time::Instant::now() + first;
     loop {
         match leases.get(name).await {
@@ -65,6 +70,22 @@ async fn lease_lapses(leases: Api<Lease>, name: &str, identity: &str) {
     }
 }
 
+/// Resolves once `identity`'s Lease, read back, lets it export for a while yet: renewed since it
+/// lapsed. Without this, a replica whose export stopped for one late renewal kept the Lease,
+/// renewed by the library, and exported nothing, nor could any other replica.
+async fn renewed(leases: &Api<Lease>, name: &str, identity: &str) {
+    let grace = Duration::from_secs(SKEW_SECONDS.into());
+    loop {
+        tokio::time::sleep(CHECK_EVERY).await;
+        if let Ok(lease) = leases.get(name).await
+            && let Some(until) = exports_until(&lease, identity, grace)
+            && until > SystemTime::now() + CHECK_EVERY
+        {
+            return;
+        }
+    }
+}
+
 /// Exports only while this replica holds the Lease, so two replicas never both export; loses
 /// nothing when leadership moves, since the next leader finds the unmarked objects.
 pub async fn run_as_leader(
@@ -77,7 +98,7 @@ pub async fn run_as_leader(
         .with_namespace(lease_namespace)
         .with_identity(context.instance.clone())
         .with_duration(LEASE_SECONDS.into())
-        .with_grace(GRACE_SECONDS.into())
+        .with_grace(RENEW_BEFORE_SECONDS.into())
         .build()
         .await?;
     let (mut leader, lease) = manager.watch().await;
@@ -116,10 +137,13 @@ pub async fn run_as_leader(
             tracing::warn!(instance = %context.instance, "the Lease was not renewed in time: stopped exporting");
             context.metrics.leader.set(0);
             context.sync.standby();
-            // Lead again only once the library has seen the Lease lost and regained.
+            // Lead again once a renewal is read back (the library kept the Lease: a late renewal,
+            // an apiserver away for a while), or once the library has seen it lost and regained.
+            let leases = Api::namespaced(context.client.clone(), lease_namespace);
             while *leader.borrow_and_update() {
                 tokio::select! {
                     changed = leader.changed() => if changed.is_err() { return Ok(()); },
+                    () = renewed(&leases, lease_name, &context.instance) => break,
                     () = shutdown.cancelled() => { release(leader, lease).await; return Ok(()); }
                 }
             }
@@ -181,6 +205,15 @@ mod tests {
         assert_eq!(exports_until(&Lease::default(), "me", grace), None);
     }
 
+    #[test]
+    fn a_renewal_is_due_well_before_the_export_would_stop() {
+        let renewed_after = LEASE_SECONDS - RENEW_BEFORE_SECONDS;
+        let export_stops_after = LEASE_SECONDS - SKEW_SECONDS;
+        // Two renewals' worth of time: one may be late, and CHECK_EVERY must read it back.
+        assert!(2 * renewed_after <= export_stops_after, "{renewed_after} {export_stops_after}");
+        assert!(Duration::from_secs(renewed_after.into()) > CHECK_EVERY);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_unreachable_apiserver_ends_the_export_before_the_lease_expires() {
         // No apiserver answers at this address: every read of the Lease fails.
@@ -190,7 +223,7 @@ mod tests {
         lease_lapses(Api::namespaced(client, "ns"), "jobtrace", "me").await;
         let waited = started.elapsed();
         assert!(
-            waited <= Duration::from_secs((LEASE_SECONDS - GRACE_SECONDS).into()) + CHECK_EVERY,
+            waited <= Duration::from_secs((LEASE_SECONDS - SKEW_SECONDS).into()) + CHECK_EVERY,
             "{waited:?}"
         );
     }
