@@ -13,7 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
@@ -99,6 +99,8 @@ fn content_length(headers: &axum::http::HeaderMap) -> Option<u64> {
 }
 
 /// Reads at most `MAX_BODY` bytes; a larger declared length is refused before any byte is read.
+/// The body goes into one buffer of its declared length, each piece copied in as it arrives and
+/// dropped: gathering the pieces, then copying them into one buffer, held it twice.
 async fn read_body(request: Request) -> Result<Bytes, (StatusCode, String)> {
     let too_large = || {
         (
@@ -106,17 +108,27 @@ async fn read_body(request: Request) -> Result<Bytes, (StatusCode, String)> {
             format!("the body is larger than {MAX_BODY} bytes"),
         )
     };
-    if content_length(request.headers()).is_some_and(|n| n > MAX_BODY as u64) {
+    let declared = content_length(request.headers());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(too_large());
     }
-    match Limited::new(request.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err((
-            StatusCode::BAD_REQUEST,
-            format!("the body could not be read: {e}"),
-        )),
+    let mut read = Vec::with_capacity(declared.map_or(0, |n| usize::try_from(n).unwrap_or(0)));
+    let mut body = request.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if read.len() + data.len() > MAX_BODY {
+                return Err(too_large());
+            }
+            read.extend_from_slice(&data);
+        }
     }
+    Ok(Bytes::from(read))
 }
 
 async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) -> Response {
