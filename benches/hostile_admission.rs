@@ -1,6 +1,7 @@
 //! A hostile tenant's reviews against a `jobtrace webhook` process: for each shape, a fresh
 //! server, then 20 reviews of about 3.8 MB sent at once on 20 connections (as the apiserver, or
-//! any pod that reaches the port, could). Reported: the server's peak RSS above its idle RSS, the
+//! any pod that reaches the port, could), each with an object just under the 1.5 MiB the webhook
+//! reads (and, for the last shape, one past it). Reported: the server's peak RSS above its idle RSS, the
 //! largest answer, the slowest answer, and how many were answered unchanged as overloaded.
 
 #[path = "common/https.rs"]
@@ -13,10 +14,14 @@ mod workload;
 use std::time::{Duration, Instant};
 
 use jobtrace::fixtures::TP;
+use jobtrace::webhook::review::MAX_OBJECT_BYTES;
 use serde_json::{Value, json};
 
 /// Bytes of each review, near the webhook's 4 MiB body limit.
 const TARGET: usize = 3_800_000;
+/// Bytes of each object, just under the 1.5 MiB the webhook reads (a larger one is left unread:
+/// no patch could make it storable).
+const OBJECT: usize = MAX_OBJECT_BYTES - 4096;
 
 fn job_with(annotations: &Value, pod_spec: &Value) -> Value {
     let mut job = workload::typical_job("hostile");
@@ -29,38 +34,39 @@ fn job_with(annotations: &Value, pod_spec: &Value) -> Value {
     job
 }
 
-/// `unit` repeated (comma-separated) until the review is about [`TARGET`] bytes.
-fn repeated(unit: &str) -> String {
-    vec![unit; TARGET / (unit.len() + 1)].join(",")
+/// `unit` repeated (comma-separated) until it takes about `bytes`.
+fn repeated(unit: &str, bytes: usize) -> String {
+    vec![unit; bytes / (unit.len() + 1)].join(",")
 }
 
-/// Each shape: a name and its review.
-fn shapes() -> Vec<(&'static str, Vec<u8>)> {
+/// Each shape: a name and its object.
+fn shapes() -> Vec<(&'static str, Value)> {
     let env_entries: Vec<Value> = (0..24_000).map(|_| json!({ "name": "" })).collect();
-    let shapes = [
+    let env = json!({ "containers": [{ "name": "c", "image": "i", "env": env_entries }] });
+    vec![
         (
             "baggage of malformed members",
             job_with(
-                &json!({ "traceparent": TP, "baggage": repeated("x") }),
+                &json!({ "traceparent": TP, "baggage": repeated("x", OBJECT - 4096) }),
                 &json!({}),
             ),
         ),
         (
             "one container with 24,000 empty env entries (just under 50,000 values)",
             job_with(
-                &json!({ "traceparent": TP, "pad": "p".repeat(TARGET - 300_000) }),
-                &json!({ "containers": [{ "name": "c", "image": "i", "env": env_entries }] }),
+                &json!({ "traceparent": TP, "pad": "p".repeat(OBJECT - 300_000) }),
+                &env,
             ),
         ),
         (
-            "1.2 million empty volumes",
+            "half a million empty volumes",
             job_with(
                 &json!({ "traceparent": TP }),
-                &json!({ "volumes": vec![json!({}); TARGET / 3] }),
+                &json!({ "volumes": vec![json!({}); (OBJECT - 4096) / 3] }),
             ),
         ),
         (
-            "128 containers each setting TRACEPARENT, and the largest baggage",
+            "128 containers each setting a 10 KB TRACEPARENT, and the largest baggage",
             job_with(
                 &json!({
                     "traceparent": TP,
@@ -71,20 +77,26 @@ fn shapes() -> Vec<(&'static str, Vec<u8>)> {
                     "containers": (0..128).map(|i| json!({
                         "name": format!("c{i}"),
                         "image": "i",
-                        "env": [{ "name": "TRACEPARENT", "value": "x".repeat(25_000) }]
+                        "env": [{ "name": "TRACEPARENT", "value": "x".repeat(10_000) }]
                     })).collect::<Vec<_>>()
                 }),
             ),
         ),
-    ];
-    shapes
-        .into_iter()
-        .map(|(name, job)| (name, apiserver_review(&job)))
-        .collect()
+        (
+            "an object past the storable size: 24,000 env entries and a 3.5 MB annotation",
+            job_with(
+                &json!({ "traceparent": TP, "pad": "p".repeat(TARGET - 300_000) }),
+                &env,
+            ),
+        ),
+    ]
 }
 
-/// A review as the apiserver writes it: its fields in the Go type's order, the uid first.
-fn apiserver_review(job: &Value) -> Vec<u8> {
+/// A review as the apiserver writes it: its fields in the Go type's order, the uid first; padded
+/// to [`TARGET`] bytes with a field the webhook skips (as a pod that reaches its port may send).
+fn review_of(job: &Value) -> Vec<u8> {
+    let job = job.to_string();
+    let pad = "p".repeat(TARGET.saturating_sub(job.len() + 400));
     format!(
         "{{\"kind\":\"AdmissionReview\",\"apiVersion\":\"admission.k8s.io/v1\",\
          \"request\":{{\"uid\":\"705ab4f5-6393-11e8-b7cc-42010a800002\",\
@@ -92,7 +104,7 @@ fn apiserver_review(job: &Value) -> Vec<u8> {
          \"resource\":{{\"group\":\"batch\",\"version\":\"v1\",\"resource\":\"jobs\"}},\
          \"namespace\":\"reports\",\"operation\":\"CREATE\",\
          \"userInfo\":{{\"username\":\"tenant\"}},\"object\":{job},\"oldObject\":null,\
-         \"dryRun\":false}}}}"
+         \"dryRun\":false,\"pad\":\"{pad}\"}}}}"
     )
     .into_bytes()
 }
@@ -154,13 +166,15 @@ fn main() {
     let runtime = workload::runtime();
     println!("hostile_admission: {concurrency} reviews at once per shape, a fresh server each");
     println!(
-        "| shape | review | peak RSS above idle | largest answer | slowest answer | overloaded | traced |"
+        "| shape | object | review | peak RSS above idle | largest answer | slowest answer | overloaded | traced |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    for (name, body) in shapes() {
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, object) in shapes() {
+        let body = review_of(&object);
         let outcome = runtime.block_on(attack(&body, concurrency));
         println!(
-            "| {name} | {:.2} MB | {:.1} MiB | {} bytes | {} ms | {} | {} |",
+            "| {name} | {:.2} MB | {:.2} MB | {:.1} MiB | {} bytes | {} ms | {} | {} |",
+            object.to_string().len() as f64 / 1e6,
             body.len() as f64 / 1e6,
             outcome.peak_above_idle_kib as f64 / 1024.0,
             outcome.largest_answer,

@@ -14,6 +14,7 @@ use jobtrace::fixtures::{TP, TestJob, job, review};
 use jobtrace::metrics::Metrics;
 use jobtrace::policy::{Defaults, Policies};
 use jobtrace::webhook::budget::Budget;
+use jobtrace::webhook::review::MAX_OBJECT_BYTES;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -140,12 +141,13 @@ async fn warnings_past_the_fifteenth_are_counted_in_one_line() {
     assert_eq!(warning_count(&metrics, "env_user_set"), 100, "all counted");
 }
 
-/// A Job near the apiserver's 3 MiB request limit whose pod has a million empty volumes: as typed
-/// objects they would take gigabytes; the webhook counts them and leaves the Job alone.
+/// A Job just under the 1.5 MiB the apiserver stores whose pod has half a million empty volumes:
+/// as typed objects they would take gigabytes; the webhook counts them and leaves the Job alone.
 #[tokio::test]
-async fn a_job_of_a_million_empty_volumes_is_admitted_unchanged() {
+async fn a_job_of_half_a_million_empty_volumes_is_admitted_unchanged() {
     let mut object = job(&json!({ "traceparent": TP }));
-    object["spec"]["template"]["spec"]["volumes"] = json!(vec![json!({}); 1_200_000]);
+    object["spec"]["template"]["spec"]["volumes"] = json!(vec![json!({}); 500_000]);
+    assert!(object.to_string().len() < MAX_OBJECT_BYTES);
     let metrics = Arc::new(Metrics::default());
     let started = Instant::now();
     let (response, size) = admit(&metrics, &object).await;
@@ -159,6 +161,28 @@ async fn a_job_of_a_million_empty_volumes_is_admitted_unchanged() {
     assert!(size < 4096);
     // Not a timing test: a typed read of this object takes minutes and gigabytes, not seconds.
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// A Job larger than the apiserver stores (a review may carry 3 MiB of it) is left alone unread:
+/// whatever it holds, even JSON that is no Job, it costs the webhook no more than its bytes.
+#[tokio::test]
+async fn a_job_past_the_storable_size_is_admitted_unchanged_without_being_read() {
+    let mut object = job(&json!({ "traceparent": TP }));
+    // Read, this would be an unreadable object: a pod template that is a number.
+    object["spec"]["template"] = json!(7);
+    object["metadata"]["annotations"]["pad"] = json!("p".repeat(MAX_OBJECT_BYTES));
+    let metrics = Arc::new(Metrics::default());
+    let (response, size) = admit(&metrics, &object).await;
+    assert!(response["patch"].is_null(), "unchanged");
+    let warnings = warnings(&response);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("not traced") && warnings[0].contains("the apiserver stores"),
+        "{warnings:?}"
+    );
+    assert_eq!(warning_count(&metrics, "object_too_large"), 1);
+    assert_eq!(warning_count(&metrics, "unreadable_object"), 0);
+    assert!(size < 4096);
 }
 
 #[tokio::test]

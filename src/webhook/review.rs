@@ -148,6 +148,22 @@ pub fn review(
     let Some(object) = object else {
         return Ok(respond(request.uid, None, AdmissionResult::Skipped));
     };
+    if object.get().len() >= MAX_OBJECT_BYTES {
+        // Any patch would take it past what the apiserver stores: not worth reading.
+        let mutation = unchanged(Warning {
+            reason: WarningReason::ObjectTooLarge,
+            message: format!(
+                "not traced, left unchanged: the object has {} bytes, and the context would take \
+                 it past the {MAX_OBJECT_BYTES} the apiserver stores",
+                object.get().len()
+            ),
+        });
+        return Ok(respond(
+            request.uid,
+            Some(mutation),
+            AdmissionResult::NotTraced,
+        ));
+    }
     let mutation = match endpoint {
         AdmissionEndpoint::Jobs => admitted::job(object.get()).map(|job| {
             let namespace = request
