@@ -189,11 +189,7 @@ impl Split {
         while !chunk.is_empty() {
             if self.string {
                 // A string's run up to its next quote or backslash is taken at once.
-                let run = if self.escape {
-                    0
-                } else {
-                    string_run(chunk)
-                };
+                let run = if self.escape { 0 } else { string_run(chunk) };
                 self.keep(&chunk[..run]);
                 chunk = &chunk[run..];
                 let Some((&b, rest)) = chunk.split_first() else {
@@ -251,7 +247,9 @@ impl Split {
             b'{' | b'[' => {
                 self.depth += 1;
                 match (self.depth, self.field) {
-                    (1, _) if b == b'{' && self.list == Braces::Unopened => self.list = Braces::Open,
+                    (1, _) if b == b'{' && self.list == Braces::Unopened => {
+                        self.list = Braces::Open;
+                    }
                     (1, _) => return Err(malformed("not an object")),
                     (2, Field::Items) if b == b'[' => {}
                     (2, Field::Items) => return Err(malformed("items is not an array")),
