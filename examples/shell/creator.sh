@@ -44,6 +44,8 @@ spec:
 YAML
 
 export BAGGAGE=tenant=acme
+# The script sh -c runs is single-quoted on purpose: that shell expands it, with otel-cli's TRACEPARENT.
+# shellcheck disable=SC2016
 # docs:begin creator
 otel-cli exec --service "${OTEL_SERVICE_NAME:-report-api}" --name create-report-job --kind internal -- \
   sh -c 'job=$(jobtrace stamp --require "$1" | kubectl create -n "$2" -o name -f -) &&

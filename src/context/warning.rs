@@ -20,7 +20,7 @@ pub const MAX_KEPT: usize = 15;
 /// Longest warning message sent, in characters, as the apiserver would cut it.
 pub const MAX_MESSAGE_CHARS: usize = 256;
 
-/// The warnings of one admission: the first [`MAX_KEPT`] with their message, and a count of every
+/// The warnings of one admission: the first `MAX_KEPT` with their message, and a count of every
 /// one by reason, so that an input with a million problems costs no more than one with sixteen.
 /// It reads as the slice of the kept warnings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,7 +62,7 @@ impl Warnings {
     }
 
     /// The warnings as an admission response carries them: each kept message prefixed with
-    /// `jobtrace: ` and cut to [`MAX_MESSAGE_CHARS`], then one line for those only counted.
+    /// `jobtrace: ` and cut to `MAX_MESSAGE_CHARS`, then one line for those only counted.
     pub fn messages(&self) -> Vec<String> {
         let mut messages: Vec<String> = self
             .kept

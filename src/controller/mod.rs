@@ -95,7 +95,7 @@ pub struct Context {
     /// Keep the status of the `JobTracePolicy` objects while exporting (only where the webhook
     /// reads them: a status would otherwise claim a policy in force that nothing applies).
     pub policy_status: bool,
-    /// How long a held object being deleted waits for its export at most (then [`holds`] releases
+    /// How long a held object being deleted waits for its export at most (then `holds` releases
     /// it, exported or not).
     pub hold_timeout: std::time::Duration,
     /// Pods may be held too (`--hold-pods`): the hold keeper watches the traced pods' metadata.

@@ -27,7 +27,7 @@ pub struct Accepted {
     pub rejected: i64,
 }
 
-/// An OTLP exporter. Its certificate files are read again every [`RELOAD_EVERY`] while it
+/// An OTLP exporter. Its certificate files are read again every `RELOAD_EVERY` while it
 /// exports, and a changed (valid) set replaces the clients, so a rotated certificate is used
 /// without a restart.
 pub struct Exporter {
@@ -104,7 +104,7 @@ impl Exporter {
         })
     }
 
-    /// Reads the certificate files again every `every` instead of [`RELOAD_EVERY`].
+    /// Reads the certificate files again every `every` instead of `RELOAD_EVERY`.
     #[must_use]
     pub fn reload_every(mut self, every: Duration) -> Self {
         self.reload_every = every;

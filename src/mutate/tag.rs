@@ -146,7 +146,7 @@ impl Keyring {
     }
 
     /// The keyring once the key changed to `next` at `at`: the current key is still accepted
-    /// for [`PREVIOUS_KEY_GRACE`] after.
+    /// for `PREVIOUS_KEY_GRACE` after.
     #[must_use]
     pub fn rotated(&self, next: TagKey, at: Timestamp) -> Self {
         Self {

@@ -24,7 +24,8 @@ fn cluster_dir() -> PathBuf {
     )
 }
 
-/// A program built by `cargo build --examples`.
+/// A program built by `cargo build --workspace --examples`: the pod runner, and the client
+/// library's `create-job` and `traced-task` (every member's examples land in the same directory).
 pub fn example(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_jobtrace"))
         .parent()
@@ -43,7 +44,7 @@ impl Runner {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start the pod runner (cargo build --examples)");
+            .expect("start the pod runner (cargo build --workspace --examples)");
         Self(child)
     }
 }

@@ -15,12 +15,21 @@ pub const MAX_BYTES: usize = 8192;
 /// Why part of a `baggage` value was dropped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BaggageProblem {
+    /// A list-member that breaks the grammar, dropped alone.
     #[error("member {member:?} dropped: {why}")]
-    Malformed { member: String, why: &'static str },
+    Malformed {
+        /// The member as received (shortened for quoting).
+        member: String,
+        /// The rule it breaks.
+        why: &'static str,
+    },
+    /// This many members past [`MAX_MEMBERS`], dropped.
     #[error("{0} members past the 180-member limit dropped")]
     TooManyMembers(usize),
+    /// This many members dropped from the end to stay within [`MAX_BYTES`].
     #[error("{0} members dropped to stay within 8192 bytes")]
     TooLong(usize),
+    /// This many malformed members past the [`MAX_DESCRIBED`] described one by one.
     #[error("{0} more malformed members dropped")]
     MoreMalformed(usize),
 }
@@ -36,6 +45,7 @@ pub struct Baggage {
 }
 
 impl Baggage {
+    /// Whether no member is left.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }

@@ -30,6 +30,8 @@
 //! assert_eq!(annotations["baggage"], "tenant=acme");
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod baggage;
 pub mod names;
 #[cfg(feature = "opentelemetry")]
@@ -58,26 +60,37 @@ pub fn shorten(s: &str) -> String {
 /// One trace context: a `traceparent`, the `tracestate` that goes with it, and `baggage`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Context {
+    /// The trace, the parent span and the flags.
     pub traceparent: Traceparent,
+    /// The vendors' state that goes with `traceparent`, when there is one.
     pub tracestate: Option<Tracestate>,
+    /// The baggage, when there is some.
     pub baggage: Option<Baggage>,
 }
 
 /// Why the environment's context can't be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvError {
+    /// `TRACEPARENT` is malformed.
     #[error("TRACEPARENT {value:?} {source}")]
     Traceparent {
+        /// The value (shortened for quoting).
         value: String,
+        /// What is wrong with it.
         source: TraceparentError,
     },
+    /// `TRACESTATE` is malformed.
     #[error("TRACESTATE {value:?} {source}")]
     Tracestate {
+        /// The value (shortened for quoting).
         value: String,
+        /// What is wrong with it.
         source: TracestateError,
     },
+    /// Part of `BAGGAGE` is malformed.
     #[error("BAGGAGE: {0}")]
     Baggage(BaggageProblem),
+    /// This variable (`TRACESTATE` or `BAGGAGE`) is set without a `TRACEPARENT`.
     #[error("{0} is set but TRACEPARENT is not: it means nothing without one")]
     WithoutTraceparent(&'static str),
 }

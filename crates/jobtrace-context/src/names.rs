@@ -18,7 +18,9 @@ pub const BAGGAGE_KEYS: [&str; 2] = ["jobtrace.dev/baggage", "baggage"];
 /// belongs with it (a `tracestate` only means something next to its own `traceparent`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContextSource {
+    /// The annotation holding the `traceparent`.
     pub traceparent: &'static str,
+    /// The annotation holding its `tracestate`, for sources that have one.
     pub tracestate: Option<&'static str>,
 }
 
@@ -103,20 +105,29 @@ pub const OBJECT_OWN: [&str; 5] = [
     CREATED_SUSPENDED,
 ];
 
-/// Labels the job controller puts on every pod of a Job (and on the Job's pod template).
+/// The label the job controller puts on every pod of a Job (and on the Job's pod template) with
+/// the Job's name,
 pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+/// and the one with the Job's uid.
 pub const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
 
 /// Environment variables injected into containers.
 pub mod env {
+    /// The pod attempt's `traceparent`: the creator's trace, the pod's span as parent.
     pub const TRACEPARENT: &str = "TRACEPARENT";
+    /// The creator's `tracestate`.
     pub const TRACESTATE: &str = "TRACESTATE";
+    /// The creator's `baggage`, as the policy filters it.
     pub const BAGGAGE: &str = "BAGGAGE";
+    /// The Kubernetes resource attributes of the container, for the Job's own SDK.
     pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
     /// Downward-API variables for values unknown at admission, referenced from
-    /// `OTEL_RESOURCE_ATTRIBUTES` through `$(VAR)` expansion.
+    /// `OTEL_RESOURCE_ATTRIBUTES` through `$(VAR)` expansion: the pod's name,
     pub const POD_NAME: &str = "JOBTRACE_POD_NAME";
+    /// The pod's uid (downward API).
     pub const POD_UID: &str = "JOBTRACE_POD_UID";
+    /// The Job's name (from the pod's job-name label, downward API).
     pub const JOB_NAME: &str = "JOBTRACE_JOB_NAME";
+    /// The Job's uid (from the pod's controller-uid label, downward API).
     pub const JOB_UID: &str = "JOBTRACE_JOB_UID";
 }

@@ -5,22 +5,31 @@ use std::fmt;
 /// Why a `traceparent` value was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TraceparentError {
+    /// Not all ASCII.
     #[error("contains characters outside ASCII")]
     NonAscii,
+    /// A version 00 value of another length than 55.
     #[error("is {0} characters long; version 00 has exactly 55")]
     Length(usize),
+    /// Shorter than any version allows.
     #[error("is shorter than the 55 characters any version needs")]
     TooShort,
+    /// A version that isn't two lowercase hex digits.
     #[error("version {0:?} is not two lowercase hex digits")]
     Version(String),
+    /// Version ff, which the specification forbids.
     #[error("version ff is forbidden")]
     VersionFf,
+    /// A field not followed by `-`.
     #[error("fields must be separated by '-'")]
     Separator,
+    /// This field (`trace-id`, `parent-id` or `trace-flags`) is not lowercase hex.
     #[error("{0} is not lowercase hex")]
     NotLowerHex(&'static str),
+    /// An all-zero trace-id.
     #[error("trace-id is all zeros")]
     ZeroTraceId,
+    /// An all-zero parent-id.
     #[error("parent-id is all zeros")]
     ZeroParentId,
 }
@@ -40,12 +49,16 @@ const KNOWN_FLAGS: u8 = 0x03;
 /// A parsed `traceparent`, always written back as version 00.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Traceparent {
+    /// The trace.
     pub trace_id: TraceId,
+    /// The parent span: the caller's, or the pod attempt's in what jobtrace injects.
     pub parent_id: SpanId,
+    /// The trace flags: `sampled` (0x01) and `random` (0x02).
     pub flags: u8,
 }
 
 impl Traceparent {
+    /// Whether the `sampled` flag is set.
     pub fn sampled(&self) -> bool {
         self.flags & 0x01 == 0x01
     }

@@ -15,12 +15,16 @@ const LARGE_ENTRY: usize = 128;
 /// Why a `tracestate` value was rejected as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TracestateError {
+    /// More than the 32 list-members the specification allows.
     #[error("has {0} list-members; at most 32 are allowed")]
     TooManyMembers(usize),
+    /// A list-member without `=`.
     #[error("list-member {0:?} has no '='")]
     NoEquals(String),
+    /// A key outside the key grammar.
     #[error("key {0:?} breaks the key grammar")]
     Key(String),
+    /// The value of this key is outside the value grammar.
     #[error("the value of key {0:?} breaks the value grammar")]
     Value(String),
 }
@@ -39,6 +43,7 @@ impl Tracestate {
         &self.duplicates
     }
 
+    /// Whether no entry is left.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

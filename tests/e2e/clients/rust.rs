@@ -1,6 +1,6 @@
-//! The Rust client example (`examples/rust/`): kube-rs and the OpenTelemetry SDK create the Job,
-//! `jobtrace_context::otel::annotate` writes the context; the Job's program continues it with
-//! `jobtrace_context::otel::context_from_env`.
+//! The Rust client example (`crates/jobtrace-context/examples/`): kube-rs and the OpenTelemetry
+//! SDK create the Job, `jobtrace_context::otel::annotate` writes the context; the Job's program
+//! continues it with `jobtrace_context::otel::context_from_env`.
 
 use std::process::Command;
 

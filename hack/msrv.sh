@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Checks that the workspace builds with the oldest compiler it declares (`rust-version` in
+# Cargo.toml's [workspace.package]): `cargo check` of every target, with that toolchain installed
+# by rustup when missing, in a target directory of its own (target/msrv).
+# Without rustup, or when the toolchain can't be installed, it says so and skips, except under CI
+# (the CI variable set), where that is a failure.
+set -euo pipefail
+# shellcheck source=hack/lib.sh
+. "$(dirname "$0")/lib.sh"
+cd "$REPO"
+msrv=$(sed -n '/^\[workspace.package\]/,/^\[/s/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)
+[[ -n $msrv ]] || { echo "msrv: no rust-version in [workspace.package] of Cargo.toml" >&2; exit 1; }
+skip() {
+  if [[ -n ${CI:-} ]]; then
+    echo "msrv: $1; under CI the declared Rust $msrv must be checked" >&2
+    exit 1
+  fi
+  echo "msrv: SKIPPED, Rust $msrv not checked: $1" >&2
+  exit 0
+}
+command -v rustup >/dev/null || skip "no rustup to install Rust $msrv with"
+if ! rustup run "$msrv" rustc --version >/dev/null 2>&1; then
+  echo "msrv: installing Rust $msrv (rustup, minimal profile)" >&2
+  rustup toolchain install "$msrv" --profile minimal --no-self-update >&2 ||
+    skip "rustup could not install Rust $msrv"
+fi
+echo "msrv: cargo +$msrv check (target/msrv)"
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" check --locked --workspace --all-targets --all-features
+echo "msrv: the workspace builds with Rust $msrv"
