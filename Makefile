@@ -4,6 +4,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 export KUBECONFIG := $(CURDIR)/target/cluster/kubeconfig
+# The compiler rust-toolchain.toml pins, made available before any cargo runs (hack/toolchain.sh).
+$(shell hack/toolchain.sh >&2)
 export JOBTRACE_BIN ?= $(or $(JOBTRACE_CACHE),$(HOME)/.cache/jobtrace)/bin
 FUZZ_SECONDS ?= 60
 
