@@ -308,8 +308,8 @@ pub enum CronJobsArg {
 
 impl PolicyArgs {
     /// The settings these flags give.
-    pub fn defaults(&self) -> crate::policy::Defaults {
-        use crate::policy::{CronJobMode, Defaults, KeyFilter, Relationship};
+    pub fn defaults(&self) -> crate::core::policy::Defaults {
+        use crate::core::policy::{CronJobMode, Defaults, KeyFilter, Relationship};
         Defaults {
             root_traces: self.root_traces,
             relationship: match self.relationship {
@@ -493,7 +493,10 @@ mod tests {
         let Command::Webhook(plain) = parse(&[]).unwrap().command else {
             panic!()
         };
-        assert_eq!(plain.policy.defaults(), crate::policy::Defaults::default());
+        assert_eq!(
+            plain.policy.defaults(),
+            crate::core::policy::Defaults::default()
+        );
         assert!(plain.policy.policies);
         let Command::Webhook(set) = parse(&[
             "--root-traces",
@@ -520,11 +523,14 @@ mod tests {
         };
         let defaults = set.policy.defaults();
         assert_eq!(defaults.root_traces, Some(0.25));
-        assert_eq!(defaults.relationship, crate::policy::Relationship::Link);
-        assert_eq!(defaults.cron_jobs, crate::policy::CronJobMode::Off);
+        assert_eq!(
+            defaults.relationship,
+            crate::core::policy::Relationship::Link
+        );
+        assert_eq!(defaults.cron_jobs, crate::core::policy::CronJobMode::Off);
         assert_eq!(
             defaults.baggage,
-            crate::policy::KeyFilter::excluding(["user.email", "session"])
+            crate::core::policy::KeyFilter::excluding(["user.email", "session"])
         );
         assert!(!defaults.pod_spans && !defaults.resource_attributes);
         assert_eq!(defaults.job_labels, ["team", "app"]);

@@ -17,7 +17,7 @@ pub struct AdmissionLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WarningLabels {
-    /// [`crate::context::WarningReason::label`].
+    /// [`crate::core::context::WarningReason::label`].
     pub reason: &'static str,
 }
 

@@ -1,7 +1,7 @@
 //! Lists in pages, each read as it arrives. A Job or a pod may be as large as the apiserver
 //! stores (1.5 MiB, etcd's default request limit: a pod template of a megabyte, say). kube's
 //! `Api::list` reads a response's whole body, then copies it into its text, before decoding it:
-//! twice the page at once, whatever jobtrace then keeps of its objects ([`crate::slim`]). Here the
+//! twice the page at once, whatever jobtrace then keeps of its objects ([`crate::core::slim`]). Here the
 //! body is split as it arrives into the objects of its `items`, each decoded alone, so that a
 //! list holds one object's bytes at a time (and the chunk the connection read), whatever its page.
 //! The pages stay small all the same: jobtrace keeps what it reads of a page until the page is
@@ -189,11 +189,7 @@ impl Split {
         while !chunk.is_empty() {
             if self.string {
                 // A string's run up to its next quote or backslash is taken at once.
-                let run = if self.escape {
-                    0
-                } else {
-                    string_run(chunk)
-                };
+                let run = if self.escape { 0 } else { string_run(chunk) };
                 self.keep(&chunk[..run]);
                 chunk = &chunk[run..];
                 let Some((&b, rest)) = chunk.split_first() else {
@@ -251,7 +247,9 @@ impl Split {
             b'{' | b'[' => {
                 self.depth += 1;
                 match (self.depth, self.field) {
-                    (1, _) if b == b'{' && self.list == Braces::Unopened => self.list = Braces::Open,
+                    (1, _) if b == b'{' && self.list == Braces::Unopened => {
+                        self.list = Braces::Open;
+                    }
                     (1, _) => return Err(malformed("not an object")),
                     (2, Field::Items) if b == b'[' => {}
                     (2, Field::Items) => return Err(malformed("items is not an array")),

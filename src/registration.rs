@@ -7,7 +7,7 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use serde_json::{Value, json};
 
 use crate::cli::WebhookConfigArgs;
-use crate::names;
+use crate::core::names;
 
 /// How the apiserver reaches the webhook.
 #[derive(Debug, Clone)]

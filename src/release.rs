@@ -13,9 +13,9 @@ use kube::{Api, Client, Resource};
 use serde_json::json;
 
 use crate::cli::ReleaseArgs;
-use crate::names;
+use crate::core::names;
+use crate::core::slim::Slim;
 use crate::pages::{self, Pages};
-use crate::slim::Slim;
 
 /// Why `jobtrace release` could not release every Job.
 #[derive(Debug, thiserror::Error)]

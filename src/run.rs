@@ -111,7 +111,7 @@ impl Cli {
                 Ok(())
             }
             Command::Crds => {
-                print!("{}", crate::policy::crd_yaml());
+                print!("{}", crate::core::policy::crd_yaml());
                 Ok(())
             }
             Command::Trace(args) => Ok(crate::trace::run(args).await?),
@@ -177,17 +177,18 @@ async fn policies(
     args: &crate::cli::PolicyArgs,
     configuration: &str,
     shutdown: &CancellationToken,
-) -> crate::policy::Policies {
+) -> crate::core::policy::Policies {
     let defaults = args.defaults();
     if !args.policies {
         if args.sync_match_conditions {
             tracing::warn!("--sync-match-conditions does nothing with --policies=false");
         }
-        return crate::policy::Policies::defaults_only(defaults);
+        return crate::core::policy::Policies::defaults_only(defaults);
     }
     match kube::Client::try_default().await {
         Ok(client) => {
-            let (policies, keep) = crate::policy::Policies::watch(client.clone(), None, defaults);
+            let (policies, keep) =
+                crate::core::policy::Policies::watch(client.clone(), None, defaults);
             let stop = shutdown.clone();
             tokio::spawn(async move {
                 tokio::select! {
@@ -196,7 +197,7 @@ async fn policies(
                 }
             });
             if args.sync_match_conditions {
-                tokio::spawn(crate::policy::match_conditions::keep_in_step(
+                tokio::spawn(crate::core::policy::match_conditions::keep_in_step(
                     client,
                     configuration.to_owned(),
                     policies.clone(),
@@ -207,7 +208,7 @@ async fn policies(
         }
         Err(e) => {
             tracing::warn!(error = %e, "no Kubernetes client: JobTracePolicies are not read, the cluster defaults apply");
-            crate::policy::Policies::defaults_only(defaults)
+            crate::core::policy::Policies::defaults_only(defaults)
         }
     }
 }

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use k8s_openapi::jiff::Timestamp;
 use tokio::sync::mpsc;
 
-use crate::context::{SpanId, TraceId};
+use crate::core::context::{SpanId, TraceId};
+use crate::core::spans::{Link, SpanKind, SpanRecord, Status, Value};
 use crate::metrics::Metrics;
-use crate::spans::{Link, SpanKind, SpanRecord, Status, Value};
 
 /// Own spans waiting for the exporter, at most.
 const QUEUE: usize = 2048;

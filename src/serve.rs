@@ -91,7 +91,7 @@ pub struct WebhookServer {
     pub controller: Option<Arc<ControllerSync>>,
     pub tracer: Option<SelfTracer>,
     /// The cluster defaults and the policies admission decides with.
-    pub policies: crate::policy::Policies,
+    pub policies: crate::core::policy::Policies,
     /// How long to keep serving, not ready, after the shutdown signal.
     pub shutdown_delay: Duration,
 }

@@ -19,8 +19,8 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 use crate::cli::StampArgs;
-use crate::context::Context;
-use crate::names;
+use crate::core::context::Context;
+use crate::core::names;
 
 /// Why `jobtrace stamp` wrote nothing.
 #[derive(Debug, thiserror::Error)]

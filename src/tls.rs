@@ -38,13 +38,13 @@ impl TlsFiles {
 
     /// Loads the certificate; fails when the files are missing or not a matching PEM pair.
     /// Returns the certificate's PEM too. From then on admissions are tagged with the key derived
-    /// from its private key ([`crate::mutate::tag`]).
+    /// from its private key ([`crate::core::mutate::tag`]).
     pub async fn load(&self) -> Result<(RustlsConfig, Vec<u8>), TlsError> {
         let (cert, key) = self.read().await?;
         let config = RustlsConfig::from_pem(cert.clone(), key.clone())
             .await
             .map_err(|e| self.error(e))?;
-        crate::mutate::tag::use_serving_key(&key);
+        crate::core::mutate::tag::use_serving_key(&key);
         Ok((config, cert))
     }
 
@@ -76,7 +76,7 @@ impl TlsFiles {
             {
                 Ok(()) => {
                     tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
-                    crate::mutate::tag::use_serving_key(&files.1);
+                    crate::core::mutate::tag::use_serving_key(&files.1);
                     if let Some(at) = crate::certs::expiry(&files.0) {
                         expiry.set(at);
                     }

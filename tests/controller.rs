@@ -107,7 +107,8 @@ async fn collector(log: Log, times: Times, statuses: Vec<u16>) -> String {
                     .flat_map(|r| &r.scope_spans)
                     .flat_map(|s| &s.spans)
                     .map(|s| {
-                        jobtrace::context::SpanId(s.span_id.clone().try_into().unwrap()).to_string()
+                        jobtrace::core::context::SpanId(s.span_id.clone().try_into().unwrap())
+                            .to_string()
                     })
                     .collect();
                 let status = {

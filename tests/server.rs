@@ -77,8 +77,8 @@ fn start_serving(
             readiness: Arc::new(Readiness::default()),
             controller,
             tracer: None,
-            policies: jobtrace::policy::Policies::defaults_only(
-                jobtrace::policy::Defaults::default(),
+            policies: jobtrace::core::policy::Policies::defaults_only(
+                jobtrace::core::policy::Defaults::default(),
             ),
             shutdown_delay,
         },
@@ -243,8 +243,8 @@ async fn missing_certificate_fails_at_start_with_the_paths() {
             readiness: Arc::default(),
             controller: None,
             tracer: None,
-            policies: jobtrace::policy::Policies::defaults_only(
-                jobtrace::policy::Defaults::default(),
+            policies: jobtrace::core::policy::Policies::defaults_only(
+                jobtrace::core::policy::Defaults::default(),
             ),
             shutdown_delay: Duration::ZERO,
         },

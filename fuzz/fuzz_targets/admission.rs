@@ -3,8 +3,8 @@
 //! what it answers is an allowed AdmissionReview.
 #![no_main]
 
-use jobtrace::context::{RequestContext, SpanId, TraceId};
-use jobtrace::policy::{Defaults, Policies};
+use jobtrace::core::context::{RequestContext, SpanId, TraceId};
+use jobtrace::core::policy::{Defaults, Policies};
 use jobtrace::webhook::review::{AdmissionEndpoint, Fresh, review};
 use libfuzzer_sys::fuzz_target;
 

@@ -449,7 +449,7 @@ impl CertificateKeeper {
                                     expires = decision.cert_not_after,
                                     "serving certificate reloaded"
                                 );
-                                crate::mutate::tag::use_serving_key(
+                                crate::core::mutate::tag::use_serving_key(
                                     decision.material.key.as_bytes(),
                                 );
                                 self.metrics.certificate_expiry.set(decision.cert_not_after);
@@ -518,7 +518,7 @@ async fn notify_on_change<K>(
 }
 
 /// Loads a decision's serving certificate; from then on admissions are tagged with the key derived
-/// from its private key ([`crate::mutate::tag`]).
+/// from its private key ([`crate::core::mutate::tag`]).
 pub async fn load(decision: &Decision) -> Result<RustlsConfig, Error> {
     let config = RustlsConfig::from_pem(
         decision.material.cert.clone().into_bytes(),
@@ -526,7 +526,7 @@ pub async fn load(decision: &Decision) -> Result<RustlsConfig, Error> {
     )
     .await
     .map_err(Error::Load)?;
-    crate::mutate::tag::use_serving_key(decision.material.key.as_bytes());
+    crate::core::mutate::tag::use_serving_key(decision.material.key.as_bytes());
     Ok(config)
 }
 

@@ -3,7 +3,7 @@
 //! was), and the spans of those that ended join the Job's. The Job's mark then covers them: no
 //! write per pod. Jobs of one namespace queued together share one list (`controller-uid in
 //! (...)`), so a namespace of many Jobs isn't scanned once per Job. The list is read in pages of
-//! [`crate::pages::OBJECTS`] pods, each pod only as far as its span needs ([`crate::slim`]).
+//! [`crate::pages::OBJECTS`] pods, each pod only as far as its span needs ([`crate::core::slim`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,10 +17,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Context, HeldPod, Pending, Work};
-use crate::names;
+use crate::core::names;
+use crate::core::slim::Slim;
+use crate::core::spans::{self, Skip, SpanRecord};
 use crate::pages::{self, Pages};
-use crate::slim::Slim;
-use crate::spans::{self, Skip, SpanRecord};
 
 /// Lists made at once: each has a page of up to [`pages::OBJECTS`] pods (of up to 1.5 MiB each)
 /// in hand at a time.

@@ -11,11 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::mark::finish;
 use super::{Context, Pending, Work};
+use crate::core::names::Exported;
+use crate::core::spans::SpanRecord;
 use crate::export::{Delivery, ExportError, Fate};
 use crate::metrics::OutcomeLabels;
-use crate::names::Exported;
 use crate::selftrace::SelfTracer;
-use crate::spans::SpanRecord;
 
 /// Spans gathered in one batch at most (a Job of many pods brings more at once).
 const MAX_BATCH: usize = 512;

@@ -29,10 +29,10 @@ use kube::{Api, Client, Resource};
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use crate::names;
+use crate::core::names;
+use crate::core::slim::Slim;
 use crate::pages::{self, Pages};
 use crate::release::{self, Released};
-use crate::slim::Slim;
 
 /// A Job's or pod's metadata, as the keeper reads it.
 type Meta<K = Job> = Slim<PartialObjectMeta<K>>;

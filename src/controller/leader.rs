@@ -210,7 +210,10 @@ mod tests {
         let renewed_after = LEASE_SECONDS - RENEW_BEFORE_SECONDS;
         let export_stops_after = LEASE_SECONDS - SKEW_SECONDS;
         // Two renewals' worth of time: one may be late, and CHECK_EVERY must read it back.
-        assert!(2 * renewed_after <= export_stops_after, "{renewed_after} {export_stops_after}");
+        assert!(
+            2 * renewed_after <= export_stops_after,
+            "{renewed_after} {export_stops_after}"
+        );
         assert!(Duration::from_secs(renewed_after.into()) > CHECK_EVERY);
     }
 

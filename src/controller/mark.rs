@@ -14,9 +14,9 @@ use kube::{Api, Resource};
 use serde_json::json;
 
 use super::{Context, HeldPod, ObjectKind, Pending, Work};
-use crate::names::Exported;
+use crate::core::names::Exported;
+use crate::core::slim::Slim;
 use crate::release::{self, Released};
-use crate::slim::Slim;
 
 /// Marks exported Jobs, records an Event on each if `recorder` is given, and forgets the objects.
 pub(super) async fn finish(

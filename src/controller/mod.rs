@@ -2,7 +2,7 @@
 //! deleted) exports its spans, then marks it `jobtrace.dev/exported`. Nothing is cached while a
 //! Job runs: a restarted controller rebuilds the same spans from the objects, and finds the ones
 //! it had not marked yet. A crash between export and mark repeats a span with the same ids; it
-//! never loses one. Jobs and pods are read slim ([`crate::slim`]: only what the spans use) and
+//! never loses one. Jobs and pods are read slim ([`crate::core::slim`]: only what the spans use) and
 //! listed in small pages ([`crate::pages`]), so a tenant's fat objects cost it bounded memory.
 
 mod assemble;
@@ -28,12 +28,12 @@ use tokio_util::sync::CancellationToken;
 pub use leader::run_as_leader;
 pub use sync::{ControllerSync, SyncState};
 
+use crate::core::names;
+use crate::core::slim::Slim;
+use crate::core::spans::SpanRecord;
 use crate::export::Exporter;
 use crate::metrics::Metrics;
-use crate::names;
 use crate::selftrace::SelfTracer;
-use crate::slim::Slim;
-use crate::spans::SpanRecord;
 use pending::{Pending, PodExport};
 use watch::{InFlight, Seen};
 
@@ -110,7 +110,7 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     context.sync.leading();
     let reporting_stop = shutdown.child_token();
     let reporting = context.policy_status.then(|| {
-        tokio::spawn(crate::policy::status::report(
+        tokio::spawn(crate::core::policy::status::report(
             context.client.clone(),
             context.namespace.clone(),
             reporting_stop.clone(),

@@ -253,7 +253,7 @@ pub(super) mod tests {
         Work {
             kind: ObjectKind::Job,
             owner: None,
-            spans: crate::spans::job_spans(&finished, None).expect("a finished Job's spans"),
+            spans: crate::core::spans::job_spans(&finished, None).expect("a finished Job's spans"),
             ..pod(uid, "", false)
         }
     }

@@ -11,9 +11,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 
 use super::{ObjectKind, Work};
-use crate::names;
-use crate::slim::Slim;
-use crate::spans::{self, SpanRecord};
+use crate::core::names;
+use crate::core::slim::Slim;
+use crate::core::spans::{self, SpanRecord};
 
 /// What a watch saw.
 #[derive(Debug)]

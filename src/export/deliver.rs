@@ -13,7 +13,7 @@ use prost::Message;
 use super::classify::{ExportError, Outcome};
 use super::proto::{envelope, proto_span};
 use super::transport::Exporter;
-use crate::spans::SpanRecord;
+use crate::core::spans::SpanRecord;
 
 /// The largest request sent unless configured otherwise, in bytes of encoded protobuf: safely
 /// under the 4 MiB a collector takes by default (the OpenTelemetry Collector's and gRPC's

@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span, status};
 
 use super::limits::{SpanLimits, dropped};
-use crate::spans::{SpanRecord, Status, Value};
+use crate::core::spans::{SpanRecord, Status, Value};
 
 /// Converts spans into one OTLP request, under jobtrace's resource and scope, each span within
 /// `limits`.
@@ -171,8 +171,8 @@ pub(super) fn proto_span(record: &SpanRecord, limits: &SpanLimits) -> Span {
             },
         name: record.name.clone(),
         kind: match record.kind {
-            crate::spans::SpanKind::Internal => span::SpanKind::Internal,
-            crate::spans::SpanKind::Server => span::SpanKind::Server,
+            crate::core::spans::SpanKind::Internal => span::SpanKind::Internal,
+            crate::core::spans::SpanKind::Server => span::SpanKind::Server,
         } as i32,
         links,
         dropped_links_count: dropped(record.links.len(), limits.link_count),
@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn request_carries_ids_times_status_and_resource() {
-        use crate::context::{SpanId, TraceId};
+        use crate::core::context::{SpanId, TraceId};
         let record = SpanRecord {
             trace_id: TraceId::parse("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
             span_id: SpanId([1; 8]),
@@ -209,7 +209,7 @@ mod tests {
             status: Status::Error {
                 description: "BackoffLimitExceeded".into(),
             },
-            kind: crate::spans::SpanKind::Internal,
+            kind: crate::core::spans::SpanKind::Internal,
             trace_flags: 0x03,
             label_attributes: vec![("k8s.job.label.team".into(), "data".into())],
             dropped_attributes: 0,
@@ -256,7 +256,7 @@ mod tests {
 
     /// The typical Job span, with `labels` label attributes and `events` events.
     fn span_with(labels: usize, events: usize) -> SpanRecord {
-        use crate::context::{SpanId, TraceId};
+        use crate::core::context::{SpanId, TraceId};
         let time: k8s_openapi::jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
         SpanRecord {
             trace_id: TraceId::parse("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
@@ -271,7 +271,7 @@ mod tests {
                 ("jobtrace.job.failed", 2.into()),
             ],
             events: (0..events)
-                .map(|i| crate::spans::Event {
+                .map(|i| crate::core::spans::Event {
                     name: format!("event {i}"),
                     time,
                     attributes: vec![
@@ -284,14 +284,14 @@ mod tests {
             status: Status::Error {
                 description: "y".repeat(10_000),
             },
-            kind: crate::spans::SpanKind::Internal,
+            kind: crate::core::spans::SpanKind::Internal,
             trace_flags: 0x01,
             label_attributes: (0..labels)
                 .map(|i| (format!("k8s.job.label.l{i}"), "v".into()))
                 .collect(),
             dropped_attributes: 7,
             links: vec![
-                crate::spans::Link {
+                crate::core::spans::Link {
                     trace_id: TraceId([2; 16]),
                     span_id: SpanId([2; 8]),
                     trace_flags: 1,

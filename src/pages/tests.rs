@@ -11,7 +11,7 @@ use kube::core::PartialObjectMeta;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::slim::Slim;
+use crate::core::slim::Slim;
 
 /// Objects whose strings hold what a splitter could mistake for the list's own structure.
 fn tricky_items() -> Vec<Value> {
@@ -63,7 +63,10 @@ fn every_object_is_handed_over_whole_wherever_the_body_is_cut() {
         let body = list_body(&items, Some("next-page"), metadata_last);
         for size in 1..=body.len() {
             let (read, meta) = split(&body, size).unwrap_or_else(|e| panic!("size {size}: {e}"));
-            assert_eq!(read, items, "chunks of {size}, metadata last: {metadata_last}");
+            assert_eq!(
+                read, items,
+                "chunks of {size}, metadata last: {metadata_last}"
+            );
             assert_eq!(meta.continue_.as_deref(), Some("next-page"));
             assert_eq!(meta.resource_version.as_deref(), Some("42"));
         }
@@ -72,7 +75,11 @@ fn every_object_is_handed_over_whole_wherever_the_body_is_cut() {
 
 #[test]
 fn a_strings_run_ends_at_its_first_quote_or_backslash() {
-    let slow = |s: &[u8]| s.iter().position(|&b| b == b'"' || b == b'\\').unwrap_or(s.len());
+    let slow = |s: &[u8]| {
+        s.iter()
+            .position(|&b| b == b'"' || b == b'\\')
+            .unwrap_or(s.len())
+    };
     for len in 0..40 {
         let plain = vec![b'a'; len];
         assert_eq!(string_run(&plain), len);
@@ -153,7 +160,10 @@ fn what_is_not_a_list_of_objects_is_an_error() {
         r#"{"items":[]}]"#,
         r#"{"metadata":"a string","items":[]}"#,
     ] {
-        assert!(split(body.as_bytes(), 2).is_err(), "{body} was read as a list");
+        assert!(
+            split(body.as_bytes(), 2).is_err(),
+            "{body} was read as a list"
+        );
     }
 }
 
@@ -243,7 +253,10 @@ async fn pages_follow_the_continue_token_and_read_each_object_through_its_view()
         assert_eq!(request.uri().path(), "/api/v1/namespaces/ns/pods");
         let query = query(&request);
         assert!(query.contains(&("limit".into(), "2".into())), "{query:?}");
-        assert!(query.contains(&("labelSelector".into(), "a%3Db".into())), "{query:?}");
+        assert!(
+            query.contains(&("labelSelector".into(), "a%3Db".into())),
+            "{query:?}"
+        );
         assert!(!query.iter().any(|(k, _)| k == "continue"), "{query:?}");
         send.send_response(answer(
             StatusCode::OK,
@@ -271,9 +284,7 @@ async fn pages_follow_the_continue_token_and_read_each_object_through_its_view()
 }
 
 fn query_has(request: &Request<Body>, key: &str, value: &str) -> bool {
-    query(request)
-        .iter()
-        .any(|(k, v)| k == key && v == value)
+    query(request).iter().any(|(k, v)| k == key && v == value)
 }
 
 #[tokio::test]

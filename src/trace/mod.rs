@@ -15,8 +15,8 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 
 use crate::cli::{CommonArgs, TraceArgs};
-use crate::context::TraceId;
-use crate::names;
+use crate::core::context::TraceId;
+use crate::core::names;
 use query::{Fetched, QueryApi};
 
 /// How often `--wait` asks the query API again.

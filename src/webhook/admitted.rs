@@ -206,10 +206,7 @@ impl<'de> Visitor<'de> for EnvList {
         let mut block = Vec::new();
         while let Some(var) = seq.next_element()? {
             if block.len() == ENV_BLOCK {
-                full.push(std::mem::replace(
-                    &mut block,
-                    Vec::with_capacity(ENV_BLOCK),
-                ));
+                full.push(std::mem::replace(&mut block, Vec::with_capacity(ENV_BLOCK)));
             }
             block.push(var);
         }
@@ -360,7 +357,14 @@ mod tests {
 
     #[test]
     fn a_long_env_is_read_whole_and_in_order() {
-        for count in [0, 1, ENV_BLOCK - 1, ENV_BLOCK, ENV_BLOCK + 1, 3 * ENV_BLOCK + 7] {
+        for count in [
+            0,
+            1,
+            ENV_BLOCK - 1,
+            ENV_BLOCK,
+            ENV_BLOCK + 1,
+            3 * ENV_BLOCK + 7,
+        ] {
             let env: Vec<_> = (0..count)
                 .map(|i| json!({ "name": format!("V{i}"), "value": i.to_string() }))
                 .collect();
@@ -378,7 +382,10 @@ mod tests {
             let object = json!({ "spec": { "containers": [{ "name": "c", "env": env }] } });
             let pod = pod(&object.to_string()).unwrap();
             let read = pod.spec.unwrap().containers[0].env.clone();
-            assert_eq!(read.map(|e| e.len()), if env.is_null() { None } else { Some(0) });
+            assert_eq!(
+                read.map(|e| e.len()),
+                if env.is_null() { None } else { Some(0) }
+            );
         }
     }
 

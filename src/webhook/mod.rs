@@ -17,8 +17,8 @@ use http_body_util::BodyExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
+use crate::core::policy::Policies;
 use crate::metrics::{AdmissionLabels, EndpointLabels, Metrics, WarningLabels};
-use crate::policy::Policies;
 use crate::selftrace::SelfTracer;
 pub use review::{AdmissionEndpoint, AdmissionResult};
 
@@ -43,7 +43,7 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
     traced_router(
         metrics,
         None,
-        Policies::defaults_only(crate::policy::Defaults::default()),
+        Policies::defaults_only(crate::core::policy::Defaults::default()),
     )
 }
 
@@ -142,7 +142,7 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
         endpoint: endpoint.label(),
         result: result.label(),
     };
-    let request_context = crate::context::RequestContext::from_headers(request.headers());
+    let request_context = crate::core::context::RequestContext::from_headers(request.headers());
     let deadline = tokio::time::Instant::now() + shared.budget.wait;
     let declared = content_length(request.headers()).map_or(MAX_BODY, |n| {
         usize::try_from(n).unwrap_or(MAX_BODY).min(MAX_BODY)
@@ -276,7 +276,7 @@ fn overloaded(
     metrics
         .admission_warnings
         .get_or_create(&WarningLabels {
-            reason: crate::context::WarningReason::Overloaded.label(),
+            reason: crate::core::context::WarningReason::Overloaded.label(),
         })
         .inc();
     tracing::warn!(

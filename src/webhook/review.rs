@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::admitted;
-use crate::context::{RequestContext, SpanId, TraceId, Warning, WarningReason, Warnings};
-use crate::mutate::{self, Mutation, Outcome};
-use crate::policy::Policies;
+use crate::core::context::{RequestContext, SpanId, TraceId, Warning, WarningReason, Warnings};
+use crate::core::mutate::{self, Mutation, Outcome};
+use crate::core::policy::Policies;
 
 /// Which mutation an endpoint performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +108,7 @@ pub struct Reviewed {
     pub result: AdmissionResult,
     pub warnings: Warnings,
     /// The trace the object joined and its trace flags, when it is traced.
-    pub traced: Option<(crate::context::TraceId, u8)>,
+    pub traced: Option<(crate::core::context::TraceId, u8)>,
 }
 
 /// What a review brings besides its body: fresh ids for new spans and traces, and the time.

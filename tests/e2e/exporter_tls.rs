@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use jobtrace::core::spans::SpanRecord;
 use jobtrace::export::{ExportError, Exporter, ExporterConfig};
 use jobtrace::fixtures::TestJob;
-use jobtrace::spans::SpanRecord;
 use jobtrace_context::SpanId;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde_json::json;
@@ -249,7 +249,7 @@ fn spans(extra: usize) -> (Vec<SpanRecord>, String) {
             "lastTransitionTime": "2026-11-23T10:00:30Z" }] }),
         )
         .typed();
-    let mut spans = jobtrace::spans::job_spans(&job, None).expect("a finished Job has spans");
+    let mut spans = jobtrace::core::spans::job_spans(&job, None).expect("a finished Job has spans");
     let job_span = spans[0].clone();
     spans.extend((0..extra).map(|_| SpanRecord {
         span_id: SpanId(rand::random::<[u8; 8]>().map(|b| b | 1)),

@@ -11,9 +11,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 
 use super::*;
-use crate::context::{SpanId, TraceId};
+use crate::core::context::{SpanId, TraceId};
+use crate::core::spans::{SpanKind, Status};
 use crate::export::{ExporterConfig, SpanLimits};
-use crate::spans::{SpanKind, Status};
 
 /// The OpenTelemetry Collector's default receive limit (gRPC's `max_recv_msg_size_mib`).
 const COLLECTOR_LIMIT: usize = 4 * 1024 * 1024;

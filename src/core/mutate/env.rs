@@ -6,8 +6,8 @@ use k8s_openapi::api::core::v1::{Container, EnvVar};
 use serde_json::{Value, json};
 
 use super::{Ops, pointer};
-use crate::context::{Traceparent, Warning, WarningReason, Warnings, traceparent};
-use crate::names::env;
+use crate::core::context::{Traceparent, Warning, WarningReason, Warnings, traceparent};
+use crate::core::names::env;
 
 /// What every container of a traced pod should carry, prepared once for all containers.
 pub(super) struct Injection {

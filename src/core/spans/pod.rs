@@ -7,8 +7,8 @@ use super::{
     Attributes, Event, Skip, SpanKind, SpanRecord, Status, began, derived_span_id, latest, sampled,
     trace_flags, traced,
 };
-use crate::context::SpanId;
-use crate::names;
+use crate::core::context::SpanId;
+use crate::core::names;
 
 /// The span of a pod that has succeeded or failed, or was deleted (`deleted_at`, when the
 /// controller saw the deletion but the object carries no deletion time).

@@ -12,7 +12,7 @@ pub use jobtrace_context::{
 };
 pub use warning::{Warning, WarningReason, Warnings};
 
-use crate::names;
+use crate::core::names;
 
 /// An input annotation's value without the surrounding whitespace a YAML block scalar or a
 /// careless template leaves (`traceparent: |` ends in a newline). The same for every key.

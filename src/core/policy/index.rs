@@ -353,7 +353,7 @@ mod tests {
             &json!({ "podSpans": false, "baggage": { "include": ["tenant"] } }),
         );
         let defaults = Defaults {
-            baggage: crate::policy::KeyFilter::excluding(["user.email"]),
+            baggage: crate::core::policy::KeyFilter::excluding(["user.email"]),
             ..Defaults::default()
         };
         let index = NamespacePolicies::new([Arc::new(Prepared::new(&p, &defaults).unwrap())]);

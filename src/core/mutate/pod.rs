@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::tag::Kind;
 use super::{Admission, Mutation, Ops, Outcome, admission_stamp, admission_tag, reinvocation};
-use crate::context::{SpanId, TraceId, traceparent};
-use crate::names::{self, env};
+use crate::core::context::{SpanId, TraceId, traceparent};
+use crate::core::names::{self, env};
 
 /// Mutates a pod of a traced Job. The attempt span gets `admission.new_span` unless this is a
 /// reinvocation of the request that already gave it one.
@@ -22,7 +22,7 @@ pub fn mutate(pod: &Pod, admission: &Admission) -> Mutation {
         .and_then(|v| SpanId::parse(v));
     let (Some(trace_id), Some(parent)) = (trace_id, parent) else {
         // Labelled traced, but not by the Job webhook: nothing jobtrace can vouch for.
-        return Mutation::untouched(crate::context::Warnings::new());
+        return Mutation::untouched(crate::core::context::Warnings::new());
     };
     let kept = reinvocation(&pod.metadata, Kind::Pod, admission);
     let previous = annotations
@@ -100,7 +100,7 @@ pub fn mutate(pod: &Pod, admission: &Admission) -> Mutation {
     }
     Mutation {
         patch: ops.into_patch(),
-        warnings: crate::context::Warnings::new(),
+        warnings: crate::core::context::Warnings::new(),
         outcome: Outcome::Traced {
             trace_id,
             // Pods of Jobs admitted before the flags were recorded carry them only in the env.
@@ -121,7 +121,8 @@ mod tests {
     /// The pod the job controller would create from a Job mutated with span A.
     fn pod_of_mutated_job() -> Value {
         let object = job(&json!({ "traceparent": TP }));
-        let mutation = crate::mutate::job::mutate(&typed(&object), &admission(SPAN_A), &defaults());
+        let mutation =
+            crate::core::mutate::job::mutate(&typed(&object), &admission(SPAN_A), &defaults());
         pod_of(&apply(&object, &mutation.patch))
     }
 
@@ -189,7 +190,7 @@ mod tests {
         let mut saved = apply(&pod, &mutate(&typed(&pod), &admission(SPAN_B)).patch);
         saved["metadata"]["annotations"]["jobtrace.dev/exported"] = json!("true");
         saved["metadata"]["creationTimestamp"] = json!("2026-11-23T10:00:00Z");
-        let fresh = crate::context::SpanId([0xc; 8]);
+        let fresh = crate::core::context::SpanId([0xc; 8]);
         let out = apply(&saved, &mutate(&typed(&saved), &admission(fresh)).patch);
         assert_eq!(
             out["metadata"]["annotations"]["jobtrace.dev/span-id"],
@@ -236,7 +237,7 @@ mod tests {
             };
             object
         };
-        let fresh = crate::context::SpanId([0xc; 8]);
+        let fresh = crate::core::context::SpanId([0xc; 8]);
         let cases = [
             (
                 "no tag",
@@ -263,7 +264,7 @@ mod tests {
             ),
         ];
         for (what, object, namespace) in cases {
-            let there = crate::mutate::Admission {
+            let there = crate::core::mutate::Admission {
                 namespace,
                 ..admission(fresh)
             };

@@ -17,8 +17,8 @@ use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
-use crate::context::{SpanId, TraceId, Warnings};
-use crate::names;
+use crate::core::context::{SpanId, TraceId, Warnings};
+use crate::core::names;
 
 /// What an admission brings besides the object, passed in so the mutation stays pure.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +32,7 @@ pub struct Admission<'a> {
     /// The webhook's clock.
     pub now: Timestamp,
     /// The trace context headers of the create request, read where the settings say so.
-    pub request: &'a crate::context::RequestContext,
+    pub request: &'a crate::core::context::RequestContext,
 }
 
 /// How long one create request can last, reinvocations included: the apiserver ends a request

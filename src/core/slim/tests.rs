@@ -9,8 +9,8 @@ use kube::core::PartialObjectMeta;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::core::spans::{job_spans, pod_span};
 use crate::fixtures::{JOB_UID, TRACE_ID, TestJob, TestPod};
-use crate::spans::{job_spans, pod_span};
 
 /// When the controller saw a deletion, for the objects deleted without a deletion time.
 fn seen_deleted() -> Timestamp {

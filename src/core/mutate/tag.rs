@@ -22,7 +22,7 @@ use ring::{hkdf, hmac};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::context::{SpanId, TraceId};
+use crate::core::context::{SpanId, TraceId};
 
 /// The salt and info of the key's derivation: the serving key yields a key for this use only.
 const SALT: &[u8] = b"jobtrace.dev/admission-tag";

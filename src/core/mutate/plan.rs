@@ -1,8 +1,8 @@
 //! Which trace a Job joins, decided from its context, the settings that apply to it and whether a
 //! CronJob owns it (pure).
 
-use crate::context::{Baggage, Context, SpanId, TraceId, Traceparent, Tracestate};
-use crate::policy::{CronJobMode, Effective, Relationship, sampling};
+use crate::core::context::{Baggage, Context, SpanId, TraceId, Traceparent, Tracestate};
+use crate::core::policy::{CronJobMode, Effective, Relationship, sampling};
 
 /// W3C trace flags: sampled, and Level 2's random (the trace id's right 56 bits are random).
 const SAMPLED: u8 = 0x01;
@@ -117,7 +117,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::policy::KeyFilter;
+    use crate::core::policy::KeyFilter;
 
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     const NEW: TraceId = TraceId([0x5a; 16]);
@@ -131,7 +131,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        crate::context::from_annotations(&annotations).0
+        crate::core::context::from_annotations(&annotations).0
     }
 
     #[test]

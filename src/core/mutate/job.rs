@@ -13,9 +13,9 @@ use super::tag::Kind;
 use super::{
     Admission, Mutation, Ops, Outcome, admission_stamp, admission_tag, pointer, reinvocation,
 };
-use crate::context::{self, SpanId, TraceId, Traceparent};
-use crate::names::{self, env};
-use crate::policy::Resolution;
+use crate::core::context::{self, SpanId, TraceId, Traceparent};
+use crate::core::names::{self, env};
+use crate::core::policy::Resolution;
 
 /// Mutates a Job being created, with the settings `resolution` found for it. The Job span (and a
 /// trace of its own) gets the ids of `admission` unless this is a reinvocation of the request that
@@ -127,7 +127,7 @@ pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Muta
 
 /// Whether a Job of trace `flags` is held for export under `settings`: where they ask for it and
 /// there is something to export.
-fn held_for_export(settings: &crate::policy::Effective, flags: u8) -> bool {
+fn held_for_export(settings: &crate::core::policy::Effective, flags: u8) -> bool {
     settings.hold_for_export && flags & 0x01 == 0x01
 }
 
@@ -143,7 +143,7 @@ fn inject_containers(
     job_span: SpanId,
     previous: Option<(TraceId, SpanId)>,
     namespace: &str,
-    settings: &crate::policy::Effective,
+    settings: &crate::core::policy::Effective,
 ) {
     let trace_id = plan.trace_id;
     let Some(pod) = job.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
@@ -970,7 +970,7 @@ mod tests {
         assert_eq!(mutation.warnings.len(), 1, "{:?}", mutation.warnings);
         assert_eq!(
             mutation.warnings[0].reason,
-            crate::context::WarningReason::EnvFrom
+            crate::core::context::WarningReason::EnvFrom
         );
         assert!(mutation.warnings[0].message.contains("\"main\""));
         // The context itself belongs to this Job alone: it is set whatever envFrom holds.
@@ -996,7 +996,7 @@ mod tests {
         let (mutation, _) = run(&object, SPAN_A);
         assert_eq!(
             mutation.warnings[0].reason,
-            crate::context::WarningReason::EnvFrom,
+            crate::core::context::WarningReason::EnvFrom,
             "OTEL_ can define it"
         );
     }
@@ -1095,7 +1095,7 @@ mod tests {
     #[test]
     fn a_job_recreated_from_a_saved_manifest_is_traced_afresh() {
         let object = saved(true);
-        let later = crate::mutate::Admission {
+        let later = crate::core::mutate::Admission {
             now: "2026-11-24T08:00:00Z".parse().unwrap(),
             ..admission(SPAN_B)
         };
@@ -1146,7 +1146,7 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("creationTimestamp");
-        let later = crate::mutate::Admission {
+        let later = crate::core::mutate::Admission {
             now: "2026-11-23T10:01:01Z".parse().unwrap(),
             ..admission(SPAN_B)
         };
@@ -1160,7 +1160,7 @@ mod tests {
     #[test]
     fn a_saved_job_recreated_within_a_minute_is_new_by_its_creation_time() {
         let object = saved(false);
-        let soon = crate::mutate::Admission {
+        let soon = crate::core::mutate::Admission {
             now: "2026-11-23T10:00:20Z".parse().unwrap(),
             ..admission(SPAN_B)
         };
@@ -1182,7 +1182,7 @@ mod tests {
             "manager": "kubectl-create", "operation": "Update", "apiVersion": "batch/v1",
             "time": "2026-11-23T10:00:21Z", "fieldsType": "FieldsV1", "fieldsV1": {}
         }]);
-        let soon = crate::mutate::Admission {
+        let soon = crate::core::mutate::Admission {
             now: "2026-11-23T10:00:21.300Z".parse().unwrap(),
             ..admission(SPAN_B)
         };
@@ -1210,7 +1210,7 @@ mod tests {
     #[test]
     fn reinvocation_within_the_request_keeps_the_span() {
         let (_, once) = run(&job(&json!({ "traceparent": TP })), SPAN_A);
-        let soon = crate::mutate::Admission {
+        let soon = crate::core::mutate::Admission {
             now: "2026-11-23T10:00:02Z".parse().unwrap(),
             ..admission(SPAN_B)
         };
@@ -1229,7 +1229,7 @@ mod tests {
         let annotations = &once["metadata"]["annotations"];
         let tag = annotations["jobtrace.dev/admission-tag"].as_str().unwrap();
         assert_eq!(tag.len(), 43, "HMAC-SHA256 in unpadded base64url: {tag}");
-        let soon = crate::mutate::Admission {
+        let soon = crate::core::mutate::Admission {
             now: "2026-11-23T10:00:02Z".parse().unwrap(),
             ..admission(SPAN_B)
         };
@@ -1237,14 +1237,14 @@ mod tests {
         assert!(again.patch.0.is_empty(), "{:?}", again.patch);
         // A trace of its own, kept too.
         let link = with(
-            crate::policy::Defaults {
-                relationship: crate::policy::Relationship::Link,
-                ..crate::policy::Defaults::default()
+            crate::core::policy::Defaults {
+                relationship: crate::core::policy::Relationship::Link,
+                ..crate::core::policy::Defaults::default()
             },
             None,
         );
         let (_, once) = run_with(&job(&json!({ "traceparent": TP })), &link);
-        let fresh = crate::mutate::Admission {
+        let fresh = crate::core::mutate::Admission {
             new_trace: TraceId([0x6b; 16]),
             ..soon
         };
@@ -1263,9 +1263,10 @@ mod tests {
             object
         };
         let other_key = {
-            let keys = crate::mutate::tag::Keyring::new(crate::mutate::tag::TagKey::random());
-            keys.tag(&crate::mutate::tag::Stamped {
-                kind: crate::mutate::tag::Kind::Job,
+            let keys =
+                crate::core::mutate::tag::Keyring::new(crate::core::mutate::tag::TagKey::random());
+            keys.tag(&crate::core::mutate::tag::Stamped {
+                kind: crate::core::mutate::tag::Kind::Job,
                 namespace: "reports",
                 name: "nightly",
                 trace_id: TraceId::parse(crate::fixtures::TRACE_ID).unwrap(),
@@ -1334,7 +1335,7 @@ mod tests {
     #[test]
     fn a_forged_or_copied_stamp_gets_new_ids() {
         for (what, object, namespace) in forgeries() {
-            let there = crate::mutate::Admission {
+            let there = crate::core::mutate::Admission {
                 namespace,
                 ..admission(SPAN_B)
             };
@@ -1359,16 +1360,16 @@ mod tests {
         // A Job in a trace of its own (link mode) carrying another trace's id and span id, with
         // a fresh stamp and the tag of its own first admission.
         let link = with(
-            crate::policy::Defaults {
-                relationship: crate::policy::Relationship::Link,
-                ..crate::policy::Defaults::default()
+            crate::core::policy::Defaults {
+                relationship: crate::core::policy::Relationship::Link,
+                ..crate::core::policy::Defaults::default()
             },
             None,
         );
         let (_, mut object) = run_with(&job(&json!({ "traceparent": TP })), &link);
         object["metadata"]["annotations"]["jobtrace.dev/trace-id"] =
             json!("0af7651916cd43dd8448eb211c80319c");
-        let fresh = crate::mutate::Admission {
+        let fresh = crate::core::mutate::Admission {
             new_trace: TraceId([0x6b; 16]),
             ..admission(SPAN_B)
         };
@@ -1451,7 +1452,7 @@ mod tests {
     }
 
     /// Resolution with these cluster defaults, and `policy` as the deciding policy's name.
-    fn with(settings: crate::policy::Defaults, policy: Option<&str>) -> Resolution {
+    fn with(settings: crate::core::policy::Defaults, policy: Option<&str>) -> Resolution {
         Resolution {
             effective: settings.into(),
             policy: policy.map(str::to_owned),
@@ -1469,9 +1470,9 @@ mod tests {
 
     #[test]
     fn link_mode_gives_the_job_a_trace_of_its_own_linked_to_the_creator() {
-        let settings = crate::policy::Defaults {
-            relationship: crate::policy::Relationship::Link,
-            ..crate::policy::Defaults::default()
+        let settings = crate::core::policy::Defaults {
+            relationship: crate::core::policy::Relationship::Link,
+            ..crate::core::policy::Defaults::default()
         };
         let resolution = with(settings, Some("fan-out"));
         let (mutation, out) = run_with(
@@ -1507,9 +1508,9 @@ mod tests {
 
     #[test]
     fn root_traces_trace_a_job_without_context() {
-        let settings = crate::policy::Defaults {
+        let settings = crate::core::policy::Defaults {
             root_traces: Some(1.0),
-            ..crate::policy::Defaults::default()
+            ..crate::core::policy::Defaults::default()
         };
         let resolution = with(settings, None);
         let (mutation, out) = run_with(&job(&json!({})), &resolution);
@@ -1524,9 +1525,9 @@ mod tests {
             Some(&json!(format!("00-{NEW_TRACE}-0a0a0a0a0a0a0a0a-03")))
         );
         let unsampled = with(
-            crate::policy::Defaults {
+            crate::core::policy::Defaults {
                 root_traces: Some(0.0),
-                ..crate::policy::Defaults::default()
+                ..crate::core::policy::Defaults::default()
             },
             None,
         );
@@ -1544,7 +1545,7 @@ mod tests {
 
     #[test]
     fn the_create_requests_headers_trace_a_job_only_where_the_settings_say() {
-        let request = crate::context::RequestContext {
+        let request = crate::core::context::RequestContext {
             traceparent: vec![TP.to_owned()],
             tracestate: Vec::new(),
             baggage: vec!["tenant=acme".to_owned()],
@@ -1558,9 +1559,9 @@ mod tests {
         assert_eq!(off.outcome, Outcome::NotTraced, "off by default");
 
         let on = with(
-            crate::policy::Defaults {
+            crate::core::policy::Defaults {
                 request_context: true,
-                ..crate::policy::Defaults::default()
+                ..crate::core::policy::Defaults::default()
             },
             None,
         );
@@ -1587,9 +1588,9 @@ mod tests {
     #[test]
     fn a_sampled_job_is_held_for_export_where_the_settings_say() {
         let held = with(
-            crate::policy::Defaults {
+            crate::core::policy::Defaults {
                 hold_for_export: true,
-                ..crate::policy::Defaults::default()
+                ..crate::core::policy::Defaults::default()
             },
             None,
         );
@@ -1637,11 +1638,11 @@ mod tests {
     fn a_held_jobs_pods_are_held_too_where_the_settings_say() {
         let settings = |hold_pods, pod_spans| {
             with(
-                crate::policy::Defaults {
+                crate::core::policy::Defaults {
                     hold_for_export: true,
                     hold_pods,
                     pod_spans,
-                    ..crate::policy::Defaults::default()
+                    ..crate::core::policy::Defaults::default()
                 },
                 None,
             )
@@ -1662,9 +1663,9 @@ mod tests {
             "no pod spans: nothing to hold pods for"
         );
         let not_held = with(
-            crate::policy::Defaults {
+            crate::core::policy::Defaults {
                 hold_pods: true,
-                ..crate::policy::Defaults::default()
+                ..crate::core::policy::Defaults::default()
             },
             None,
         );
@@ -1715,9 +1716,9 @@ mod tests {
         assert_eq!(annotations["jobtrace.dev/trace-id"], NEW_TRACE);
         assert_eq!(annotations["jobtrace.dev/link"], TP);
         let off = with(
-            crate::policy::Defaults {
-                cron_jobs: crate::policy::CronJobMode::Off,
-                ..crate::policy::Defaults::default()
+            crate::core::policy::Defaults {
+                cron_jobs: crate::core::policy::CronJobMode::Off,
+                ..crate::core::policy::Defaults::default()
             },
             None,
         );
@@ -1728,9 +1729,9 @@ mod tests {
 
     #[test]
     fn only_the_containers_the_settings_allow_get_the_context() {
-        let settings = crate::policy::Defaults {
-            containers: crate::policy::KeyFilter::excluding(["side", "fetch"]),
-            ..crate::policy::Defaults::default()
+        let settings = crate::core::policy::Defaults {
+            containers: crate::core::policy::KeyFilter::excluding(["side", "fetch"]),
+            ..crate::core::policy::Defaults::default()
         };
         let (_, out) = run_with(&job(&json!({ "traceparent": TP })), &with(settings, None));
         assert!(
@@ -1753,10 +1754,10 @@ mod tests {
 
     #[test]
     fn without_pod_spans_pods_are_not_labelled_and_point_at_the_job_span() {
-        let settings = crate::policy::Defaults {
+        let settings = crate::core::policy::Defaults {
             pod_spans: false,
             resource_attributes: false,
-            ..crate::policy::Defaults::default()
+            ..crate::core::policy::Defaults::default()
         };
         let mut object = job(&json!({ "traceparent": TP }));
         object["spec"]["template"]["metadata"] =
@@ -1777,7 +1778,7 @@ mod tests {
     #[test]
     fn the_deciding_policy_is_written_on_the_job_even_when_it_traces_nothing() {
         let resolution = Resolution {
-            effective: crate::policy::Defaults::default().into(),
+            effective: crate::core::policy::Defaults::default().into(),
             policy: Some("quiet".into()),
             overridden: vec!["other".into(), "third".into()],
         };
@@ -1821,9 +1822,9 @@ mod tests {
         }]);
         let (_, traced) = run(&object, SPAN_A);
         let off = with(
-            crate::policy::Defaults {
-                cron_jobs: crate::policy::CronJobMode::Off,
-                ..crate::policy::Defaults::default()
+            crate::core::policy::Defaults {
+                cron_jobs: crate::core::policy::CronJobMode::Off,
+                ..crate::core::policy::Defaults::default()
             },
             None,
         );
@@ -1852,9 +1853,9 @@ mod tests {
 
     #[test]
     fn job_labels_to_copy_are_written_for_the_controller() {
-        let settings = crate::policy::Defaults {
+        let settings = crate::core::policy::Defaults {
             job_labels: vec!["team".into(), "app".into()],
-            ..crate::policy::Defaults::default()
+            ..crate::core::policy::Defaults::default()
         };
         let (_, out) = run_with(&job(&json!({ "traceparent": TP })), &with(settings, None));
         assert_eq!(

@@ -264,7 +264,7 @@ mod tests {
 
     /// The first column of the table under `### Admission warnings` in docs/operations.md.
     fn documented_reasons() -> Vec<String> {
-        let text = include_str!("../../docs/operations.md");
+        let text = include_str!("../../../docs/operations.md");
         let section = text
             .split("\n### Admission warnings\n")
             .nth(1)

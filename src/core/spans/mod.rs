@@ -10,7 +10,7 @@ pub use pod::pod_span;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::context::{SpanId, TraceId};
+use crate::core::context::{SpanId, TraceId};
 
 /// An attribute value.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,10 +126,10 @@ fn traced(
 ) -> Result<(&std::collections::BTreeMap<String, String>, TraceId), Skip> {
     let annotations = meta.annotations.as_ref().ok_or(Skip::NotTraced)?;
     let trace_id = annotations
-        .get(crate::names::TRACE_ID)
+        .get(crate::core::names::TRACE_ID)
         .and_then(|v| TraceId::parse(v))
         .ok_or(Skip::NotTraced)?;
-    if annotations.contains_key(crate::names::EXPORTED) {
+    if annotations.contains_key(crate::core::names::EXPORTED) {
         return Err(Skip::Exported);
     }
     Ok((annotations, trace_id))
@@ -149,7 +149,7 @@ fn latest(time: Timestamp) -> Timestamp {
 fn began(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Timestamp> {
     meta.annotations
         .as_ref()
-        .and_then(|a| a.get(crate::names::ADMITTED_AT))
+        .and_then(|a| a.get(crate::core::names::ADMITTED_AT))
         .and_then(|v| v.parse().ok())
         .or_else(|| meta.creation_timestamp.as_ref().map(|t| t.0))
 }
@@ -179,7 +179,7 @@ fn trace_flags<'a>(
     trace_id: TraceId,
 ) -> u8 {
     if let Some(flags) = annotations
-        .get(crate::names::TRACE_FLAGS)
+        .get(crate::core::names::TRACE_FLAGS)
         .and_then(|v| u8::from_str_radix(v, 16).ok())
     {
         return flags;
@@ -187,8 +187,8 @@ fn trace_flags<'a>(
     containers
         .into_iter()
         .flat_map(|c| c.env.iter().flatten())
-        .filter(|v| v.name == crate::names::env::TRACEPARENT)
-        .filter_map(|v| crate::context::traceparent::parse(v.value.as_deref()?).ok())
+        .filter(|v| v.name == crate::core::names::env::TRACEPARENT)
+        .filter_map(|v| crate::core::context::traceparent::parse(v.value.as_deref()?).ok())
         .find(|tp| tp.trace_id == trace_id)
         .map_or(0x01, |tp| tp.flags)
 }

@@ -35,7 +35,7 @@ mod tests {
 
     /// Every string literal of the client library's names.rs, comments left out.
     fn literals_of_the_code() -> BTreeSet<&'static str> {
-        include_str!("../crates/jobtrace-context/src/names.rs")
+        include_str!("../../crates/jobtrace-context/src/names.rs")
             .lines()
             .filter(|line| !line.trim_start().starts_with("//"))
             // Between a line's quotes, every second piece is a literal (none holds a quote).
@@ -47,7 +47,7 @@ mod tests {
     /// with a prefix (`jobtrace.dev/…`, `batch.kubernetes.io/…`), the environment variables
     /// (upper case), and, in `### What jobtrace reads`, the unprefixed input keys.
     fn documented_names() -> BTreeSet<&'static str> {
-        let doc = include_str!("../docs/design.md");
+        let doc = include_str!("../../docs/design.md");
         let section = doc
             .split("\n## Names\n")
             .nth(1)
@@ -117,7 +117,7 @@ mod tests {
     /// The keys of docs/design.md's table "What jobtrace writes on objects": its labels and its
     /// annotations (the finalizer and the policies' `status` left out).
     fn documented_writes() -> (BTreeSet<&'static str>, BTreeSet<&'static str>) {
-        let doc = include_str!("../docs/design.md");
+        let doc = include_str!("../../docs/design.md");
         let table = doc
             .split("\n### What jobtrace writes on objects\n")
             .nth(1)

@@ -17,7 +17,7 @@ use kube::{Api, Client};
 use super::index::{NamespacePolicies, Prepared};
 use super::limits::OverLimit;
 use super::{Defaults, Effective, JobTracePolicy, Resolution};
-use crate::context::Warning;
+use crate::core::context::Warning;
 
 /// The policies as admission sees them. Cheap to clone.
 #[derive(Clone)]
@@ -122,7 +122,7 @@ impl Policies {
     ) -> (Resolution, Option<Warning>) {
         let Some(index) = self.index.as_ref().filter(|_| self.synced()) else {
             let warning = self.index.is_some().then(|| Warning {
-                reason: crate::context::WarningReason::PoliciesNotSynced,
+                reason: crate::core::context::WarningReason::PoliciesNotSynced,
                 message: "the JobTracePolicies are not loaded yet; the cluster defaults apply"
                     .to_owned(),
             });
@@ -433,7 +433,7 @@ mod tests {
 
     #[test]
     fn a_policy_over_the_limits_is_ignored_until_it_is_within_them() {
-        let too_many: Vec<String> = (0..=crate::policy::limits::JOB_LABELS)
+        let too_many: Vec<String> = (0..=crate::core::policy::limits::JOB_LABELS)
             .map(|i| format!("k{i}"))
             .collect();
         let over = |generation| {
@@ -480,7 +480,7 @@ mod tests {
             policies([Event::Init, Event::InitApply(p.clone()), Event::InitDone]);
         let before = policies.resolve("reports", &BTreeMap::new()).0.effective;
         let mut with_status = p.clone();
-        with_status.status = Some(crate::policy::JobTracePolicyStatus {
+        with_status.status = Some(crate::core::policy::JobTracePolicyStatus {
             selected_jobs: Some(3),
             ..Default::default()
         });

@@ -10,8 +10,8 @@ use super::{
 
 /// The annotation the CronJob controller writes on each run: when the run was scheduled.
 const CRONJOB_SCHEDULED: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
-use crate::context::SpanId;
-use crate::names;
+use crate::core::context::SpanId;
+use crate::core::names;
 
 fn condition<'a>(job: &'a Job, type_: &str) -> Option<&'a JobCondition> {
     job.status
@@ -148,7 +148,7 @@ fn outcome(
 fn links(annotations: &std::collections::BTreeMap<String, String>) -> Vec<Link> {
     annotations
         .get(names::LINK)
-        .and_then(|v| crate::context::traceparent::parse(v).ok())
+        .and_then(|v| crate::core::context::traceparent::parse(v).ok())
         .map(|tp| Link {
             trace_id: tp.trace_id,
             span_id: tp.parent_id,

@@ -16,9 +16,9 @@ use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 use super::{JobTracePolicy, JobTracePolicyStatus, limits};
-use crate::names;
+use crate::core::names;
+use crate::core::slim::Slim;
 use crate::pages::{self, Pages};
-use crate::slim::Slim;
 
 /// How often the counts are brought up to date.
 const EVERY: Duration = Duration::from_secs(15);

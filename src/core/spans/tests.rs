@@ -419,9 +419,9 @@ mod recorded {
     #[test]
     fn failed_job_after_retries_with_oom_killed_pods() {
         let job: Job = load(include_str!(
-            "../../tests/data/recorded/job-oom-failed.json"
+            "../../../tests/data/recorded/job-oom-failed.json"
         ));
-        let pods: List<Pod> = load(include_str!("../../tests/data/recorded/pods-oom.json"));
+        let pods: List<Pod> = load(include_str!("../../../tests/data/recorded/pods-oom.json"));
         let job_span = &job_spans(&job, None).unwrap()[0];
         assert_eq!(job_span.name, "job recorded/oom");
         assert_eq!(string(job_span, "error.type"), "BackoffLimitExceeded");
@@ -446,9 +446,11 @@ mod recorded {
     #[test]
     fn indexed_job_pods_carry_their_index() {
         let job: Job = load(include_str!(
-            "../../tests/data/recorded/job-indexed-complete.json"
+            "../../../tests/data/recorded/job-indexed-complete.json"
         ));
-        let pods: List<Pod> = load(include_str!("../../tests/data/recorded/pods-indexed.json"));
+        let pods: List<Pod> = load(include_str!(
+            "../../../tests/data/recorded/pods-indexed.json"
+        ));
         let job_span = &job_spans(&job, None).unwrap()[0];
         assert_eq!(job_span.status, Status::Ok);
         assert_eq!(string(job_span, "jobtrace.job.completion_mode"), "Indexed");

@@ -44,7 +44,7 @@ use kube::core::PartialObjectMeta;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::names;
+use crate::core::names;
 
 /// Distinct valid `TRACEPARENT` values kept per list of containers (init containers, containers).
 pub const MAX_TRACEPARENTS: usize = 16;
@@ -755,7 +755,7 @@ struct EnvView {
 impl EnvView {
     fn traceparent(self) -> Option<String> {
         self.value
-            .filter(|v| self.name && crate::context::traceparent::parse(v).is_ok())
+            .filter(|v| self.name && crate::core::context::traceparent::parse(v).is_ok())
     }
 }
 

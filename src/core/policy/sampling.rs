@@ -4,7 +4,7 @@
 //! least the threshold `(1 - ratio) * 2^56`. Every replica, and every later sampler in the trace
 //! that follows the same rule, decides the same for the same trace id.
 
-use crate::context::TraceId;
+use crate::core::context::TraceId;
 
 /// 2^56: the randomness values of a trace id.
 const RANDOMNESS: u64 = 1 << 56;
