@@ -15,8 +15,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use std::collections::BTreeMap;
 
 use jobtrace::core::context::{RequestContext, SpanId, TraceId};
-use jobtrace::core::policy::{Defaults, Policies};
-use jobtrace::webhook::review::{AdmissionEndpoint, Fresh, review};
+use jobtrace::core::policy::Defaults;
+use jobtrace::k8s::policy::Policies;
+use jobtrace::k8s::webhook::review::{AdmissionEndpoint, Fresh, review};
 
 fn benches(c: &mut Criterion) {
     let job = serde_json::from_value(workload::typical_job("nightly-report")).unwrap();
@@ -258,8 +259,8 @@ fn router(c: &mut Criterion) {
         .build()
         .unwrap();
     let body = workload::typical_review();
-    let metrics = Arc::new(jobtrace::metrics::Metrics::default());
-    let (tracer, mut spans) = jobtrace::selftrace::SelfTracer::new(1.0, metrics.clone());
+    let metrics = Arc::new(jobtrace::k8s::metrics::Metrics::default());
+    let (tracer, mut spans) = jobtrace::k8s::selftrace::SelfTracer::new(1.0, metrics.clone());
     // The exporter's end, taking the own spans in batches as `selftrace::export` does (which
     // waits a second between batches; 10 ms here, so that the queue never fills and drops).
     runtime.spawn(async move {
@@ -269,8 +270,8 @@ fn router(c: &mut Criterion) {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     });
-    let plain = jobtrace::webhook::router(metrics.clone());
-    let with_spans = jobtrace::webhook::traced_router(
+    let plain = jobtrace::k8s::webhook::router(metrics.clone());
+    let with_spans = jobtrace::k8s::webhook::traced_router(
         metrics,
         Some(tracer),
         Policies::defaults_only(Defaults::default()),

@@ -403,7 +403,7 @@ pub struct ControllerArgs {
     pub record_events: bool,
     /// The largest OTLP request sent, in bytes of encoded protobuf (before compression): a batch
     /// larger goes in several. Keep it under the collector's receive limit (4 MiB by default).
-    #[arg(long, env = "JOBTRACE_MAX_REQUEST_BYTES", default_value_t = crate::export::DEFAULT_MAX_REQUEST_BYTES as u64, value_parser = clap::value_parser!(u64).range(1024..))]
+    #[arg(long, env = "JOBTRACE_MAX_REQUEST_BYTES", default_value_t = crate::k8s::otlp::DEFAULT_MAX_REQUEST_BYTES as u64, value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_request_bytes: u64,
 }
 

@@ -1,26 +1,20 @@
 //! jobtrace: carries W3C trace context into Kubernetes Jobs and records their lifecycle as spans.
 #![forbid(unsafe_code)]
 
-pub mod admin;
-pub mod certs;
 pub mod cli;
-pub mod controller;
 pub mod core;
-pub mod export;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
+pub mod k8s;
 pub mod logging;
-pub mod metrics;
-pub mod pages;
-pub mod registration;
-pub mod release;
 pub mod run;
-pub mod selftrace;
-pub mod serve;
 pub mod stamp;
-pub mod tls;
 pub mod trace;
-pub mod webhook;
 
-/// Old paths of modules now under [`core`], for `tests/chart.rs` until its imports move.
+// Old paths of moved modules, for `tests/chart.rs` until its imports move.
+#[doc(hidden)]
 pub use crate::core::names;
+#[doc(hidden)]
+pub use crate::k8s::otlp as export;
+#[doc(hidden)]
+pub use crate::k8s::{admin, controller, registration};

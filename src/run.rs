@@ -1,22 +1,22 @@
 //! Wiring: which tasks each subcommand runs, with what. The flags become the webhook's
 //! certificate source, the controller's context and the OTLP resource; serving is
-//! [`crate::serve`]'s, exporting [`crate::controller`]'s.
+//! [`crate::k8s::serve`]'s, exporting [`crate::k8s::controller`]'s.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{Operations, Readiness};
 use crate::cli::{
     Cli, Command, CommonArgs, ControllerArgs, ControllerCommand, RunArgs, WebhookArgs,
 };
-use crate::controller::{self, Context, ControllerSync};
-use crate::export::{Exporter, ExporterConfig, Resource};
-use crate::metrics::Metrics;
-use crate::selftrace::SelfTracer;
-use crate::serve::{self, Listeners, ServeError, TlsSource, WebhookServer};
-use crate::tls::TlsFiles;
+use crate::k8s::admin::{Operations, Readiness};
+use crate::k8s::controller::{self, Context, ControllerSync};
+use crate::k8s::metrics::Metrics;
+use crate::k8s::otlp::{Exporter, ExporterConfig, Resource};
+use crate::k8s::selftrace::SelfTracer;
+use crate::k8s::serve::{self, Listeners, ServeError, TlsSource, WebhookServer};
+use crate::k8s::tls::TlsFiles;
 
 /// Why `jobtrace` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +26,7 @@ pub enum Error {
     #[error("another TLS crypto provider is already installed")]
     CryptoProvider,
     #[error(transparent)]
-    WebhookConfig(#[from] crate::registration::WebhookConfigError),
+    WebhookConfig(#[from] crate::k8s::registration::WebhookConfigError),
     /// `jobtrace trace` printed no tree; [`Cli::parse_and_run`] prints it as one line and exits
     /// with its own code.
     #[error(transparent)]
@@ -35,7 +35,7 @@ pub enum Error {
     #[error(transparent)]
     Stamp(#[from] crate::stamp::StampError),
     #[error(transparent)]
-    Release(#[from] crate::release::ReleaseError),
+    Release(#[from] crate::k8s::release::ReleaseError),
     /// `command` is the subcommand: `webhook`, `controller` or `run`.
     #[error("{command}")]
     Command {
@@ -52,11 +52,11 @@ pub enum CommandError {
     #[error("no Kubernetes client (KUBECONFIG or in-cluster configuration): {0}")]
     Kube(#[from] kube::Error),
     #[error("OTLP exporter configuration: {0}")]
-    ExporterConfig(#[from] crate::export::ConfigError),
+    ExporterConfig(#[from] crate::k8s::otlp::ConfigError),
     #[error("OTLP resource: {0}")]
-    Resource(#[from] crate::export::ResourceError),
+    Resource(#[from] crate::k8s::otlp::ResourceError),
     #[error("OTLP exporter: {0}")]
-    Exporter(#[from] crate::export::BuildError),
+    Exporter(#[from] crate::k8s::otlp::BuildError),
     #[error("certificates: give --tls-cert-file and --tls-key-file, or --cert-secret")]
     NoCertificateSource,
     #[error("certificates: --cert-secret needs --cert-name (the Service's <name>.<namespace>.svc)")]
@@ -107,7 +107,7 @@ impl Cli {
                 .map_err(failed("controller")),
             Command::Run(args) => run(args, self.common).await.map_err(failed("run")),
             Command::WebhookConfig(args) => {
-                print!("{}", crate::registration::webhook_config_yaml(&args)?);
+                print!("{}", crate::k8s::registration::webhook_config_yaml(&args)?);
                 Ok(())
             }
             Command::Crds => {
@@ -116,7 +116,7 @@ impl Cli {
             }
             Command::Trace(args) => Ok(crate::trace::run(args).await?),
             Command::Stamp(_) => unreachable!("stamp runs before the set-up"),
-            Command::Release(args) => Ok(crate::release::run(&args).await?),
+            Command::Release(args) => Ok(crate::k8s::release::run(&args).await?),
         }
     }
 }
@@ -148,11 +148,11 @@ async fn tls_source(
     if certs.cert_validity < Duration::from_secs(3) || certs.ca_validity <= certs.cert_validity {
         return Err(CommandError::CertificateValidity);
     }
-    let settings = crate::certs::Settings {
+    let settings = crate::k8s::certs::Settings {
         namespace: certs.cert_namespace.clone(),
         secret,
         webhook_configuration: certs.webhook_configuration.clone(),
-        issuance: crate::certs::Issuance {
+        issuance: crate::k8s::certs::Issuance {
             names: certs.cert_names.clone(),
             ca_validity_seconds: seconds(certs.ca_validity),
             cert_validity_seconds: seconds(certs.cert_validity),
@@ -161,7 +161,7 @@ async fn tls_source(
     };
     tracing::info!(secret = %settings.secret, namespace = %settings.namespace, configuration = %settings.webhook_configuration, "self-managed certificates");
     Ok(TlsSource::Managed(Box::new(
-        crate::certs::CertificateKeeper::new(
+        crate::k8s::certs::CertificateKeeper::new(
             kube::Client::try_default().await?,
             settings,
             metrics.clone(),
@@ -177,18 +177,18 @@ async fn policies(
     args: &crate::cli::PolicyArgs,
     configuration: &str,
     shutdown: &CancellationToken,
-) -> crate::core::policy::Policies {
+) -> crate::k8s::policy::Policies {
     let defaults = args.defaults();
     if !args.policies {
         if args.sync_match_conditions {
             tracing::warn!("--sync-match-conditions does nothing with --policies=false");
         }
-        return crate::core::policy::Policies::defaults_only(defaults);
+        return crate::k8s::policy::Policies::defaults_only(defaults);
     }
     match kube::Client::try_default().await {
         Ok(client) => {
             let (policies, keep) =
-                crate::core::policy::Policies::watch(client.clone(), None, defaults);
+                crate::k8s::policy::Policies::watch(client.clone(), None, defaults);
             let stop = shutdown.clone();
             tokio::spawn(async move {
                 tokio::select! {
@@ -197,7 +197,7 @@ async fn policies(
                 }
             });
             if args.sync_match_conditions {
-                tokio::spawn(crate::core::policy::match_conditions::keep_in_step(
+                tokio::spawn(crate::k8s::policy::match_conditions::keep_in_step(
                     client,
                     configuration.to_owned(),
                     policies.clone(),
@@ -208,7 +208,7 @@ async fn policies(
         }
         Err(e) => {
             tracing::warn!(error = %e, "no Kubernetes client: JobTracePolicies are not read, the cluster defaults apply");
-            crate::core::policy::Policies::defaults_only(defaults)
+            crate::k8s::policy::Policies::defaults_only(defaults)
         }
     }
 }
@@ -227,7 +227,7 @@ fn self_tracing(
     let (tracer, spans) = SelfTracer::new(common.self_tracing_ratio, metrics.clone());
     let (config, resource) = exporting()?;
     let exporter = Exporter::new(config)?;
-    let task = tokio::spawn(crate::selftrace::export(
+    let task = tokio::spawn(crate::k8s::selftrace::export(
         spans,
         exporter,
         resource,

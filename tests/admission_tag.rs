@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use jobtrace::core::context::{SpanId, TraceId};
 use jobtrace::core::mutate::tag::{Keyring, Kind, Stamped, TagKey};
 use jobtrace::fixtures::{TP, apply, job, review};
-use jobtrace::tls::TlsFiles;
+use jobtrace::k8s::tls::TlsFiles;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 use support::TestPki;
@@ -27,7 +27,7 @@ async fn admitted(object: &Value) -> Value {
         .header("content-type", "application/json")
         .body(Body::from(body))
         .unwrap();
-    let response = jobtrace::webhook::router(Arc::default())
+    let response = jobtrace::k8s::webhook::router(Arc::default())
         .oneshot(request)
         .await
         .unwrap();

@@ -18,10 +18,10 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
-use jobtrace::controller::{Context, run};
-use jobtrace::export::{Exporter, ExporterConfig, Outcome, Protocol};
 use jobtrace::fixtures::{JOB_SPAN, JOB_UID, POD_SPAN, TRACE_ID, TestJob, TestPod};
-use jobtrace::metrics::Metrics;
+use jobtrace::k8s::controller::{Context, run};
+use jobtrace::k8s::metrics::Metrics;
+use jobtrace::k8s::otlp::{Exporter, ExporterConfig, Outcome, Protocol};
 use kube::client::Body;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -582,10 +582,10 @@ async fn play_timed(
         endpoint,
         headers: Vec::new(),
         timeout: Duration::from_secs(2),
-        compression: jobtrace::export::Compression::None,
-        tls: jobtrace::export::TlsFiles::default(),
-        limits: jobtrace::export::SpanLimits::default(),
-        max_request_bytes: jobtrace::export::DEFAULT_MAX_REQUEST_BYTES,
+        compression: jobtrace::k8s::otlp::Compression::None,
+        tls: jobtrace::k8s::otlp::TlsFiles::default(),
+        limits: jobtrace::k8s::otlp::SpanLimits::default(),
+        max_request_bytes: jobtrace::k8s::otlp::DEFAULT_MAX_REQUEST_BYTES,
         warnings: Vec::new(),
     };
     let (client, apiserver) = ApiServerVerifier::new(log.clone());

@@ -875,7 +875,7 @@ mod tests {
     /// expanded it against `defined`.
     fn sdk_attributes(value: &Value, defined: &[(&str, &str)]) -> Vec<(String, String)> {
         let expanded = kubelet_expand(value.as_str().unwrap(), defined);
-        crate::export::Resource::from_vars(
+        crate::k8s::otlp::Resource::from_vars(
             |name| (name == "OTEL_RESOURCE_ATTRIBUTES").then(|| expanded.clone()),
             "replica",
         )

@@ -15,7 +15,7 @@ use super::selector::{JobLabels, Names, Needs, Selector};
 
 /// One policy, ready for admission.
 #[derive(Debug)]
-pub(super) struct Prepared {
+pub struct Prepared {
     name: String,
     priority: i32,
     selector: Option<LabelSelector>,
@@ -55,7 +55,7 @@ fn version(policy: &JobTracePolicy) -> (Option<String>, Option<i64>) {
 
 /// A namespace's policies.
 #[derive(Debug, Default)]
-pub(super) struct NamespacePolicies {
+pub struct NamespacePolicies {
     /// Highest priority first, then the name that sorts first; with their selectors. A policy
     /// whose selector selects nothing is left out.
     policies: Vec<(Arc<Prepared>, Selector)>,
@@ -121,6 +121,11 @@ impl NamespacePolicies {
     /// How many policies here can select a Job.
     pub fn len(&self) -> usize {
         self.policies.len()
+    }
+
+    /// Whether no policy here can select a Job.
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
     }
 
     /// Whether a policy here turns root traces or `requestContext` on.

@@ -3,14 +3,11 @@
 //! from these types (`jobtrace crds` prints them; `crds/` holds the output). Resolving which
 //! settings apply to one Job is pure: [`resolve`].
 
-mod cache;
-mod index;
+pub mod index;
 pub mod limits;
-pub mod match_conditions;
 mod resolve;
 pub mod sampling;
 mod selector;
-pub mod status;
 
 use std::collections::BTreeSet;
 
@@ -19,7 +16,6 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use cache::Policies;
 pub use resolve::{Defaults, Effective, Resolution, resolve};
 
 /// Settings for the Jobs of one namespace, or of those its `selector` picks. Every field is

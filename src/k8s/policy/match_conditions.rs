@@ -11,7 +11,7 @@ use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 use super::Policies;
-use crate::registration::job_match_condition_for;
+use crate::k8s::registration::job_match_condition_for;
 
 /// How often the condition is compared with the policies.
 const EVERY: Duration = Duration::from_secs(5);
@@ -88,7 +88,7 @@ pub async fn keep_in_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registration::{
+    use crate::k8s::registration::{
         Registration, WebhookAddress, job_match_condition, webhook_configuration,
     };
 

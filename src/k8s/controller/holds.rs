@@ -31,8 +31,8 @@ use tokio_util::sync::CancellationToken;
 use super::Context;
 use crate::core::names;
 use crate::core::slim::Slim;
-use crate::pages::{self, Pages};
-use crate::release::{self, Released};
+use crate::k8s::pages::{self, Pages};
+use crate::k8s::release::{self, Released};
 
 /// A Job's or pod's metadata, as the keeper reads it.
 type Meta<K = Job> = Slim<PartialObjectMeta<K>>;

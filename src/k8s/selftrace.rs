@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::core::context::{SpanId, TraceId};
 use crate::core::spans::{Link, SpanKind, SpanRecord, Status, Value};
-use crate::metrics::Metrics;
+use crate::k8s::metrics::Metrics;
 
 /// Own spans waiting for the exporter, at most.
 const QUEUE: usize = 2048;
@@ -125,7 +125,7 @@ const BATCH: usize = 512;
 /// telemetry about jobtrace never competes with its users' spans.
 pub async fn export(
     mut spans: mpsc::Receiver<SpanRecord>,
-    exporter: crate::export::Exporter,
+    exporter: crate::k8s::otlp::Exporter,
     resource: Vec<(String, String)>,
     metrics: Arc<Metrics>,
     shutdown: tokio_util::sync::CancellationToken,
@@ -150,7 +150,7 @@ pub async fn export(
             }
         }
         if !batch.is_empty() {
-            let request = crate::export::request(&batch, &resource, exporter.limits());
+            let request = crate::k8s::otlp::request(&batch, &resource, exporter.limits());
             if let Err(e) = exporter.export(request).await {
                 tracing::debug!(error = %e, spans = batch.len(), "own spans not exported");
                 metrics.self_spans_dropped.inc_by(batch.len() as u64);

@@ -12,12 +12,12 @@ use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{self, Operations, Readiness};
-use crate::controller::ControllerSync;
-use crate::metrics::Metrics;
-use crate::selftrace::SelfTracer;
-use crate::tls::TlsFiles;
-use crate::webhook;
+use crate::k8s::admin::{self, Operations, Readiness};
+use crate::k8s::controller::ControllerSync;
+use crate::k8s::metrics::Metrics;
+use crate::k8s::selftrace::SelfTracer;
+use crate::k8s::tls::TlsFiles;
+use crate::k8s::webhook;
 
 /// How long open connections get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -27,7 +27,7 @@ const IDLE: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::k8s::tls::TlsError),
     #[error("can't listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -40,7 +40,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error("certificates: {0}")]
-    Certificate(#[from] crate::certs::Error),
+    Certificate(#[from] crate::k8s::certs::Error),
 }
 
 impl ServeError {
@@ -77,7 +77,7 @@ pub enum TlsSource {
     /// PEM files, reread every `reload` (a mounted Secret, from cert-manager for instance).
     Files { files: TlsFiles, reload: Duration },
     /// A Secret jobtrace manages itself, with the webhook configuration's `caBundle`.
-    Managed(Box<crate::certs::CertificateKeeper>),
+    Managed(Box<crate::k8s::certs::CertificateKeeper>),
 }
 
 /// What the webhook server needs.
@@ -91,7 +91,7 @@ pub struct WebhookServer {
     pub controller: Option<Arc<ControllerSync>>,
     pub tracer: Option<SelfTracer>,
     /// The cluster defaults and the policies admission decides with.
-    pub policies: crate::core::policy::Policies,
+    pub policies: crate::k8s::policy::Policies,
     /// How long to keep serving, not ready, after the shutdown signal.
     pub shutdown_delay: Duration,
 }
@@ -105,7 +105,7 @@ async fn serving_certificate(
     match tls {
         TlsSource::Files { files, reload } => {
             let (config, cert) = files.load().await?;
-            if let Some(expiry) = crate::certs::expiry(&cert) {
+            if let Some(expiry) = crate::k8s::certs::expiry(&cert) {
                 metrics.certificate_expiry.set(expiry);
             }
             let watcher = tokio::spawn(files.watch(
@@ -119,7 +119,7 @@ async fn serving_certificate(
             let Some(decision) = certificates.first(shutdown).await else {
                 return Ok(None);
             };
-            let config = crate::certs::load(&decision).await?;
+            let config = crate::k8s::certs::load(&decision).await?;
             metrics.certificate_expiry.set(decision.cert_not_after);
             let keeper = tokio::spawn(certificates.run(config.clone(), decision, shutdown.clone()));
             Ok(Some((config, keeper)))

@@ -77,7 +77,7 @@ impl TlsFiles {
                 Ok(()) => {
                     tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
                     crate::core::mutate::tag::use_serving_key(&files.1);
-                    if let Some(at) = crate::certs::expiry(&files.0) {
+                    if let Some(at) = crate::k8s::certs::expiry(&files.0) {
                         expiry.set(at);
                     }
                     current = Some(files);

@@ -224,7 +224,7 @@ pub(super) mod tests {
     use super::*;
 
     /// A pod's work, of namespace `ns`.
-    pub(in crate::controller) fn pod(uid: &str, job: &str, deleted: bool) -> Work {
+    pub(in crate::k8s::controller) fn pod(uid: &str, job: &str, deleted: bool) -> Work {
         Work {
             kind: ObjectKind::Pod,
             namespace: "ns".into(),

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::cli::ReleaseArgs;
 use crate::core::names;
 use crate::core::slim::Slim;
-use crate::pages::{self, Pages};
+use crate::k8s::pages::{self, Pages};
 
 /// Why `jobtrace release` could not release every Job.
 #[derive(Debug, thiserror::Error)]

@@ -14,10 +14,10 @@ use futures::StreamExt;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
-use super::index::{NamespacePolicies, Prepared};
-use super::limits::OverLimit;
-use super::{Defaults, Effective, JobTracePolicy, Resolution};
 use crate::core::context::Warning;
+use crate::core::policy::index::{NamespacePolicies, Prepared};
+use crate::core::policy::limits::OverLimit;
+use crate::core::policy::{Defaults, Effective, JobTracePolicy, Resolution};
 
 /// The policies as admission sees them. Cheap to clone.
 #[derive(Clone)]

@@ -15,10 +15,10 @@ use kube::core::PartialObjectMeta;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
-use super::{JobTracePolicy, JobTracePolicyStatus, limits};
 use crate::core::names;
+use crate::core::policy::{JobTracePolicy, JobTracePolicyStatus, limits};
 use crate::core::slim::Slim;
-use crate::pages::{self, Pages};
+use crate::k8s::pages::{self, Pages};
 
 /// How often the counts are brought up to date.
 const EVERY: Duration = Duration::from_secs(15);

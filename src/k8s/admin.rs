@@ -13,8 +13,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::controller::ControllerSync;
-use crate::metrics::Metrics;
+use crate::k8s::controller::ControllerSync;
+use crate::k8s::metrics::Metrics;
 
 /// What `/readyz` reports: ready once admissions can be answered (the serving certificate loaded,
 /// the webhook's socket listening), and not any more once shutdown begins, so that endpoints stop

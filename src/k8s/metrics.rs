@@ -9,9 +9,9 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AdmissionLabels {
-    /// [`crate::webhook::AdmissionEndpoint::label`]: `jobs` or `pods`.
+    /// [`crate::k8s::webhook::AdmissionEndpoint::label`]: `jobs` or `pods`.
     pub endpoint: &'static str,
-    /// [`crate::webhook::AdmissionResult::label`].
+    /// [`crate::k8s::webhook::AdmissionResult::label`].
     pub result: &'static str,
 }
 
@@ -28,7 +28,7 @@ pub struct EndpointLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// [`crate::export::Outcome::label`].
+    /// [`crate::k8s::otlp::Outcome::label`].
     pub outcome: &'static str,
 }
 
@@ -65,7 +65,7 @@ pub struct Metrics {
     /// 1 on the replica that holds the Lease and exports, 0 elsewhere.
     pub leader: Gauge,
     /// 1 while the exporting replica's watches list the traced Jobs and pods (the first list
-    /// after taking the lead, or a relist); kept by [`crate::controller::ControllerSync`].
+    /// after taking the lead, or a relist); kept by [`crate::k8s::controller::ControllerSync`].
     pub controller_listing: Gauge,
     /// Expiry of the serving certificate being served, in unix seconds.
     pub certificate_expiry: Gauge,
@@ -233,7 +233,7 @@ impl Metrics {
     }
 
     /// The number of export requests that came to `outcome`.
-    pub fn export_request_count(&self, outcome: crate::export::Outcome) -> u64 {
+    pub fn export_request_count(&self, outcome: crate::k8s::otlp::Outcome) -> u64 {
         self.export_requests
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.label(),
@@ -255,7 +255,7 @@ mod tests {
 
     /// The names of docs/operations.md's metrics table, without `jobtrace_` and labels.
     fn documented() -> Vec<String> {
-        let doc = include_str!("../docs/operations.md");
+        let doc = include_str!("../../docs/operations.md");
         let table = doc
             .split("\n## Metrics\n")
             .nth(1)

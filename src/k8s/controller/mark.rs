@@ -16,7 +16,7 @@ use serde_json::json;
 use super::{Context, HeldPod, ObjectKind, Pending, Work};
 use crate::core::names::Exported;
 use crate::core::slim::Slim;
-use crate::release::{self, Released};
+use crate::k8s::release::{self, Released};
 
 /// Marks exported Jobs, records an Event on each if `recorder` is given, and forgets the objects.
 pub(super) async fn finish(
@@ -208,7 +208,7 @@ async fn publish(recorder: &Recorder, w: &Work) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::pending::tests::pod;
+    use crate::k8s::controller::pending::tests::pod;
 
     #[test]
     fn only_a_job_still_there_is_written_never_a_pod() {

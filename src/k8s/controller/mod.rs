@@ -3,7 +3,7 @@
 //! Job runs: a restarted controller rebuilds the same spans from the objects, and finds the ones
 //! it had not marked yet. A crash between export and mark repeats a span with the same ids; it
 //! never loses one. Jobs and pods are read slim ([`crate::core::slim`]: only what the spans use) and
-//! listed in small pages ([`crate::pages`]), so a tenant's fat objects cost it bounded memory.
+//! listed in small pages ([`crate::k8s::pages`]), so a tenant's fat objects cost it bounded memory.
 
 mod assemble;
 mod batch;
@@ -31,9 +31,9 @@ pub use sync::{ControllerSync, SyncState};
 use crate::core::names;
 use crate::core::slim::Slim;
 use crate::core::spans::SpanRecord;
-use crate::export::Exporter;
-use crate::metrics::Metrics;
-use crate::selftrace::SelfTracer;
+use crate::k8s::metrics::Metrics;
+use crate::k8s::otlp::Exporter;
+use crate::k8s::selftrace::SelfTracer;
 use pending::{Pending, PodExport};
 use watch::{InFlight, Seen};
 
@@ -110,7 +110,7 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     context.sync.leading();
     let reporting_stop = shutdown.child_token();
     let reporting = context.policy_status.then(|| {
-        tokio::spawn(crate::core::policy::status::report(
+        tokio::spawn(crate::k8s::policy::status::report(
             context.client.clone(),
             context.namespace.clone(),
             reporting_stop.clone(),
@@ -222,7 +222,7 @@ fn watches(
     // Small pages: a traced Job or pod may be 1.5 MiB, and a page arrives whole.
     let config = watcher::Config::default()
         .labels(&format!("{}=true", names::TRACED_LABEL))
-        .page_size(crate::pages::OBJECTS);
+        .page_size(crate::k8s::pages::OBJECTS);
     let (jobs, pods) = match &context.namespace {
         Some(ns) => (
             Api::namespaced(context.client.clone(), ns),

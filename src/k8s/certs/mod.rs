@@ -34,8 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use authority::{Decision, Issuance, Material};
 
-use crate::metrics::{Metrics, ReasonLabels};
-use crate::selftrace::SelfTracer;
+use crate::k8s::metrics::{Metrics, ReasonLabels};
+use crate::k8s::selftrace::SelfTracer;
 
 const CA_CERT: &str = "ca.crt";
 const CA_KEY: &str = "ca.key";

@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use super::admitted;
 use crate::core::context::{RequestContext, SpanId, TraceId, Warning, WarningReason, Warnings};
 use crate::core::mutate::{self, Mutation, Outcome};
-use crate::core::policy::Policies;
+use crate::k8s::policy::Policies;
 
 /// Which mutation an endpoint performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -60,7 +60,7 @@ pub struct ControllerSync {
 }
 
 impl ControllerSync {
-    /// Starting, with `listing` the gauge to keep (a registered one: [`crate::metrics::Metrics`]'s).
+    /// Starting, with `listing` the gauge to keep (a registered one: [`crate::k8s::metrics::Metrics`]'s).
     pub fn new(listing: Gauge) -> Self {
         Self {
             phase: Mutex::default(),

@@ -376,7 +376,7 @@ mod tests {
     use axum::http::{StatusCode, header};
 
     use super::*;
-    use crate::export::SpanLimits;
+    use crate::k8s::otlp::SpanLimits;
 
     /// Serves `router` in-process, over HTTP/1.1 and HTTP/2 without TLS; its address.
     async fn serve(router: axum::Router) -> std::net::SocketAddr {
@@ -420,7 +420,7 @@ mod tests {
         )
         .unwrap();
         let exporter = Exporter::new(config).unwrap();
-        let request = crate::export::request(&[], &[], &SpanLimits::default());
+        let request = crate::k8s::otlp::request(&[], &[], &SpanLimits::default());
         let started = Instant::now();
         let outcome = tokio::time::timeout(10 * TIMEOUT, exporter.export(request))
             .await

@@ -13,9 +13,9 @@ use super::mark::finish;
 use super::{Context, Pending, Work};
 use crate::core::names::Exported;
 use crate::core::spans::SpanRecord;
-use crate::export::{Delivery, ExportError, Fate};
-use crate::metrics::OutcomeLabels;
-use crate::selftrace::SelfTracer;
+use crate::k8s::metrics::OutcomeLabels;
+use crate::k8s::otlp::{Delivery, ExportError, Fate};
+use crate::k8s::selftrace::SelfTracer;
 
 /// Spans gathered in one batch at most (a Job of many pods brings more at once).
 const MAX_BATCH: usize = 512;
@@ -193,7 +193,7 @@ fn sort(batch: Vec<Work>, fates: Vec<Fate>) -> Sorted {
 /// Finishes jobtrace's own span for one export.
 fn record_export(
     tracer: &SelfTracer,
-    mut span: crate::selftrace::OwnSpan,
+    mut span: crate::k8s::selftrace::OwnSpan,
     batch: &[Work],
     delivery: &Delivery,
 ) {

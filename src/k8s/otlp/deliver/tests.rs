@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use super::*;
 use crate::core::context::{SpanId, TraceId};
 use crate::core::spans::{SpanKind, Status};
-use crate::export::{ExporterConfig, SpanLimits};
+use crate::k8s::otlp::{ExporterConfig, SpanLimits};
 
 /// The OpenTelemetry Collector's default receive limit (gRPC's `max_recv_msg_size_mib`).
 const COLLECTOR_LIMIT: usize = 4 * 1024 * 1024;

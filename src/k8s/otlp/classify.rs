@@ -233,13 +233,13 @@ mod tests {
             }
             read
         });
-        let config = crate::export::ExporterConfig::from_sources(
+        let config = crate::k8s::otlp::ExporterConfig::from_sources(
             |k| (k == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| endpoint.clone()),
             |p| std::fs::read(p),
         )
         .unwrap();
-        let exporter = crate::export::Exporter::new(config).unwrap();
-        let request = crate::export::request(&[], &[], &crate::export::SpanLimits::default());
+        let exporter = crate::k8s::otlp::Exporter::new(config).unwrap();
+        let request = crate::k8s::otlp::request(&[], &[], &crate::k8s::otlp::SpanLimits::default());
         let outcome = exporter.export(request).await;
         assert!(
             collector.join().unwrap() > 24,

@@ -3,7 +3,7 @@
 //! was), and the spans of those that ended join the Job's. The Job's mark then covers them: no
 //! write per pod. Jobs of one namespace queued together share one list (`controller-uid in
 //! (...)`), so a namespace of many Jobs isn't scanned once per Job. The list is read in pages of
-//! [`crate::pages::OBJECTS`] pods, each pod only as far as its span needs ([`crate::core::slim`]).
+//! [`crate::k8s::pages::OBJECTS`] pods, each pod only as far as its span needs ([`crate::core::slim`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use super::{Context, HeldPod, Pending, Work};
 use crate::core::names;
 use crate::core::slim::Slim;
 use crate::core::spans::{self, Skip, SpanRecord};
-use crate::pages::{self, Pages};
+use crate::k8s::pages::{self, Pages};
 
 /// Lists made at once: each has a page of up to [`pages::OBJECTS`] pods (of up to 1.5 MiB each)
 /// in hand at a time.
@@ -198,11 +198,11 @@ fn sort_pods(sorted: &mut HashMap<String, Found>, pods: Vec<Slim<Pod>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::pending::tests::pod;
+    use crate::k8s::controller::pending::tests::pod;
 
     fn job(namespace: &str, uid: &str, version: Option<&str>) -> Work {
         Work {
-            kind: crate::controller::ObjectKind::Job,
+            kind: crate::k8s::controller::ObjectKind::Job,
             namespace: namespace.into(),
             owner: None,
             version: version.map(Into::into),

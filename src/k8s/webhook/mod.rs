@@ -17,9 +17,9 @@ use http_body_util::BodyExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
-use crate::core::policy::Policies;
-use crate::metrics::{AdmissionLabels, EndpointLabels, Metrics, WarningLabels};
-use crate::selftrace::SelfTracer;
+use crate::k8s::metrics::{AdmissionLabels, EndpointLabels, Metrics, WarningLabels};
+use crate::k8s::policy::Policies;
+use crate::k8s::selftrace::SelfTracer;
 pub use review::{AdmissionEndpoint, AdmissionResult};
 
 /// Largest `AdmissionReview` accepted. Objects are at most 1.5 MiB in etcd; a review carries at
@@ -263,7 +263,7 @@ fn overloaded(
     endpoint: AdmissionEndpoint,
     shared: &Shared,
     body: &[u8],
-    mut own: Option<crate::selftrace::OwnSpan>,
+    mut own: Option<crate::k8s::selftrace::OwnSpan>,
 ) -> Response {
     let metrics = &shared.metrics;
     metrics
