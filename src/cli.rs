@@ -1,4 +1,5 @@
-//! Command-line interface of the `jobtrace` binary.
+//! Command-line interface of the `jobtrace` binary: the flags, and [`Cli::parse_and_run`], which
+//! hands each command its part of them.
 
 use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
@@ -42,6 +43,93 @@ impl Cli {
     /// Parses the process's arguments; on an error, or for `--help`, prints and exits.
     pub fn parse_args() -> Self {
         Self::try_parse_args(std::env::args_os().collect()).unwrap_or_else(|e| e.exit())
+    }
+}
+
+/// Why `jobtrace` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Logging(#[from] crate::k8s::logging::LoggingError),
+    #[error("another TLS crypto provider is already installed")]
+    CryptoProvider,
+    #[error(transparent)]
+    WebhookConfig(#[from] crate::commands::webhook_config::WebhookConfigError),
+    /// `jobtrace trace` printed no tree; [`Cli::parse_and_run`] prints it as one line and exits
+    /// with its own code.
+    #[error(transparent)]
+    Trace(#[from] crate::commands::trace::Failure),
+    /// `jobtrace stamp` printed nothing: one line on stderr, exit code 1.
+    #[error(transparent)]
+    Stamp(#[from] crate::commands::stamp::StampError),
+    #[error(transparent)]
+    Release(#[from] crate::commands::release::ReleaseError),
+    /// `command` is the subcommand: `webhook`, `controller` or `run`.
+    #[error("{command}")]
+    Command {
+        command: &'static str,
+        source: crate::wiring::CommandError,
+    },
+}
+
+impl Cli {
+    /// Parses the command line (as `kubectl jobtrace` when run as the kubectl plugin) and runs the
+    /// subcommand. A failure of `jobtrace trace` is one line on stderr and its exit code.
+    pub async fn parse_and_run() -> Result<(), Error> {
+        match Self::parse_args().run().await {
+            Err(Error::Trace(failure)) => {
+                eprintln!("error: {failure}");
+                std::process::exit(failure.exit_code().into());
+            }
+            Err(Error::Stamp(failure)) => {
+                eprintln!("error: {failure}");
+                std::process::exit(1);
+            }
+            done => done,
+        }
+    }
+
+    /// Sets up logging and the TLS crypto provider, then runs the subcommand.
+    pub async fn run(self) -> Result<(), Error> {
+        if let Command::Stamp(args) = &self.command {
+            // A filter: stdout is the manifests', stderr its warnings; no logging, no network.
+            return Ok(crate::commands::stamp::run(args)?);
+        }
+        if matches!(self.command, Command::Trace(_)) {
+            // Its stdout is the tree's.
+            crate::commands::trace::init_logging(&self.common);
+        } else {
+            crate::k8s::logging::init(&self.common)?;
+        }
+        rustls::crypto::ring::default_provider()
+            .install_default()
+            .map_err(|_| Error::CryptoProvider)?;
+        let failed = |command| move |source| Error::Command { command, source };
+        match self.command {
+            Command::Webhook(args) => crate::wiring::webhook(args, self.common)
+                .await
+                .map_err(failed("webhook")),
+            Command::Controller(args) => crate::wiring::controller(args, self.common)
+                .await
+                .map_err(failed("controller")),
+            Command::Run(args) => crate::wiring::run(args, self.common)
+                .await
+                .map_err(failed("run")),
+            Command::WebhookConfig(args) => {
+                print!(
+                    "{}",
+                    crate::commands::webhook_config::webhook_config_yaml(&args)?
+                );
+                Ok(())
+            }
+            Command::Crds => {
+                print!("{}", crate::core::policy::crd_yaml());
+                Ok(())
+            }
+            Command::Trace(args) => Ok(crate::commands::trace::run(args).await?),
+            Command::Stamp(_) => unreachable!("stamp runs before the set-up"),
+            Command::Release(args) => Ok(crate::commands::release::run(&args).await?),
+        }
     }
 }
 

@@ -2,14 +2,12 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod commands;
 pub mod core;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod k8s;
-pub mod logging;
-pub mod run;
-pub mod stamp;
-pub mod trace;
+pub mod wiring;
 
 // Old paths of moved modules, for `tests/chart.rs` until its imports move.
 #[doc(hidden)]

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod certs;
 pub mod controller;
+pub mod logging;
 pub mod metrics;
 pub mod otlp;
 pub mod pages;

@@ -1,12 +1,9 @@
-//! The `MutatingWebhookConfiguration` that sends Jobs and their pods to jobtrace, and
-//! `jobtrace webhook-config`, which prints it for a webhook reached at a URL.
-
-use std::path::PathBuf;
+//! The `MutatingWebhookConfiguration` that sends Jobs and their pods to jobtrace
+//! (`jobtrace webhook-config` prints it: [`crate::commands::webhook_config`]).
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use serde_json::{Value, json};
 
-use crate::cli::WebhookConfigArgs;
 use crate::core::names;
 
 /// How the apiserver reaches the webhook.
@@ -164,35 +161,6 @@ pub fn webhook_configuration(registration: &Registration) -> MutatingWebhookConf
     .expect("a valid MutatingWebhookConfiguration")
 }
 
-/// Why `jobtrace webhook-config` could not print the configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum WebhookConfigError {
-    #[error("reading the CA file {}", path.display())]
-    CaFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Yaml(#[from] serde_saphyr::SerializeError),
-}
-
-/// `jobtrace webhook-config`: the configuration, as YAML, for a webhook reached at `args.url`,
-/// trusting the CA in `args.ca_file` when given.
-pub fn webhook_config_yaml(args: &WebhookConfigArgs) -> Result<String, WebhookConfigError> {
-    let mut registration =
-        Registration::new(WebhookAddress::Url(args.url.clone()), &args.namespace);
-    if let Some(path) = &args.ca_file {
-        let ca = std::fs::read(path).map_err(|source| WebhookConfigError::CaFile {
-            path: path.clone(),
-            source,
-        })?;
-        registration.ca_bundle = Some(ca);
-    }
-    Ok(serde_saphyr::to_string(&webhook_configuration(
-        &registration,
-    ))?)
-}
-
 #[cfg(test)]
 mod match_condition_tests {
     use super::*;
@@ -261,26 +229,6 @@ mod tests {
             "true"
         );
         assert!(pods.match_conditions.is_none());
-    }
-
-    #[test]
-    fn webhook_config_is_printed_as_yaml_and_a_missing_ca_file_is_named() {
-        let args = |ca_file: Option<&str>| WebhookConfigArgs {
-            url: "https://127.0.0.1:8443".into(),
-            ca_file: ca_file.map(PathBuf::from),
-            namespace: "jobtrace".into(),
-        };
-        let yaml = webhook_config_yaml(&args(None)).unwrap();
-        let config: MutatingWebhookConfiguration = serde_saphyr::from_str(&yaml).unwrap();
-        assert_eq!(
-            config.webhooks.unwrap()[0].client_config.url.as_deref(),
-            Some("https://127.0.0.1:8443/mutate/jobs")
-        );
-        let missing = webhook_config_yaml(&args(Some("/nonexistent/ca.crt"))).unwrap_err();
-        assert_eq!(
-            missing.to_string(),
-            "reading the CA file /nonexistent/ca.crt"
-        );
     }
 
     #[test]

@@ -1,15 +1,13 @@
-//! Wiring: which tasks each subcommand runs, with what. The flags become the webhook's
-//! certificate source, the controller's context and the OTLP resource; serving is
-//! [`crate::k8s::serve`]'s, exporting [`crate::k8s::controller`]'s.
+//! Wiring: which tasks the long-running commands (`webhook`, `controller`, `run`) start, with
+//! what. The flags become the webhook's certificate source, the controller's context and the
+//! OTLP resource; serving is [`crate::k8s::serve`]'s, exporting [`crate::k8s::controller`]'s.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{
-    Cli, Command, CommonArgs, ControllerArgs, ControllerCommand, RunArgs, WebhookArgs,
-};
+use crate::cli::{CommonArgs, ControllerArgs, ControllerCommand, RunArgs, WebhookArgs};
 use crate::k8s::admin::{Operations, Readiness};
 use crate::k8s::controller::{self, Context, ControllerSync};
 use crate::k8s::metrics::Metrics;
@@ -17,32 +15,6 @@ use crate::k8s::otlp::{Exporter, ExporterConfig, Resource};
 use crate::k8s::selftrace::SelfTracer;
 use crate::k8s::serve::{self, Listeners, ServeError, TlsSource, WebhookServer};
 use crate::k8s::tls::TlsFiles;
-
-/// Why `jobtrace` stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Logging(#[from] crate::logging::LoggingError),
-    #[error("another TLS crypto provider is already installed")]
-    CryptoProvider,
-    #[error(transparent)]
-    WebhookConfig(#[from] crate::k8s::registration::WebhookConfigError),
-    /// `jobtrace trace` printed no tree; [`Cli::parse_and_run`] prints it as one line and exits
-    /// with its own code.
-    #[error(transparent)]
-    Trace(#[from] crate::trace::Failure),
-    /// `jobtrace stamp` printed nothing: one line on stderr, exit code 1.
-    #[error(transparent)]
-    Stamp(#[from] crate::stamp::StampError),
-    #[error(transparent)]
-    Release(#[from] crate::k8s::release::ReleaseError),
-    /// `command` is the subcommand: `webhook`, `controller` or `run`.
-    #[error("{command}")]
-    Command {
-        command: &'static str,
-        source: CommandError,
-    },
-}
 
 /// Why a subcommand could not start, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -65,60 +37,6 @@ pub enum CommandError {
     CertificateValidity,
     #[error("leader election: {0}")]
     Lease(#[from] kube_lease_manager::LeaseManagerError),
-}
-
-impl Cli {
-    /// Parses the command line (as `kubectl jobtrace` when run as the kubectl plugin) and runs the
-    /// subcommand. A failure of `jobtrace trace` is one line on stderr and its exit code.
-    pub async fn parse_and_run() -> Result<(), Error> {
-        match Self::parse_args().run().await {
-            Err(Error::Trace(failure)) => {
-                eprintln!("error: {failure}");
-                std::process::exit(failure.exit_code().into());
-            }
-            Err(Error::Stamp(failure)) => {
-                eprintln!("error: {failure}");
-                std::process::exit(1);
-            }
-            done => done,
-        }
-    }
-
-    /// Sets up logging and the TLS crypto provider, then runs the subcommand.
-    pub async fn run(self) -> Result<(), Error> {
-        if let Command::Stamp(args) = &self.command {
-            // A filter: stdout is the manifests', stderr its warnings; no logging, no network.
-            return Ok(crate::stamp::run(args)?);
-        }
-        if matches!(self.command, Command::Trace(_)) {
-            // Its stdout is the tree's.
-            crate::trace::init_logging(&self.common);
-        } else {
-            crate::logging::init(&self.common)?;
-        }
-        rustls::crypto::ring::default_provider()
-            .install_default()
-            .map_err(|_| Error::CryptoProvider)?;
-        let failed = |command| move |source| Error::Command { command, source };
-        match self.command {
-            Command::Webhook(args) => webhook(args, self.common).await.map_err(failed("webhook")),
-            Command::Controller(args) => controller(args, self.common)
-                .await
-                .map_err(failed("controller")),
-            Command::Run(args) => run(args, self.common).await.map_err(failed("run")),
-            Command::WebhookConfig(args) => {
-                print!("{}", crate::k8s::registration::webhook_config_yaml(&args)?);
-                Ok(())
-            }
-            Command::Crds => {
-                print!("{}", crate::core::policy::crd_yaml());
-                Ok(())
-            }
-            Command::Trace(args) => Ok(crate::trace::run(args).await?),
-            Command::Stamp(_) => unreachable!("stamp runs before the set-up"),
-            Command::Release(args) => Ok(crate::k8s::release::run(&args).await?),
-        }
-    }
 }
 
 /// The certificate source the flags ask for.

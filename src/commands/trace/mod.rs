@@ -181,7 +181,7 @@ pub fn trace_link(template: &str, trace_id: &str) -> String {
 
 /// Logs on stderr, filtered by `RUST_LOG` or `--log-level`: stdout is the tree's.
 pub fn init_logging(common: &CommonArgs) {
-    let filter = crate::logging::filter(common)
+    let filter = crate::k8s::logging::filter(common)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -43,7 +43,7 @@ fn rendered(spans: &[Value]) -> String {
 fn recorded_answer_is_the_demo_tree() {
     // What Jaeger answered for the end-to-end tree test's trace: the creator, the Job, a failed
     // attempt and its retry, and the task's span in each (the answer lists them out of order).
-    let body = include_bytes!("../../../tests/data/recorded/jaeger-trace-retried.json");
+    let body = include_bytes!("../../../../tests/data/recorded/jaeger-trace-retried.json");
     let trace = parse(body, "06bf102ada89d54ad92632045f417f65")
         .unwrap()
         .unwrap();
