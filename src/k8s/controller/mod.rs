@@ -2,11 +2,18 @@
 //! deleted) exports its spans, then marks it `jobtrace.dev/exported`. Nothing is cached while a
 //! Job runs: a restarted controller rebuilds the same spans from the objects, and finds the ones
 //! it had not marked yet. A crash between export and mark repeats a span with the same ids; it
-//! never loses one. Jobs and pods are read slim ([`crate::core::slim`]: only what the spans use) and
-//! listed in small pages ([`crate::k8s::pages`]), so a tenant's fat objects cost it bounded memory.
+//! never loses one. Jobs and pods are read slim ([`crate::core::slim`]: only what the spans use)
+//! and listed in small pages ([`crate::k8s::pages`]), so a tenant's fat objects cost it bounded
+//! memory.
+//!
+//! The stages, one file each: [`watch`] (what the events mean), [`assemble`] (a finished Job's
+//! pods listed and their spans joined to the Job's), [`export_loop`] (batches delivered over
+//! OTLP, retried) and [`mark`] (the Job's `jobtrace.dev/exported`, and the holds released).
+//! Beside them: [`pending`] (what is queued, and which pods go with their Job), [`holds`] (the
+//! keeper that ends every hold), [`leader`] (the Lease) and [`sync`] (`/syncz`).
 
 mod assemble;
-mod batch;
+mod export_loop;
 mod holds;
 mod leader;
 mod mark;
@@ -120,7 +127,7 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     let (queue, work) = mpsc::channel::<Work>(512);
     let (jobs_queue, jobs_work) = mpsc::channel::<Work>(512);
     let pending = Arc::new(Pending::default());
-    let exporting = tokio::spawn(batch::export_loop(
+    let exporting = tokio::spawn(export_loop::export_loop(
         context.clone(),
         work,
         pending.clone(),

@@ -1,6 +1,6 @@
-//! Batching: queued work gathered into batches of up to 512 spans, delivered (in requests sized by
-//! their bytes; an object the collector refuses dropped alone), retried with backoff while the
-//! collector can't take them, and recorded as jobtrace's own spans.
+//! The export loop: queued work gathered into batches of up to 512 spans, delivered (in requests
+//! sized by their bytes; an object the collector refuses dropped alone), retried with backoff
+//! while the collector can't take them, and recorded as jobtrace's own spans.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
