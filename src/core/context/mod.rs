@@ -41,23 +41,6 @@ impl RequestContext {
         &NONE
     }
 
-    /// The three headers of `headers`; a value that is not visible ASCII is left out.
-    pub fn from_headers(headers: &axum::http::HeaderMap) -> Self {
-        let all = |name: &str| -> Vec<String> {
-            headers
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(str::to_owned)
-                .collect()
-        };
-        Self {
-            traceparent: all("traceparent"),
-            tracestate: all("tracestate"),
-            baggage: all("baggage"),
-        }
-    }
-
     fn is_empty(&self) -> bool {
         self.traceparent.is_empty() && self.tracestate.is_empty() && self.baggage.is_empty()
     }
@@ -621,15 +604,5 @@ mod tests {
             messages[1].starts_with("request header baggage"),
             "{messages:?}"
         );
-    }
-
-    #[test]
-    fn headers_are_read_from_an_http_request() {
-        let mut headers = axum::http::HeaderMap::new();
-        headers.append("traceparent", TP.parse().unwrap());
-        headers.append("baggage", "a=1".parse().unwrap());
-        headers.append("baggage", "b=2".parse().unwrap());
-        let read = RequestContext::from_headers(&headers);
-        assert_eq!(read, request(&[TP], &[], &["a=1", "b=2"]));
     }
 }

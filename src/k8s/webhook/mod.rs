@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
+use crate::core::context::RequestContext;
 use crate::k8s::metrics::{AdmissionLabels, EndpointLabels, Metrics, WarningLabels};
 use crate::k8s::policy::Policies;
 use crate::k8s::selftrace::SelfTracer;
@@ -131,6 +132,24 @@ async fn read_body(request: Request) -> Result<Bytes, (StatusCode, String)> {
     Ok(Bytes::from(read))
 }
 
+/// The trace context headers of the create request (`traceparent`, `tracestate`, `baggage`), each
+/// value it carried; a value that is not visible ASCII is left out.
+fn request_context(headers: &axum::http::HeaderMap) -> RequestContext {
+    let all = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect()
+    };
+    RequestContext {
+        traceparent: all("traceparent"),
+        tracestate: all("tracestate"),
+        baggage: all("baggage"),
+    }
+}
+
 async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) -> Response {
     let metrics = &shared.metrics;
     let started = Instant::now();
@@ -142,7 +161,7 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
         endpoint: endpoint.label(),
         result: result.label(),
     };
-    let request_context = crate::core::context::RequestContext::from_headers(request.headers());
+    let request_context = request_context(request.headers());
     let deadline = tokio::time::Instant::now() + shared.budget.wait;
     let declared = content_length(request.headers()).map_or(MAX_BODY, |n| {
         usize::try_from(n).unwrap_or(MAX_BODY).min(MAX_BODY)
@@ -309,4 +328,26 @@ fn overloaded(
 fn error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "error": message }).to_string();
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::TP;
+
+    #[test]
+    fn headers_are_read_from_an_http_request() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.append("traceparent", TP.parse().unwrap());
+        headers.append("baggage", "a=1".parse().unwrap());
+        headers.append("baggage", "b=2".parse().unwrap());
+        assert_eq!(
+            request_context(&headers),
+            RequestContext {
+                traceparent: vec![TP.to_owned()],
+                tracestate: Vec::new(),
+                baggage: vec!["a=1".to_owned(), "b=2".to_owned()],
+            }
+        );
+    }
 }
