@@ -39,9 +39,25 @@ pub enum CommandError {
     Lease(#[from] kube_lease_manager::LeaseManagerError),
 }
 
+/// The process's one Kubernetes client, shared by the controller, the certificate keeper and the
+/// policies' watch. It is made when a task first needs it: a webhook serving certificate files
+/// with the policies off runs without one.
+#[derive(Default)]
+struct KubeClient(tokio::sync::OnceCell<kube::Client>);
+
+impl KubeClient {
+    async fn get(&self) -> Result<kube::Client, kube::Error> {
+        self.0
+            .get_or_try_init(kube::Client::try_default)
+            .await
+            .cloned()
+    }
+}
+
 /// The certificate source the flags ask for.
 async fn tls_source(
     args: &WebhookArgs,
+    client: &KubeClient,
     metrics: &Arc<Metrics>,
     tracer: Option<&SelfTracer>,
 ) -> Result<TlsSource, CommandError> {
@@ -80,7 +96,7 @@ async fn tls_source(
     tracing::info!(secret = %settings.secret, namespace = %settings.namespace, configuration = %settings.webhook_configuration, "self-managed certificates");
     Ok(TlsSource::Managed(Box::new(
         crate::k8s::certs::CertificateKeeper::new(
-            kube::Client::try_default().await?,
+            client.get().await?,
             settings,
             metrics.clone(),
             tracer.cloned(),
@@ -93,6 +109,7 @@ async fn tls_source(
 /// `--sync-match-conditions`, a task keeps the webhook configuration `configuration` in step.
 async fn policies(
     args: &crate::cli::PolicyArgs,
+    client: &KubeClient,
     configuration: &str,
     shutdown: &CancellationToken,
 ) -> crate::k8s::policy::Policies {
@@ -103,7 +120,7 @@ async fn policies(
         }
         return crate::k8s::policy::Policies::defaults_only(defaults);
     }
-    match kube::Client::try_default().await {
+    match client.get().await {
         Ok(client) => {
             let (policies, keep) =
                 crate::k8s::policy::Policies::watch(client.clone(), None, defaults);
@@ -193,8 +210,15 @@ pub async fn webhook(args: WebhookArgs, common: CommonArgs) -> Result<(), Comman
         || exporting_from_env(&instance_name(None)),
         &shutdown,
     )?;
-    let tls = tls_source(&args, &metrics, tracer.as_ref()).await?;
-    let policies = policies(&args.policy, &args.certs.webhook_configuration, &shutdown).await;
+    let client = KubeClient::default();
+    let tls = tls_source(&args, &client, &metrics, tracer.as_ref()).await?;
+    let policies = policies(
+        &args.policy,
+        &client,
+        &args.certs.webhook_configuration,
+        &shutdown,
+    )
+    .await;
     tracing::info!(listen = %args.listen, metrics = %args.metrics_listen, "webhook serving");
     let served = serve::webhook(
         WebhookServer {
@@ -218,15 +242,15 @@ pub async fn webhook(args: WebhookArgs, common: CommonArgs) -> Result<(), Comman
 }
 
 /// Everything the controller needs, from the environment and the flags.
-async fn controller_context(
+fn controller_context(
     args: &ControllerArgs,
+    client: kube::Client,
     (config, resource): Exporting,
     metrics: Arc<Metrics>,
     sync: Arc<ControllerSync>,
     tracer: Option<SelfTracer>,
     hold_pods: bool,
 ) -> Result<Arc<Context>, CommandError> {
-    let client = kube::Client::try_default().await?;
     tracing::info!(
         endpoint = %config.endpoint,
         protocol = ?config.protocol,
@@ -292,6 +316,7 @@ struct Started {
 /// `hold_pods`: pods may be held (`--hold-pods`).
 async fn start_controller(
     args: &ControllerArgs,
+    client: &KubeClient,
     common: &CommonArgs,
     hold_pods: bool,
 ) -> Result<Started, CommandError> {
@@ -304,13 +329,13 @@ async fn start_controller(
     let (tracer, own) = self_tracing(common, &metrics, || Ok(exporting.clone()), &shutdown)?;
     let context = controller_context(
         args,
+        client.get().await?,
         exporting,
         metrics.clone(),
         sync.clone(),
         tracer.clone(),
         hold_pods,
-    )
-    .await?;
+    )?;
     Ok(Started {
         shutdown,
         metrics,
@@ -328,7 +353,9 @@ pub async fn controller(
     common: CommonArgs,
 ) -> Result<(), CommandError> {
     let admin = serve::bind(command.metrics_listen)?;
-    let started = start_controller(&command.controller, &common, command.hold_pods).await?;
+    let client = KubeClient::default();
+    let started =
+        start_controller(&command.controller, &client, &common, command.hold_pods).await?;
     // No webhook here, so no admission to wait for: ready while up, as the docs say; the
     // controller's progress is `/syncz`'s.
     let readiness = Arc::new(Readiness::default());
@@ -370,11 +397,24 @@ pub async fn run(mut args: RunArgs, common: CommonArgs) -> Result<(), CommandErr
     let listeners = Listeners::bind(args.webhook.listen, args.webhook.metrics_listen)?;
     // No status for policies this process's webhook doesn't read.
     args.controller.policy_status &= args.webhook.policy.policies;
-    let started =
-        start_controller(&args.controller, &common, args.webhook.policy.hold_pods).await?;
-    let tls = tls_source(&args.webhook, &started.metrics, started.tracer.as_ref()).await?;
+    let client = KubeClient::default();
+    let started = start_controller(
+        &args.controller,
+        &client,
+        &common,
+        args.webhook.policy.hold_pods,
+    )
+    .await?;
+    let tls = tls_source(
+        &args.webhook,
+        &client,
+        &started.metrics,
+        started.tracer.as_ref(),
+    )
+    .await?;
     let policies = policies(
         &args.webhook.policy,
+        &client,
         &args.webhook.certs.webhook_configuration,
         &started.shutdown,
     )
