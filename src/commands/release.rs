@@ -11,7 +11,6 @@ use kube::api::{DeleteParams, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::{Api, Client, Resource};
 
-use crate::cli::ReleaseArgs;
 use crate::core::slim::Slim;
 use crate::k8s::pages::{self, Pages};
 use crate::k8s::release::{Released, release_held};
@@ -32,11 +31,21 @@ pub enum ReleaseError {
     Incomplete { failed: usize, held: usize },
 }
 
+/// Which held objects `jobtrace release` releases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Only this namespace's (`None`: every namespace).
+    pub namespace: Option<String>,
+    /// The `MutatingWebhookConfiguration` to delete first, so that no Job created meanwhile is
+    /// held again (an uninstall).
+    pub webhook_configuration: Option<String>,
+}
+
 /// Deletes the webhook configuration first when asked (so no Job created meanwhile is held
 /// again), then releases every held Job of the namespace, or of all.
-pub async fn run(args: &ReleaseArgs) -> Result<(), ReleaseError> {
+pub async fn run(config: &Config) -> Result<(), ReleaseError> {
     let client = Client::try_default().await.map_err(ReleaseError::Client)?;
-    if let Some(name) = &args.webhook_configuration {
+    if let Some(name) = &config.webhook_configuration {
         let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
         match configs.delete(name, &DeleteParams::default()).await {
             Ok(_) => eprintln!("deleted the webhook configuration {name}"),
@@ -52,8 +61,8 @@ pub async fn run(args: &ReleaseArgs) -> Result<(), ReleaseError> {
     // Every Job's and pod's metadata, not only the traced ones': an object keeps the finalizer
     // if its label was removed (by someone the chart's admission policy doesn't cover). Pods are
     // held only with `--hold-pods`; their list costs a read all the same, and finds none else.
-    let (jobs_held, jobs_failed) = release_all::<Job>(&client, args.namespace.as_deref()).await?;
-    let (pods_held, pods_failed) = release_all::<Pod>(&client, args.namespace.as_deref()).await?;
+    let (jobs_held, jobs_failed) = release_all::<Job>(&client, config.namespace.as_deref()).await?;
+    let (pods_held, pods_failed) = release_all::<Pod>(&client, config.namespace.as_deref()).await?;
     let (held, failed) = (jobs_held + pods_held, jobs_failed + pods_failed);
     eprintln!(
         "released {} of {jobs_held} held Jobs and {} of {pods_held} held pods",

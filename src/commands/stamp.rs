@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
-use crate::cli::StampArgs;
 use crate::core::context::Context;
 use crate::core::names;
 
@@ -59,26 +58,30 @@ pub struct Stamped {
     pub stamped: usize,
 }
 
+/// What `jobtrace stamp` reads, and how strictly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The manifest files, in turn; `-` is standard input.
+    pub files: Vec<PathBuf>,
+    /// Fail when the environment has no trace context (else a warning, and the manifests written
+    /// unchanged).
+    pub require: bool,
+}
+
 /// `jobtrace stamp`: every file in turn (standard input when there is none, or for `-`), to
 /// standard output; nothing is printed unless every file could be stamped.
-pub fn run(args: &StampArgs) -> Result<(), StampError> {
+pub fn run(config: &Config) -> Result<(), StampError> {
     let context = Context::from_env()?;
     if context.is_none() {
-        if args.require {
+        if config.require {
             return Err(StampError::NoContext);
         }
         eprintln!(
             "warning: TRACEPARENT is not set: the manifests are written without trace context"
         );
     }
-    let stdin = [PathBuf::from("-")];
-    let files = if args.files.is_empty() {
-        &stdin[..]
-    } else {
-        &args.files[..]
-    };
     let mut outputs = Vec::new();
-    for file in files {
+    for file in &config.files {
         let (name, text) = read(file)?;
         let stamped = stamp(&text, &name, context.as_ref())?;
         for warning in &stamped.warnings {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 
-use crate::cli::{CommonArgs, TraceArgs};
+use crate::cli::CommonArgs;
 use crate::core::context::TraceId;
 use crate::core::names;
 use query::{Fetched, QueryApi};
@@ -189,30 +189,45 @@ pub fn init_logging(common: &CommonArgs) {
         .try_init();
 }
 
+/// Which Job's trace `jobtrace trace` prints, and where it reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The Job's name.
+    pub job: String,
+    /// The Job's namespace; `None` for the kubeconfig context's.
+    pub namespace: Option<String>,
+    /// Base URL of the Jaeger-compatible query API.
+    pub query_url: String,
+    /// A link to print, `{trace_id}` replaced.
+    pub url_template: Option<String>,
+    /// How long to wait for the Job's span; zero asks once.
+    pub wait: Duration,
+}
+
 /// `jobtrace trace`: prints the tree of the Job's trace, and its link with `--url-template`.
-pub async fn run(args: TraceArgs) -> Result<(), Failure> {
-    let query = QueryApi::new(&args.query_url).map_err(|e| Failure::failed("--query-url", &e))?;
-    let (namespace, job) = read_job(&args).await?;
+pub async fn run(config: Config) -> Result<(), Failure> {
+    let query = QueryApi::new(&config.query_url).map_err(|e| Failure::failed("--query-url", &e))?;
+    let (namespace, job) = read_job(&config).await?;
     let traced = traced(&job).map_err(|why| Failure::NotTraced {
         namespace: namespace.clone(),
-        name: args.job.clone(),
+        name: config.job.clone(),
         why,
     })?;
-    let job_span = format!("job {namespace}/{}", args.job);
-    let fetched = fetch_waiting(&query, &traced, &job_span, args.wait)
+    let job_span = format!("job {namespace}/{}", config.job);
+    let fetched = fetch_waiting(&query, &traced, &job_span, config.wait)
         .await
         .map_err(|e| Failure::failed("query API", &e))?;
     let Fetched::Found(trace) = fetched else {
         return Err(Failure::TraceNotFound {
             namespace,
-            name: args.job,
+            name: config.job,
             hint: not_found_hint(&traced),
             trace_id: traced.trace_id,
             query: query.base().to_owned(),
         });
     };
     let mut out = tree::render(&trace);
-    if let Some(template) = &args.url_template {
+    if let Some(template) = &config.url_template {
         out.push('\n');
         out.push_str(&trace_link(template, &traced.trace_id));
         out.push('\n');
@@ -230,7 +245,7 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
         };
         let note = format!(
             "note: the trace has no span of Job {namespace}/{} yet: {why}",
-            args.job
+            config.job
         );
         eprintln!("{}", escape::escape(&note));
     }
@@ -239,25 +254,25 @@ pub async fn run(args: TraceArgs) -> Result<(), Failure> {
 
 /// The Job, from the kubeconfig's cluster (`KUBECONFIG`, else in-cluster), in `-n` or else the
 /// kubeconfig context's namespace.
-async fn read_job(args: &TraceArgs) -> Result<(String, Job), Failure> {
+async fn read_job(asked: &Config) -> Result<(String, Job), Failure> {
     let config = kube::Config::infer()
         .await
         .map_err(|e| Failure::failed("no Kubernetes configuration", &e))?;
-    let namespace = args
+    let namespace = asked
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
     let client =
         kube::Client::try_from(config).map_err(|e| Failure::failed("no Kubernetes client", &e))?;
     let jobs: Api<Job> = Api::namespaced(client, &namespace);
-    match jobs.get_opt(&args.job).await {
+    match jobs.get_opt(&asked.job).await {
         Ok(Some(job)) => Ok((namespace, job)),
         Ok(None) => Err(Failure::JobNotFound {
             namespace,
-            name: args.job.clone(),
+            name: asked.job.clone(),
         }),
         Err(e) => Err(Failure::failed(
-            &format!("reading Job {namespace}/{}", args.job),
+            &format!("reading Job {namespace}/{}", asked.job),
             &e,
         )),
     }
