@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 use serde_json::{Value, json};
 
-use super::{Ops, pointer};
+use super::patch::{Ops, pointer};
 use crate::core::context::{Traceparent, Warning, WarningReason, Warnings, traceparent};
 use crate::core::names::env;
 

@@ -5,14 +5,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use serde_json::Value;
 
 use super::env::{AttributeValue, Helper, Injection};
+use super::patch::{MetaEdit, Ops, finalizer, pointer};
 use super::plan::{Plan, plan};
 use super::tag::Kind;
-use super::{
-    Admission, Mutation, Ops, Outcome, admission_stamp, admission_tag, pointer, reinvocation,
-};
+use super::{Admission, Mutation, Outcome, admission_stamp, admission_tag, reinvocation};
 use crate::core::context::{self, SpanId, TraceId, Traceparent};
 use crate::core::names::{self, env};
 use crate::core::policy::Resolution;
@@ -211,83 +209,6 @@ fn cronjob_owner(
         .find(|o| o.kind == "CronJob" && o.api_version.starts_with("batch/"))
 }
 
-/// The labels and annotations to set on an object's metadata and those to remove, applied at
-/// once (two `add`s of a map that was absent would replace each other).
-#[derive(Default)]
-struct MetaEdit {
-    labels: Vec<(&'static str, String)>,
-    unlabel: Vec<&'static str>,
-    annotations: Vec<(&'static str, String)>,
-    unannotate: Vec<&'static str>,
-    /// `Some(true)`: the Job holds jobtrace's export finalizer; `Some(false)`: it doesn't.
-    hold: Option<bool>,
-}
-
-impl MetaEdit {
-    fn annotation(&mut self, key: &'static str, value: Option<String>) {
-        match value {
-            Some(value) => self.annotations.push((key, value)),
-            None => self.unannotate.push(key),
-        }
-    }
-
-    fn apply(self, ops: &mut Ops, job: &Job) {
-        let meta = &job.metadata;
-        if !self.labels.is_empty() {
-            ops.ensure_entries(&["metadata", "labels"], meta.labels.as_ref(), &self.labels);
-        }
-        ops.remove_entries(&["metadata", "labels"], meta.labels.as_ref(), &self.unlabel);
-        if !self.annotations.is_empty() {
-            ops.ensure_entries(
-                &["metadata", "annotations"],
-                meta.annotations.as_ref(),
-                &self.annotations,
-            );
-        }
-        ops.remove_entries(
-            &["metadata", "annotations"],
-            meta.annotations.as_ref(),
-            &self.unannotate,
-        );
-        if let Some(hold) = self.hold {
-            finalizer(ops, &["metadata"], meta.finalizers.as_deref(), hold);
-        }
-    }
-}
-
-/// Adds jobtrace's export finalizer to the finalizers `existing` of the metadata at `base` when
-/// `hold` (unless there already), or removes every copy of it.
-fn finalizer(ops: &mut Ops, base: &[&str], existing: Option<&[String]>, hold: bool) {
-    let found: Vec<usize> = existing
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| *f == names::EXPORT_FINALIZER)
-        .map(|(i, _)| i)
-        .collect();
-    let path = |last: &[&str]| {
-        pointer(
-            base.iter()
-                .copied()
-                .chain(["finalizers"])
-                .chain(last.iter().copied()),
-        )
-    };
-    if hold && found.is_empty() {
-        let value = Value::String(names::EXPORT_FINALIZER.to_owned());
-        if existing.is_none() {
-            ops.add(path(&[]), Value::Array(vec![value]));
-        } else {
-            ops.add(path(&["-"]), value);
-        }
-    } else if !hold {
-        // Highest index first, so that each removal leaves the next one's index as it was.
-        for i in found.iter().rev() {
-            ops.remove(path(&[&i.to_string()]));
-        }
-    }
-}
-
 /// Records which policy decided for the Job (a label, so the controller can count its Jobs) and
 /// which it overrode; removes what a saved manifest says of an earlier decision.
 fn label_policy(edit: &mut MetaEdit, resolution: &Resolution) {
@@ -408,7 +329,7 @@ fn label_template(
         if hold_pods {
             metadata["finalizers"] = serde_json::json!([names::EXPORT_FINALIZER]);
         }
-        ops.add(super::pointer(["spec", "template", "metadata"]), metadata);
+        ops.add(pointer(["spec", "template", "metadata"]), metadata);
         return;
     };
     finalizer(

@@ -4,18 +4,15 @@
 
 mod env;
 pub mod job;
+mod patch;
 mod plan;
 pub mod pod;
 pub mod tag;
 
 pub use plan::Origin;
 
-use std::collections::BTreeMap;
-
-use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
+use json_patch::Patch;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use serde_json::Value;
 
 use crate::core::context::{SpanId, TraceId, Warnings};
 use crate::core::names;
@@ -165,72 +162,6 @@ impl Mutation {
             warnings,
             outcome: Outcome::NotTraced,
         }
-    }
-}
-
-/// A JSON pointer from unescaped tokens: `/` and `~` inside a token are escaped.
-fn pointer<'a>(tokens: impl IntoIterator<Item = &'a str>) -> PointerBuf {
-    PointerBuf::from_tokens(tokens)
-}
-
-/// Collects `add` operations.
-#[derive(Default)]
-struct Ops(Vec<PatchOperation>);
-
-impl Ops {
-    fn add(&mut self, path: PointerBuf, value: Value) {
-        self.0
-            .push(PatchOperation::Add(AddOperation { path, value }));
-    }
-
-    /// Makes the string map at `base` (labels or annotations) hold `entries`, adding the map
-    /// itself when it is absent and only the entries that differ otherwise.
-    fn ensure_entries(
-        &mut self,
-        base: &[&str],
-        existing: Option<&BTreeMap<String, String>>,
-        entries: &[(&str, String)],
-    ) {
-        match existing {
-            None => {
-                let map: serde_json::Map<String, Value> = entries
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), Value::String(v.clone())))
-                    .collect();
-                self.add(pointer(base.iter().copied()), Value::Object(map));
-            }
-            Some(existing) => {
-                for (key, value) in entries {
-                    if existing.get(*key) != Some(value) {
-                        let path = pointer(base.iter().copied().chain([*key]));
-                        self.add(path, Value::String(value.clone()));
-                    }
-                }
-            }
-        }
-    }
-
-    fn remove(&mut self, path: PointerBuf) {
-        self.0
-            .push(PatchOperation::Remove(RemoveOperation { path }));
-    }
-
-    /// Removes from the string map at `base` those of `keys` it holds.
-    fn remove_entries(
-        &mut self,
-        base: &[&str],
-        existing: Option<&BTreeMap<String, String>>,
-        keys: &[&str],
-    ) {
-        for key in keys {
-            if existing.is_some_and(|m| m.contains_key(*key)) {
-                self.remove(pointer(base.iter().copied().chain([*key])));
-            }
-        }
-    }
-
-    fn into_patch(self) -> Patch {
-        Patch(self.0)
     }
 }
 

@@ -4,8 +4,9 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
+use super::patch::Ops;
 use super::tag::Kind;
-use super::{Admission, Mutation, Ops, Outcome, admission_stamp, admission_tag, reinvocation};
+use super::{Admission, Mutation, Outcome, admission_stamp, admission_tag, reinvocation};
 use crate::core::context::{SpanId, TraceId, traceparent};
 use crate::core::names::{self, env};
 
@@ -91,7 +92,7 @@ pub fn mutate(pod: &Pod, admission: &Admission) -> Mutation {
                     let ours = tp.parent_id == parent || previous == Some(tp.parent_id);
                     if ours && tp.parent_id != span {
                         let (i, j) = (i.to_string(), j.to_string());
-                        let path = super::pointer(["spec", field, &i, "env", &j, "value"]);
+                        let path = super::patch::pointer(["spec", field, &i, "env", &j, "value"]);
                         ops.add(path, Value::String(tp.with_parent(span).to_string()));
                     }
                 }
