@@ -1,53 +1,12 @@
-//! `jobtrace stamp [FILE...]`: writes the trace context of the environment (`TRACEPARENT`,
-//! `TRACESTATE`, `BAGGAGE`, as CI systems with OpenTelemetry and `otel-cli exec` set them) on the
-//! Jobs and CronJobs of Kubernetes manifests, for `kubectl create -f -`.
-//!
-//! Documents are read as YAML (several in a stream, separated by `---`) or, when a file starts
-//! with `{` or `[`, as JSON (one or more values), and written back in the same format with their
-//! keys in their order. A Job gets the context in `metadata.annotations`, a CronJob in
-//! `spec.jobTemplate.metadata.annotations` (what each of its runs is created with); the items of
-//! a `List` (or any `...List` kind) are stamped one by one; every other document is written as
-//! it came. Values keep their meaning as kubectl reads them (YAML 1.1: `0644` is octal, `on` a
-//! boolean); comments are not kept.
+//! The stamping: the trace context written on the Jobs and CronJobs of one input's documents,
+//! every other document written as it came.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::io::Read;
-use std::path::PathBuf;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
-
+use super::StampError;
+use super::node::Node;
 use crate::core::context::Context;
 use crate::core::names;
-
-/// Why `jobtrace stamp` wrote nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum StampError {
-    #[error("reading {name}: {source}")]
-    Read {
-        name: String,
-        source: std::io::Error,
-    },
-    #[error("{name}: not valid YAML: {message}")]
-    Yaml { name: String, message: String },
-    #[error("{name}: not valid JSON: {source}")]
-    Json {
-        name: String,
-        source: serde_json::Error,
-    },
-    #[error("{document}: {problem}")]
-    Document { document: String, problem: String },
-    #[error("the environment's trace context is invalid: {0}")]
-    Context(#[from] jobtrace_context::EnvError),
-    #[error(
-        "there is no trace context to write: TRACEPARENT is not set (--require); run under a \
-         traced CI step or `otel-cli exec`"
-    )]
-    NoContext,
-    #[error("writing the manifests: {0}")]
-    Write(String),
-}
 
 /// A stamped input: what to print, and what to say on stderr.
 #[derive(Debug, Default, PartialEq)]
@@ -56,74 +15,6 @@ pub struct Stamped {
     pub warnings: Vec<String>,
     /// How many Jobs and CronJobs got the context.
     pub stamped: usize,
-}
-
-/// What `jobtrace stamp` reads, and how strictly.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// The manifest files, in turn; `-` is standard input.
-    pub files: Vec<PathBuf>,
-    /// Fail when the environment has no trace context (else a warning, and the manifests written
-    /// unchanged).
-    pub require: bool,
-}
-
-/// `jobtrace stamp`: every file in turn (standard input when there is none, or for `-`), to
-/// standard output; nothing is printed unless every file could be stamped.
-pub fn run(config: &Config) -> Result<(), StampError> {
-    let context = Context::from_env()?;
-    if context.is_none() {
-        if config.require {
-            return Err(StampError::NoContext);
-        }
-        eprintln!(
-            "warning: TRACEPARENT is not set: the manifests are written without trace context"
-        );
-    }
-    let mut outputs = Vec::new();
-    for file in &config.files {
-        let (name, text) = read(file)?;
-        let stamped = stamp(&text, &name, context.as_ref())?;
-        for warning in &stamped.warnings {
-            eprintln!("warning: {warning}");
-        }
-        outputs.push(stamped.output);
-    }
-    print!("{}", join_outputs(&outputs));
-    Ok(())
-}
-
-fn read(file: &PathBuf) -> Result<(String, String), StampError> {
-    if file.as_os_str() == "-" {
-        let mut text = String::new();
-        let name = "standard input".to_owned();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|source| StampError::Read {
-                name: name.clone(),
-                source,
-            })?;
-        return Ok((name, text));
-    }
-    let name = file.display().to_string();
-    let text = std::fs::read_to_string(file).map_err(|source| StampError::Read {
-        name: name.clone(),
-        source,
-    })?;
-    Ok((name, text))
-}
-
-/// Several files' output as one stream: YAML streams joined by `---`, JSON values one after
-/// another (as `kubectl create -f -` reads both).
-fn join_outputs(outputs: &[String]) -> String {
-    let mut joined = String::new();
-    for output in outputs.iter().filter(|o| !o.is_empty()) {
-        if !joined.is_empty() && !output.starts_with(['{', '[']) {
-            joined.push_str("---\n");
-        }
-        joined.push_str(output);
-    }
-    joined
 }
 
 /// Stamps the documents of `text` (from `name`, for messages) with `context`; with none, writes
@@ -273,162 +164,6 @@ fn is_context_key(key: &str) -> bool {
         .chain(&names::TRACESTATE_KEYS)
         .chain(&names::BAGGAGE_KEYS)
         .any(|k| *k == key)
-}
-
-/// A YAML or JSON value whose mappings keep their keys' order, so a stamped manifest reads as
-/// its author wrote it.
-#[derive(Debug, Clone, PartialEq)]
-enum Node {
-    Null,
-    Bool(bool),
-    Int(i64),
-    UInt(u64),
-    Float(f64),
-    String(String),
-    Seq(Vec<Node>),
-    Map(Vec<(Node, Node)>),
-}
-
-impl Node {
-    fn as_str(&self) -> Option<&str> {
-        match self {
-            Self::String(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<&Node> {
-        match self {
-            Self::Map(entries) => entries
-                .iter()
-                .find(|(k, _)| k.as_str() == Some(key))
-                .map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
-        match self {
-            Self::Map(entries) => entries
-                .iter_mut()
-                .find(|(k, _)| k.as_str() == Some(key))
-                .map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    /// The mapping at `key` of this mapping, created empty when absent or null; `None` when
-    /// this or that value is not a mapping.
-    fn entry(&mut self, key: &str) -> Option<&mut Node> {
-        let Self::Map(entries) = self else {
-            return None;
-        };
-        let found = entries.iter().position(|(k, _)| k.as_str() == Some(key));
-        let i = found.unwrap_or_else(|| {
-            entries.push((Node::String(key.to_owned()), Node::Null));
-            entries.len() - 1
-        });
-        let value = &mut entries[i].1;
-        if *value == Node::Null {
-            *value = Node::Map(Vec::new());
-        }
-        matches!(value, Node::Map(_)).then_some(value)
-    }
-}
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NodeVisitor)
-    }
-}
-
-struct NodeVisitor;
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a YAML or JSON value")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
-        Ok(Node::Null)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Node, E> {
-        Ok(Node::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Node, D::Error> {
-        Node::deserialize(deserializer)
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Node, E> {
-        Ok(Node::Bool(v))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Node, E> {
-        Ok(Node::Int(v))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
-        Ok(Node::UInt(v))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
-        Ok(Node::Float(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
-        Ok(Node::String(v.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Node, E> {
-        Ok(Node::String(v))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Node::Seq(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(entry) = map.next_entry()? {
-            entries.push(entry);
-        }
-        Ok(Node::Map(entries))
-    }
-}
-
-impl Serialize for Node {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Null => serializer.serialize_unit(),
-            Self::Bool(v) => serializer.serialize_bool(*v),
-            Self::Int(v) => serializer.serialize_i64(*v),
-            Self::UInt(v) => serializer.serialize_u64(*v),
-            Self::Float(v) => serializer.serialize_f64(*v),
-            Self::String(v) => serializer.serialize_str(v),
-            Self::Seq(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(item)?;
-                }
-                seq.end()
-            }
-            Self::Map(entries) => {
-                let mut map = serializer.serialize_map(Some(entries.len()))?;
-                for (k, v) in entries {
-                    map.serialize_entry(k, v)?;
-                }
-                map.end()
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -642,16 +377,5 @@ spec:
             e.to_string(),
             "l.yaml, document 1, List item 1: Job (unnamed): metadata is not a mapping"
         );
-    }
-
-    #[test]
-    fn several_files_make_one_stream() {
-        let joined = join_outputs(&[
-            "a: 1\n".to_owned(),
-            String::new(),
-            "b: 2\n".to_owned(),
-            "{\n}\n".to_owned(),
-        ]);
-        assert_eq!(joined, "a: 1\n---\nb: 2\n{\n}\n");
     }
 }
