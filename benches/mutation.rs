@@ -24,6 +24,7 @@ fn benches(c: &mut Criterion) {
     let now = k8s_openapi::jiff::Timestamp::now();
     let defaults = jobtrace::core::policy::resolve(&Defaults::default(), [], &BTreeMap::new());
     let policies = Policies::defaults_only(Defaults::default());
+    let keys = jobtrace::k8s::webhook::keys::keyring();
     c.bench_function("mutate::job (3 containers + 1 init)", |b| {
         b.iter(|| {
             let admission = jobtrace::core::mutate::Admission {
@@ -32,6 +33,7 @@ fn benches(c: &mut Criterion) {
                 new_trace: TraceId::from_random([7; 16]),
                 now,
                 request: jobtrace::core::context::RequestContext::none(),
+                keys: &keys,
             };
             jobtrace::core::mutate::job::mutate(black_box(&job), &admission, &defaults)
         });

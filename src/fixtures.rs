@@ -47,7 +47,16 @@ pub fn admission(span: SpanId) -> Admission<'static> {
         new_trace: TraceId([0x5a; 16]),
         now: now(),
         request: crate::core::context::RequestContext::none(),
+        keys: keys(),
     }
+}
+
+/// The admission tag keys of the tests' admissions: one random key for the whole process.
+pub fn keys() -> &'static crate::core::mutate::tag::Keyring {
+    use crate::core::mutate::tag::{Keyring, TagKey};
+    static KEYS: std::sync::LazyLock<Keyring> =
+        std::sync::LazyLock::new(|| Keyring::new(TagKey::random()));
+    &KEYS
 }
 
 /// The cluster defaults, no policy.

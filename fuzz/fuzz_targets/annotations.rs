@@ -19,12 +19,14 @@ fuzz_target!(|values: (String, String, String, String)| {
         ] } } }
     });
     let job = serde_json::from_value(object.clone()).unwrap();
+    let keys = jobtrace::k8s::webhook::keys::keyring();
     let admission = |span| jobtrace::core::mutate::Admission {
         namespace: "ns",
         new_span: SpanId::from_random(span),
         new_trace: jobtrace::core::context::TraceId::from_random([3; 16]),
         now: "2026-11-23T10:00:00Z".parse().unwrap(),
         request: jobtrace::core::context::RequestContext::none(),
+        keys: &keys,
     };
     let settings = jobtrace::core::policy::resolve(
         &jobtrace::core::policy::Defaults::default(),

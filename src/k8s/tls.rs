@@ -44,7 +44,7 @@ impl TlsFiles {
         let config = RustlsConfig::from_pem(cert.clone(), key.clone())
             .await
             .map_err(|e| self.error(e))?;
-        crate::core::mutate::tag::use_serving_key(&key);
+        crate::k8s::webhook::keys::use_serving_key(&key);
         Ok((config, cert))
     }
 
@@ -76,7 +76,7 @@ impl TlsFiles {
             {
                 Ok(()) => {
                     tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
-                    crate::core::mutate::tag::use_serving_key(&files.1);
+                    crate::k8s::webhook::keys::use_serving_key(&files.1);
                     if let Some(at) = crate::k8s::certs::expiry(&files.0) {
                         expiry.set(at);
                     }

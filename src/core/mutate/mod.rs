@@ -30,6 +30,8 @@ pub struct Admission<'a> {
     pub now: Timestamp,
     /// The trace context headers of the create request, read where the settings say so.
     pub request: &'a crate::core::context::RequestContext,
+    /// The keys the admission tags with, and checks a reinvocation's tag against.
+    pub keys: &'a tag::Keyring,
 }
 
 /// How long one create request can last, reinvocations included: the apiserver ends a request
@@ -67,7 +69,7 @@ fn reinvocation(
     kind: tag::Kind,
     admission: &Admission,
 ) -> Option<Kept> {
-    reinvocation_with(meta, kind, admission, &tag::keyring())
+    reinvocation_with(meta, kind, admission, admission.keys)
 }
 
 /// [`reinvocation`] with the tag checked against `keys`.
@@ -120,7 +122,7 @@ fn admission_tag(
     span_id: SpanId,
     admitted_at: &str,
 ) -> String {
-    tag::keyring().tag(&tag::Stamped {
+    admission.keys.tag(&tag::Stamped {
         kind,
         namespace: admission.namespace,
         name: name.unwrap_or_default(),

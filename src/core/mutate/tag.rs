@@ -12,9 +12,11 @@
 //! key changes, the key before it still verifies for as long as a request lives, so a stamp
 //! written just before the change holds in its reinvocation; any other tag that doesn't verify
 //! makes the object a fresh create, with new ids, which is always safe.
+//!
+//! The keys are an input of the mutation ([`super::Admission::keys`]); the process's own keyring,
+//! which follows the serving key, is the webhook's ([`crate::k8s::webhook::keys`]).
 
 use std::fmt;
-use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
 use base64::Engine;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -138,6 +140,11 @@ pub struct Keyring {
 }
 
 impl Keyring {
+    /// Whether `key` is the one this keyring tags with.
+    pub fn tags_with(&self, key: &TagKey) -> bool {
+        self.current == *key
+    }
+
     pub fn new(current: TagKey) -> Self {
         Self {
             current,
@@ -180,36 +187,6 @@ impl Keyring {
             .chain(previous)
             .any(|key| hmac::verify(&key.key, &message, &tag).is_ok())
     }
-}
-
-/// The process's keyring: a random key until a serving key is loaded.
-static KEYRING: LazyLock<RwLock<Arc<Keyring>>> =
-    LazyLock::new(|| RwLock::new(Arc::new(Keyring::new(TagKey::random()))));
-
-/// The keyring admissions tag and check with now.
-pub fn keyring() -> Arc<Keyring> {
-    KEYRING
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone()
-}
-
-/// Makes the key derived from the serving key `pem` the one admissions tag with, called whenever
-/// the webhook loads its serving certificate. The same key again changes nothing; a PEM without a
-/// private key (the TLS stack wouldn't have loaded it either) is logged and the key stays.
-pub fn use_serving_key(pem: &[u8]) {
-    let Some(next) = TagKey::from_serving_key(pem) else {
-        tracing::warn!(
-            "no private key found in the serving key's PEM; the admission tag key stays"
-        );
-        return;
-    };
-    let mut keyring = KEYRING.write().unwrap_or_else(PoisonError::into_inner);
-    if keyring.current == next {
-        return;
-    }
-    *keyring = Arc::new(keyring.rotated(next, Timestamp::now()));
-    tracing::info!("admission tag key derived from the serving key");
 }
 
 #[cfg(test)]

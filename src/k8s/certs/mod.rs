@@ -449,7 +449,7 @@ impl CertificateKeeper {
                                     expires = decision.cert_not_after,
                                     "serving certificate reloaded"
                                 );
-                                crate::core::mutate::tag::use_serving_key(
+                                crate::k8s::webhook::keys::use_serving_key(
                                     decision.material.key.as_bytes(),
                                 );
                                 self.metrics.certificate_expiry.set(decision.cert_not_after);
@@ -526,7 +526,7 @@ pub async fn load(decision: &Decision) -> Result<RustlsConfig, Error> {
     )
     .await
     .map_err(Error::Load)?;
-    crate::core::mutate::tag::use_serving_key(decision.material.key.as_bytes());
+    crate::k8s::webhook::keys::use_serving_key(decision.material.key.as_bytes());
     Ok(config)
 }
 

@@ -2,6 +2,7 @@
 
 pub mod admitted;
 pub mod budget;
+pub mod keys;
 pub mod review;
 
 use std::sync::Arc;

@@ -148,6 +148,7 @@ pub fn review(
     let Some(object) = object else {
         return Ok(respond(request.uid, None, AdmissionResult::Skipped));
     };
+    let keys = super::keys::keyring();
     let mutation = match endpoint {
         AdmissionEndpoint::Jobs => admitted::job(object.get()).map(|job| {
             let namespace = request
@@ -161,6 +162,7 @@ pub fn review(
                 new_trace: fresh.trace,
                 now: fresh.now,
                 request: request_context,
+                keys: &keys,
             };
             let empty = std::collections::BTreeMap::new();
             let labels = job.metadata.labels.as_ref().unwrap_or(&empty);
@@ -176,6 +178,7 @@ pub fn review(
                 new_trace: fresh.trace,
                 now: fresh.now,
                 request: request_context,
+                keys: &keys,
             };
             mutate::pod::mutate(&pod, &admission)
         }),
