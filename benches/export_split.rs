@@ -8,9 +8,9 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use jobtrace::context::{SpanId, TraceId};
-use jobtrace::export::{Exporter, ExporterConfig, Fate};
-use jobtrace::spans::{SpanKind, SpanRecord, Status};
+use jobtrace::core::context::{SpanId, TraceId};
+use jobtrace::core::spans::{SpanKind, SpanRecord, Status};
+use jobtrace::k8s::otlp::{Exporter, ExporterConfig, Fate};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };

@@ -14,7 +14,7 @@ mod workload;
 use std::time::{Duration, Instant};
 
 use jobtrace::fixtures::TP;
-use jobtrace::webhook::review::MAX_OBJECT_BYTES;
+use jobtrace::k8s::webhook::review::MAX_OBJECT_BYTES;
 use serde_json::{Value, json};
 
 /// Bytes of each review, near the webhook's 4 MiB body limit.

@@ -14,25 +14,28 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::collections::BTreeMap;
 
-use jobtrace::context::{RequestContext, SpanId, TraceId};
-use jobtrace::policy::{Defaults, Policies};
-use jobtrace::webhook::review::{AdmissionEndpoint, Fresh, review};
+use jobtrace::core::context::{RequestContext, SpanId, TraceId};
+use jobtrace::core::policy::Defaults;
+use jobtrace::k8s::policy::Policies;
+use jobtrace::k8s::webhook::review::{AdmissionEndpoint, Fresh, review};
 
 fn benches(c: &mut Criterion) {
     let job = serde_json::from_value(workload::typical_job("nightly-report")).unwrap();
     let now = k8s_openapi::jiff::Timestamp::now();
-    let defaults = jobtrace::policy::resolve(&Defaults::default(), [], &BTreeMap::new());
+    let defaults = jobtrace::core::policy::resolve(&Defaults::default(), [], &BTreeMap::new());
     let policies = Policies::defaults_only(Defaults::default());
+    let keys = jobtrace::k8s::webhook::keys::keyring();
     c.bench_function("mutate::job (3 containers + 1 init)", |b| {
         b.iter(|| {
-            let admission = jobtrace::mutate::Admission {
+            let admission = jobtrace::core::mutate::Admission {
                 namespace: "reports",
                 new_span: SpanId::from_random([7; 8]),
                 new_trace: TraceId::from_random([7; 16]),
                 now,
-                request: jobtrace::context::RequestContext::none(),
+                request: jobtrace::core::context::RequestContext::none(),
+                keys: &keys,
             };
-            jobtrace::mutate::job::mutate(black_box(&job), &admission, &defaults)
+            jobtrace::core::mutate::job::mutate(black_box(&job), &admission, &defaults)
         });
     });
     let body = workload::typical_review();
@@ -65,15 +68,16 @@ fn with_policies(c: &mut Criterion) {
         .to_string()
         .into_bytes();
     let now = k8s_openapi::jiff::Timestamp::now();
-    let policy = |namespace: &str, name: String, team: &str| -> jobtrace::policy::JobTracePolicy {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "jobtrace.dev/v1alpha1", "kind": "JobTracePolicy",
-            "metadata": { "name": name, "namespace": namespace },
-            "spec": { "selector": { "matchLabels": { "team": team } }, "podSpans": true,
-                      "baggage": { "exclude": ["user.email"] } }
-        }))
-        .unwrap()
-    };
+    let policy =
+        |namespace: &str, name: String, team: &str| -> jobtrace::core::policy::JobTracePolicy {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "jobtrace.dev/v1alpha1", "kind": "JobTracePolicy",
+                "metadata": { "name": name, "namespace": namespace },
+                "spec": { "selector": { "matchLabels": { "team": team } }, "podSpans": true,
+                          "baggage": { "exclude": ["user.email"] } }
+            }))
+            .unwrap()
+        };
     let one = vec![policy("reports", "only".into(), "data")];
     let many: Vec<_> = (0..500)
         .map(|i| {
@@ -257,8 +261,8 @@ fn router(c: &mut Criterion) {
         .build()
         .unwrap();
     let body = workload::typical_review();
-    let metrics = Arc::new(jobtrace::metrics::Metrics::default());
-    let (tracer, mut spans) = jobtrace::selftrace::SelfTracer::new(1.0, metrics.clone());
+    let metrics = Arc::new(jobtrace::k8s::metrics::Metrics::default());
+    let (tracer, mut spans) = jobtrace::k8s::selftrace::SelfTracer::new(1.0, metrics.clone());
     // The exporter's end, taking the own spans in batches as `selftrace::export` does (which
     // waits a second between batches; 10 ms here, so that the queue never fills and drops).
     runtime.spawn(async move {
@@ -268,8 +272,8 @@ fn router(c: &mut Criterion) {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     });
-    let plain = jobtrace::webhook::router(metrics.clone());
-    let with_spans = jobtrace::webhook::traced_router(
+    let plain = jobtrace::k8s::webhook::router(metrics.clone());
+    let with_spans = jobtrace::k8s::webhook::traced_router(
         metrics,
         Some(tracer),
         Policies::defaults_only(Defaults::default()),

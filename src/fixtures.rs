@@ -12,9 +12,9 @@ use k8s_openapi::jiff::Timestamp;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::context::{SpanId, TraceId};
-use crate::mutate::Admission;
-use crate::policy::{Defaults, Resolution};
+use crate::core::context::{SpanId, TraceId};
+use crate::core::mutate::Admission;
+use crate::core::policy::{Defaults, Resolution};
 
 /// The creator's `traceparent`: trace [`TRACE_ID`], parent [`CREATOR_SPAN`], sampled.
 pub const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -46,13 +46,22 @@ pub fn admission(span: SpanId) -> Admission<'static> {
         new_span: span,
         new_trace: TraceId([0x5a; 16]),
         now: now(),
-        request: crate::context::RequestContext::none(),
+        request: crate::core::context::RequestContext::none(),
+        keys: keys(),
     }
+}
+
+/// The admission tag keys of the tests' admissions: one random key for the whole process.
+pub fn keys() -> &'static crate::core::mutate::tag::Keyring {
+    use crate::core::mutate::tag::{Keyring, TagKey};
+    static KEYS: std::sync::LazyLock<Keyring> =
+        std::sync::LazyLock::new(|| Keyring::new(TagKey::random()));
+    &KEYS
 }
 
 /// The cluster defaults, no policy.
 pub fn defaults() -> Resolution {
-    crate::policy::resolve(&Defaults::default(), [], &std::collections::BTreeMap::new())
+    crate::core::policy::resolve(&Defaults::default(), [], &std::collections::BTreeMap::new())
 }
 
 /// An `AdmissionReview` v1 request for `object` of `kind` (`group`/`kind`) in namespace
@@ -318,18 +327,18 @@ impl TestObject<Job> {
     /// [`Self::traced`] in trace `trace_id`, with Job span `span_id`.
     #[must_use]
     pub fn traced_as(mut self, trace_id: &str, span_id: &str) -> Self {
-        let traced = json!({ crate::names::TRACED_LABEL: "true" });
+        let traced = json!({ crate::core::names::TRACED_LABEL: "true" });
         extend(&mut self.object, "/metadata/labels", &traced);
         extend(&mut self.object, "/spec/template/metadata/labels", &traced);
         self = self.annotations(&json!({
             "traceparent": format!("00-{trace_id}-{CREATOR_SPAN}-01"),
-            crate::names::TRACE_ID: trace_id,
-            crate::names::SPAN_ID: span_id,
-            crate::names::PARENT_SPAN_ID: CREATOR_SPAN,
+            crate::core::names::TRACE_ID: trace_id,
+            crate::core::names::SPAN_ID: span_id,
+            crate::core::names::PARENT_SPAN_ID: CREATOR_SPAN,
         }));
         self = self.template_annotations(&json!({
-            crate::names::TRACE_ID: trace_id,
-            crate::names::PARENT_SPAN_ID: span_id,
+            crate::core::names::TRACE_ID: trace_id,
+            crate::core::names::PARENT_SPAN_ID: span_id,
         }));
         let traceparent = format!("00-{trace_id}-{span_id}-01");
         for list in ["initContainers", "containers"] {
@@ -339,9 +348,9 @@ impl TestObject<Job> {
                 if !env.is_array() {
                     *env = json!([]);
                 }
-                env.as_array_mut()
-                    .expect("an env list")
-                    .push(json!({ "name": crate::names::env::TRACEPARENT, "value": traceparent }));
+                env.as_array_mut().expect("an env list").push(
+                    json!({ "name": crate::core::names::env::TRACEPARENT, "value": traceparent }),
+                );
             }
         }
         self
@@ -362,7 +371,7 @@ impl TestObject<Job> {
             for container in containers.into_iter().flatten() {
                 let env = container["env"].as_array_mut();
                 for var in env.into_iter().flatten() {
-                    if var["name"] == crate::names::env::TRACEPARENT {
+                    if var["name"] == crate::core::names::env::TRACEPARENT {
                         reflag(&mut var["value"]);
                     }
                 }
@@ -405,10 +414,10 @@ impl TestObject<Pod> {
             "metadata": {
                 "name": "nightly-abc12", "namespace": "reports", "uid": POD_UID,
                 "creationTimestamp": "2026-11-23T10:00:01Z",
-                "labels": { crate::names::TRACED_LABEL: "true", crate::names::JOB_NAME_LABEL: "nightly",
-                            crate::names::JOB_UID_LABEL: JOB_UID },
-                "annotations": { crate::names::TRACE_ID: TRACE_ID, crate::names::PARENT_SPAN_ID: JOB_SPAN,
-                                 crate::names::SPAN_ID: POD_SPAN }
+                "labels": { crate::core::names::TRACED_LABEL: "true", crate::core::names::JOB_NAME_LABEL: "nightly",
+                            crate::core::names::JOB_UID_LABEL: JOB_UID },
+                "annotations": { crate::core::names::TRACE_ID: TRACE_ID, crate::core::names::PARENT_SPAN_ID: JOB_SPAN,
+                                 crate::core::names::SPAN_ID: POD_SPAN }
             },
             "spec": { "nodeName": "kwok-node-0", "containers": [{ "name": "main", "image": "app",
                 "env": [{ "name": "TRACEPARENT", "value": format!("00-{TRACE_ID}-{POD_SPAN}-01") }] }] }
@@ -478,8 +487,8 @@ pub fn policy_at_limits(
     name: &str,
     seed: &str,
     include: &[&str],
-) -> crate::policy::JobTracePolicy {
-    use crate::policy::limits::{
+) -> crate::core::policy::JobTracePolicy {
+    use crate::core::policy::limits::{
         BAGGAGE_KEY, CONTAINER_NAME, EXPRESSION_VALUES, JOB_LABELS, LABEL_VALUE, MATCH_EXPRESSIONS,
         NAMES,
     };
@@ -527,7 +536,7 @@ pub fn policy_at_limits(
 /// As many labels as a selector's `matchLabels` may hold, keys and values at their longest, the
 /// values told apart by `seed`: a Job with them is selected by the [`policy_at_limits`] of `seed`.
 pub fn labels_at_limits(seed: &str) -> std::collections::BTreeMap<String, String> {
-    use crate::policy::limits::{LABEL_VALUE, MATCH_LABELS};
+    use crate::core::policy::limits::{LABEL_VALUE, MATCH_LABELS};
     (0..MATCH_LABELS)
         .map(|i| {
             (

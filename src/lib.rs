@@ -1,28 +1,10 @@
 //! jobtrace: carries W3C trace context into Kubernetes Jobs and records their lifecycle as spans.
 #![forbid(unsafe_code)]
 
-pub mod admin;
-pub mod certs;
 pub mod cli;
-pub mod context;
-pub mod controller;
-pub mod export;
+pub mod commands;
+pub mod core;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
-pub mod logging;
-pub mod metrics;
-pub mod mutate;
-pub mod names;
-pub mod pages;
-pub mod policy;
-pub mod registration;
-pub mod release;
-pub mod run;
-pub mod selftrace;
-pub mod serve;
-pub mod slim;
-pub mod spans;
-pub mod stamp;
-pub mod tls;
-pub mod trace;
-pub mod webhook;
+pub mod k8s;
+pub mod wiring;

@@ -11,10 +11,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use http_body_util::BodyExt;
-use jobtrace::context::{SpanId, TraceId};
+use jobtrace::core::context::{SpanId, TraceId};
+use jobtrace::core::mutate::tag::{Keyring, Kind, Stamped, TagKey};
 use jobtrace::fixtures::{TP, apply, job, review};
-use jobtrace::mutate::tag::{Keyring, Kind, Stamped, TagKey};
-use jobtrace::tls::TlsFiles;
+use jobtrace::k8s::tls::TlsFiles;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 use support::TestPki;
@@ -27,7 +27,7 @@ async fn admitted(object: &Value) -> Value {
         .header("content-type", "application/json")
         .body(Body::from(body))
         .unwrap();
-    let response = jobtrace::webhook::router(Arc::default())
+    let response = jobtrace::k8s::webhook::router(Arc::default())
         .oneshot(request)
         .await
         .unwrap();

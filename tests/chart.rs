@@ -13,7 +13,7 @@ use helm::{
     args, chart_dir, container, defaults, env, env_value, helm, kind, kube_version, one, pod_spec,
     render, webhooks,
 };
-use jobtrace::registration::{Registration, WebhookAddress, webhook_configuration};
+use jobtrace::k8s::registration::{Registration, WebhookAddress, webhook_configuration};
 use serde_json::{Value, json};
 
 /// Whether helm is there. Without it a test fails under CI (the `CI` variable set), which must
@@ -158,8 +158,8 @@ fn probe_paths(docs: &[Value]) -> Vec<(&'static str, String)> {
 async fn the_probes_pass_while_the_controller_lists() {
     use axum::body::Body;
     use hyper::http::{Request, StatusCode};
-    use jobtrace::admin::{Operations, Readiness, router};
-    use jobtrace::controller::ControllerSync;
+    use jobtrace::k8s::admin::{Operations, Readiness, router};
+    use jobtrace::k8s::controller::ControllerSync;
     use tower::ServiceExt as _;
     if !helm_found() {
         return;
@@ -340,21 +340,22 @@ fn the_exporter_environment_rendered_is_what_jobtrace_reads() {
             };
             Ok(format!("-----BEGIN {label}-----\nAAAA\n-----END {label}-----\n").into_bytes())
         };
-        let config = jobtrace::export::ExporterConfig::from_sources(|k| vars.get(k).cloned(), read)
-            .unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+        let config =
+            jobtrace::k8s::otlp::ExporterConfig::from_sources(|k| vars.get(k).cloned(), read)
+                .unwrap_or_else(|e| panic!("{flags:?}: {e}"));
         assert!(
             config.warnings.is_empty(),
             "{flags:?}: {:?}",
             config.warnings
         );
-        jobtrace::export::Resource::from_vars(|k| vars.get(k).cloned(), "replica").unwrap();
+        jobtrace::k8s::otlp::Resource::from_vars(|k| vars.get(k).cloned(), "replica").unwrap();
         assert_eq!(
             config.limits.attribute_value_length,
-            jobtrace::export::DEFAULT_VALUE_LENGTH,
+            jobtrace::k8s::otlp::DEFAULT_VALUE_LENGTH,
             "the chart's default is the binary's"
         );
         if !flags.is_empty() {
-            assert_eq!(config.compression, jobtrace::export::Compression::Gzip);
+            assert_eq!(config.compression, jobtrace::k8s::otlp::Compression::Gzip);
             assert!(config.tls.roots.is_some() && config.tls.client.is_some());
         }
     }
@@ -574,7 +575,7 @@ value_cases! {
             let value = env_value(d, "OTEL_RESOURCE_ATTRIBUTES");
             assert_eq!(value, "k8s.cluster.name=prod-eu,team=a%2Cb%3Dc%20100%25");
             // What jobtrace reads back.
-            let resource = jobtrace::export::Resource::from_vars(
+            let resource = jobtrace::k8s::otlp::Resource::from_vars(
                 |k| (k == "OTEL_RESOURCE_ATTRIBUTES").then(|| value.clone()),
                 "replica",
             )
@@ -1529,7 +1530,7 @@ fn expressions(policy: &Value) -> Vec<&str> {
 
 #[test]
 fn the_keys_policy_holds_what_jobtrace_writes() {
-    use jobtrace::names::{
+    use jobtrace::core::names::{
         BAGGAGE_KEYS, TRACEPARENT_KEYS, TRACESTATE_KEYS, WRITTEN_ANNOTATIONS, WRITTEN_LABELS,
     };
     if !helm_found() {
@@ -1635,7 +1636,7 @@ fn the_writes_policy_holds_jobtraces_service_account_only() {
         "no pod unless policy.holdPods"
     );
     // On a large Job, jobtrace's own annotations are compared: the code's list.
-    let code: BTreeSet<String> = jobtrace::names::WRITTEN_ANNOTATIONS
+    let code: BTreeSet<String> = jobtrace::core::names::WRITTEN_ANNOTATIONS
         .iter()
         .map(|&k| k.to_owned())
         .collect();

@@ -18,10 +18,10 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
-use jobtrace::controller::{Context, run};
-use jobtrace::export::{Exporter, ExporterConfig, Outcome, Protocol};
 use jobtrace::fixtures::{JOB_SPAN, JOB_UID, POD_SPAN, TRACE_ID, TestJob, TestPod};
-use jobtrace::metrics::Metrics;
+use jobtrace::k8s::controller::{Context, run};
+use jobtrace::k8s::metrics::Metrics;
+use jobtrace::k8s::otlp::{Exporter, ExporterConfig, Outcome, Protocol};
 use kube::client::Body;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -107,7 +107,8 @@ async fn collector(log: Log, times: Times, statuses: Vec<u16>) -> String {
                     .flat_map(|r| &r.scope_spans)
                     .flat_map(|s| &s.spans)
                     .map(|s| {
-                        jobtrace::context::SpanId(s.span_id.clone().try_into().unwrap()).to_string()
+                        jobtrace::core::context::SpanId(s.span_id.clone().try_into().unwrap())
+                            .to_string()
                     })
                     .collect();
                 let status = {
@@ -581,10 +582,10 @@ async fn play_timed(
         endpoint,
         headers: Vec::new(),
         timeout: Duration::from_secs(2),
-        compression: jobtrace::export::Compression::None,
-        tls: jobtrace::export::TlsFiles::default(),
-        limits: jobtrace::export::SpanLimits::default(),
-        max_request_bytes: jobtrace::export::DEFAULT_MAX_REQUEST_BYTES,
+        compression: jobtrace::k8s::otlp::Compression::None,
+        tls: jobtrace::k8s::otlp::TlsFiles::default(),
+        limits: jobtrace::k8s::otlp::SpanLimits::default(),
+        max_request_bytes: jobtrace::k8s::otlp::DEFAULT_MAX_REQUEST_BYTES,
         warnings: Vec::new(),
     };
     let (client, apiserver) = ApiServerVerifier::new(log.clone());

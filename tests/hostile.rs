@@ -10,18 +10,19 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use futures::StreamExt;
 use http_body_util::BodyExt;
+use jobtrace::core::policy::Defaults;
 use jobtrace::fixtures::{TP, TestJob, job, review};
-use jobtrace::metrics::Metrics;
-use jobtrace::policy::{Defaults, Policies};
-use jobtrace::webhook::budget::Budget;
-use jobtrace::webhook::review::MAX_OBJECT_BYTES;
+use jobtrace::k8s::metrics::Metrics;
+use jobtrace::k8s::policy::Policies;
+use jobtrace::k8s::webhook::budget::Budget;
+use jobtrace::k8s::webhook::review::MAX_OBJECT_BYTES;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 
 fn router(metrics: &Arc<Metrics>, budget: Budget) -> Router {
-    jobtrace::webhook::budgeted_router(
+    jobtrace::k8s::webhook::budgeted_router(
         metrics.clone(),
         None,
         Policies::defaults_only(Defaults::default()),

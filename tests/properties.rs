@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use jobtrace::context::{SpanId, baggage, traceparent, tracestate};
+use jobtrace::core::context::{SpanId, baggage, traceparent, tracestate};
+use jobtrace::core::mutate::{job, pod};
 use jobtrace::fixtures::{TestJob, admission, pod_of};
-use jobtrace::mutate::{job, pod};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -128,7 +128,7 @@ proptest! {
                 "apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly", "uid": "u", "controller": true
             }]);
         }
-        let resolution = jobtrace::policy::resolve(&settings, [], &BTreeMap::new());
+        let resolution = jobtrace::core::policy::resolve(&settings, [], &BTreeMap::new());
         let first = job::mutate(&serde_json::from_value(object.clone()).unwrap(), &admission(SpanId::from_random(span)), &resolution);
         let mut patched = object;
         json_patch::patch(&mut patched, &first.patch).expect("the patch applies");
@@ -190,8 +190,8 @@ fn baggage_member_grammar(member: &str) -> bool {
 }
 
 /// Any cluster-wide settings.
-fn settings() -> impl Strategy<Value = jobtrace::policy::Defaults> {
-    use jobtrace::policy::{CronJobMode, Defaults, KeyFilter, Relationship};
+fn settings() -> impl Strategy<Value = jobtrace::core::policy::Defaults> {
+    use jobtrace::core::policy::{CronJobMode, Defaults, KeyFilter, Relationship};
     (
         proptest::option::of(0.0f64..=1.0),
         any::<bool>(),

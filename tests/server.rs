@@ -7,13 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jobtrace::admin::Readiness;
-use jobtrace::controller::{Context, ControllerSync};
-use jobtrace::export::{Exporter, ExporterConfig};
 use jobtrace::fixtures::{TP, job, review};
-use jobtrace::metrics::Metrics;
-use jobtrace::serve::{Listeners, TlsSource, WebhookServer, webhook};
-use jobtrace::tls::TlsFiles;
+use jobtrace::k8s::admin::Readiness;
+use jobtrace::k8s::controller::{self, Context, ControllerSync};
+use jobtrace::k8s::metrics::Metrics;
+use jobtrace::k8s::otlp::{Exporter, ExporterConfig};
+use jobtrace::k8s::serve::{Listeners, TlsSource, WebhookServer, webhook};
+use jobtrace::k8s::tls::TlsFiles;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 use support::TestPki;
@@ -25,7 +25,7 @@ struct Running {
     admin: SocketAddr,
     shutdown: CancellationToken,
     dir: std::path::PathBuf,
-    task: tokio::task::JoinHandle<Result<(), jobtrace::serve::ServeError>>,
+    task: tokio::task::JoinHandle<Result<(), jobtrace::k8s::serve::ServeError>>,
 }
 
 fn write_pki(dir: &Path, pki: &TestPki) {
@@ -77,8 +77,8 @@ fn start_serving(
             readiness: Arc::new(Readiness::default()),
             controller,
             tracer: None,
-            policies: jobtrace::policy::Policies::defaults_only(
-                jobtrace::policy::Defaults::default(),
+            policies: jobtrace::k8s::policy::Policies::defaults_only(
+                jobtrace::core::policy::Defaults::default(),
             ),
             shutdown_delay,
         },
@@ -243,8 +243,8 @@ async fn missing_certificate_fails_at_start_with_the_paths() {
             readiness: Arc::default(),
             controller: None,
             tracer: None,
-            policies: jobtrace::policy::Policies::defaults_only(
-                jobtrace::policy::Defaults::default(),
+            policies: jobtrace::k8s::policy::Policies::defaults_only(
+                jobtrace::core::policy::Defaults::default(),
             ),
             shutdown_delay: Duration::ZERO,
         },
@@ -388,7 +388,7 @@ async fn a_listing_controller_leaves_the_webhook_ready_and_answering() {
         record_events: false,
     });
     let stop_controller = CancellationToken::new();
-    let controller = tokio::spawn(jobtrace::controller::run(context, stop_controller.clone()));
+    let controller = tokio::spawn(controller::run(context, stop_controller.clone()));
     // The Jobs are listed first; the pods once the Jobs are (a pod's span waits for its Job's
     // unless the Job is known to run). Each list is held unanswered while the webhook is checked.
     // The hold keeper's reads of the Jobs' metadata are held for good: this test is about the

@@ -8,7 +8,7 @@ use axum::http::{Request, StatusCode};
 use base64::Engine;
 use http_body_util::BodyExt;
 use jobtrace::fixtures::{TP, job, review};
-use jobtrace::metrics::Metrics;
+use jobtrace::k8s::metrics::Metrics;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -17,7 +17,7 @@ async fn post(metrics: &Arc<Metrics>, path: &str, body: Body) -> (StatusCode, Va
         .header("content-type", "application/json")
         .body(body)
         .unwrap();
-    let response = jobtrace::webhook::router(metrics.clone())
+    let response = jobtrace::k8s::webhook::router(metrics.clone())
         .oneshot(request)
         .await
         .unwrap();
@@ -205,13 +205,13 @@ async fn oversized_body_is_refused_before_it_is_read() {
         .header("content-type", "application/json")
         .header(
             "content-length",
-            (jobtrace::webhook::MAX_BODY + 1).to_string(),
+            (jobtrace::k8s::webhook::MAX_BODY + 1).to_string(),
         )
         .body(Body::from_stream(never_read))
         .unwrap();
     let response = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        jobtrace::webhook::router(metrics.clone()).oneshot(request),
+        jobtrace::k8s::webhook::router(metrics.clone()).oneshot(request),
     )
     .await
     .expect("answered without waiting for the body")
@@ -223,7 +223,7 @@ async fn oversized_body_is_refused_before_it_is_read() {
 
     // Without a declared length, reading stops at the limit.
     let chunk = vec![b' '; 64 * 1024];
-    let chunks = (jobtrace::webhook::MAX_BODY / chunk.len()) + 2;
+    let chunks = (jobtrace::k8s::webhook::MAX_BODY / chunk.len()) + 2;
     let stream =
         futures::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
     let (status, _) = post(&metrics, "/mutate/jobs", Body::from_stream(stream)).await;

@@ -3,9 +3,10 @@
 //! what it answers is an allowed AdmissionReview.
 #![no_main]
 
-use jobtrace::context::{RequestContext, SpanId, TraceId};
-use jobtrace::policy::{Defaults, Policies};
-use jobtrace::webhook::review::{AdmissionEndpoint, Fresh, review};
+use jobtrace::core::context::{RequestContext, SpanId, TraceId};
+use jobtrace::core::policy::Defaults;
+use jobtrace::k8s::policy::Policies;
+use jobtrace::k8s::webhook::review::{AdmissionEndpoint, Fresh, review};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! is empty.
 #![no_main]
 
-use jobtrace::context::SpanId;
+use jobtrace::core::context::SpanId;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|values: (String, String, String, String)| {
@@ -19,23 +19,25 @@ fuzz_target!(|values: (String, String, String, String)| {
         ] } } }
     });
     let job = serde_json::from_value(object.clone()).unwrap();
-    let admission = |span| jobtrace::mutate::Admission {
+    let keys = jobtrace::k8s::webhook::keys::keyring();
+    let admission = |span| jobtrace::core::mutate::Admission {
         namespace: "ns",
         new_span: SpanId::from_random(span),
-        new_trace: jobtrace::context::TraceId::from_random([3; 16]),
+        new_trace: jobtrace::core::context::TraceId::from_random([3; 16]),
         now: "2026-11-23T10:00:00Z".parse().unwrap(),
-        request: jobtrace::context::RequestContext::none(),
+        request: jobtrace::core::context::RequestContext::none(),
+        keys: &keys,
     };
-    let settings = jobtrace::policy::resolve(
-        &jobtrace::policy::Defaults::default(),
+    let settings = jobtrace::core::policy::resolve(
+        &jobtrace::core::policy::Defaults::default(),
         [],
         &std::collections::BTreeMap::new(),
     );
-    let first = jobtrace::mutate::job::mutate(&job, &admission([1; 8]), &settings);
+    let first = jobtrace::core::mutate::job::mutate(&job, &admission([1; 8]), &settings);
     let mut patched = object;
     json_patch_apply(&mut patched, &first.patch);
     let job = serde_json::from_value(patched).unwrap();
-    let second = jobtrace::mutate::job::mutate(&job, &admission([2; 8]), &settings);
+    let second = jobtrace::core::mutate::job::mutate(&job, &admission([2; 8]), &settings);
     assert!(second.patch.0.is_empty());
 });
 

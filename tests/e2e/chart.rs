@@ -258,17 +258,17 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
         .map(str::to_owned)
         .chain(["127.0.0.1".to_owned()])
         .collect();
-    let issuance = jobtrace::certs::Issuance {
+    let issuance = jobtrace::k8s::certs::Issuance {
         names: cert_names,
         ca_validity_seconds: 3650 * 86_400,
         cert_validity_seconds: 90 * 86_400,
     };
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
-    let old = jobtrace::certs::authority::plan(None, true, now, &issuance)
+    let old = jobtrace::k8s::certs::authority::plan(None, true, now, &issuance)
         .unwrap()
         .material;
-    let mut old_data = jobtrace::certs::serving_data(&old);
-    old_data.extend(jobtrace::certs::authority_data(&old));
+    let mut old_data = jobtrace::k8s::certs::serving_data(&old);
+    old_data.extend(jobtrace::k8s::certs::authority_data(&old));
     let old_secret: Secret = serde_json::from_value(json!({
         "metadata": { "name": format!("{fullname}-tls") },
         "type": "kubernetes.io/tls",

@@ -1,4 +1,4 @@
-//! jobtrace's exporter (`jobtrace::export`, the controller's) against a Jaeger of the test's own
+//! jobtrace's exporter (`jobtrace::k8s::otlp`, the controller's) against a Jaeger of the test's own
 //! whose OTLP receivers serve TLS with a private CA and mutual TLS, over gRPC and HTTP: the spans
 //! sent are read back from Jaeger's query API, gzip is seen to shrink what goes over the wire, and
 //! a collector of another CA or a missing client certificate is refused with nothing stored. No
@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use jobtrace::export::{ExportError, Exporter, ExporterConfig};
+use jobtrace::core::spans::SpanRecord;
 use jobtrace::fixtures::TestJob;
-use jobtrace::spans::SpanRecord;
+use jobtrace::k8s::otlp::{ExportError, Exporter, ExporterConfig};
 use jobtrace_context::SpanId;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde_json::json;
@@ -258,7 +258,7 @@ fn spans(extra: usize) -> (Vec<SpanRecord>, String) {
             "lastTransitionTime": "2026-11-23T10:00:30Z" }] }),
         )
         .typed();
-    let mut spans = jobtrace::spans::job_spans(&job, None).expect("a finished Job has spans");
+    let mut spans = jobtrace::core::spans::job_spans(&job, None).expect("a finished Job has spans");
     let job_span = spans[0].clone();
     spans.extend((0..extra).map(|_| SpanRecord {
         span_id: SpanId(rand::random::<[u8; 8]>().map(|b| b | 1)),
@@ -268,13 +268,13 @@ fn spans(extra: usize) -> (Vec<SpanRecord>, String) {
 }
 
 fn request(spans: &[SpanRecord]) -> ExportTraceServiceRequest {
-    jobtrace::export::request(
+    jobtrace::k8s::otlp::request(
         spans,
         &[(
             "service.name".to_owned(),
             "jobtrace-exporter-tls".to_owned(),
         )],
-        &jobtrace::export::SpanLimits::default(),
+        &jobtrace::k8s::otlp::SpanLimits::default(),
     )
 }
 

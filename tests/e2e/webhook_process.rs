@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jobtrace::registration::{Registration, WebhookAddress, webhook_configuration};
+use jobtrace::k8s::registration::{Registration, WebhookAddress, webhook_configuration};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;

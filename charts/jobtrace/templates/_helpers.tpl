@@ -44,7 +44,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 The labels and annotations jobtrace writes on Jobs, pod templates and pods, as CEL lists for the
-admission policies: src/names.rs's WRITTEN_LABELS and WRITTEN_ANNOTATIONS (a chart test keeps
+admission policies: src/core/names.rs's WRITTEN_LABELS and WRITTEN_ANNOTATIONS (a chart test keeps
 them equal).
 */}}
 {{- define "jobtrace.writtenLabels" -}}

@@ -1,0 +1,232 @@
+//! The span of one pod attempt.
+
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
+use k8s_openapi::jiff::Timestamp;
+
+use super::{
+    Attributes, Event, Skip, SpanKind, SpanRecord, Status, began, derived_span_id, latest, sampled,
+    trace_flags, traced,
+};
+use crate::core::context::SpanId;
+use crate::core::names;
+
+/// The span of a pod that has succeeded or failed, or was deleted (`deleted_at`, when the
+/// controller saw the deletion but the object carries no deletion time).
+pub fn pod_span(pod: &Pod, deleted_at: Option<Timestamp>) -> Result<SpanRecord, Skip> {
+    let meta = &pod.metadata;
+    let (annotations, trace_id) = traced(meta)?;
+    let parent = annotations
+        .get(names::PARENT_SPAN_ID)
+        .and_then(|v| SpanId::parse(v))
+        .ok_or(Skip::NotTraced)?;
+    // Without the pod webhook the pod has no id of its own: derive one from its uid, stably.
+    let span_id = annotations
+        .get(names::SPAN_ID)
+        .and_then(|v| SpanId::parse(v))
+        .unwrap_or_else(|| {
+            derived_span_id(parent, meta.uid.as_deref().unwrap_or_default().as_bytes())
+        });
+    let spec = pod.spec.as_ref();
+    let containers = spec.into_iter().flat_map(|s| {
+        s.init_containers
+            .iter()
+            .flatten()
+            .chain(s.containers.iter())
+    });
+    let flags = trace_flags(annotations, containers, trace_id);
+    if !sampled(flags) {
+        return Err(Skip::Unsampled);
+    }
+
+    let status = pod.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+    let terminated: Vec<(&str, &ContainerStateTerminated)> = status
+        .into_iter()
+        .flat_map(|s| {
+            s.init_container_statuses
+                .iter()
+                .flatten()
+                .chain(s.container_statuses.iter().flatten())
+        })
+        .filter_map(|c| Some((c.name.as_str(), c.state.as_ref()?.terminated.as_ref()?)))
+        .collect();
+    // The controller's own clock (`deleted_at`) is precise; the objects' times are to the second.
+    let deletion = meta
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| latest(t.0))
+        .or(deleted_at);
+    let finished = terminated
+        .iter()
+        .filter_map(|(_, t)| t.finished_at.as_ref())
+        .map(|t| latest(t.0))
+        .max();
+    let last_condition = status
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.last_transition_time.as_ref().map(|t| latest(t.0)))
+        .max();
+    let end = match phase {
+        "Succeeded" | "Failed" => finished.or(last_condition).or(deletion),
+        _ if deletion.is_some() => deletion,
+        _ => return Err(Skip::NotFinished),
+    };
+    let start = began(meta);
+    let end = end.or(start).ok_or(Skip::NotFinished)?;
+    let start = start.unwrap_or(end).min(end);
+
+    let name = meta.name.clone().unwrap_or_default();
+    let mut attributes = attributes(pod, phase);
+    let span_status = outcome(pod, phase, &terminated, &mut attributes);
+    let events = events(pod);
+
+    Ok(SpanRecord {
+        trace_id,
+        span_id,
+        parent_span_id: Some(parent),
+        name: format!("pod {name}"),
+        start,
+        end,
+        attributes,
+        events,
+        status: span_status,
+        kind: SpanKind::Internal,
+        trace_flags: flags,
+        label_attributes: Vec::new(),
+        dropped_attributes: 0,
+        links: Vec::new(),
+    })
+}
+
+fn attributes(pod: &Pod, phase: &str) -> Attributes {
+    let meta = &pod.metadata;
+    let labels = meta.labels.clone().unwrap_or_default();
+    let mut attributes: Attributes = vec![
+        (
+            "k8s.namespace.name",
+            meta.namespace.clone().unwrap_or_default().into(),
+        ),
+        ("k8s.pod.name", meta.name.clone().unwrap_or_default().into()),
+        ("k8s.pod.uid", meta.uid.clone().unwrap_or_default().into()),
+        ("k8s.pod.status.phase", phase.into()),
+    ];
+    if let Some(job) = labels.get(names::JOB_NAME_LABEL) {
+        attributes.push(("k8s.job.name", job.as_str().into()));
+    }
+    if let Some(uid) = labels.get(names::JOB_UID_LABEL) {
+        attributes.push(("k8s.job.uid", uid.as_str().into()));
+    }
+    if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+        attributes.push(("k8s.node.name", node.into()));
+    }
+    let index = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("batch.kubernetes.io/job-completion-index"))
+        .and_then(|v| v.parse::<i32>().ok());
+    if let Some(index) = index {
+        attributes.push(("jobtrace.job.completion_index", index.into()));
+    }
+    attributes
+}
+
+/// The span status; a failed pod also says which container failed, how, and why.
+fn outcome(
+    pod: &Pod,
+    phase: &str,
+    terminated: &[(&str, &ContainerStateTerminated)],
+    attributes: &mut Attributes,
+) -> Status {
+    match phase {
+        "Succeeded" => return Status::Ok,
+        "Failed" => {}
+        _ => {
+            attributes.push(("jobtrace.pod.result", "deleted".into()));
+            return Status::Unset;
+        }
+    }
+    let status = pod.status.as_ref();
+    // The container that failed first says why; a pod-level reason (Evicted, DeadlineExceeded)
+    // wins when there is one.
+    let failed = terminated
+        .iter()
+        .filter(|(_, t)| t.exit_code != 0)
+        .min_by_key(|(_, t)| t.finished_at.as_ref().map(|t| t.0));
+    if let Some((container, t)) = failed {
+        attributes.push(("k8s.container.name", (*container).into()));
+        attributes.push(("jobtrace.container.exit_code", t.exit_code.into()));
+        if let Some(reason) = &t.reason {
+            // The reason of the state the container is in: terminated, by this very instance.
+            attributes.push(("k8s.container.status.reason", reason.as_str().into()));
+        }
+    }
+    if let Some(reason) = status.and_then(|s| s.reason.as_deref()) {
+        attributes.push(("k8s.pod.status.reason", reason.into()));
+    }
+    let error_type = status
+        .and_then(|s| s.reason.clone())
+        .or_else(|| failed.and_then(|(_, t)| t.reason.clone()))
+        .unwrap_or_else(|| "Failed".to_owned());
+    let description = status
+        .and_then(|s| s.message.clone())
+        .or_else(|| failed.and_then(|(_, t)| t.message.clone()))
+        .or_else(|| failed.map(|(c, t)| format!("container {c} exited with code {}", t.exit_code)))
+        .unwrap_or_else(|| error_type.clone());
+    attributes.push(("error.type", error_type.into()));
+    Status::Error { description }
+}
+
+/// Scheduling, and each container's start and end.
+fn events(pod: &Pod) -> Vec<Event> {
+    let status = pod.status.as_ref();
+    let mut events = Vec::new();
+    let scheduled = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "True")
+        })
+        .and_then(|c| c.last_transition_time.as_ref());
+    if let Some(time) = scheduled {
+        events.push(Event {
+            name: "scheduled".to_owned(),
+            time: time.0,
+            attributes: Vec::new(),
+        });
+    }
+    let containers = status.into_iter().flat_map(|s| {
+        s.init_container_statuses
+            .iter()
+            .flatten()
+            .chain(s.container_statuses.iter().flatten())
+    });
+    for container in containers {
+        let state = container.state.as_ref();
+        let name: Attributes = vec![("k8s.container.name", container.name.as_str().into())];
+        let started = state
+            .and_then(|s| s.running.as_ref().and_then(|r| r.started_at.as_ref()))
+            .or_else(|| state.and_then(|s| s.terminated.as_ref()?.started_at.as_ref()));
+        if let Some(time) = started {
+            events.push(Event {
+                name: "container started".to_owned(),
+                time: time.0,
+                attributes: name.clone(),
+            });
+        }
+        let finished = state
+            .and_then(|s| s.terminated.as_ref())
+            .and_then(|t| Some((t, t.finished_at.as_ref()?)));
+        if let Some((t, time)) = finished {
+            let mut attributes = name;
+            attributes.push(("jobtrace.container.exit_code", t.exit_code.into()));
+            events.push(Event {
+                name: "container terminated".to_owned(),
+                time: time.0,
+                attributes,
+            });
+        }
+    }
+    events.sort_by_key(|e| e.time);
+    events
+}
