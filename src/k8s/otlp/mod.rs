@@ -4,6 +4,11 @@
 //! the OTLP specification does: retry the retryable, drop the rest. Spans are held to
 //! OpenTelemetry's span limits, and a batch goes in requests sized by their bytes, so that no
 //! object's spans get another's refused.
+//!
+//! Hand-written rather than the OpenTelemetry SDK's exporter, which answers once for a whole
+//! batch: the controller marks an object only once the collector took its spans, so each request
+//! must tell which objects' spans were taken, which were refused for good, and which to retry
+//! (what isolating a refused object costs: docs/benchmarks.md, the exporter's split path).
 
 mod classify;
 mod config;
