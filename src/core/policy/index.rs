@@ -1,6 +1,6 @@
 //! The policies of one namespace as admission reads them, prepared once when they are stored:
 //! each checked against the limits and its settings resolved against the cluster defaults; all of
-//! them in order of precedence, their selectors compiled together (see [`Selector`]) and indexed
+//! them in order of precedence, their selectors compiled together (see `Selector`) and indexed
 //! by the label each needs, so that a Job is matched only against the policies that can select it.
 
 use std::collections::BTreeMap;

@@ -6,11 +6,11 @@
 //! and listed in small pages ([`crate::k8s::pages`]), so a tenant's fat objects cost it bounded
 //! memory.
 //!
-//! The stages, one file each: [`watch`] (what the events mean), [`assemble`] (a finished Job's
-//! pods listed and their spans joined to the Job's), [`export_loop`] (batches delivered over
-//! OTLP, retried) and [`mark`] (the Job's `jobtrace.dev/exported`, and the holds released).
-//! Beside them: [`pending`] (what is queued, and which pods go with their Job), [`holds`] (the
-//! keeper that ends every hold), [`leader`] (the Lease) and [`sync`] (`/syncz`).
+//! The stages, one file each: `watch` (what the events mean), `assemble` (a finished Job's
+//! pods listed and their spans joined to the Job's), `export_loop` (batches delivered over
+//! OTLP, retried) and `mark` (the Job's `jobtrace.dev/exported`, and the holds released).
+//! Beside them: `pending` (what is queued, and which pods go with their Job), `holds` (the
+//! keeper that ends every hold), `leader` (the Lease) and `sync` (`/syncz`).
 
 mod assemble;
 mod export_loop;
