@@ -24,6 +24,43 @@ pub const WRITTEN_ANNOTATIONS: [&str; 12] = [
 /// The labels jobtrace writes on Jobs and their pod templates, held like [`WRITTEN_ANNOTATIONS`].
 pub const WRITTEN_LABELS: [&str; 2] = [TRACED_LABEL, POLICY];
 
+/// The `k8s.*` attribute keys of the OpenTelemetry semantic conventions that jobtrace records on
+/// its spans and in the Job's processes' `OTEL_RESOURCE_ATTRIBUTES`; docs/controller.md's
+/// attribute table lists each (a test keeps the two equal).
+pub mod attribute {
+    pub const NAMESPACE_NAME: &str = "k8s.namespace.name";
+    pub const JOB_NAME: &str = "k8s.job.name";
+    pub const JOB_UID: &str = "k8s.job.uid";
+    /// Followed by a label's key: the Job's labels its policy names.
+    pub const JOB_LABEL_PREFIX: &str = "k8s.job.label.";
+    pub const CRONJOB_NAME: &str = "k8s.cronjob.name";
+    pub const CRONJOB_UID: &str = "k8s.cronjob.uid";
+    pub const POD_NAME: &str = "k8s.pod.name";
+    pub const POD_UID: &str = "k8s.pod.uid";
+    pub const POD_STATUS_PHASE: &str = "k8s.pod.status.phase";
+    pub const POD_STATUS_REASON: &str = "k8s.pod.status.reason";
+    pub const NODE_NAME: &str = "k8s.node.name";
+    pub const CONTAINER_NAME: &str = "k8s.container.name";
+    pub const CONTAINER_STATUS_REASON: &str = "k8s.container.status.reason";
+
+    /// Every key above, the label prefix as `k8s.job.label.<key>`.
+    pub const ALL: [&str; 13] = [
+        NAMESPACE_NAME,
+        JOB_NAME,
+        JOB_UID,
+        "k8s.job.label.<key>",
+        CRONJOB_NAME,
+        CRONJOB_UID,
+        POD_NAME,
+        POD_UID,
+        POD_STATUS_PHASE,
+        POD_STATUS_REASON,
+        NODE_NAME,
+        CONTAINER_NAME,
+        CONTAINER_STATUS_REASON,
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -155,5 +192,33 @@ mod tests {
                 "{input} is not held"
             );
         }
+    }
+
+    /// The `k8s.*` keys of docs/controller.md's attribute table, each name of a row's first cell
+    /// (`k8s.job.name`, `k8s.job.uid` is two).
+    fn documented_k8s_attributes() -> BTreeSet<&'static str> {
+        let doc = include_str!("../../docs/controller.md");
+        let table = doc
+            .split("\n| attribute | on | value | registry |\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .expect("docs/controller.md has the attribute table");
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|row| row.split('|').nth(1))
+            .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+            .filter(|name| name.starts_with("k8s."))
+            .collect()
+    }
+
+    #[test]
+    fn the_k8s_attributes_are_the_documented_ones() {
+        let code: BTreeSet<&str> = super::attribute::ALL.into_iter().collect();
+        assert_eq!(code, documented_k8s_attributes());
+        assert_eq!(
+            format!("{}<key>", super::attribute::JOB_LABEL_PREFIX),
+            "k8s.job.label.<key>"
+        );
     }
 }

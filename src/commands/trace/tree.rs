@@ -16,13 +16,14 @@ use std::fmt::Write as _;
 use serde::Deserialize;
 
 use super::escape::{escape, quoted};
+use crate::core::names::attribute;
 
 /// The attributes a span's line shows, in this order, when the span has them.
 pub const SHOWN_ATTRIBUTES: [&str; 4] = [
     "error.type",
     "jobtrace.container.exit_code",
-    "k8s.container.status.reason",
-    "k8s.pod.status.reason",
+    attribute::CONTAINER_STATUS_REASON,
+    attribute::POD_STATUS_REASON,
 ];
 
 /// The answer of `GET /api/traces/{trace id}`: `data`, a list of traces (null when not found).

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::patch::{Ops, pointer};
 use crate::core::context::{Traceparent, Warning, WarningReason, Warnings, traceparent};
+use crate::core::names::attribute;
 use crate::core::names::env;
 
 /// What every container of a traced pod should carry, prepared once for all containers.
@@ -338,7 +339,7 @@ impl Injection {
             .split(',')
             .filter_map(|pair| pair.split_once('=').map(|(k, _)| k.trim()))
             .collect();
-        let container_attribute = ("k8s.container.name", container_attribute(container));
+        let container_attribute = (attribute::CONTAINER_NAME, container_attribute(container));
         let missing: Vec<(&str, String)> = self
             .attributes
             .iter()

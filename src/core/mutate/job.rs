@@ -12,6 +12,7 @@ use super::plan::{Plan, plan};
 use super::tag::Kind;
 use super::{Admission, Mutation, Outcome, admission_stamp, admission_tag, reinvocation};
 use crate::core::context::{self, SpanId, TraceId, Traceparent};
+use crate::core::names::attribute;
 use crate::core::names::{self, env};
 use crate::core::policy::Resolution;
 
@@ -372,21 +373,21 @@ fn resource_attributes(job: &Job, namespace: &str) -> Vec<(&'static str, Attribu
     };
     let mut attributes = vec![
         (
-            "k8s.namespace.name",
+            attribute::NAMESPACE_NAME,
             AttributeValue::Literal(namespace.to_owned()),
         ),
-        ("k8s.job.name", job_name),
-        ("k8s.job.uid", AttributeValue::Helper(Helper::JobUid)),
-        ("k8s.pod.name", AttributeValue::Helper(Helper::PodName)),
-        ("k8s.pod.uid", AttributeValue::Helper(Helper::PodUid)),
+        (attribute::JOB_NAME, job_name),
+        (attribute::JOB_UID, AttributeValue::Helper(Helper::JobUid)),
+        (attribute::POD_NAME, AttributeValue::Helper(Helper::PodName)),
+        (attribute::POD_UID, AttributeValue::Helper(Helper::PodUid)),
     ];
     if let Some(owner) = cronjob_owner(job) {
         attributes.push((
-            "k8s.cronjob.name",
+            attribute::CRONJOB_NAME,
             AttributeValue::Literal(owner.name.clone()),
         ));
         attributes.push((
-            "k8s.cronjob.uid",
+            attribute::CRONJOB_UID,
             AttributeValue::Literal(owner.uid.clone()),
         ));
     }

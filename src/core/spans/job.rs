@@ -12,6 +12,7 @@ use super::{
 const CRONJOB_SCHEDULED: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 use crate::core::context::SpanId;
 use crate::core::names;
+use crate::core::names::attribute;
 
 fn condition<'a>(job: &'a Job, type_: &str) -> Option<&'a JobCondition> {
     job.status
@@ -99,8 +100,8 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
             start,
             end: started.map_or(end, latest).clamp(start, end),
             attributes: vec![
-                ("k8s.namespace.name", namespace.as_str().into()),
-                ("k8s.job.name", name.as_str().into()),
+                (attribute::NAMESPACE_NAME, namespace.as_str().into()),
+                (attribute::JOB_NAME, name.as_str().into()),
             ],
             events: Vec::new(),
             status: Status::Unset,
@@ -186,7 +187,10 @@ fn label_attributes(
             continue;
         }
         if copied.len() < MAX_JOB_LABELS {
-            copied.push((format!("k8s.job.label.{key}"), value.clone()));
+            copied.push((
+                format!("{}{key}", attribute::JOB_LABEL_PREFIX),
+                value.clone(),
+            ));
         } else {
             dropped = dropped.saturating_add(1);
         }
@@ -198,11 +202,17 @@ fn attributes(job: &Job, result: &str, failed: Option<&JobCondition>) -> Attribu
     let meta = &job.metadata;
     let mut attributes: Attributes = vec![
         (
-            "k8s.namespace.name",
+            attribute::NAMESPACE_NAME,
             meta.namespace.clone().unwrap_or_default().into(),
         ),
-        ("k8s.job.name", meta.name.clone().unwrap_or_default().into()),
-        ("k8s.job.uid", meta.uid.clone().unwrap_or_default().into()),
+        (
+            attribute::JOB_NAME,
+            meta.name.clone().unwrap_or_default().into(),
+        ),
+        (
+            attribute::JOB_UID,
+            meta.uid.clone().unwrap_or_default().into(),
+        ),
         ("jobtrace.job.result", result.into()),
     ];
     if let Some(owner) = meta
@@ -211,8 +221,8 @@ fn attributes(job: &Job, result: &str, failed: Option<&JobCondition>) -> Attribu
         .flatten()
         .find(|o| o.kind == "CronJob")
     {
-        attributes.push(("k8s.cronjob.name", owner.name.as_str().into()));
-        attributes.push(("k8s.cronjob.uid", owner.uid.as_str().into()));
+        attributes.push((attribute::CRONJOB_NAME, owner.name.as_str().into()));
+        attributes.push((attribute::CRONJOB_UID, owner.uid.as_str().into()));
     }
     if let Some(reason) = failed.and_then(|c| c.reason.clone()) {
         attributes.push(("error.type", reason.into()));

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::core::context::SpanId;
 use crate::core::names;
+use crate::core::names::attribute;
 
 /// The span of a pod that has succeeded or failed, or was deleted (`deleted_at`, when the
 /// controller saw the deletion but the object carries no deletion time).
@@ -104,21 +105,27 @@ fn attributes(pod: &Pod, phase: &str) -> Attributes {
     let labels = meta.labels.clone().unwrap_or_default();
     let mut attributes: Attributes = vec![
         (
-            "k8s.namespace.name",
+            attribute::NAMESPACE_NAME,
             meta.namespace.clone().unwrap_or_default().into(),
         ),
-        ("k8s.pod.name", meta.name.clone().unwrap_or_default().into()),
-        ("k8s.pod.uid", meta.uid.clone().unwrap_or_default().into()),
-        ("k8s.pod.status.phase", phase.into()),
+        (
+            attribute::POD_NAME,
+            meta.name.clone().unwrap_or_default().into(),
+        ),
+        (
+            attribute::POD_UID,
+            meta.uid.clone().unwrap_or_default().into(),
+        ),
+        (attribute::POD_STATUS_PHASE, phase.into()),
     ];
     if let Some(job) = labels.get(names::JOB_NAME_LABEL) {
-        attributes.push(("k8s.job.name", job.as_str().into()));
+        attributes.push((attribute::JOB_NAME, job.as_str().into()));
     }
     if let Some(uid) = labels.get(names::JOB_UID_LABEL) {
-        attributes.push(("k8s.job.uid", uid.as_str().into()));
+        attributes.push((attribute::JOB_UID, uid.as_str().into()));
     }
     if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
-        attributes.push(("k8s.node.name", node.into()));
+        attributes.push((attribute::NODE_NAME, node.into()));
     }
     let index = meta
         .annotations
@@ -154,15 +161,15 @@ fn outcome(
         .filter(|(_, t)| t.exit_code != 0)
         .min_by_key(|(_, t)| t.finished_at.as_ref().map(|t| t.0));
     if let Some((container, t)) = failed {
-        attributes.push(("k8s.container.name", (*container).into()));
+        attributes.push((attribute::CONTAINER_NAME, (*container).into()));
         attributes.push(("jobtrace.container.exit_code", t.exit_code.into()));
         if let Some(reason) = &t.reason {
             // The reason of the state the container is in: terminated, by this very instance.
-            attributes.push(("k8s.container.status.reason", reason.as_str().into()));
+            attributes.push((attribute::CONTAINER_STATUS_REASON, reason.as_str().into()));
         }
     }
     if let Some(reason) = status.and_then(|s| s.reason.as_deref()) {
-        attributes.push(("k8s.pod.status.reason", reason.into()));
+        attributes.push((attribute::POD_STATUS_REASON, reason.into()));
     }
     let error_type = status
         .and_then(|s| s.reason.clone())
@@ -203,7 +210,7 @@ fn events(pod: &Pod) -> Vec<Event> {
     });
     for container in containers {
         let state = container.state.as_ref();
-        let name: Attributes = vec![("k8s.container.name", container.name.as_str().into())];
+        let name: Attributes = vec![(attribute::CONTAINER_NAME, container.name.as_str().into())];
         let started = state
             .and_then(|s| s.running.as_ref().and_then(|r| r.started_at.as_ref()))
             .or_else(|| state.and_then(|s| s.terminated.as_ref()?.started_at.as_ref()));
