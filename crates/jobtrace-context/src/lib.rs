@@ -42,7 +42,7 @@ pub mod tracestate;
 use std::collections::BTreeMap;
 
 pub use baggage::{Baggage, BaggageProblem};
-pub use traceparent::{SpanId, TraceId, Traceparent, TraceparentError};
+pub use traceparent::{SpanId, TraceFlags, TraceId, Traceparent, TraceparentError};
 pub use tracestate::{Tracestate, TracestateError};
 
 /// Longest input quoted back in a message.

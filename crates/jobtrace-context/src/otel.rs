@@ -88,7 +88,7 @@ pub fn context_from_vars(lookup: impl Fn(&str) -> Option<String>) -> opentelemet
         cx = cx.with_remote_span_context(SpanContext::new(
             OtelTraceId::from_bytes(parent.trace_id.0),
             OtelSpanId::from_bytes(parent.parent_id.0),
-            TraceFlags::new(parent.flags),
+            TraceFlags::new(parent.flags.bits()),
             true,
             state,
         ));
@@ -112,7 +112,7 @@ fn from_otel(cx: &opentelemetry::Context) -> Option<Context> {
     let traceparent = Traceparent {
         trace_id: TraceId(span_context.trace_id().to_bytes()),
         parent_id: SpanId(span_context.span_id().to_bytes()),
-        flags: span_context.trace_flags().to_u8(),
+        flags: crate::TraceFlags::from_bits(span_context.trace_flags().to_u8()),
     };
     let tracestate = tracestate::parse(&span_context.trace_state().header())
         .ok()

@@ -46,6 +46,65 @@ pub struct SpanId(pub [u8; 8]);
 /// Other bits are reserved and written as zero.
 const KNOWN_FLAGS: u8 = 0x03;
 
+/// W3C trace flags: `sampled` and, from Trace Context Level 2, `random` (the trace id's right 56
+/// bits are random). Reserved bits are dropped when flags are read, so they are written as zero.
+/// Shown as the two lowercase hex digits of `traceparent`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct TraceFlags(u8);
+
+impl TraceFlags {
+    /// No flag set: not sampled.
+    pub const NONE: Self = Self(0);
+    /// The caller may have recorded its span.
+    pub const SAMPLED: Self = Self(0x01);
+    /// The trace id's right 56 bits are random.
+    pub const RANDOM: Self = Self(0x02);
+
+    /// The flags of `bits`, its reserved bits dropped.
+    #[must_use]
+    pub const fn from_bits(bits: u8) -> Self {
+        Self(bits & KNOWN_FLAGS)
+    }
+
+    /// The flags as the byte `traceparent` and OTLP carry.
+    #[must_use]
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Whether `sampled` is set.
+    #[must_use]
+    pub const fn is_sampled(self) -> bool {
+        self.0 & Self::SAMPLED.0 != 0
+    }
+
+    /// Whether `random` is set.
+    #[must_use]
+    pub const fn is_random(self) -> bool {
+        self.0 & Self::RANDOM.0 != 0
+    }
+
+    /// Only the `sampled` flag of these, if set.
+    #[must_use]
+    pub const fn sampled_only(self) -> Self {
+        Self(self.0 & Self::SAMPLED.0)
+    }
+}
+
+impl std::ops::BitOr for TraceFlags {
+    type Output = Self;
+
+    fn bitor(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+}
+
+impl fmt::Display for TraceFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02x}", self.0)
+    }
+}
+
 /// A parsed `traceparent`, always written back as version 00.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Traceparent {
@@ -53,14 +112,14 @@ pub struct Traceparent {
     pub trace_id: TraceId,
     /// The parent span: the caller's, or the pod attempt's in what jobtrace injects.
     pub parent_id: SpanId,
-    /// The trace flags: `sampled` (0x01) and `random` (0x02).
-    pub flags: u8,
+    /// The trace flags.
+    pub flags: TraceFlags,
 }
 
 impl Traceparent {
     /// Whether the `sampled` flag is set.
     pub fn sampled(&self) -> bool {
-        self.flags & 0x01 == 0x01
+        self.flags.is_sampled()
     }
 
     /// The same trace and flags with another parent: what a child of `span` propagates.
@@ -114,7 +173,7 @@ pub fn parse(value: &str) -> Result<Traceparent, TraceparentError> {
     Ok(Traceparent {
         trace_id: TraceId(trace),
         parent_id: SpanId(parent),
-        flags: flags[0] & KNOWN_FLAGS,
+        flags: TraceFlags::from_bits(flags[0]),
     })
 }
 
@@ -160,11 +219,7 @@ impl fmt::Display for SpanId {
 
 impl fmt::Display for Traceparent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{}-{}-{:02x}",
-            self.trace_id, self.parent_id, self.flags
-        )
+        write!(f, "00-{}-{}-{}", self.trace_id, self.parent_id, self.flags)
     }
 }
 
@@ -310,6 +365,19 @@ mod tests {
         let tp = parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff").unwrap();
         assert!(tp.sampled());
         assert!(tp.to_string().ends_with("-03"));
+    }
+
+    #[test]
+    fn trace_flags_keep_sampled_and_random_only() {
+        let all = TraceFlags::from_bits(0xff);
+        assert_eq!(all, TraceFlags::SAMPLED | TraceFlags::RANDOM);
+        assert!(all.is_sampled() && all.is_random());
+        assert_eq!(all.sampled_only(), TraceFlags::SAMPLED);
+        assert_eq!(TraceFlags::RANDOM.sampled_only(), TraceFlags::NONE);
+        assert!(!TraceFlags::from_bits(0xfe).is_sampled());
+        assert_eq!(TraceFlags::from_bits(0x81).bits(), 0x01);
+        assert_eq!(TraceFlags::RANDOM.to_string(), "02");
+        assert_eq!(TraceFlags::default(), TraceFlags::NONE);
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 /// The parsers and the context are the client library's, which creators and Job programs use too.
 pub use jobtrace_context::{
-    Baggage, Context, SpanId, TraceId, Traceparent, Tracestate, baggage, shorten, traceparent,
-    tracestate,
+    Baggage, Context, SpanId, TraceFlags, TraceId, Traceparent, Tracestate, baggage, shorten,
+    traceparent, tracestate,
 };
 pub use warning::{Warning, WarningReason, Warnings};
 

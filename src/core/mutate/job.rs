@@ -11,6 +11,7 @@ use super::patch::{MetaEdit, Ops, finalizer, pointer};
 use super::plan::{Plan, plan};
 use super::tag::Kind;
 use super::{Admission, Mutation, Outcome, admission_stamp, admission_tag, reinvocation};
+use crate::core::context::TraceFlags;
 use crate::core::context::{self, SpanId, TraceId, Traceparent};
 use crate::core::names::attribute;
 use crate::core::names::{self, env};
@@ -62,7 +63,7 @@ pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Muta
         job_span,
         &admitted_at,
     );
-    let flags = format!("{:02x}", plan.flags);
+    let flags = plan.flags.to_string();
     let outcome = Outcome::Traced {
         trace_id,
         flags: plan.flags,
@@ -126,8 +127,8 @@ pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Muta
 
 /// Whether a Job of trace `flags` is held for export under `settings`: where they ask for it and
 /// there is something to export.
-fn held_for_export(settings: &crate::core::policy::Effective, flags: u8) -> bool {
-    settings.hold_for_export && flags & 0x01 == 0x01
+fn held_for_export(settings: &crate::core::policy::Effective, flags: TraceFlags) -> bool {
+    settings.hold_for_export && flags.is_sampled()
 }
 
 /// Injects the Job's context into every container of its pod template the settings allow.
@@ -239,7 +240,7 @@ fn label_job(
     edit.annotations.extend([
         (names::TRACE_ID, plan.trace_id.to_string()),
         (names::SPAN_ID, job_span.to_string()),
-        (names::TRACE_FLAGS, format!("{:02x}", plan.flags)),
+        (names::TRACE_FLAGS, plan.flags.to_string()),
         (names::ADMITTED_AT, admitted_at),
         (names::ADMISSION_TAG, tag),
         (names::ORIGIN, plan.origin.label().to_owned()),
@@ -461,7 +462,7 @@ pub(super) mod tests {
             mutation.outcome,
             Outcome::Traced {
                 trace_id: TraceId::parse("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
-                flags: 0x01
+                flags: TraceFlags::SAMPLED
             }
         );
     }
@@ -682,7 +683,7 @@ pub(super) mod tests {
         );
         assert!(matches!(
             mutation.outcome,
-            Outcome::Traced { flags: 0x03, .. }
+            Outcome::Traced { flags, .. } if flags.bits() == 0x03
         ));
     }
 
@@ -737,7 +738,7 @@ pub(super) mod tests {
         assert!(env_value(&out, CONTAINERS[1], "TRACESTATE").is_none());
         assert!(matches!(
             mutation.outcome,
-            Outcome::Traced { flags: 0x03, .. }
+            Outcome::Traced { flags, .. } if flags.bits() == 0x03
         ));
         let again = mutate(&typed(&out), &admission(SPAN_B), &resolution);
         assert!(

@@ -137,7 +137,10 @@ fn admission_tag(
 pub enum Outcome {
     /// The object carries trace context: the patch injects it (and is empty on a second pass).
     /// `flags` are the W3C trace flags of the creator's context.
-    Traced { trace_id: TraceId, flags: u8 },
+    Traced {
+        trace_id: TraceId,
+        flags: crate::core::context::TraceFlags,
+    },
     /// No valid trace context: nothing to inject.
     NotTraced,
 }
@@ -153,7 +156,7 @@ pub struct Mutation {
 impl Outcome {
     /// Whether the spans of a traced object will be exported.
     pub fn sampled(&self) -> bool {
-        matches!(self, Self::Traced { flags, .. } if flags & 0x01 == 0x01)
+        matches!(self, Self::Traced { flags, .. } if flags.is_sampled())
     }
 }
 

@@ -1,12 +1,10 @@
 //! Which trace a Job joins, decided from its context, the settings that apply to it and whether a
 //! CronJob owns it (pure).
 
-use crate::core::context::{Baggage, Context, SpanId, TraceId, Traceparent, Tracestate};
+use crate::core::context::{
+    Baggage, Context, SpanId, TraceFlags, TraceId, Traceparent, Tracestate,
+};
 use crate::core::policy::{CronJobMode, Effective, Relationship, sampling};
-
-/// W3C trace flags: sampled, and Level 2's random (the trace id's right 56 bits are random).
-const SAMPLED: u8 = 0x01;
-const RANDOM: u8 = 0x02;
 
 /// Why a Job is traced the way it is; written on the Job as `jobtrace.dev/origin`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +38,7 @@ pub struct Plan {
     /// The Job span's parent: the creator's span, or none in a trace of its own.
     pub parent: Option<SpanId>,
     /// The W3C trace flags of the Job's context.
-    pub flags: u8,
+    pub flags: TraceFlags,
     /// The creator's context that a trace of its own links to.
     pub link: Option<Traceparent>,
     /// Only in the creator's trace: a `tracestate` describes a position in that trace.
@@ -63,15 +61,15 @@ pub fn plan(
     let Some(context) = context else {
         let ratio = settings.root_traces?;
         let sampled = if sampling::sampled(new_trace, ratio) {
-            SAMPLED
+            TraceFlags::SAMPLED
         } else {
-            0
+            TraceFlags::NONE
         };
         return Some(Plan {
             origin: Origin::Root,
             trace_id: new_trace,
             parent: None,
-            flags: sampled | RANDOM,
+            flags: sampled | TraceFlags::RANDOM,
             link: None,
             tracestate: None,
             baggage: None,
@@ -95,7 +93,7 @@ pub fn plan(
             origin,
             trace_id: new_trace,
             parent: None,
-            flags: (creator.flags & SAMPLED) | RANDOM,
+            flags: creator.flags.sampled_only() | TraceFlags::RANDOM,
             link: Some(creator),
             tracestate: None,
             baggage,
@@ -143,7 +141,7 @@ mod tests {
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
         assert_eq!(plan.parent.unwrap().to_string(), "00f067aa0ba902b7");
-        assert_eq!(plan.flags, 0x01);
+        assert_eq!(plan.flags.bits(), 0x01);
         assert_eq!(plan.tracestate.unwrap().header(), "rojo=1");
         assert_eq!(plan.baggage.unwrap().header(), "a=1,user.email=x");
         assert!(plan.link.is_none());
@@ -160,7 +158,7 @@ mod tests {
         assert_eq!(plan.trace_id, NEW);
         assert_eq!(plan.parent, None);
         assert_eq!(plan.link.unwrap().to_string(), TP);
-        assert_eq!(plan.flags, 0x03, "sampled as the creator, random id");
+        assert_eq!(plan.flags.bits(), 0x03, "sampled as the creator, random id");
         assert!(
             plan.tracestate.is_none(),
             "the creator's tracestate is about its trace"
@@ -175,7 +173,11 @@ mod tests {
         assert_eq!(plan.origin, Origin::CronRun);
         assert_eq!(plan.trace_id, NEW);
         assert_eq!(plan.link.unwrap().to_string(), unsampled);
-        assert_eq!(plan.flags, 0x02, "unsampled as the template's context");
+        assert_eq!(
+            plan.flags.bits(),
+            0x02,
+            "unsampled as the template's context"
+        );
     }
 
     #[test]
@@ -207,14 +209,18 @@ mod tests {
         };
         let root = plan(None, &all, false, NEW).unwrap();
         assert_eq!(root.origin, Origin::Root);
-        assert_eq!((root.trace_id, root.parent, root.flags), (NEW, None, 0x03));
+        assert_eq!(
+            (root.trace_id, root.parent, root.flags.bits()),
+            (NEW, None, 0x03)
+        );
         let none = Effective {
             root_traces: Some(0.0),
             ..Effective::default()
         };
         let unsampled = plan(None, &none, false, NEW).unwrap();
         assert_eq!(
-            unsampled.flags, 0x02,
+            unsampled.flags.bits(),
+            0x02,
             "still a context, with the sampled flag off"
         );
     }

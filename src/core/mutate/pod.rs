@@ -60,7 +60,8 @@ pub fn mutate(pod: &Pod, admission: &Admission) -> Mutation {
     );
     let flags = annotations
         .get(names::TRACE_FLAGS)
-        .and_then(|v| u8::from_str_radix(v, 16).ok());
+        .and_then(|v| u8::from_str_radix(v, 16).ok())
+        .map(crate::core::context::TraceFlags::from_bits);
     let mut env_flags = None;
     if let Some(spec) = &pod.spec {
         let lists = [
@@ -105,7 +106,9 @@ pub fn mutate(pod: &Pod, admission: &Admission) -> Mutation {
         outcome: Outcome::Traced {
             trace_id,
             // Pods of Jobs admitted before the flags were recorded carry them only in the env.
-            flags: flags.or(env_flags).unwrap_or(0),
+            flags: flags
+                .or(env_flags)
+                .unwrap_or(crate::core::context::TraceFlags::NONE),
         },
     }
 }

@@ -5,7 +5,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::{
     Attributes, Event, Link, Skip, SpanKind, SpanRecord, Status, Value, began, derived_span_id,
-    latest, sampled, trace_flags, traced,
+    latest, trace_flags, traced,
 };
 
 /// The annotation the CronJob controller writes on each run: when the run was scheduled.
@@ -41,7 +41,7 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
             .chain(p.containers.iter())
     });
     let flags = trace_flags(annotations, containers, trace_id);
-    if !sampled(flags) {
+    if !flags.is_sampled() {
         return Err(Skip::Unsampled);
     }
 
@@ -82,7 +82,7 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
         events,
         status,
         kind: SpanKind::Internal,
-        trace_flags: flags,
+        trace_flags: flags.bits(),
         label_attributes,
         dropped_attributes: dropped_labels,
         links: links(annotations),
@@ -106,7 +106,7 @@ pub fn job_spans(job: &Job, deleted_at: Option<Timestamp>) -> Result<Vec<SpanRec
             events: Vec::new(),
             status: Status::Unset,
             kind: SpanKind::Internal,
-            trace_flags: flags,
+            trace_flags: flags.bits(),
             label_attributes: Vec::new(),
             dropped_attributes: 0,
             links: Vec::new(),
@@ -153,7 +153,7 @@ fn links(annotations: &std::collections::BTreeMap<String, String>) -> Vec<Link> 
         .map(|tp| Link {
             trace_id: tp.trace_id,
             span_id: tp.parent_id,
-            trace_flags: tp.flags,
+            trace_flags: tp.flags.bits(),
         })
         .into_iter()
         .collect()

@@ -10,7 +10,7 @@ pub use pod::pod_span;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::core::context::{SpanId, TraceId};
+use crate::core::context::{SpanId, TraceFlags, TraceId};
 
 /// An attribute value.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,12 +177,12 @@ fn trace_flags<'a>(
     annotations: &std::collections::BTreeMap<String, String>,
     containers: impl IntoIterator<Item = &'a k8s_openapi::api::core::v1::Container>,
     trace_id: TraceId,
-) -> u8 {
+) -> TraceFlags {
     if let Some(flags) = annotations
         .get(crate::core::names::TRACE_FLAGS)
         .and_then(|v| u8::from_str_radix(v, 16).ok())
     {
-        return flags;
+        return TraceFlags::from_bits(flags);
     }
     containers
         .into_iter()
@@ -190,12 +190,7 @@ fn trace_flags<'a>(
         .filter(|v| v.name == crate::core::names::env::TRACEPARENT)
         .filter_map(|v| crate::core::context::traceparent::parse(v.value.as_deref()?).ok())
         .find(|tp| tp.trace_id == trace_id)
-        .map_or(0x01, |tp| tp.flags)
-}
-
-/// Whether trace flags say sampled.
-fn sampled(flags: u8) -> bool {
-    flags & 0x01 == 0x01
+        .map_or(TraceFlags::SAMPLED, |tp| tp.flags)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{
-    Attributes, Event, Skip, SpanKind, SpanRecord, Status, began, derived_span_id, latest, sampled,
+    Attributes, Event, Skip, SpanKind, SpanRecord, Status, began, derived_span_id, latest,
     trace_flags, traced,
 };
 use crate::core::context::SpanId;
@@ -35,7 +35,7 @@ pub fn pod_span(pod: &Pod, deleted_at: Option<Timestamp>) -> Result<SpanRecord, 
             .chain(s.containers.iter())
     });
     let flags = trace_flags(annotations, containers, trace_id);
-    if !sampled(flags) {
+    if !flags.is_sampled() {
         return Err(Skip::Unsampled);
     }
 
@@ -93,7 +93,7 @@ pub fn pod_span(pod: &Pod, deleted_at: Option<Timestamp>) -> Result<SpanRecord, 
         events,
         status: span_status,
         kind: SpanKind::Internal,
-        trace_flags: flags,
+        trace_flags: flags.bits(),
         label_attributes: Vec::new(),
         dropped_attributes: 0,
         links: Vec::new(),

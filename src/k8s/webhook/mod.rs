@@ -220,7 +220,7 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
                             i32::try_from(reviewed.warnings.total()).unwrap_or(i32::MAX),
                         );
                         if let Some((trace_id, flags)) = reviewed.traced {
-                            span.link(trace_id, span_id, flags);
+                            span.link(trace_id, span_id, flags.bits());
                         }
                     }
                     tracing::debug!(

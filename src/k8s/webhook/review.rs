@@ -113,7 +113,10 @@ pub struct Reviewed {
     pub result: AdmissionResult,
     pub warnings: Warnings,
     /// The trace the object joined and its trace flags, when it is traced.
-    pub traced: Option<(crate::core::context::TraceId, u8)>,
+    pub traced: Option<(
+        crate::core::context::TraceId,
+        crate::core::context::TraceFlags,
+    )>,
 }
 
 /// What a review brings besides its body: fresh ids for new spans and traces, and the time.
