@@ -7,7 +7,7 @@ pub mod index;
 pub mod limits;
 mod resolve;
 pub mod sampling;
-mod selector;
+pub mod selector;
 
 use std::collections::BTreeSet;
 

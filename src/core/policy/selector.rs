@@ -8,6 +8,29 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+/// Why `selector` is no valid Kubernetes label selector, when it isn't: an operator Kubernetes
+/// doesn't define, `In` or `NotIn` without values (read by kube's own selector parser). Such a
+/// selector selects no Job; its policy's status says so.
+pub fn invalid(selector: Option<&LabelSelector>) -> Option<String> {
+    selector?
+        .match_expressions
+        .iter()
+        .flatten()
+        .enumerate()
+        .find_map(|(i, requirement)| {
+            let operator = requirement.operator.clone();
+            kube::core::Expression::try_from(requirement.clone())
+                .err()
+                .map(|e| {
+                    format!(
+                        "spec.selector.matchExpressions[{i}] (operator {operator:?}) is no label \
+                         selector requirement: {}",
+                        e.0
+                    )
+                })
+        })
+}
+
 /// The label keys and values a namespace's selectors name, numbered.
 #[derive(Debug, Default)]
 pub struct Names {
@@ -28,7 +51,7 @@ impl Names {
     }
 
     /// A Job's labels by number: those whose key a selector names, their values numbered too (or
-    /// [`UNNAMED`]).
+    /// `UNNAMED`).
     pub fn job(&self, labels: &BTreeMap<String, String>) -> JobLabels {
         let mut numbered: Vec<(u32, u32)> = labels
             .iter()

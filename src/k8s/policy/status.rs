@@ -16,7 +16,7 @@ use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 use crate::core::names;
-use crate::core::policy::{JobTracePolicy, JobTracePolicyStatus, limits};
+use crate::core::policy::{JobTracePolicy, JobTracePolicyStatus, limits, selector};
 use crate::core::slim::Slim;
 use crate::k8s::pages::{self, Pages};
 
@@ -122,14 +122,21 @@ pub fn status(policy: &JobTracePolicy, counts: Counts, now: Timestamp) -> JobTra
             "no other policy takes precedence".to_owned(),
         )
     };
-    let ready = match limits::check(policy) {
-        Ok(()) => condition(
+    let invalid = selector::invalid(policy.spec.selector.as_ref());
+    let ready = match (limits::check(policy), invalid) {
+        (Ok(()), None) => condition(
             "Ready",
             true,
             "Accepted",
             "in force for the Jobs it selects that reach the webhook".to_owned(),
         ),
-        Err(over) => condition(
+        (Ok(()), Some(why)) => condition(
+            "Ready",
+            false,
+            "InvalidSelector",
+            format!("selects no Job: {why}"),
+        ),
+        (Err(over), _) => condition(
             "Ready",
             false,
             "ExceedsLimits",
@@ -350,6 +357,52 @@ mod tests {
         assert_eq!(find("Overridden").status, "True");
         assert!(find("Overridden").message.starts_with("2 Job(s)"));
         assert_eq!(find("Ready").observed_generation, Some(3));
+    }
+
+    #[test]
+    fn a_policy_whose_selector_is_invalid_is_not_ready_and_says_why() {
+        for (operator, values) in [("Gt", Some(vec!["1".to_owned()])), ("In", None)] {
+            let mut invalid = policy();
+            invalid.spec.selector = Some(
+                serde_json::from_value(serde_json::json!({
+                    "matchLabels": { "team": "data" },
+                    "matchExpressions": [
+                        { "key": "tier", "operator": "Exists" },
+                        { "key": "tier", "operator": operator, "values": values },
+                    ],
+                }))
+                .unwrap(),
+            );
+            let status = status(
+                &invalid,
+                Counts::default(),
+                "2026-11-23T10:00:00Z".parse().unwrap(),
+            );
+            let ready = &status.conditions[0];
+            assert_eq!(
+                (ready.status.as_str(), ready.reason.as_str()),
+                ("False", "InvalidSelector"),
+                "{operator}"
+            );
+            assert!(
+                ready.message.contains(&format!(
+                    "spec.selector.matchExpressions[1] (operator \"{operator}\")"
+                )),
+                "{}",
+                ready.message
+            );
+        }
+        let valid = policy();
+        assert_eq!(
+            status(
+                &valid,
+                Counts::default(),
+                "2026-11-23T10:00:00Z".parse().unwrap()
+            )
+            .conditions[0]
+                .reason,
+            "Accepted"
+        );
     }
 
     #[test]
