@@ -9,14 +9,7 @@ use clap::Args;
 use super::policy::PolicyArgs;
 use super::values::{duration, ratio, url_template};
 
-/// Log format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object a line, for log pipelines.
-    Json,
-}
+pub use crate::k8s::logging::LogFormat;
 
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {

@@ -100,9 +100,9 @@ impl Cli {
         }
         if matches!(self.command, Command::Trace(_)) {
             // Its stdout is the tree's.
-            trace::init_logging(&self.common);
+            trace::init_logging(&self.common.log_level);
         } else {
-            crate::k8s::logging::init(&self.common)?;
+            crate::k8s::logging::init(&self.common.log_level, self.common.log_format)?;
         }
         rustls::crypto::ring::default_provider()
             .install_default()

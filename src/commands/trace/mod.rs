@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 
-use crate::cli::CommonArgs;
 use crate::core::context::TraceId;
 use crate::core::names;
 use query::{Fetched, QueryApi};
@@ -179,9 +178,9 @@ pub fn trace_link(template: &str, trace_id: &str) -> String {
     template.replace("{trace_id}", trace_id)
 }
 
-/// Logs on stderr, filtered by `RUST_LOG` or `--log-level`: stdout is the tree's.
-pub fn init_logging(common: &CommonArgs) {
-    let filter = crate::k8s::logging::filter(common)
+/// Logs on stderr, filtered by `RUST_LOG` or `level` (`--log-level`): stdout is the tree's.
+pub fn init_logging(level: &str) {
+    let filter = crate::k8s::logging::filter(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
