@@ -5,6 +5,7 @@
 pub mod context;
 pub mod mutate;
 pub mod names;
+pub mod patch;
 pub mod policy;
 pub mod slim;
 pub mod spans;

@@ -5,27 +5,27 @@
 use kube::api::{Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::{Api, Resource};
-use serde_json::json;
 
-use crate::core::names;
 use crate::core::slim::Slim;
+use crate::core::{names, patch};
 
 /// The JSON patch operations that remove jobtrace's finalizer at `index`, only if it is still
 /// there (the controller's mark writes them too).
-pub fn release_ops(index: usize) -> [serde_json::Value; 2] {
-    let path = format!("/metadata/finalizers/{index}");
+pub fn release_ops(index: usize) -> [json_patch::PatchOperation; 2] {
+    let index = index.to_string();
+    let path = || patch::pointer(["metadata", "finalizers", index.as_str()]);
     [
-        json!({ "op": "test", "path": path, "value": names::EXPORT_FINALIZER }),
-        json!({ "op": "remove", "path": path }),
+        patch::test(path(), names::EXPORT_FINALIZER),
+        patch::remove(path()),
     ]
 }
 
 /// The JSON patch that removes the finalizer at `index` of the object (Job or pod) `uid`, only if
 /// it is still there.
-pub fn release_patch(uid: &str, index: usize) -> serde_json::Value {
-    let mut ops = vec![json!({ "op": "test", "path": "/metadata/uid", "value": uid })];
+pub fn release_patch(uid: &str, index: usize) -> json_patch::Patch {
+    let mut ops = vec![patch::test(patch::pointer(["metadata", "uid"]), uid)];
     ops.extend(release_ops(index));
-    ops.into()
+    json_patch::Patch(ops)
 }
 
 /// What became of one held object's release.
@@ -57,10 +57,12 @@ where
         let Some(i) = index else {
             return Ok(Released::NotHeld);
         };
-        let patch: json_patch::Patch =
-            serde_json::from_value(release_patch(uid, i)).expect("a valid patch");
         match api
-            .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::<()>::Json(release_patch(uid, i)),
+            )
             .await
         {
             Ok(_) => return Ok(Released::Released),
@@ -79,6 +81,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -86,7 +90,7 @@ mod tests {
         let mut job = serde_json::json!({
             "metadata": { "uid": "u1", "finalizers": ["example.com/keep", "jobtrace.dev/export"] }
         });
-        let patch: json_patch::Patch = serde_json::from_value(release_patch("u1", 1)).unwrap();
+        let patch = release_patch("u1", 1);
         json_patch::patch(&mut job, &patch).unwrap();
         assert_eq!(job["metadata"]["finalizers"], json!(["example.com/keep"]));
 

@@ -360,7 +360,7 @@ async fn a_tenant_cant_change_what_jobtrace_wrote_nor_jobtrace_anything_else() {
         json!({ "op": "test", "path": "/metadata/uid", "value": uid }),
         json!({ "op": "add", "path": "/metadata/annotations/jobtrace.dev~1exported", "value": "true" }),
     ];
-    mark.extend(jobtrace::k8s::release::release_ops(0));
+    mark.extend(jobtrace::k8s::release::release_ops(0).map(|op| serde_json::to_value(op).unwrap()));
     jobtrace
         .patch("nightly", &PatchParams::default(), &ops(&json!(mark)))
         .await
@@ -382,7 +382,11 @@ async fn a_tenant_cant_change_what_jobtrace_wrote_nor_jobtrace_anything_else() {
         .unwrap();
     let release = jobtrace::k8s::release::release_patch(held.metadata.uid.as_deref().unwrap(), 0);
     admin
-        .patch("held", &PatchParams::default(), &ops(&release))
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &ops(&serde_json::to_value(&release).unwrap()),
+        )
         .await
         .expect("jobtrace release");
     admin

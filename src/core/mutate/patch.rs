@@ -4,16 +4,13 @@
 use std::collections::BTreeMap;
 
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
+use json_patch::{Patch, PatchOperation};
 use k8s_openapi::api::batch::v1::Job;
 use serde_json::Value;
 
 use crate::core::names;
 
-/// A JSON pointer from unescaped tokens: `/` and `~` inside a token are escaped.
-pub(super) fn pointer<'a>(tokens: impl IntoIterator<Item = &'a str>) -> PointerBuf {
-    PointerBuf::from_tokens(tokens)
-}
+pub(super) use crate::core::patch::pointer;
 
 /// Collects `add` operations.
 #[derive(Default)]
@@ -21,8 +18,7 @@ pub(super) struct Ops(Vec<PatchOperation>);
 
 impl Ops {
     pub(super) fn add(&mut self, path: PointerBuf, value: Value) {
-        self.0
-            .push(PatchOperation::Add(AddOperation { path, value }));
+        self.0.push(crate::core::patch::add(path, value));
     }
 
     /// Makes the string map at `base` (labels or annotations) hold `entries`, adding the map
@@ -53,8 +49,7 @@ impl Ops {
     }
 
     pub(super) fn remove(&mut self, path: PointerBuf) {
-        self.0
-            .push(PatchOperation::Remove(RemoveOperation { path }));
+        self.0.push(crate::core::patch::remove(path));
     }
 
     /// Removes from the string map at `base` those of `keys` it holds.

@@ -11,10 +11,10 @@ use kube::api::{Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource};
-use serde_json::json;
 
 use super::{Context, HeldPod, ObjectKind, Pending, Work};
-use crate::core::names::Exported;
+use crate::core::names::{self, Exported};
+use crate::core::patch;
 use crate::core::slim::Slim;
 use crate::k8s::release::{self, Released};
 
@@ -124,17 +124,20 @@ fn marked(w: &Work) -> bool {
 /// A JSON patch that only applies to the very object exported (same uid): `exported`, and the
 /// release of jobtrace's finalizer in the same write when the object holds it.
 pub(super) fn mark_patch(w: &Work, hold: Option<usize>, outcome: Exported) -> json_patch::Patch {
-    let mut ops = vec![json!({ "op": "test", "path": "/metadata/uid", "value": w.uid })];
+    let mut ops = vec![patch::test(
+        patch::pointer(["metadata", "uid"]),
+        w.uid.as_str(),
+    )];
     if !w.spans.is_empty() {
-        ops.push(json!({
-            "op": "add", "path": "/metadata/annotations/jobtrace.dev~1exported",
-            "value": outcome.label()
-        }));
+        ops.push(patch::add(
+            patch::pointer(["metadata", "annotations", names::EXPORTED]),
+            outcome.label(),
+        ));
     }
     if let Some(i) = hold {
         ops.extend(release::release_ops(i));
     }
-    serde_json::from_value(ops.into()).expect("a valid patch")
+    json_patch::Patch(ops)
 }
 
 async fn mark(context: &Context, w: &Work, outcome: Exported) -> Result<(), kube::Error> {

@@ -11,6 +11,7 @@ use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 use super::Policies;
+use crate::core::patch;
 use crate::k8s::registration::job_match_condition_for;
 
 /// How often the condition is compared with the policies.
@@ -22,7 +23,7 @@ const JOBS_WEBHOOK: &str = "jobs.jobtrace.dev";
 /// already is (or the configuration has no such webhook). It tests the configuration's
 /// `resourceVersion`, not the old expression: the apiserver compares a `test` value with its own
 /// JSON, which escapes the `&&` of a CEL expression, so such a test never matches.
-pub fn patch(config: &MutatingWebhookConfiguration, wanted: &str) -> Option<serde_json::Value> {
+pub fn patch(config: &MutatingWebhookConfiguration, wanted: &str) -> Option<json_patch::Patch> {
     let webhooks = config.webhooks.as_deref().unwrap_or_default();
     let (i, webhook) = webhooks
         .iter()
@@ -32,11 +33,12 @@ pub fn patch(config: &MutatingWebhookConfiguration, wanted: &str) -> Option<serd
     if current.expression == wanted {
         return None;
     }
-    let path = format!("/webhooks/{i}/matchConditions/0/expression");
+    let i = i.to_string();
+    let path = patch::pointer(["webhooks", i.as_str(), "matchConditions", "0", "expression"]);
     let version = config.metadata.resource_version.as_deref()?;
-    Some(serde_json::json!([
-        { "op": "test", "path": "/metadata/resourceVersion", "value": version },
-        { "op": "replace", "path": path, "value": wanted }
+    Some(json_patch::Patch(vec![
+        patch::test(patch::pointer(["metadata", "resourceVersion"]), version),
+        patch::replace(path, wanted),
     ]))
 }
 
@@ -55,13 +57,7 @@ pub async fn keep_in_step(
                 Ok(config) => {
                     if let Some(patch) = patch(&config, &wanted) {
                         let patched = api
-                            .patch(
-                                &name,
-                                &PatchParams::default(),
-                                &Patch::<()>::Json(
-                                    serde_json::from_value(patch).expect("a JSON patch"),
-                                ),
-                            )
+                            .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
                             .await;
                         match patched {
                             Ok(_) => {
@@ -101,15 +97,15 @@ mod tests {
         config.metadata.resource_version = Some("41".into());
         assert_eq!(patch(&config, &job_match_condition()), None);
         let wanted = job_match_condition_for(Some(&["etl".into()]));
-        let ops = patch(&config, &wanted).unwrap();
+        let typed = patch(&config, &wanted).unwrap();
+        let ops = serde_json::to_value(&typed).unwrap();
         assert_eq!(ops[0]["op"], "test");
         assert_eq!(ops[0]["path"], "/metadata/resourceVersion");
         assert_eq!(ops[0]["value"], "41");
         assert_eq!(ops[1]["path"], "/webhooks/0/matchConditions/0/expression");
         assert_eq!(ops[1]["value"], wanted);
         let mut applied = serde_json::to_value(&config).unwrap();
-        let ops: json_patch::Patch = serde_json::from_value(ops).unwrap();
-        json_patch::patch(&mut applied, &ops).unwrap();
+        json_patch::patch(&mut applied, &typed).unwrap();
         let applied: MutatingWebhookConfiguration = serde_json::from_value(applied).unwrap();
         assert_eq!(patch(&applied, &wanted), None, "in step afterwards");
     }
