@@ -99,6 +99,15 @@ async fn a_bad_policy_is_refused_with_a_message_naming_the_field() {
         !ok && out.contains("spec.priority: between -1000 and 1000"),
         "{out}"
     );
+    let selector = json!({ "selector": { "matchExpressions": [
+        { "key": "tier", "operator": "Gt", "values": ["1"] }
+    ] } });
+    let (ok, out) = kubectl_apply(&ns, &policy("bad", &selector));
+    assert!(
+        !ok && out
+            .contains("spec.selector.matchExpressions[0].operator: Unsupported value: \"Gt\""),
+        "{out}"
+    );
     let long = "p".repeat(64);
     let (ok, out) = kubectl_apply(&ns, &policy(&long, &json!({})));
     assert!(

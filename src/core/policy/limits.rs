@@ -179,6 +179,9 @@ pub(super) fn selector_schema(generator: &mut SchemaGenerator) -> Schema {
     let expression = &mut expressions["items"]["properties"];
     expression["key"]["maxLength"] = LABEL_KEY.into();
     expression["operator"]["maxLength"] = OPERATOR.into();
+    // The operators Kubernetes defines: the apiserver refuses another (one stored before this
+    // rule makes its policy Ready=False, InvalidSelector).
+    expression["operator"]["enum"] = json!(["In", "NotIn", "Exists", "DoesNotExist"]);
     expression["values"]["maxItems"] = EXPRESSION_VALUES.into();
     expression["values"]["items"]["maxLength"] = LABEL_VALUE.into();
     schema
