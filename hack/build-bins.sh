@@ -2,7 +2,7 @@
 # Builds the local control plane's binaries from the Go module proxy into
 # ~/.cache/jobtrace/bin (or $JOBTRACE_CACHE/bin). Each binary is skipped when it was already built
 # at the pinned version.
-# Usage: hack/build-bins.sh [k8s] [etcd] [kwok] [helm] [jaeger] [viewer] [crds]
+# Usage: hack/build-bins.sh [k8s] [etcd] [kwok] [helm] [jaeger] [viewer] [crds] [runtime]
 set -euo pipefail
 trap 'echo "build-bins: failed; see the output above" >&2' ERR
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -25,7 +25,7 @@ wrapper_module() { # wrapper_module DIR NAME: an empty module to hang requires a
 }
 
 build_k8s() {
-  local names="kube-apiserver kube-controller-manager kube-scheduler kubectl" n all=1
+  local names="kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet" n all=1
   for n in $names; do built "$n" "$K8S_VERSION" || all=0; done
   [ "$all" = 1 ] && return 0
   # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging,
@@ -125,6 +125,22 @@ build_viewer() {
   mark otel-desktop-viewer "$OTEL_DESKTOP_VIEWER_VERSION"
 }
 
+# The real node's container runtime: containerd 2 with its runc shim and its client (Debian's
+# containerd 1.6 is older than Kubernetes 1.37 supports), and crictl to look at the node's pods
+# when debugging. runc itself is Debian's (hack/node-up.sh installs it).
+build_runtime() {
+  built containerd "$CONTAINERD_VERSION" && built crictl "$CRICTL_VERSION" && return 0
+  local c=github.com/containerd/containerd/v2
+  (cd /tmp && GOBIN=$BIN go install -trimpath -tags "no_btrfs no_devmapper no_zfs" \
+    -ldflags "-s -w -X $c/version.Version=$CONTAINERD_VERSION" \
+    "$c/cmd/containerd@$CONTAINERD_VERSION" "$c/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
+    "$c/cmd/ctr@$CONTAINERD_VERSION")
+  (cd /tmp && GOBIN=$BIN go install -trimpath -ldflags "-s -w" \
+    "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION")
+  mark containerd "$CONTAINERD_VERSION"
+  mark crictl "$CRICTL_VERSION"
+}
+
 # Not binaries: the CRDs of projects the chart can create objects for, taken from their modules,
 # so that the end-to-end tests dry-run those objects against the real schemas.
 crds_from_module() { # crds_from_module NAME MODULE VERSION FILE...
@@ -150,7 +166,7 @@ build_crds() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(etcd kwok helm jaeger viewer crds k8s)
+[ ${#targets[@]} -gt 0 ] || targets=(etcd kwok helm jaeger viewer crds k8s runtime)
 for t in "${targets[@]}"; do
   start=$(date +%s)
   # A subshell keeps each build's `cd` to itself; `set -e` still applies inside it because its

@@ -5,6 +5,7 @@ set -uo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"
 
+"$REPO/hack/node-down.sh"
 for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
   name=${COMPONENTS[i]}
   if pid=$(pid_of "$name"); then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local control plane on 127.0.0.1: the trace UI (otel-desktop-viewer), Jaeger, etcd,
-# kube-apiserver, kube-controller-manager, kube-scheduler and kwok with simulated nodes. State,
+# kube-apiserver, kube-controller-manager, kube-scheduler, kwok with simulated nodes, and one real
+# node (containerd and a kubelet, hack/node-up.sh). State,
 # logs and PIDs go to target/cluster/; the admin kubeconfig to target/cluster/kubeconfig. Running
 # it again while the cluster is up changes nothing.
 set -euo pipefail
@@ -32,6 +33,7 @@ if [ "$running" = "${#COMPONENTS[@]}" ] &&
   "$BIN/kubectl" --kubeconfig "$CLUSTER/kubeconfig" get --raw /readyz >/dev/null 2>&1; then
   # jobtrace's own CRDs, as they are in this checkout.
   "$BIN/kubectl" --kubeconfig "$CLUSTER/kubeconfig" apply --server-side --force-conflicts -f "$REPO/crds/" >/dev/null
+  [ "${JOBTRACE_REAL_NODE:-1}" = 0 ] || "$REPO/hack/node-up.sh"
   echo "cluster-up: already running; export KUBECONFIG=$CLUSTER/kubeconfig (trace UI: $TRACE_UI/traces)"
   exit 0
 fi
@@ -40,7 +42,7 @@ if [ "$running" -gt 0 ]; then
   "$REPO/hack/cluster-down.sh"
 fi
 
-for port in 8000 14317 14318 4317 4318 16686 2379 2380 "$APISERVER_PORT" 10257 10259 10247; do
+for port in 8000 14317 14318 4317 4318 16686 2379 2380 "$APISERVER_PORT" 10257 10259 10247 20248; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "cluster-up: port 127.0.0.1:$port is already in use by a process this script did not start" >&2
     exit 1
@@ -118,6 +120,8 @@ start kube-apiserver --etcd-servers=http://127.0.0.1:2379 \
   --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key" \
   --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=Node,RBAC \
   --disable-admission-plugins=ServiceAccount,TaintNodesByCondition \
+  --kubelet-client-certificate="$P/admin.crt" --kubelet-client-key="$P/admin.key" \
+  --kubelet-preferred-address-types=InternalIP \
   --endpoint-reconciler-type=none --allow-privileged=true --profiling="$PROFILING" --v=1
 await kube-apiserver curl -sf --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$P/admin.key" \
   "https://127.0.0.1:$APISERVER_PORT/readyz"
@@ -136,7 +140,7 @@ start kube-scheduler --kubeconfig="$CLUSTER/kubeconfig" --leader-elect=false \
 await kube-scheduler curl -skf https://127.0.0.1:10259/healthz
 
 start kwok --kubeconfig="$CLUSTER/kubeconfig" --config="$REPO/hack/cluster/kwok-stages.yaml" \
-  --manage-all-nodes=true --node-ip=127.0.0.1 --cidr=10.244.0.0/16 \
+  --manage-all-nodes=false --manage-nodes-with-label-selector=type=kwok --node-ip=127.0.0.1 --cidr=10.244.0.0/16 \
   --node-lease-duration-seconds=40 --server-address=127.0.0.1:10247
 await kwok curl -sf http://127.0.0.1:10247/healthz
 
@@ -163,6 +167,9 @@ echo "cluster-up: $NODES kwok nodes Ready"
 "${kubectl[@]}" apply --server-side --force-conflicts -f "$REPO/crds/" >/dev/null
 "${kubectl[@]}" wait --for=condition=Established crd --all --timeout=60s >/dev/null
 echo "cluster-up: jobtrace's CRDs installed (crds/)"
+# The real node (containerd and a kubelet), unless JOBTRACE_REAL_NODE=0: then the tests that need
+# it fail.
+[ "${JOBTRACE_REAL_NODE:-1}" = 0 ] || "$REPO/hack/node-up.sh"
 echo "cluster-up: export KUBECONFIG=$CLUSTER/kubeconfig"
 echo "cluster-up: traces: OTLP to 127.0.0.1:4317 (gRPC) or :4318 (HTTP); UI $TRACE_UI/traces," \
   "Jaeger's query API http://127.0.0.1:16686/api"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The demo: a local control plane, Jaeger and the trace UI, jobtrace (webhook and controller), and
-# the pod runner; then a client starts a span and creates an annotated Job whose first attempt
-# fails and whose retry succeeds, and whose own code records a span from TRACEPARENT. Prints the
+# The demo: a local control plane with its real node, Jaeger and the trace UI, and jobtrace (webhook
+# and controller); then a client starts a span and creates an annotated Job whose first attempt
+# fails and whose retry succeeds, each in a container on the real node, and whose own code records
+# a span from TRACEPARENT. Prints the
 # trace as a tree and its address in the trace UI with `jobtrace trace`. In a terminal it waits for
 # Enter before cleaning up, so the trace can be opened there.
 set -euo pipefail
@@ -14,8 +15,9 @@ cluster_was_up=0
 hack/cluster-up.sh
 export KUBECONFIG=$CLUSTER/kubeconfig
 kubectl=("$BIN/kubectl")
-# The pod runner (the operator's example) and the client library's creator and Job program.
+# The client library's creator, and its Job program in an image for the real node.
 cargo build --locked --workspace --bins --examples
+hack/task-image.sh
 
 P=$CLUSTER/pki
 demo_pids=()
@@ -31,8 +33,6 @@ OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 target/debug/jobtrace run \
   --listen 127.0.0.1:8443 --metrics-listen 127.0.0.1:8080 \
   --tls-cert-file "$P/webhook.crt" --tls-key-file "$P/webhook.key" \
   --lease-namespace default >"$CLUSTER/logs/demo-jobtrace.log" 2>&1 &
-demo_pids+=($!)
-target/debug/examples/pod-runner >"$CLUSTER/logs/demo-pod-runner.log" 2>&1 &
 demo_pids+=($!)
 for _ in $(seq 1 100); do curl -sf http://127.0.0.1:8080/readyz >/dev/null && break; sleep 0.2; done
 curl -sf http://127.0.0.1:8080/readyz >/dev/null || { echo "demo: jobtrace did not start; see $CLUSTER/logs/demo-jobtrace.log" >&2; exit 1; }
@@ -50,10 +50,11 @@ done
 
 echo
 echo "demo: jobtrace is running (logs: $CLUSTER/logs/demo-jobtrace.log); creating a traced Job"
-# The Job's first attempt fails (the marker doesn't exist yet), the retry succeeds.
-marker=$(mktemp -u "${TMPDIR:-/tmp}/jobtrace-demo.XXXXXX")
-target/debug/examples/create-job --wait --backoff-limit 2 demo \
-  "$REPO/target/debug/examples/traced-task" --fail-first "$marker" |
+# The Job's first attempt fails (the marker doesn't exist yet), the retry succeeds. Its pods see
+# the host's /tmp, where the marker is.
+marker=$(mktemp -u /tmp/jobtrace-demo.XXXXXX)
+target/debug/examples/create-job --wait --backoff-limit 2 --image localhost/traced-task:dev demo \
+  /traced-task --fail-first "$marker" |
   tee "$CLUSTER/logs/demo-create-job.log"
 rm -f "$marker"
 job=$(sed -n 's|^created Job demo/\([a-z0-9-]*\) in trace [0-9a-f]\{32\}$|\1|p' "$CLUSTER/logs/demo-create-job.log")
@@ -65,8 +66,8 @@ target/debug/jobtrace trace -n demo "$job" --query-url http://127.0.0.1:16686 --
   --url-template "$TRACE_UI/traces/{trace_id}"
 echo
 echo "What ran for real: kube-apiserver, controller-manager (job controller: the retry), scheduler,"
-echo "etcd, Jaeger, the trace UI, jobtrace, and the task itself (a local process with the pod's"
-echo "environment). What is simulated: the nodes (kwok) and the kubelet (hack/pod-runner.rs)."
+echo "etcd, Jaeger, the trace UI, jobtrace, and the Job's two pods, each a container the kubelet of"
+echo "the node $NODE_NAME started on containerd. The local setup's other nodes are simulated (kwok)."
 echo
 if [ -t 0 ]; then
   read -r -p "demo: open the trace's page in a browser, then press Enter to stop and clean up. " _

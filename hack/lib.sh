@@ -25,3 +25,40 @@ pid_of() {
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$BIN/$1" || return 1
   echo "$pid"
 }
+
+# debian_install WHO PACKAGE...: installs Debian's packages that are not installed yet (as root,
+# with apt-get), or fails saying which ones WHO needs.
+debian_install() {
+  local who=$1 missing=() p
+  shift
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "$who: installing Debian's ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "$who: needs Debian's ${missing[*]} (apt-get install ${missing[*]}, as root)" >&2
+    return 1
+  fi
+}
+
+# The real node (hack/node-up.sh): its name, its state directory, and its containerd's socket.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+NODE_NAME=real-node
+NODE_DIR=$CLUSTER/node
+# shellcheck disable=SC2034
+NODE_SOCK=$NODE_DIR/run/containerd.sock
+
+# node_import NAME LAYOUT_TAR: imports an image's OCI layout into the real node's containerd as
+# NAME:<the layout's tag>. ctr's output (a warning about cgroup v1 on every call) is shown only
+# when the import fails.
+node_import() {
+  local out
+  if ! out=$("$BIN/ctr" --address "$NODE_SOCK" --namespace k8s.io image import --base-name "$1" "$2" 2>&1); then
+    echo "$out" >&2
+    return 1
+  fi
+}

@@ -1,8 +1,10 @@
 //! Creating a traced Job from Rust with kube-rs: start a span, write its context (and baggage) on
 //! the Job's annotations with `jobtrace_context::otel::annotate`, create the Job, end the span.
 //!
-//! Usage: `create-job [--wait] [--backoff-limit N] NAMESPACE JOB_PROGRAM [JOB_ARGS...]`: the Job
-//! runs `JOB_PROGRAM JOB_ARGS...` (on this machine, through the local setup's pod runner). The
+//! Usage: `create-job [--wait] [--backoff-limit N] [--image IMAGE] NAMESPACE JOB_PROGRAM
+//! [JOB_ARGS...]`: the Job runs `JOB_PROGRAM JOB_ARGS...`, on this machine through the local
+//! setup's pod runner, or with `--image` in a container of IMAGE on the local setup's real node
+//! (host network, so that it reaches the collector on 127.0.0.1, and the host's `/tmp`). The
 //! cluster comes from `KUBECONFIG`, the collector from the standard `OTEL_EXPORTER_OTLP_*`
 //! variables (OTLP/gRPC unless `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`), the service's name
 //! from `OTEL_SERVICE_NAME`. With `--wait` it waits for the Job to finish (what `make demo` does
@@ -23,6 +25,7 @@ use serde_json::json;
 
 struct Args {
     wait: bool,
+    image: Option<String>,
     backoff_limit: i32,
     namespace: String,
     command: Vec<String>,
@@ -30,11 +33,12 @@ struct Args {
 
 fn args() -> anyhow::Result<Args> {
     let mut args = std::env::args().skip(1).peekable();
-    let (mut wait, mut backoff_limit) = (false, 0);
+    let (mut wait, mut backoff_limit, mut image) = (false, 0, None);
     while let Some(flag) = args.next_if(|a| a.starts_with("--")) {
         match flag.as_str() {
             "--wait" => wait = true,
             "--backoff-limit" => backoff_limit = args.next().unwrap_or_default().parse()?,
+            "--image" => image = args.next(),
             other => anyhow::bail!("unknown option {other}"),
         }
     }
@@ -42,11 +46,12 @@ fn args() -> anyhow::Result<Args> {
     let command: Vec<String> = args.collect();
     if namespace.is_empty() || command.is_empty() {
         anyhow::bail!(
-            "usage: create-job [--wait] [--backoff-limit N] NAMESPACE JOB_PROGRAM [JOB_ARGS...]"
+            "usage: create-job [--wait] [--backoff-limit N] [--image IMAGE] NAMESPACE JOB_PROGRAM [JOB_ARGS...]"
         );
     }
     Ok(Args {
         wait,
+        image,
         backoff_limit,
         namespace,
         command,
@@ -79,6 +84,33 @@ fn job_env() -> serde_json::Value {
     env.into()
 }
 
+/// Where the local setup runs the Job's pods: with an image, in a container on its real node (which
+/// selects and taints `type=real`); without, through its pod runner.
+fn place(job: &mut Job, image: Option<&str>) -> anyhow::Result<()> {
+    let template = &mut job.spec.as_mut().expect("a spec").template;
+    let Some(image) = image else {
+        template.metadata = Some(serde_json::from_value(
+            json!({ "labels": { "sim.jobtrace.dev/runner": "true" } }),
+        )?);
+        return Ok(());
+    };
+    let pod = template.spec.as_mut().expect("a pod spec");
+    pod.containers[0].image = Some(image.to_owned());
+    pod.containers[0].image_pull_policy = Some("IfNotPresent".to_owned());
+    pod.containers[0].volume_mounts = Some(serde_json::from_value(
+        json!([{ "name": "tmp", "mountPath": "/tmp" }]),
+    )?);
+    pod.volumes = Some(serde_json::from_value(
+        json!([{ "name": "tmp", "hostPath": { "path": "/tmp", "type": "Directory" } }]),
+    )?);
+    pod.host_network = Some(true);
+    pod.node_selector = Some([("type".to_owned(), "real".to_owned())].into());
+    pod.tolerations = Some(serde_json::from_value(
+        json!([{ "key": "type", "value": "real", "effect": "NoSchedule" }]),
+    )?);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -90,8 +122,6 @@ async fn main() -> anyhow::Result<()> {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": { "generateName": "report-" },
         "spec": { "backoffLimit": args.backoff_limit, "template": {
-            // The local setup's pod runner (hack/pod-runner.rs) runs these pods' commands.
-            "metadata": { "labels": { "sim.jobtrace.dev/runner": "true" } },
             "spec": { "restartPolicy": "Never", "containers": [{
                 "name": "report", "image": "example.invalid/report:1",
                 "command": args.command,
@@ -99,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
             }] }
         } }
     }))?;
+    place(&mut job, args.image.as_deref())?;
 
     // docs:begin creator
     let span = tracer.start("create-report-job");
