@@ -91,12 +91,14 @@ bench:
 	hack/bench.sh
 
 ## End-to-end tests; expects a running control plane (make cluster-up). The chart and
-## certificate tests run the static binary (make static); the trace UI's test, Debian's Chromium.
+## certificate tests run the static binary (make static); the trace UI's test, Debian's Chromium;
+## the real node's tests, the example Job program's image (hack/task-image.sh).
 ## Then the faults that disturb every other test, alone (make test-faults).
 e2e: static
 	hack/install-chromium.sh >/dev/null
 	hack/clients.sh
 	$(MAKE) --no-print-directory examples
+	hack/task-image.sh
 	JOBTRACE_E2E_BINARY=$(CURDIR)/target/static/jobtrace \
 	  $(CARGO) test --locked --features e2e --test e2e -- --test-threads=4 --skip faults_serial
 	$(MAKE) --no-print-directory test-faults
@@ -108,7 +110,8 @@ test-faults:
 
 ## Everything CI runs: helm, then the fast tier (`make check`), then the rest of the control
 ## plane's binaries, the declared Rust version, hadolint, a short fuzz run, and the end-to-end
-## tests on a fresh local control plane, which is stopped again whatever the outcome.
+## tests on a fresh local control plane, which is stopped again whatever the outcome (and, after
+## tests that passed, must leave nothing of its real node behind: hack/node-down.sh checks).
 test:
 	hack/build-bins.sh helm
 	$(MAKE) --no-print-directory check
@@ -120,7 +123,7 @@ test:
 	$(MAKE) --no-print-directory static examples
 	$(CARGO) test --locked --features e2e --test e2e --no-run
 	hack/cluster-up.sh
-	trap 'hack/cluster-down.sh' EXIT; $(MAKE) --no-print-directory e2e
+	trap 'hack/cluster-down.sh' EXIT; $(MAKE) --no-print-directory e2e; trap - EXIT; hack/cluster-down.sh
 
 demo:
 	hack/demo.sh

@@ -5,7 +5,8 @@ set -uo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-"$REPO/hack/node-down.sh"
+node=0
+"$REPO/hack/node-down.sh" || node=$?
 for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
   name=${COMPONENTS[i]}
   if pid=$(pid_of "$name"); then
@@ -17,3 +18,5 @@ for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
   rm -f "$CLUSTER/pids/$name.pid"
 done
 rm -rf "$CLUSTER/etcd" "$CLUSTER/pki" "$CLUSTER/kubeconfig"
+# A real node that left something behind fails the run (hack/node-down.sh said what).
+exit "$node"

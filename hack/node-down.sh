@@ -69,4 +69,21 @@ if [ -f "$NODE_DIR/sysctls" ]; then
     [ "$(sysctl -n "$key")" = "$value" ] || sysctl -qw "$key=$value"
   done <"$NODE_DIR/sysctls"
 fi
+
+# Nothing may be left: say what is, and fail.
+left=()
+for name in kubelet containerd; do pid_of "$name" >/dev/null && left+=("the $name process"); done
+pgrep -f "$NODE_DIR" >/dev/null && left+=("processes: $(pgrep -af "$NODE_DIR" | head -3 | tr '\n' ';')")
+grep -q " $NODE_DIR" /proc/self/mounts && left+=("mounts under $NODE_DIR")
+compgen -G "/sys/fs/cgroup/*/kubepods" >/dev/null && left+=("cgroups: $(compgen -G "/sys/fs/cgroup/*/kubepods" | head -3 | tr '\n' ' ')")
+ip link show jobtrace0 >/dev/null 2>&1 && left+=("the bridge jobtrace0")
+if [ -f "$NODE_DIR/sysctls" ]; then
+  while IFS='=' read -r key value; do
+    [ "$(sysctl -n "$key")" = "$value" ] || left+=("$key=$(sysctl -n "$key") (was $value)")
+  done <"$NODE_DIR/sysctls"
+fi
 rm -rf "$NODE_DIR"
+if [ ${#left[@]} -gt 0 ]; then
+  printf 'node-down: left behind: %s\n' "${left[@]}" >&2
+  exit 1
+fi

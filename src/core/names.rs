@@ -42,9 +42,10 @@ pub mod attribute {
     pub const NODE_NAME: &str = "k8s.node.name";
     pub const CONTAINER_NAME: &str = "k8s.container.name";
     pub const CONTAINER_STATUS_REASON: &str = "k8s.container.status.reason";
+    pub const CONTAINER_RESTART_COUNT: &str = "k8s.container.restart_count";
 
     /// Every key above, the label prefix as `k8s.job.label.<key>`.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         NAMESPACE_NAME,
         JOB_NAME,
         JOB_UID,
@@ -58,6 +59,7 @@ pub mod attribute {
         NODE_NAME,
         CONTAINER_NAME,
         CONTAINER_STATUS_REASON,
+        CONTAINER_RESTART_COUNT,
     ];
 }
 

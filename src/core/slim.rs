@@ -273,15 +273,30 @@ struct PodConditionView {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ContainerStatusView {
     name: String,
     state: Option<StateView>,
+    /// The run before the current one, when the kubelet restarted the container in its pod.
+    last_state: Option<StateView>,
+    #[serde(default)]
+    restart_count: i32,
 }
 
 #[derive(Deserialize)]
 struct StateView {
     running: Option<ContainerStateRunning>,
     terminated: Option<ContainerStateTerminated>,
+}
+
+impl StateView {
+    fn into_state(self) -> ContainerState {
+        ContainerState {
+            running: self.running,
+            terminated: self.terminated,
+            waiting: None,
+        }
+    }
 }
 
 impl PodStatusView {
@@ -291,11 +306,9 @@ impl PodStatusView {
                 list.into_iter()
                     .map(|c| ContainerStatus {
                         name: c.name,
-                        state: c.state.map(|s| ContainerState {
-                            running: s.running,
-                            terminated: s.terminated,
-                            waiting: None,
-                        }),
+                        state: c.state.map(StateView::into_state),
+                        last_state: c.last_state.map(StateView::into_state),
+                        restart_count: c.restart_count,
                         ..ContainerStatus::default()
                     })
                     .collect()

@@ -1,5 +1,6 @@
 //! End-to-end tests against the local control plane (`make cluster-up`): a real kube-apiserver,
-//! controller-manager and scheduler, kwok as the nodes, and Jaeger. Run them with `make e2e`.
+//! controller-manager and scheduler, kwok as the simulated nodes and a kubelet on containerd as the
+//! real one, and Jaeger. Run them with `make e2e`.
 
 #[path = "../helm/mod.rs"]
 mod helm;
@@ -20,6 +21,7 @@ mod jaeger;
 mod pods;
 mod policy;
 mod readiness;
+mod real_node;
 mod security;
 mod spans;
 mod trace_command;

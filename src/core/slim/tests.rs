@@ -174,8 +174,14 @@ fn pods() -> Vec<(&'static str, Value)> {
     let oom = json!([terminated("main", 137, "OOMKilled", "2026-11-23T10:00:20Z")]);
     let running = json!([{ "name": "main", "image": "app", "imageID": "", "ready": true,
         "restartCount": 0, "state": { "running": { "startedAt": "2026-11-23T10:00:02Z" } } }]);
+    let mut restarted = terminated("main", 0, "Completed", "2026-11-23T10:00:28Z");
+    restarted["restartCount"] = json!(1);
     vec![
         ("succeeded", pod("Succeeded", &succeeded).json()),
+        (
+            "restarted once in its pod",
+            pod("Succeeded", &json!([restarted])).json(),
+        ),
         (
             "OOM killed after its init container",
             pod("Failed", &oom)
@@ -275,7 +281,7 @@ fn a_pods_span_from_its_slim_form_equals_that_from_the_whole_pod() {
             );
         }
     }
-    assert_eq!(built, 13, "most cases have a span");
+    assert_eq!(built, 15, "most cases have a span");
 }
 
 /// What the controller reads of an object besides its spans: identity, version, deletion, hold,

@@ -1,6 +1,6 @@
 //! The span of one pod attempt.
 
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, Pod};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{
@@ -135,6 +135,20 @@ fn attributes(pod: &Pod, phase: &str) -> Attributes {
     if let Some(index) = index {
         attributes.push(("jobtrace.job.completion_index", index.into()));
     }
+    let restarts: i32 = pod
+        .status
+        .iter()
+        .flat_map(|s| {
+            s.init_container_statuses
+                .iter()
+                .flatten()
+                .chain(s.container_statuses.iter().flatten())
+        })
+        .map(|c| c.restart_count)
+        .fold(0, i32::saturating_add);
+    if restarts > 0 {
+        attributes.push(("jobtrace.pod.restarts", restarts.into()));
+    }
     attributes
 }
 
@@ -184,7 +198,9 @@ fn outcome(
     Status::Error { description }
 }
 
-/// Scheduling, and each container's start and end.
+/// Scheduling, and each container's start and end: of its current run and, when the kubelet
+/// restarted it in the pod, of the run before (the only earlier run the kubelet keeps), each with
+/// the run's `k8s.container.restart_count`.
 fn events(pod: &Pod) -> Vec<Event> {
     let status = pod.status.as_ref();
     let mut events = Vec::new();
@@ -209,31 +225,53 @@ fn events(pod: &Pod) -> Vec<Event> {
             .chain(s.container_statuses.iter().flatten())
     });
     for container in containers {
-        let state = container.state.as_ref();
-        let name: Attributes = vec![(attribute::CONTAINER_NAME, container.name.as_str().into())];
-        let started = state
-            .and_then(|s| s.running.as_ref().and_then(|r| r.started_at.as_ref()))
-            .or_else(|| state.and_then(|s| s.terminated.as_ref()?.started_at.as_ref()));
-        if let Some(time) = started {
-            events.push(Event {
-                name: "container started".to_owned(),
-                time: time.0,
-                attributes: name.clone(),
-            });
+        let restarts = container.restart_count;
+        if restarts > 0 {
+            let previous = container.last_state.as_ref();
+            run_events(&mut events, &container.name, previous, restarts - 1);
         }
-        let finished = state
-            .and_then(|s| s.terminated.as_ref())
-            .and_then(|t| Some((t, t.finished_at.as_ref()?)));
-        if let Some((t, time)) = finished {
-            let mut attributes = name;
-            attributes.push(("jobtrace.container.exit_code", t.exit_code.into()));
-            events.push(Event {
-                name: "container terminated".to_owned(),
-                time: time.0,
-                attributes,
-            });
-        }
+        run_events(
+            &mut events,
+            &container.name,
+            container.state.as_ref(),
+            restarts,
+        );
     }
     events.sort_by_key(|e| e.time);
     events
+}
+
+/// The start and the end of one run of a container, as far as its state says.
+fn run_events(
+    events: &mut Vec<Event>,
+    container: &str,
+    state: Option<&ContainerState>,
+    restarts: i32,
+) {
+    let mut attributes: Attributes = vec![(attribute::CONTAINER_NAME, container.into())];
+    if restarts > 0 {
+        attributes.push((attribute::CONTAINER_RESTART_COUNT, restarts.into()));
+    }
+    let terminated = state.and_then(|s| s.terminated.as_ref());
+    let started = state
+        .and_then(|s| s.running.as_ref()?.started_at.as_ref())
+        .or_else(|| terminated?.started_at.as_ref());
+    if let Some(time) = started {
+        events.push(Event {
+            name: "container started".to_owned(),
+            time: time.0,
+            attributes: attributes.clone(),
+        });
+    }
+    if let Some((t, time)) = terminated.and_then(|t| Some((t, t.finished_at.as_ref()?))) {
+        attributes.push(("jobtrace.container.exit_code", t.exit_code.into()));
+        if let Some(reason) = &t.reason {
+            attributes.push((attribute::CONTAINER_STATUS_REASON, reason.as_str().into()));
+        }
+        events.push(Event {
+            name: "container terminated".to_owned(),
+            time: time.0,
+            attributes,
+        });
+    }
 }

@@ -235,6 +235,66 @@ fn succeeded_pod_is_an_ok_span_under_the_job_span() {
     );
 }
 
+/// A container event of a pod span: its name, restart count, exit code and reason.
+type Run<'a> = (
+    &'a str,
+    Option<&'a Value>,
+    Option<&'a Value>,
+    Option<&'a Value>,
+);
+
+#[test]
+fn a_container_restarted_in_its_pod_shows_its_run_before_and_its_restarts() {
+    let containers = json!([{ "name": "main", "image": "app", "ready": false, "restartCount": 2,
+        "lastState": { "terminated": { "exitCode": 3, "reason": "Error",
+            "startedAt": "2026-11-23T10:00:05Z", "finishedAt": "2026-11-23T10:00:06Z" } },
+        "state": { "terminated": { "exitCode": 0, "reason": "Completed",
+            "startedAt": "2026-11-23T10:00:20Z", "finishedAt": "2026-11-23T10:00:21Z" } } }]);
+    let span = pod_span(&pod("Succeeded", &containers, &json!({})), None).unwrap();
+    assert_eq!(span.status, Status::Ok);
+    assert_eq!(int(&span, "jobtrace.pod.restarts"), 2);
+    let runs: Vec<Run> = span
+        .events
+        .iter()
+        .filter(|e| e.name.starts_with("container"))
+        .map(|e| {
+            let get = |key: &str| e.attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+            (
+                e.name.as_str(),
+                get("k8s.container.restart_count"),
+                get("jobtrace.container.exit_code"),
+                get("k8s.container.status.reason"),
+            )
+        })
+        .collect();
+    let (int, text) = (|i: i64| Some(Value::Int(i)), |s: &str| Some(Value::from(s)));
+    assert_eq!(
+        runs,
+        [
+            ("container started", int(1).as_ref(), None, None),
+            (
+                "container terminated",
+                int(1).as_ref(),
+                int(3).as_ref(),
+                text("Error").as_ref()
+            ),
+            ("container started", int(2).as_ref(), None, None),
+            (
+                "container terminated",
+                int(2).as_ref(),
+                int(0).as_ref(),
+                text("Completed").as_ref()
+            ),
+        ],
+        "the run before the last (the kubelet keeps no earlier one), then the last, in time order"
+    );
+    assert_eq!(
+        span.end,
+        ts("2026-11-23T10:00:22Z"),
+        "the pod ends with its last run"
+    );
+}
+
 #[test]
 fn oom_killed_pod_is_an_error_with_exit_code_and_container() {
     let containers = json!([terminated("main", 137, "OOMKilled", "2026-11-23T10:00:09Z")]);
