@@ -111,15 +111,18 @@ start etcd --name=jobtrace --data-dir="$CLUSTER/etcd" \
 await etcd curl -sf http://127.0.0.1:2379/health
 
 # TaintNodesByCondition is off: without a node-lifecycle controller, new nodes would keep their
-# not-ready taint and pods would stay Pending. ServiceAccount is off: no token controller runs.
+# not-ready taint and pods would stay Pending. The apiserver listens on every address, so that
+# the real node's pods reach it at 10.88.0.1 (there is no kube-proxy for the kubernetes
+# Service's address); it calls webhooks and aggregated APIs at their Services' endpoints for the
+# same reason (--enable-aggregator-routing).
 start kube-apiserver --etcd-servers=http://127.0.0.1:2379 \
-  --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
+  --bind-address=0.0.0.0 --secure-port="$APISERVER_PORT" --enable-aggregator-routing=true \
   --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" \
   --client-ca-file="$P/ca.crt" \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key" \
   --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=Node,RBAC \
-  --disable-admission-plugins=ServiceAccount,TaintNodesByCondition \
+  --disable-admission-plugins=TaintNodesByCondition \
   --kubelet-client-certificate="$P/admin.crt" --kubelet-client-key="$P/admin.key" \
   --kubelet-preferred-address-types=InternalIP \
   --endpoint-reconciler-type=none --allow-privileged=true --profiling="$PROFILING" --v=1
@@ -127,8 +130,8 @@ await kube-apiserver curl -sf --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "
   "https://127.0.0.1:$APISERVER_PORT/readyz"
 
 start kube-controller-manager --kubeconfig="$CLUSTER/kubeconfig" \
-  --controllers=job-controller,cronjob-controller,ttl-after-finished-controller,garbage-collector-controller,namespace-controller,deployment-controller,replicaset-controller,disruption-controller \
-  --leader-elect=false --bind-address=127.0.0.1 --secure-port=10257 \
+  --controllers=job-controller,cronjob-controller,ttl-after-finished-controller,garbage-collector-controller,namespace-controller,deployment-controller,replicaset-controller,disruption-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,endpointslice-controller \
+  --root-ca-file="$P/ca.crt" --leader-elect=false --bind-address=127.0.0.1 --secure-port=10257 \
   "${CLIENT_LIMITS[@]}" --concurrent-job-syncs=20 \
   --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics --v=1
 await kube-controller-manager curl -skf https://127.0.0.1:10257/healthz

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Writes a throw-away PKI for the local control plane into DIR: a CA, the apiserver's serving
-# certificate, an admin client certificate (system:masters), a serving certificate for webhooks on
+# certificate (also for 10.88.0.1, where the real node's pods reach it), an admin client certificate (system:masters), a serving certificate for webhooks on
 # 127.0.0.1, the service-account signing key pair, and an admin kubeconfig.
 # Usage: hack/gen-pki.sh DIR [APISERVER_PORT]
 set -euo pipefail
@@ -24,7 +24,7 @@ issue() { # issue NAME SUBJECT EXTENSIONS
 issue apiserver "/CN=kube-apiserver" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+subjectAltName=IP:127.0.0.1,IP:10.0.0.1,IP:10.88.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 # system:masters bypasses RBAC, and the apiserver trusts its incoming traceparent.
 issue admin "/O=system:masters/CN=jobtrace-admin" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment

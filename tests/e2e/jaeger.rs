@@ -50,8 +50,8 @@ impl Collector {
             "/hack/cluster/jaeger.yaml"
         ))
         .unwrap()
-        .replace("127.0.0.1:4317", &format!("127.0.0.1:{}", self.otlp))
-        .replace("127.0.0.1:4318", &format!("127.0.0.1:{}", self.otlp_http))
+        .replace("0.0.0.0:4317", &format!("127.0.0.1:{}", self.otlp))
+        .replace("0.0.0.0:4318", &format!("127.0.0.1:{}", self.otlp_http))
         .replace("127.0.0.1:16686", &format!("127.0.0.1:{}", self.query))
         .replace("127.0.0.1:16685", &format!("127.0.0.1:{}", self.query_grpc))
         .replace("127.0.0.1:13133", &format!("127.0.0.1:{}", self.health));

@@ -71,11 +71,10 @@ pub enum CertError {
 pub struct CertInfo {
     pub not_before: i64,
     pub not_after: i64,
-    subject: Vec<u8>,
-    issuer: Vec<u8>,
     public_key: Vec<u8>,
     names: Vec<String>,
     pem: String,
+    der: Vec<u8>,
 }
 
 /// Certificates are valid from this many seconds before their issuance, for clock skew.
@@ -134,11 +133,10 @@ pub fn parse_bundle(pem: &str) -> Result<Vec<CertInfo>, CertError> {
         out.push(CertInfo {
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
-            subject: cert.subject().as_raw().to_vec(),
-            issuer: cert.issuer().as_raw().to_vec(),
             public_key: cert.public_key().subject_public_key.data.to_vec(),
             names,
             pem: pem_block("CERTIFICATE", &block.contents),
+            der: block.contents.clone(),
         });
     }
     if out.is_empty() {
@@ -162,6 +160,19 @@ fn pem_block(label: &str, der: &[u8]) -> String {
 fn time(unix: i64) -> Result<time::OffsetDateTime, CertError> {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .map_err(|source| CertError::Time { unix, source })
+}
+
+/// Whether `ca`'s key signed `cert`: checked on the signature, not on the issuer's name, which
+/// any CA could bear.
+fn signed_by(cert: &CertInfo, ca: &CertInfo) -> bool {
+    use x509_parser::prelude::FromDer;
+    let (Ok((_, cert)), Ok((_, ca))) = (
+        x509_parser::certificate::X509Certificate::from_der(&cert.der),
+        x509_parser::certificate::X509Certificate::from_der(&ca.der),
+    ) else {
+        return false;
+    };
+    cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok()
 }
 
 fn key_matches(key_pem: &str, cert: &CertInfo) -> bool {
@@ -241,12 +252,8 @@ pub fn plan(
     now: i64,
     issuance: &Issuance,
 ) -> Result<Decision, CertError> {
-    let parsed = current.and_then(|m| {
-        let cas = parse_bundle(&m.ca_bundle).ok()?;
-        let cert = parse_bundle(&m.cert).ok()?.into_iter().next()?;
-        Some((m, cas, cert))
-    });
-    let Some((material, cas, cert)) = parsed else {
+    let parsed = current.and_then(|m| Some((m, parse_bundle(&m.ca_bundle).ok()?)));
+    let Some((material, cas)) = parsed else {
         return fresh(issuance, now, "created");
     };
     let signing = &cas[0];
@@ -277,17 +284,37 @@ pub fn plan(
         next.ca_key = ca_key;
         change = Some("new CA added to the bundle");
     }
-    let issuer = live.iter().find(|ca| ca.subject == cert.issuer);
+    // The CA's Secret may hold a CA while the serving Secret is missing (another replica is
+    // about to write it, or it was deleted): a certificate from that CA, never a CA of our own.
+    let Some(cert) = parse_bundle(&material.cert)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+    else {
+        let (cert, key) = issue(
+            sign.0,
+            &sign.1,
+            &issuance.names,
+            now,
+            issuance.cert_validity_seconds,
+        )?;
+        next.cert = cert;
+        next.key = key;
+        return finish(
+            next,
+            now,
+            Some("a serving certificate issued by the stored CA"),
+        );
+    };
+    let issuer = live.iter().find(|ca| signed_by(&cert, ca));
     let reissue = if cert.not_after <= now || issuer.is_none() {
-        Some("the serving certificate expired or its CA is no longer trusted")
+        Some("the serving certificate expired or no trusted CA signed it")
     } else if now >= cert.renew_at() {
         Some("the serving certificate is due for renewal")
     } else if !same_names(&cert.names, &issuance.names) {
         Some("the serving certificate's names changed")
     } else if !key_matches(&material.key, &cert) {
         Some("the serving certificate doesn't match its key")
-    } else if !rolled && cert.issuer != signing.subject && published && now >= signing.trusted_at()
-    {
+    } else if !rolled && !signed_by(&cert, signing) && published && now >= signing.trusted_at() {
         // Step two of a CA rollover, once the apiservers trust the new CA.
         Some("the serving certificate moves to the new CA")
     } else {
@@ -342,7 +369,7 @@ fn finish(
     for ca in &cas[1..] {
         next_check = next_check.min(ca.not_after);
     }
-    if cert.issuer != cas[0].subject {
+    if !signed_by(&cert, &cas[0]) {
         // Waiting for the new CA to be published and trusted: look again soon.
         next_check = next_check.min(cas[0].trusted_at().max(now + 1).min(now + 5));
     }
@@ -374,15 +401,27 @@ mod tests {
 
     const T0: i64 = 1_800_000_000;
 
+    /// The raw issuer (`true`) or subject name of a parsed certificate.
+    fn name(cert: &CertInfo, issuer: bool) -> Vec<u8> {
+        use x509_parser::prelude::FromDer;
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&cert.der).unwrap();
+        let name = if issuer {
+            cert.issuer()
+        } else {
+            cert.subject()
+        };
+        name.as_raw().to_vec()
+    }
+
     fn issuer_of(m: &Material) -> Vec<u8> {
-        parse_bundle(&m.cert).unwrap()[0].issuer.clone()
+        name(&parse_bundle(&m.cert).unwrap()[0], true)
     }
 
     fn subjects(m: &Material) -> Vec<Vec<u8>> {
         parse_bundle(&m.ca_bundle)
             .unwrap()
-            .into_iter()
-            .map(|c| c.subject)
+            .iter()
+            .map(|c| name(c, false))
             .collect()
     }
 
@@ -392,7 +431,7 @@ mod tests {
         assert_eq!(d.change, Some("created"));
         let cert = &parse_bundle(&d.material.cert).unwrap()[0];
         assert!(same_names(&cert.names, &issuance().names));
-        assert_eq!(cert.issuer, subjects(&d.material)[0]);
+        assert_eq!(name(cert, true), subjects(&d.material)[0]);
         assert_eq!(cert.not_after, T0 + 30 * DAY);
         assert!(
             cert.not_before < T0,
@@ -446,6 +485,59 @@ mod tests {
             fixed.change,
             Some("the serving certificate doesn't match its key")
         );
+    }
+
+    #[test]
+    fn a_stored_ca_without_a_serving_certificate_issues_one_and_keeps_the_ca() {
+        // Two replicas starting at once: one has stored its CA, not yet its certificate.
+        let stored = plan(None, true, T0, &issuance()).unwrap().material;
+        let ca_only = Material {
+            cert: String::new(),
+            key: String::new(),
+            ..stored.clone()
+        };
+        let d = plan(Some(&ca_only), true, T0, &issuance()).unwrap();
+        assert_eq!(
+            d.change,
+            Some("a serving certificate issued by the stored CA")
+        );
+        assert_eq!(
+            (&d.material.ca_bundle, &d.material.ca_key),
+            (&stored.ca_bundle, &stored.ca_key),
+            "the other replica's CA, not a new one"
+        );
+        let cas = parse_bundle(&d.material.ca_bundle).unwrap();
+        assert!(signed_by(
+            &parse_bundle(&d.material.cert).unwrap()[0],
+            &cas[0]
+        ));
+    }
+
+    #[test]
+    fn a_certificate_another_ca_of_the_same_name_signed_is_reissued() {
+        // Two CAs made in the same second bear the same name; the certificate of one beside the
+        // other's bundle is not trusted, whatever its issuer's name says.
+        let (a, b) = (
+            plan(None, true, T0, &issuance()).unwrap().material,
+            plan(None, true, T0, &issuance()).unwrap().material,
+        );
+        assert_eq!(issuer_of(&a), issuer_of(&b), "the same name");
+        let mixed = Material {
+            cert: b.cert.clone(),
+            key: b.key.clone(),
+            ..a.clone()
+        };
+        let d = plan(Some(&mixed), true, T0 + 1, &issuance()).unwrap();
+        assert_eq!(
+            d.change,
+            Some("the serving certificate expired or no trusted CA signed it")
+        );
+        let cas = parse_bundle(&d.material.ca_bundle).unwrap();
+        assert!(signed_by(
+            &parse_bundle(&d.material.cert).unwrap()[0],
+            &cas[0]
+        ));
+        assert_eq!(d.material.ca_key, a.ca_key);
     }
 
     #[test]

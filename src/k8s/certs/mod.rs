@@ -85,17 +85,23 @@ fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<String> {
     String::from_utf8(data.get(key)?.0.clone()).ok()
 }
 
-/// The material the two Secrets hold, when it is all there: the CA bundle and key from the CA's
-/// Secret, the serving certificate from the serving Secret. Without a CA's Secret, an older
-/// jobtrace's single Secret, with the CA's key in it, still counts.
+/// The material the two Secrets hold, when there is a CA: the CA bundle and key from the CA's
+/// Secret, the serving certificate from the serving Secret (empty when it is missing: the plan
+/// then issues one from that CA). Without a CA's Secret, an older jobtrace's single Secret, with
+/// the CA's key in it, still counts.
 pub fn material(serving: Option<&Secret>, authority: Option<&Secret>) -> Option<Material> {
-    let serving = serving?.data.as_ref()?;
-    let authority = authority.map_or(Some(serving), |a| a.data.as_ref())?;
+    let serving = serving.and_then(|s| s.data.as_ref());
+    let authority = match authority {
+        Some(authority) => authority.data.as_ref()?,
+        None => serving?,
+    };
+    let cert = serving.and_then(|s| Some((text(s, TLS_CERT)?, text(s, TLS_KEY)?)));
+    let (cert, key) = cert.unwrap_or_default();
     Some(Material {
         ca_bundle: text(authority, CA_CERT)?,
         ca_key: text(authority, CA_KEY)?,
-        cert: text(serving, TLS_CERT)?,
-        key: text(serving, TLS_KEY)?,
+        cert,
+        key,
     })
 }
 
@@ -594,7 +600,15 @@ mod tests {
             None,
             "without the CA's key nothing can be issued"
         );
-        assert_eq!(material(None, Some(&authority)), None);
+        assert_eq!(
+            material(None, Some(&authority)),
+            Some(Material {
+                cert: String::new(),
+                key: String::new(),
+                ..m.clone()
+            }),
+            "a CA without a serving certificate: one is issued from it"
+        );
     }
 
     #[test]
