@@ -92,13 +92,14 @@ bench:
 
 ## End-to-end tests; expects a running control plane (make cluster-up). The chart and
 ## certificate tests run the static binary (make static); the trace UI's test, Debian's Chromium;
-## the real node's tests, the example Job program's image (hack/task-image.sh).
+## the real node's tests, jobtrace's image and the example Job program's (hack/*-image.sh).
 ## Then the faults that disturb every other test, alone (make test-faults).
 e2e: static
 	hack/install-chromium.sh >/dev/null
 	hack/clients.sh
 	$(MAKE) --no-print-directory examples
 	hack/task-image.sh
+	hack/jobtrace-image.sh
 	JOBTRACE_E2E_BINARY=$(CURDIR)/target/static/jobtrace \
 	  $(CARGO) test --locked --features e2e --test e2e -- --test-threads=4 --skip faults_serial
 	$(MAKE) --no-print-directory test-faults

@@ -4,7 +4,8 @@
 # license and Cargo.lock under /usr/share/doc/jobtrace/, user 65532:65532, ports 8443 and 8080,
 # entrypoint /jobtrace, command `run`. Imported into the real node's containerd as
 # localhost/jobtrace:<the chart's appVersion>, which the chart installs with
-# image.repository=localhost/jobtrace; the image's OCI layout is kept in target/image/.
+# image.repository=localhost/jobtrace; the image's OCI layout is kept in target/image/, which
+# hack/node-up.sh imports again after a restart.
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"

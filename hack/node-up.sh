@@ -148,6 +148,13 @@ printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' "
 echo "node-up: containerd $CONTAINERD_VERSION ready (crictl --config $NODE_DIR/crictl.yaml ps)"
 
 "$REPO/hack/node-images.sh"
+# The images of the checkout built before (hack/jobtrace-image.sh, hack/task-image.sh), as they
+# were: the containerd of a previous run is gone, and they are rebuilt only by `make e2e`.
+for layout in "$REPO"/target/image/*.oci.tar; do
+  [ -f "$layout" ] || continue
+  node_import "localhost/$(basename "$layout" .oci.tar)" "$layout"
+  echo "node-up: $(basename "$layout" .oci.tar) imported again from $layout"
+done
 
 # The kubelet's identity: a client certificate of the group system:nodes, as the Node authorizer
 # expects. The apiserver reaches the kubelet (logs, exec) with its own client certificate, which

@@ -1210,6 +1210,10 @@ value_cases! {
             );
             assert_eq!(pod_spec(d)["volumes"][0]["name"], "otlp-ca");
             assert_eq!(container(d)["volumeMounts"][0]["mountPath"], "/etc/otlp");
+            // The uninstall hook runs jobtrace too: the same environment (a proxy's or the
+            // apiserver's address reaches it as well).
+            let hook = &kind(d, "Job")[0]["spec"]["template"]["spec"]["containers"][0];
+            assert_eq!(hook["env"], container(d)["env"].as_array().unwrap().iter().filter(|e| e["name"] == "OTEL_EXPORTER_OTLP_CERTIFICATE").cloned().collect::<Value>());
         },
     },
     pod_annotations_and_labels: Case {

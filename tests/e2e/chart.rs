@@ -1,22 +1,24 @@
-//! The Helm chart installed on the local control plane, and jobtrace run against it as the
-//! chart's `ServiceAccount`, with the chart's own arguments; its objects for cert-manager and the
-//! prometheus-operator dry-run against their CRDs. The chart's rendering, which needs no cluster,
-//! is tested in tests/chart.rs.
+//! The Helm chart installed as users install it: `helm install` with the image built for the real
+//! node, two replicas in containers there, called by the apiserver through the chart's Service,
+//! upgraded while Jobs are created, a leader replaced, and uninstalled; its objects for
+//! cert-manager and the prometheus-operator dry-run against their CRDs. The chart's rendering,
+//! which needs no cluster, is tested in tests/chart.rs.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use jobtrace::k8s::certs::Material;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::helm::{args, bin_dir, chart_dir, container, helm, kind, render, webhooks};
+use crate::helm::{args, bin_dir, chart_dir, helm, kind, render, webhooks};
 use crate::support::TestNamespace;
-use crate::webhook_process::{TP, free_port, kubectl};
+use crate::webhook_process::{TP, kubectl};
 
 fn run_kubectl(args: &[&str]) -> String {
     let output = kubectl().args(args).output().unwrap();
@@ -26,26 +28,6 @@ fn run_kubectl(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
-}
-
-/// A kubeconfig for the same cluster that authenticates as a `ServiceAccount`, so jobtrace runs
-/// with the chart's RBAC and nothing more.
-fn service_account_kubeconfig(namespace: &str, account: &str, dir: &std::path::Path) -> PathBuf {
-    let token = run_kubectl(&["create", "token", account, "-n", namespace, "--duration=1h"]);
-    let admin = std::env::var("KUBECONFIG").expect("KUBECONFIG");
-    let admin: Value = serde_saphyr::from_str(&std::fs::read_to_string(admin).unwrap()).unwrap();
-    let cluster = &admin["clusters"][0]["cluster"];
-    let config = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{ "name": "local", "cluster": cluster }],
-        "users": [{ "name": account, "user": { "token": token.trim() } }],
-        "contexts": [{ "name": "sa", "context": { "cluster": "local", "user": account } }],
-        "current-context": "sa",
-    });
-    let path = dir.join("kubeconfig");
-    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
-    path
 }
 
 /// `JOBTRACE_E2E_BINARY` (`make e2e` sets it to the static binary the image ships), else the
@@ -87,40 +69,6 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// Points the webhook configuration's two webhooks at a local jobtrace on `port`, or back at the
-/// chart's Service (`None`), keeping the `caBundle`.
-async fn redirect(
-    configs: &Api<MutatingWebhookConfiguration>,
-    name: &str,
-    namespace: &str,
-    port: Option<u16>,
-) {
-    let mut ops = Vec::new();
-    for (i, path) in ["/mutate/jobs", "/mutate/pods"].iter().enumerate() {
-        let service = json!({
-            "namespace": namespace, "name": name, "path": path, "port": 443
-        });
-        let (remove, add, value) = match port {
-            Some(port) => (
-                "service",
-                "url",
-                json!(format!("https://127.0.0.1:{port}{path}")),
-            ),
-            None => ("url", "service", service),
-        };
-        ops.push(json!({ "op": "remove", "path": format!("/webhooks/{i}/clientConfig/{remove}") }));
-        ops.push(json!({ "op": "add", "path": format!("/webhooks/{i}/clientConfig/{add}"), "value": value }));
-    }
-    configs
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::<()>::Json(serde_json::from_value(json!(ops)).unwrap()),
-        )
-        .await
-        .unwrap();
 }
 
 /// `TRACEPARENT` of a pod's first container.
@@ -172,91 +120,127 @@ fn ca_bundles(config: &MutatingWebhookConfiguration) -> Vec<Vec<u8>> {
         .collect()
 }
 
-// One install, step by step, from apply to uninstall.
-#[allow(clippy::too_many_lines)]
-#[tokio::test]
-async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
-    let install = TestNamespace::create("chart").await;
-    let traced = TestNamespace::create("chart-jobs").await;
-    let release = install.name.clone();
-    let fullname = format!("{release}-jobtrace");
-    let dir = std::env::temp_dir().join(format!("jobtrace-chart-{release}"));
-    std::fs::create_dir_all(&dir).unwrap();
+/// The values that put the chart on the local control plane's real node: the image built there,
+/// the node's selector and taint, the apiserver and the collector where pods on the node's
+/// bridge reach them (no kube-proxy serves the `kubernetes` Service's address), and only the
+/// test's namespace traced (other tests run alongside).
+fn real_node_values(traced: &str) -> Vec<String> {
+    let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
+    let kubeconfig: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
+    let server = kubeconfig["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .unwrap();
+    let port = server.rsplit(':').next().unwrap().to_owned();
+    let set = |value: String| ["--set".to_owned(), value];
+    [
+        set("image.repository=localhost/jobtrace".to_owned()),
+        set("nodeSelector.type=real".to_owned()),
+        set(
+            "tolerations[0].key=type,tolerations[0].value=real,tolerations[0].effect=NoSchedule"
+                .to_owned(),
+        ),
+        [
+            "--set-string".to_owned(),
+            format!(
+                "extraEnv[0].name=KUBERNETES_SERVICE_HOST,extraEnv[0].value={GATEWAY},\
+                 extraEnv[1].name=KUBERNETES_SERVICE_PORT,extraEnv[1].value={port}"
+            ),
+        ],
+        set(format!("otlp.endpoint=http://{GATEWAY}:4317")),
+        set(format!("webhook.namespaces={{{traced}}}")),
+        set(format!("controller.watchNamespace={traced}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
-    // Rendered for this cluster: only the test's namespace is traced (other tests run
-    // alongside), spans go to the local Jaeger.
-    let traced_only = format!("webhook.namespaces={{{}}}", traced.name);
-    let watch = format!("controller.watchNamespace={}", traced.name);
-    let values = [
-        "--set",
-        &traced_only,
-        "--set",
-        &watch,
-        "--set",
-        "otlp.endpoint=http://127.0.0.1:4317",
-    ];
-    let docs = render(&release, &install.name, &values).unwrap();
-    let manifest = dir.join("chart.yaml");
-    let text: String = docs
-        .iter()
-        .map(|d| serde_json::to_string(d).unwrap())
-        .fold(String::new(), |all, d| all + "---\n" + &d + "\n");
-    std::fs::write(&manifest, text).unwrap();
-    let path = manifest.to_str().unwrap();
-    // The restricted Pod Security profile is enforced on jobtrace's namespace.
-    run_kubectl(&[
-        "label",
-        "namespace",
-        &install.name,
-        "pod-security.kubernetes.io/enforce=restricted",
-    ]);
-    run_kubectl(&["apply", "--server-side", "--dry-run=server", "-f", path]);
-    // Then for real, as users install it.
-    let chart = chart_dir();
-    let helm_release = |verb: &str, extra: &[&str]| {
-        let mut args = vec![verb, release.as_str()];
-        if verb != "uninstall" {
-            args.push(chart.to_str().unwrap());
+/// The host's address on the real node's bridge (`hack/node-up.sh`).
+const GATEWAY: &str = "10.88.0.1";
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Waits until the release has `count` pods, every one Ready and none terminating; returns them.
+async fn ready_replicas(pods: &Api<Pod>, release: &str, count: usize) -> Vec<Pod> {
+    let selector = format!("app.kubernetes.io/instance={release},app.kubernetes.io/name=jobtrace");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .unwrap()
+            .items;
+        let serving: Vec<Pod> = list
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
+            .cloned()
+            .collect();
+        if serving.len() == count && list.len() == count {
+            return serving;
         }
-        args.extend_from_slice(&["--namespace", &install.name]);
-        args.extend_from_slice(extra);
-        let output = helm(&args);
+        let seen: Vec<_> = list
+            .iter()
+            .map(|p| {
+                (
+                    p.metadata.name.clone(),
+                    p.status.as_ref().and_then(|s| s.phase.clone()),
+                )
+            })
+            .collect();
         assert!(
-            output.status.success(),
-            "helm {verb}: {}",
-            String::from_utf8_lossy(&output.stderr)
+            Instant::now() < deadline,
+            "{count} Ready replicas of {release}: {seen:?}"
         );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
-    let notes = helm_release("install", &values);
-    assert!(
-        notes.contains("traceparent:"),
-        "NOTES tell how to annotate a Job: {notes}"
-    );
-    let pods: Api<k8s_openapi::api::core::v1::Pod> = install.api();
-    let selector = format!("app.kubernetes.io/instance={release}");
-    eventually("the Deployment's two pods, admitted as restricted", || {
-        let pods = pods.clone();
-        let selector = selector.clone();
-        async move {
-            let list = pods
-                .list(&kube::api::ListParams::default().labels(&selector))
-                .await
-                .ok()?;
-            (list.items.len() == 2).then_some(())
-        }
-    })
-    .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
 
-    // The Secret an older jobtrace left, as an upgrade finds it: the CA's key next to the
-    // serving certificate. The first replica moves the key out and reissues nothing.
-    let cert_names: Vec<String> = args(&docs)
+/// The holder of the release's Lease.
+async fn leader(install: &TestNamespace, fullname: &str) -> Option<String> {
+    let leases: Api<Lease> = install.api();
+    leases.get_opt(fullname).await.ok()??.spec?.holder_identity
+}
+
+/// A traced Job that kwok runs for `run_for`.
+fn traced_sim_job(name: &str, traceparent: &str, run_for: &str) -> Job {
+    let mut job = crate::support::sim_job(name, run_for, None);
+    job.metadata.annotations = Some([("traceparent".to_owned(), traceparent.to_owned())].into());
+    job
+}
+
+/// A `helm` command on the test's release that must succeed; its standard output.
+fn helm_release(release: &str, namespace: &str, verb: &str, extra: &[String]) -> String {
+    let chart = chart_dir();
+    let mut args = vec![verb, release];
+    if verb != "uninstall" {
+        args.push(chart.to_str().unwrap());
+    }
+    args.extend_from_slice(&["--namespace", namespace]);
+    args.extend(extra.iter().map(String::as_str));
+    let output = helm(&args);
+    assert!(
+        output.status.success(),
+        "helm {verb}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The Secret an older jobtrace left, as an upgrade finds it: the CA's key next to the serving
+/// certificate. Returns what it holds.
+async fn old_layout_secret(install: &TestNamespace, fullname: &str, docs: &[Value]) -> Material {
+    let cert_names: Vec<String> = args(docs)
         .iter()
         .find_map(|a| a.strip_prefix("--cert-name="))
         .unwrap()
         .split(',')
         .map(str::to_owned)
-        .chain(["127.0.0.1".to_owned()])
         .collect();
     let issuance = jobtrace::k8s::certs::Issuance {
         names: cert_names,
@@ -267,67 +251,46 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
     let old = jobtrace::k8s::certs::authority::plan(None, true, now, &issuance)
         .unwrap()
         .material;
-    let mut old_data = jobtrace::k8s::certs::serving_data(&old);
-    old_data.extend(jobtrace::k8s::certs::authority_data(&old));
-    let old_secret: Secret = serde_json::from_value(json!({
+    let mut data = jobtrace::k8s::certs::serving_data(&old);
+    data.extend(jobtrace::k8s::certs::authority_data(&old));
+    let secret: Secret = serde_json::from_value(json!({
         "metadata": { "name": format!("{fullname}-tls") },
         "type": "kubernetes.io/tls",
-        "data": old_data,
+        "data": data,
     }))
     .unwrap();
-    let secrets: Api<Secret> = install.api();
-    secrets
-        .create(&PostParams::default(), &old_secret)
+    install
+        .api::<Secret>()
+        .create(&PostParams::default(), &secret)
         .await
         .unwrap();
+    old
+}
 
-    // kwok runs no containers: the webhook configuration is pointed at a local jobtrace,
-    // started with the Deployment's own arguments and environment, as its ServiceAccount.
-    let (port, metrics_port) = (free_port(), free_port());
+/// The Secrets after the replicas' first pass: the CA's key moved out of the serving Secret,
+/// the same CA and certificate, both owned by the webhook configuration, whose `caBundle` is
+/// the CA. Returns the CA.
+async fn check_the_certificates(
+    install: &TestNamespace,
+    fullname: &str,
+    old: &Material,
+) -> Vec<u8> {
+    let secrets: Api<Secret> = install.api();
     let configs: Api<MutatingWebhookConfiguration> = Api::all(install.client.clone());
-    redirect(&configs, &fullname, &install.name, Some(port)).await;
-    let kubeconfig = service_account_kubeconfig(&install.name, &fullname, &dir);
-    let mut command = Command::new(jobtrace_binary());
-    for arg in args(&docs) {
-        if arg.starts_with("--listen=") || arg.starts_with("--metrics-listen=") {
-            continue;
+    let secret = eventually("the CA's key moved out of the serving Secret", || {
+        let secrets = secrets.clone();
+        let name = format!("{fullname}-tls");
+        async move {
+            let secret = secrets.get(&name).await.ok()?;
+            (!secret.data.as_ref()?.contains_key("ca.key")).then_some(secret)
         }
-        if let Some(names) = arg.strip_prefix("--cert-name=") {
-            command.arg(format!("--cert-name={names},127.0.0.1"));
-        } else {
-            command.arg(arg);
-        }
-    }
-    command
-        .arg(format!("--listen=127.0.0.1:{port}"))
-        .arg(format!("--metrics-listen=127.0.0.1:{metrics_port}"));
-    for entry in container(&docs)["env"].as_array().unwrap() {
-        if let Some(value) = entry["value"].as_str() {
-            command.env(entry["name"].as_str().unwrap(), value);
-        }
-    }
-    let process = Process(
-        command
-            .env("POD_NAMESPACE", &install.name)
-            .env("POD_NAME", "local-0")
-            .env("KUBECONFIG", &kubeconfig)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let metrics = format!("http://127.0.0.1:{metrics_port}");
-    eventually("readiness", || get_ok(format!("{metrics}/readyz"))).await;
-
-    // The CA's key apart from the serving certificate, the same CA and certificate, both
-    // Secrets owned by the webhook configuration (written as its ServiceAccount, through the
-    // chart's policies), and the caBundle it set.
-    let secret = secrets.get(&format!("{fullname}-tls")).await.unwrap();
+    })
+    .await;
     assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
     let data = secret.data.clone().unwrap();
     assert_eq!(
         data.keys().collect::<Vec<_>>(),
-        ["ca.crt", "tls.crt", "tls.key"],
-        "no CA key where every replica reads"
+        ["ca.crt", "tls.crt", "tls.key"]
     );
     let authority = secrets.get(&format!("{fullname}-tls-ca")).await.unwrap();
     let authority_data = authority.data.clone().unwrap();
@@ -352,13 +315,160 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
         assert_eq!(owner.name, fullname);
     }
     let ca = data["ca.crt"].0.clone();
-    let config = configs.get(&fullname).await.unwrap();
-    assert_eq!(ca_bundles(&config), vec![ca.clone(), ca.clone()]);
+    eventually("the caBundle published", || {
+        let configs = configs.clone();
+        let (fullname, ca) = (fullname.to_owned(), ca.clone());
+        async move {
+            let config = configs.get(&fullname).await.ok()?;
+            (ca_bundles(&config) == vec![ca.clone(), ca]).then_some(())
+        }
+    })
+    .await;
+    ca
+}
 
-    // An annotated Job is injected through the installed configuration, its pod too.
+/// Creates traced Jobs one after another until `stop`; returns their names.
+async fn keep_creating_jobs(
+    jobs: Api<Job>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<String> {
+    let mut names = Vec::new();
+    for i in 0.. {
+        if *stop.borrow() {
+            break;
+        }
+        let name = format!("during-{i}");
+        jobs.create(&PostParams::default(), &traced_sim_job(&name, TP, "1s"))
+            .await
+            .expect("a Job is never refused");
+        names.push(name);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    names
+}
+
+/// The release's webhook called by the apiserver through its Service, while `helm upgrade`
+/// replaces both replicas one by one: every Job created meanwhile is admitted by jobtrace.
+async fn upgrade_while_jobs_are_created(
+    install: &TestNamespace,
+    traced: &TestNamespace,
+    release: &str,
+    before: &[Pod],
+) {
     let jobs: Api<Job> = traced.api();
-    let mut job = crate::support::sim_job("hello", "1s", None);
-    job.metadata.annotations = Some([("traceparent".to_owned(), TP.to_owned())].into());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let creating = tokio::spawn(keep_creating_jobs(jobs.clone(), stopped));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (release_owned, namespace) = (release.to_owned(), install.name.clone());
+    let upgraded = tokio::task::spawn_blocking(move || {
+        helm_release(
+            &release_owned,
+            &namespace,
+            "upgrade",
+            &[
+                "--reuse-values".to_owned(),
+                "--set".to_owned(),
+                "logLevel=debug".to_owned(),
+                "--wait".to_owned(),
+                "--timeout=180s".to_owned(),
+            ],
+        )
+    });
+    upgraded.await.unwrap();
+    let pods: Api<Pod> = install.api();
+    let after = ready_replicas(&pods, release, 2).await;
+    // A few more Jobs once the new replicas serve.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.send(true).unwrap();
+    let names = creating.await.unwrap();
+    let old: Vec<_> = before.iter().map(|p| p.metadata.name.clone()).collect();
+    assert!(
+        after.iter().all(|p| !old.contains(&p.metadata.name)),
+        "both replicas replaced"
+    );
+    assert!(names.len() >= 10, "Jobs created throughout: {names:?}");
+    let mut untraced = Vec::new();
+    for name in &names {
+        let job = jobs.get(name).await.unwrap();
+        let traced = job
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key("jobtrace.dev/traced"));
+        if !traced {
+            untraced.push(name.clone());
+        }
+    }
+    assert!(
+        untraced.is_empty(),
+        "{} of {} Jobs created during the rollout were not admitted by jobtrace: {untraced:?}",
+        untraced.len(),
+        names.len()
+    );
+}
+
+/// The replica holding the Lease is deleted while Jobs it has not exported yet finish: the other
+/// takes the Lease over and exports every one of them.
+async fn the_leader_goes_and_the_standby_exports(
+    install: &TestNamespace,
+    traced: &TestNamespace,
+    fullname: &str,
+) {
+    let first = eventually("a leader", || leader(install, fullname)).await;
+    let trace_id = crate::spans::random_trace_id();
+    let jobs: Api<Job> = traced.api();
+    let names: Vec<String> = (0..4).map(|i| format!("handover-{i}")).collect();
+    for name in &names {
+        jobs.create(
+            &PostParams::default(),
+            &traced_sim_job(name, &format!("00-{trace_id}-00f067aa0ba902b7-01"), "2s"),
+        )
+        .await
+        .unwrap();
+    }
+    for name in &names {
+        traced.finished(name).await;
+    }
+    let pods: Api<Pod> = install.api();
+    pods.delete(&first, &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let next = eventually("another replica leading", || {
+        let first = first.clone();
+        async move { leader(install, fullname).await.filter(|l| *l != first) }
+    })
+    .await;
+    assert_ne!(next, first);
+    let mut expected: std::collections::BTreeSet<String> = names
+        .iter()
+        .map(|n| format!("job {}/{n}", traced.name))
+        .collect();
+    for name in &names {
+        for pod in traced.pods_of(name).await {
+            expected.insert(format!("pod {}", pod.metadata.name.unwrap()));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let count =
+            crate::faults::count_spans(crate::jaeger::JAEGER_QUERY, &trace_id, &expected).await;
+        if count.arrived == expected.len() {
+            assert_eq!(count.duplicated, 0, "each span once: {count}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "every Job's span, after the handover: {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// An annotated Job: the apiserver calls the webhook through the chart's Service, for the Job
+/// and for its pod.
+async fn an_annotated_job_is_admitted_through_the_service(traced: &TestNamespace) {
+    let jobs: Api<Job> = traced.api();
+    let job = traced_sim_job("hello", TP, "1s");
     until_mutated(&jobs, &job).await;
     let created = jobs.create(&PostParams::default(), &job).await.unwrap();
     let traceparent = traceparent_of(&created.spec.unwrap().template.spec.unwrap());
@@ -366,29 +476,34 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
         traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
         "{traceparent}"
     );
-    let pods = eventually("the Job's pod", || async {
+    let job_pods = eventually("the Job's pod", || async {
         let pods = traced.pods_of("hello").await;
         (!pods.is_empty()).then_some(pods)
     })
     .await;
-    let pod_traceparent = traceparent_of(pods[0].spec.as_ref().unwrap());
     assert_ne!(
-        pod_traceparent, traceparent,
-        "each pod attempt has a span of its own"
+        traceparent_of(job_pods[0].spec.as_ref().unwrap()),
+        traceparent,
+        "each pod attempt has a span of its own: the pod webhook ran"
     );
+}
 
-    // Something overwrites the caBundle (an apply, an upgrade): jobtrace puts it back.
+/// Something overwrites the `caBundle` (an apply, an upgrade): a replica puts it back.
+async fn an_overwritten_bundle_is_put_back(
+    configs: &Api<MutatingWebhookConfiguration>,
+    fullname: &str,
+    ca: &[u8],
+) {
     let stranger =
         std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/cluster/pki/ca.crt"))
             .unwrap();
-    let mut ops = Vec::new();
-    for i in 0..2 {
-        ops.push(json!({ "op": "replace", "path": format!("/webhooks/{i}/clientConfig/caBundle"),
-            "value": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &stranger) }));
-    }
+    let ops: Vec<Value> = (0..2)
+        .map(|i| json!({ "op": "replace", "path": format!("/webhooks/{i}/clientConfig/caBundle"),
+            "value": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &stranger) }))
+        .collect();
     configs
         .patch(
-            &fullname,
+            fullname,
             &PatchParams::default(),
             &Patch::<()>::Json(serde_json::from_value(json!(ops)).unwrap()),
         )
@@ -396,73 +511,28 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
         .unwrap();
     eventually("the caBundle to be restored", || {
         let configs = configs.clone();
-        let (fullname, ca) = (fullname.clone(), ca.clone());
+        let (fullname, ca) = (fullname.to_owned(), ca.to_vec());
         async move {
             let config = configs.get(&fullname).await.ok()?;
             (ca_bundles(&config) == vec![ca.clone(), ca]).then_some(())
         }
     })
     .await;
+}
 
-    // An upgrade renders the configuration with the current bundle, read from the Secret
-    // (helm's `lookup`, which only a render against the cluster can do)...
-    let upgrade = render(
-        &release,
-        &install.name,
-        &["--set", &traced_only, "--set", &watch, "--dry-run=server"],
-    )
-    .unwrap();
-    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &ca);
-    for webhook in webhooks(&upgrade) {
-        assert_eq!(webhook["clientConfig"]["caBundle"], encoded.as_str());
-    }
-    // ... and a real upgrade leaves the caBundle in place (nothing for jobtrace to restore).
-    let writes = |text: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix("jobtrace_certificate_writes_total{what=\"ca_bundle\"} "))
-            .map(str::to_owned)
-    };
-    let before = writes(&get_ok(format!("{metrics}/metrics")).await.unwrap());
-    // (The chart's clientConfig back first: helm merges, and would add the Service next to the
-    // test's URL.)
-    redirect(&configs, &fullname, &install.name, None).await;
-    helm_release("upgrade", &["--reuse-values", "--set", "logLevel=debug"]);
-    let config = configs.get(&fullname).await.unwrap();
-    assert_eq!(ca_bundles(&config), vec![ca.clone(), ca.clone()]);
-    let deployment: Api<k8s_openapi::api::apps::v1::Deployment> = install.api();
-    let upgraded = deployment.get(&fullname).await.unwrap();
-    assert!(
-        serde_json::to_string(&upgraded.spec)
-            .unwrap()
-            .contains("\"debug\"")
-    );
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        writes(&get_ok(format!("{metrics}/metrics")).await.unwrap()),
-        before
-    );
-
-    let text = get_ok(format!("{metrics}/metrics")).await.unwrap();
-    let expiry: i64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("jobtrace_certificate_expiry_timestamp_seconds "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let now = k8s_openapi::jiff::Timestamp::now().as_second();
-    assert!(expiry > now + 80 * 86_400, "a 90-day certificate: {expiry}");
-    assert!(
-        text.contains("jobtrace_certificate_writes_total{what=\"ca_bundle\"} 2"),
-        "{text}"
-    );
-
-    // A Job still running when the chart goes is held for export (policy.holdForExport, on by
-    // default): the uninstall hook releases it. kwok runs no containers, so the hook's own
-    // command runs here, as the chart's ServiceAccount, and helm skips the hook.
-    let mut running = crate::support::sim_job("still-running", "10m", None);
-    running.metadata.annotations = Some([("traceparent".to_owned(), TP.to_owned())].into());
-    redirect(&configs, &fullname, &install.name, Some(port)).await;
-    until_mutated(&jobs, &running).await;
+/// A Job still running when the chart goes is held for export (policy.holdForExport, on by
+/// default): `helm uninstall` runs the hook, a Job in a container on the real node, which
+/// releases it; then nothing of the release is left.
+async fn the_uninstall_leaves_nothing_behind(
+    install: &TestNamespace,
+    traced: &TestNamespace,
+    release: &str,
+) {
+    let fullname = format!("{release}-jobtrace");
+    let jobs: Api<Job> = traced.api();
+    let pods: Api<Pod> = install.api();
+    let configs: Api<MutatingWebhookConfiguration> = Api::all(install.client.clone());
+    let running = traced_sim_job("still-running", TP, "10m");
     let running = jobs.create(&PostParams::default(), &running).await.unwrap();
     let holds = |job: &Job| {
         job.metadata
@@ -472,37 +542,18 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
             .any(|f| f == "jobtrace.dev/export")
     };
     assert!(holds(&running), "held for export: {:?}", running.metadata);
-    drop(process);
-    let hook = docs
-        .iter()
-        .find(|d| d["kind"] == "Job")
-        .expect("the chart's uninstall hook");
-    assert_eq!(
-        hook["metadata"]["annotations"]["helm.sh/hook"],
-        "pre-delete"
-    );
-    let hook_args: Vec<&str> = hook["spec"]["template"]["spec"]["containers"][0]["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    let released = Command::new(jobtrace_binary())
-        .args(&hook_args)
-        .env("KUBECONFIG", &kubeconfig)
-        .output()
-        .unwrap();
-    assert!(
-        released.status.success(),
-        "the hook's command: {}",
-        String::from_utf8_lossy(&released.stderr)
+    helm_release(
+        release,
+        &install.name,
+        "uninstall",
+        &["--wait".to_owned(), "--timeout=180s".to_owned()],
     );
     let after = jobs.get("still-running").await.unwrap();
     assert!(!holds(&after), "released: {:?}", after.metadata.finalizers);
 
-    // Uninstall: nothing is left behind, the Secrets jobtrace made included.
-    helm_release("uninstall", &["--wait", "--no-hooks"]);
+    // Nothing is left behind, the Secrets jobtrace made included.
     assert!(configs.get_opt(&fullname).await.unwrap().is_none());
+    let secrets: Api<Secret> = install.api();
     for name in [format!("{fullname}-tls"), format!("{fullname}-tls-ca")] {
         eventually("the certificate Secrets to be collected", || {
             let secrets = secrets.clone();
@@ -511,6 +562,123 @@ async fn installed_chart_runs_jobtrace_with_its_certificates_and_rbac() {
         })
         .await;
     }
+    eventually("the replicas gone", || {
+        let pods = pods.clone();
+        async move {
+            pods.list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .is_empty()
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+// One install as users install it, on the real node, step by step from apply to uninstall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_runs_jobtrace_in_containers_on_the_real_node() {
+    let install = TestNamespace::create("chart").await;
+    let traced = TestNamespace::create("chart-jobs").await;
+    crate::real_node::the_node_is_ready(&install).await;
+    let release = install.name.clone();
+    let fullname = format!("{release}-jobtrace");
+    let dir = std::env::temp_dir().join(format!("jobtrace-chart-{release}"));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let values = real_node_values(&traced.name);
+    let value_refs: Vec<&str> = values.iter().map(String::as_str).collect();
+    let docs = render(&release, &install.name, &value_refs).unwrap();
+    let manifest = dir.join("chart.yaml");
+    let text: String = docs
+        .iter()
+        .map(|d| serde_json::to_string(d).unwrap())
+        .fold(String::new(), |all, d| all + "---\n" + &d + "\n");
+    std::fs::write(&manifest, text).unwrap();
+    // The restricted Pod Security profile is enforced on jobtrace's namespace.
+    run_kubectl(&[
+        "label",
+        "namespace",
+        &install.name,
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]);
+    run_kubectl(&[
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-f",
+        manifest.to_str().unwrap(),
+    ]);
+
+    // An older jobtrace's Secret, which the replicas find at their first start.
+    let old = old_layout_secret(&install, &fullname, &docs).await;
+    let mut install_args = values.clone();
+    install_args.extend(["--wait".to_owned(), "--timeout=180s".to_owned()]);
+    let notes = helm_release(&release, &install.name, "install", &install_args);
+    assert!(
+        notes.contains("traceparent:"),
+        "NOTES tell how to annotate a Job: {notes}"
+    );
+    let pods: Api<Pod> = install.api();
+    let replicas = ready_replicas(&pods, &release, 2).await;
+    for pod in &replicas {
+        assert_eq!(
+            pod.spec.as_ref().unwrap().node_name.as_deref(),
+            Some(crate::real_node::NODE),
+            "in a container on the real node"
+        );
+    }
+    let ca = check_the_certificates(&install, &fullname, &old).await;
+    let holder = eventually("a leader", || leader(&install, &fullname)).await;
+    assert!(
+        replicas
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some(holder.as_str())),
+        "one of the two replicas holds the Lease: {holder}"
+    );
+
+    an_annotated_job_is_admitted_through_the_service(&traced).await;
+
+    let configs: Api<MutatingWebhookConfiguration> = Api::all(install.client.clone());
+    an_overwritten_bundle_is_put_back(&configs, &fullname, &ca).await;
+
+    // An upgrade renders the configuration with the current bundle, read from the Secret
+    // (helm's `lookup`, which only a render against the cluster can do).
+    let mut dry = value_refs.clone();
+    dry.push("--dry-run=server");
+    let upgrade = render(&release, &install.name, &dry).unwrap();
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &ca);
+    for webhook in webhooks(&upgrade) {
+        assert_eq!(webhook["clientConfig"]["caBundle"], encoded.as_str());
+    }
+    // A real one replaces both replicas while Jobs are created: none goes unadmitted.
+    upgrade_while_jobs_are_created(&install, &traced, &release, &replicas).await;
+    let config = configs.get(&fullname).await.unwrap();
+    assert_eq!(
+        ca_bundles(&config),
+        vec![ca.clone(), ca.clone()],
+        "the bundle stays"
+    );
+
+    // The serving certificate's expiry, from a replica's metrics port (the pod's own address).
+    let replicas = ready_replicas(&pods, &release, 2).await;
+    let ip = replicas[0].status.as_ref().unwrap().pod_ip.clone().unwrap();
+    let text = get_ok(format!("http://{ip}:8080/metrics"))
+        .await
+        .expect("metrics");
+    let expiry: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("jobtrace_certificate_expiry_timestamp_seconds "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    assert!(expiry > now + 80 * 86_400, "a 90-day certificate: {expiry}");
+
+    the_leader_goes_and_the_standby_exports(&install, &traced, &fullname).await;
+
+    the_uninstall_leaves_nothing_behind(&install, &traced, &release).await;
     std::fs::remove_dir_all(dir).ok();
 }
 

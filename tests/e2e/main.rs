@@ -17,6 +17,7 @@ mod exporter_tls;
 mod faults;
 mod faults_serial;
 mod hostile;
+mod image;
 mod jaeger;
 mod pods;
 mod policy;

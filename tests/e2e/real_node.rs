@@ -31,7 +31,7 @@ fn on_the_real_node(spec: &mut Value) {
 }
 
 /// Fails the test, saying why, unless the real node is Ready.
-async fn the_node_is_ready(ns: &TestNamespace) {
+pub async fn the_node_is_ready(ns: &TestNamespace) {
     let nodes: Api<Node> = Api::all(ns.client.clone());
     let node = nodes.get_opt(NODE).await.expect("read the nodes");
     let ready = node

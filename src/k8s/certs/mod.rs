@@ -17,6 +17,7 @@ pub mod authority;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum_server::tls_rustls::RustlsConfig;
@@ -70,6 +71,10 @@ pub enum Error {
     Cert(#[from] authority::CertError),
     #[error("the certificate could not be loaded: {0}")]
     Load(#[source] std::io::Error),
+    /// The webhook configuration this replica has seen is gone: the release is being
+    /// uninstalled (`jobtrace release` deletes it first), and the Secrets it owns go with it.
+    #[error("the webhook configuration was deleted: the certificate Secrets are left alone")]
+    ConfigurationGone,
 }
 
 /// Keeps the certificates of one install.
@@ -79,6 +84,9 @@ pub struct CertificateKeeper {
     settings: Settings,
     metrics: Arc<Metrics>,
     tracer: Option<SelfTracer>,
+    /// Whether this replica has seen its webhook configuration: once it has, the configuration's
+    /// absence means an uninstall, not an install still under way.
+    configuration_seen: AtomicBool,
 }
 
 fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<String> {
@@ -240,6 +248,7 @@ impl CertificateKeeper {
             settings,
             metrics,
             tracer,
+            configuration_seen: AtomicBool::new(false),
         }
     }
 
@@ -252,6 +261,12 @@ impl CertificateKeeper {
             .webhooks
             .get_opt(&self.settings.webhook_configuration)
             .await?;
+        // Written now, the Secrets would outlive the uninstall: nothing owns them any more.
+        if config.is_some() {
+            self.configuration_seen.store(true, Ordering::Relaxed);
+        } else if self.configuration_seen.load(Ordering::Relaxed) {
+            return Err(Error::ConfigurationGone);
+        }
         let current = material(serving.as_ref(), authority.as_ref());
         if serving.is_some() && current.is_none() {
             tracing::warn!(secret = %self.settings.secret, "the certificate Secrets are incomplete; replacing their contents");
@@ -429,6 +444,7 @@ impl CertificateKeeper {
             ),
         ];
         let mut backoff = Duration::from_millis(200);
+        let mut gone_logged = false;
         loop {
             let until_due = u64::try_from(served.next_check - unix_now()).unwrap_or(0);
             let wait = Duration::from_secs(until_due).min(self.settings.resync);
@@ -440,6 +456,7 @@ impl CertificateKeeper {
             match self.reconcile().await {
                 Ok(decision) => {
                     backoff = Duration::from_millis(200);
+                    gone_logged = false;
                     if decision.material.cert != served.material.cert
                         || decision.material.key != served.material.key
                     {
@@ -467,6 +484,13 @@ impl CertificateKeeper {
                         }
                     }
                     served = decision;
+                }
+                Err(Error::ConfigurationGone) => {
+                    // Serving on with the certificate it has; back when the configuration is.
+                    if !gone_logged {
+                        tracing::info!("{}", Error::ConfigurationGone);
+                        gone_logged = true;
+                    }
                 }
                 Err(e) => {
                     // A conflict means another replica wrote first: read theirs at once.
