@@ -29,8 +29,6 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::StreamExt;
 use jobtrace::fixtures::TestJob;
 use k8s_openapi::api::batch::v1::Job;
@@ -38,13 +36,11 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::PostParams;
 use kube::runtime::{WatchStreamExt, watcher};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SAMPLE_EVERY: usize = 20;
 /// How often etcd is compacted while fat Jobs run.
 const COMPACT_EVERY: Duration = Duration::from_secs(10);
-/// etcd's JSON gateway on the local control plane (`hack/cluster-up.sh`).
-const ETCD: &str = "http://127.0.0.1:2379";
 
 /// A Job as the webhook leaves it: ids chosen, pod template labelled and annotated.
 /// One pod running `run_for` (the pod runner reads it), no retry; without the creator's
@@ -68,51 +64,9 @@ fn traced_job(i: usize, trace: &str, run_for: &str, fat: usize) -> Job {
         .typed()
 }
 
-async fn etcd(path: &str, body: Value) -> Option<Value> {
-    let response = reqwest::Client::new()
-        .post(format!("{ETCD}{path}"))
-        .json(&body)
-        .send()
-        .await
-        .ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    response.json().await.ok()
-}
-
-/// Compacts etcd at its current revision as the apiserver's compactor does (see
-/// `compact_etcd` in `tests/e2e/faults_serial.rs`): the revision recorded under
-/// `compact_rev_key` by a compare-and-swap, so that the apiserver learns of it, then compacted.
-/// The versions older than that are freed, and their pages reused.
-async fn compact_etcd() -> Option<u64> {
-    let key = BASE64.encode("compact_rev_key");
-    let range = etcd("/v3/kv/range", json!({ "key": key })).await?;
-    let revision: u64 = range["header"]["revision"].as_str()?.parse().ok()?;
-    let version = range["kvs"][0]["version"].as_str().unwrap_or("0");
-    let swapped = etcd(
-        "/v3/kv/txn",
-        json!({
-            "compare": [{ "target": "VERSION", "key": key, "version": version, "result": "EQUAL" }],
-            "success": [{ "requestPut": { "key": key, "value": BASE64.encode(revision.to_string()) } }]
-        }),
-    )
-    .await?;
-    // Else the apiserver's compactor took its turn meanwhile.
-    if swapped["succeeded"] != true {
-        return None;
-    }
-    etcd(
-        "/v3/kv/compaction",
-        json!({ "revision": revision.to_string() }),
-    )
-    .await?;
-    Some(revision)
-}
-
 /// etcd's database size, and how much of it is in use, in MiB.
 async fn etcd_size() -> Option<(u64, u64)> {
-    let status = etcd("/v3/maintenance/status", json!({})).await?;
+    let status = support::etcd("/v3/maintenance/status", json!({})).await?;
     let mib = |field: &str| Some(status[field].as_str()?.parse::<u64>().ok()? >> 20);
     Some((mib("dbSize")?, mib("dbSizeInUse")?))
 }
@@ -225,7 +179,7 @@ async fn run(jobs_count: usize, fat: usize, late: bool) {
         tokio::spawn(async {
             loop {
                 tokio::time::sleep(COMPACT_EVERY).await;
-                compact_etcd().await;
+                support::compact_etcd(0).await;
             }
         })
     });
@@ -254,7 +208,7 @@ async fn run(jobs_count: usize, fat: usize, late: bool) {
     let all_finished = started.elapsed();
     if let Some(compacting) = compacting {
         compacting.abort();
-        compact_etcd().await;
+        support::compact_etcd(0).await;
         if let Some((size, in_use)) = etcd_size().await {
             eprintln!("controller_load: etcd {size} MiB, {in_use} MiB in use");
         }

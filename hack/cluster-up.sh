@@ -54,12 +54,6 @@ P=$CLUSTER/pki
 [ -f "$P/admin.kubeconfig" ] || "$REPO/hack/gen-pki.sh" "$P" "$APISERVER_PORT"
 cp "$P/admin.kubeconfig" "$CLUSTER/kubeconfig"
 
-start() { # start NAME ARGS...: runs $BIN/NAME in the background, logging to logs/NAME.log
-  local name=$1
-  shift
-  nohup "$BIN/$name" "$@" >"$CLUSTER/logs/$name.log" 2>&1 &
-  echo $! >"$CLUSTER/pids/$name.pid"
-}
 await() { # await NAME PROBE...: polls PROBE until it succeeds, the process dies, or 120 s pass
   local name=$1 i
   shift
@@ -80,14 +74,7 @@ await() { # await NAME PROBE...: polls PROBE until it succeeds, the process dies
   tail -n 40 "$CLUSTER/logs/$name.log" >&2
   exit 1
 }
-stop_on_failure() {
-  local rc=$?
-  if [ "$rc" != 0 ]; then
-    echo "cluster-up: failed; stopping what was started (logs stay in $CLUSTER/logs)" >&2
-    "$REPO/hack/cluster-down.sh" >/dev/null
-  fi
-}
-trap stop_on_failure EXIT
+trap 'undo_on_failure cluster-up "$REPO/hack/cluster-down.sh"' EXIT
 
 # The trace UI first, so that Jaeger's copy of each span finds it from the start.
 start otel-desktop-viewer --host=127.0.0.1 --browser-port=8000 --grpc=14317 --http=14318 \

@@ -62,3 +62,21 @@ node_import() {
     return 1
   fi
 }
+
+# start NAME ARGS...: runs $BIN/NAME in the background, logging to logs/NAME.log, its PID in pids/.
+start() {
+  local name=$1
+  shift
+  nohup "$BIN/$name" "$@" >"$CLUSTER/logs/$name.log" 2>&1 &
+  echo $! >"$CLUSTER/pids/$name.pid"
+}
+
+# undo_on_failure WHO SCRIPT: for `trap ... EXIT`: when the script fails, runs SCRIPT to stop what
+# it started, saying so (the logs stay).
+undo_on_failure() {
+  local rc=$?
+  if [ "$rc" != 0 ]; then
+    echo "$1: failed; stopping what was started (logs stay in $CLUSTER/logs)" >&2
+    "$2" >/dev/null
+  fi
+}

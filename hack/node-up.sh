@@ -55,21 +55,8 @@ done >"$NODE_DIR/sysctls"
   [ -e /var/lib/cni ] && echo "var-lib-cni-existed"
 } >"$NODE_DIR/before" || true
 
-stop_on_failure() {
-  local rc=$?
-  if [ "$rc" != 0 ]; then
-    echo "node-up: failed; stopping the node (logs stay in $CLUSTER/logs)" >&2
-    "$REPO/hack/node-down.sh" >/dev/null
-  fi
-}
-trap stop_on_failure EXIT
+trap 'undo_on_failure node-up "$REPO/hack/node-down.sh"' EXIT
 
-start() { # start NAME ARGS...: runs $BIN/NAME in the background, logging to logs/NAME.log
-  local name=$1
-  shift
-  nohup "$BIN/$name" "$@" >"$CLUSTER/logs/$name.log" 2>&1 &
-  echo $! >"$CLUSTER/pids/$name.pid"
-}
 
 # containerd: its state under the node's directory; the runc shim it starts is the one built with
 # it (PATH), runc is Debian's.

@@ -6,13 +6,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::faults::{
     BATCH, Controller, Recording, all_marked, count_spans, create_jobs, expected_spans, jobs,
@@ -21,7 +19,7 @@ use crate::faults::{
 use crate::jaeger::Collector;
 use crate::readiness::traced_pod;
 use crate::spans::random_trace_id;
-use crate::support::TestNamespace;
+use crate::support::{TestNamespace, compact_etcd};
 use crate::webhook_process::Webhook;
 
 const EXPORTED: &str = "jobtrace_spans_exported_total";
@@ -117,59 +115,6 @@ async fn the_apiserver_sigkilled_and_restarted_mid_flight_loses_no_span() {
     );
 }
 
-/// A request to etcd's JSON gateway on the local control plane's client port.
-async fn etcd(path: &str, body: Value) -> Value {
-    let response = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:2379{path}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("etcd {path}: {e}"));
-    let status = response.status();
-    let answer: Value = response.json().await.unwrap_or_default();
-    assert!(status.is_success(), "etcd {path}: {status} {answer}");
-    answer
-}
-
-/// Compacts etcd at its current revision, once that is past `past`, the way the apiserver's own
-/// compactor does every 5 minutes: it records the revision under `compact_rev_key` (a
-/// compare-and-swap on the key's version, so that two compactors take turns), which tells every
-/// apiserver, then compacts. The apiserver's watch cache then drops its snapshots older than
-/// that revision (it reads the key within 15 s), so that lists at those revisions go to etcd,
-/// which refuses them. Returns the revision.
-async fn compact_etcd(past: u64) -> u64 {
-    let key = BASE64.encode("compact_rev_key");
-    loop {
-        let range = etcd("/v3/kv/range", json!({ "key": key })).await;
-        let revision: u64 = range["header"]["revision"]
-            .as_str()
-            .and_then(|r| r.parse().ok())
-            .expect("etcd's revision");
-        if revision <= past {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        }
-        let version = range["kvs"][0]["version"].as_str().unwrap_or("0");
-        let swapped = etcd(
-            "/v3/kv/txn",
-            json!({
-                "compare": [{ "target": "VERSION", "key": key, "version": version, "result": "EQUAL" }],
-                "success": [{ "requestPut": { "key": key, "value": BASE64.encode(revision.to_string()) } }]
-            }),
-        )
-        .await;
-        if swapped["succeeded"] == true {
-            etcd(
-                "/v3/kv/compaction",
-                json!({ "revision": revision.to_string() }),
-            )
-            .await;
-            return revision;
-        }
-        // The apiserver's compactor took its turn meanwhile: read the key again.
-    }
-}
-
 async fn create_finished_pods(ns: &TestNamespace, count: usize, trace_id: &str) {
     let pods: Api<Pod> = ns.api();
     futures::stream::iter(0..count)
@@ -249,7 +194,7 @@ async fn etcd_compacted_under_a_paused_list_makes_it_list_again_and_loses_no_spa
     let probe = pods.list(&ListParams::default().limit(1)).await.unwrap();
     let probe_revision: u64 = probe.metadata.resource_version.unwrap().parse().unwrap();
     let probe_token = probe.metadata.continue_.unwrap();
-    let compacted = compact_etcd(probe_revision).await;
+    let compacted = compact_etcd(probe_revision).await.expect("etcd compacts");
     let compacted_at = Instant::now();
     until(
         "the apiserver refuses lists older than the compaction",

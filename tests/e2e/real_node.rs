@@ -61,6 +61,31 @@ fn busybox_job(name: &str, traceparent: &str, script: &str, restart: &str) -> Va
     job
 }
 
+/// A namespace of the test's own with jobtrace running for it, and in it a traced busybox Job on
+/// the real node (`busybox_job`, changed by `edit`) run to its end. Returns the namespace,
+/// jobtrace, the Job's trace id and the finished Job.
+async fn run_on_the_real_node(
+    prefix: &str,
+    name: &str,
+    script: &str,
+    restart: &str,
+    edit: impl FnOnce(&mut Value),
+) -> (TestNamespace, Webhook, String, Job) {
+    let ns = TestNamespace::create(prefix).await;
+    the_node_is_ready(&ns).await;
+    let jobtrace = Webhook::start_run(&ns, OTLP_GRPC).await;
+    let trace_id = random_trace_id();
+    let mut job = busybox_job(
+        name,
+        &format!("00-{trace_id}-00f067aa0ba902b7-01"),
+        script,
+        restart,
+    );
+    edit(&mut job);
+    let finished = create(&ns, &job).await;
+    (ns, jobtrace, trace_id, finished)
+}
+
 async fn create(ns: &TestNamespace, job: &Value) -> Job {
     let job: Job = serde_json::from_value(job.clone()).unwrap();
     let name = job.metadata.name.clone().unwrap();
@@ -360,20 +385,18 @@ async fn the_kubelet_gives_the_process_the_environment_the_pod_runner_models() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_over_its_memory_limit_is_oom_killed_and_its_span_says_so() {
-    let ns = TestNamespace::create("real-oom").await;
-    the_node_is_ready(&ns).await;
-    let _jobtrace = Webhook::start_run(&ns, OTLP_GRPC).await;
-    let trace_id = random_trace_id();
     // dd's one 200 MB block is more than the 32 MiB the container may have.
-    let mut job = busybox_job(
+    let (ns, _jobtrace, trace_id, finished) = run_on_the_real_node(
+        "real-oom",
         "hungry",
-        &format!("00-{trace_id}-00f067aa0ba902b7-01"),
         "exec dd if=/dev/zero of=/dev/null bs=200M count=1",
         "Never",
-    );
-    job["spec"]["template"]["spec"]["containers"][0]["resources"] =
-        json!({ "limits": { "memory": "32Mi" } });
-    let finished = create(&ns, &job).await;
+        |job| {
+            job["spec"]["template"]["spec"]["containers"][0]["resources"] =
+                json!({ "limits": { "memory": "32Mi" } });
+        },
+    )
+    .await;
     assert_eq!(
         finished_condition(&finished).map(|c| c.0).as_deref(),
         Some("Failed")
@@ -398,23 +421,22 @@ async fn a_container_over_its_memory_limit_is_oom_killed_and_its_span_says_so() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_restarted_in_its_pod_is_one_pod_span_with_both_runs() {
-    let ns = TestNamespace::create("real-restart").await;
-    the_node_is_ready(&ns).await;
-    let _jobtrace = Webhook::start_run(&ns, OTLP_GRPC).await;
-    let trace_id = random_trace_id();
     // The first run fails and leaves a mark in the pod's emptyDir, which outlives it; the kubelet
     // restarts the container (OnFailure), and the second run succeeds.
-    let mut job = busybox_job(
+    let (ns, _jobtrace, trace_id, finished) = run_on_the_real_node(
+        "real-restart",
         "flaky",
-        &format!("00-{trace_id}-00f067aa0ba902b7-01"),
         "if [ -e /state/ran ]; then exit 0; fi; touch /state/ran; exit 3",
         "OnFailure",
-    );
-    job["spec"]["backoffLimit"] = json!(2);
-    let spec = &mut job["spec"]["template"]["spec"];
-    spec["volumes"] = json!([{ "name": "state", "emptyDir": {} }]);
-    spec["containers"][0]["volumeMounts"] = json!([{ "name": "state", "mountPath": "/state" }]);
-    let finished = create(&ns, &job).await;
+        |job| {
+            job["spec"]["backoffLimit"] = json!(2);
+            let spec = &mut job["spec"]["template"]["spec"];
+            spec["volumes"] = json!([{ "name": "state", "emptyDir": {} }]);
+            spec["containers"][0]["volumeMounts"] =
+                json!([{ "name": "state", "mountPath": "/state" }]);
+        },
+    )
+    .await;
     assert_eq!(
         finished_condition(&finished).map(|c| c.0).as_deref(),
         Some("Complete")

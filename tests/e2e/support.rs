@@ -152,3 +152,58 @@ pub fn sim_job(name: &str, run_for: &str, exit_code: Option<i32>) -> Job {
     }))
     .expect("a valid Job")
 }
+
+/// A request to etcd's JSON gateway on the local control plane's client port; `None` when etcd
+/// doesn't answer or refuses.
+pub async fn etcd(path: &str, body: serde_json::Value) -> Option<serde_json::Value> {
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:2379{path}"))
+        .json(&body)
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json().await.ok()
+}
+
+/// Compacts etcd at its current revision, once that is past `past`, the way the apiserver's own
+/// compactor does every 5 minutes: it records the revision under `compact_rev_key` (a
+/// compare-and-swap on the key's version, so that two compactors take turns), which tells every
+/// apiserver, then compacts. The apiserver's watch cache then drops its snapshots older than
+/// that revision (it reads the key within 15 s), so that lists at those revisions go to etcd,
+/// which refuses them; the versions older than it are freed. Returns the revision, or `None` when
+/// etcd doesn't answer.
+pub async fn compact_etcd(past: u64) -> Option<u64> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use serde_json::json;
+    let key = BASE64.encode("compact_rev_key");
+    loop {
+        let range = etcd("/v3/kv/range", json!({ "key": key })).await?;
+        let revision: u64 = range["header"]["revision"].as_str()?.parse().ok()?;
+        if revision <= past {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let version = range["kvs"][0]["version"].as_str().unwrap_or("0");
+        let swapped = etcd(
+            "/v3/kv/txn",
+            json!({
+                "compare": [{ "target": "VERSION", "key": key, "version": version, "result": "EQUAL" }],
+                "success": [{ "requestPut": { "key": key, "value": BASE64.encode(revision.to_string()) } }]
+            }),
+        )
+        .await?;
+        if swapped["succeeded"] == true {
+            etcd(
+                "/v3/kv/compaction",
+                json!({ "revision": revision.to_string() }),
+            )
+            .await?;
+            return Some(revision);
+        }
+        // The apiserver's compactor took its turn meanwhile: read the key again.
+    }
+}

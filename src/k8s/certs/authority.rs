@@ -286,39 +286,31 @@ pub fn plan(
     }
     // The CA's Secret may hold a CA while the serving Secret is missing (another replica is
     // about to write it, or it was deleted): a certificate from that CA, never a CA of our own.
-    let Some(cert) = parse_bundle(&material.cert)
+    let cert = parse_bundle(&material.cert)
         .ok()
-        .and_then(|c| c.into_iter().next())
-    else {
-        let (cert, key) = issue(
-            sign.0,
-            &sign.1,
-            &issuance.names,
-            now,
-            issuance.cert_validity_seconds,
-        )?;
-        next.cert = cert;
-        next.key = key;
-        return finish(
-            next,
-            now,
-            Some("a serving certificate issued by the stored CA"),
-        );
-    };
-    let issuer = live.iter().find(|ca| signed_by(&cert, ca));
-    let reissue = if cert.not_after <= now || issuer.is_none() {
-        Some("the serving certificate expired or no trusted CA signed it")
-    } else if now >= cert.renew_at() {
-        Some("the serving certificate is due for renewal")
-    } else if !same_names(&cert.names, &issuance.names) {
-        Some("the serving certificate's names changed")
-    } else if !key_matches(&material.key, &cert) {
-        Some("the serving certificate doesn't match its key")
-    } else if !rolled && !signed_by(&cert, signing) && published && now >= signing.trusted_at() {
+        .and_then(|c| c.into_iter().next());
+    let reissue = match cert {
+        None => Some("a serving certificate issued by the stored CA"),
+        Some(cert) if cert.not_after <= now || !live.iter().any(|ca| signed_by(&cert, ca)) => {
+            Some("the serving certificate expired or no trusted CA signed it")
+        }
+        Some(cert) if now >= cert.renew_at() => Some("the serving certificate is due for renewal"),
+        Some(cert) if !same_names(&cert.names, &issuance.names) => {
+            Some("the serving certificate's names changed")
+        }
+        Some(cert) if !key_matches(&material.key, &cert) => {
+            Some("the serving certificate doesn't match its key")
+        }
         // Step two of a CA rollover, once the apiservers trust the new CA.
-        Some("the serving certificate moves to the new CA")
-    } else {
-        None
+        Some(cert)
+            if !rolled
+                && !signed_by(&cert, signing)
+                && published
+                && now >= signing.trusted_at() =>
+        {
+            Some("the serving certificate moves to the new CA")
+        }
+        Some(_) => None,
     };
     if let Some(reason) = reissue {
         let (cert, key) = issue(
