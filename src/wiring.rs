@@ -293,10 +293,12 @@ async fn export(
         controller::run(context, shutdown).await;
         Ok(())
     } else {
-        Ok(
-            controller::run_as_leader(context, &args.lease_namespace, &args.lease_name, shutdown)
-                .await?,
-        )
+        let lease = controller::LeaseSettings {
+            namespace: args.lease_namespace.clone(),
+            name: args.lease_name.clone(),
+            owner: Some(args.lease_owner.clone()).filter(|o| !o.is_empty()),
+        };
+        Ok(controller::run_as_leader(context, &lease, shutdown).await?)
     }
 }
 

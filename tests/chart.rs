@@ -458,6 +458,7 @@ value_cases! {
             );
             assert!(args(d).contains(&"--webhook-configuration=jobtracer".to_owned()));
             assert!(args(d).contains(&"--lease-name=jobtracer".to_owned()));
+            assert!(args(d).contains(&"--lease-owner=jobtracer".to_owned()), "the Deployment, which owns the Lease");
         },
     },
     otlp_endpoint_protocol_timeout_and_service: Case {

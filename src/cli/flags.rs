@@ -167,6 +167,10 @@ pub struct ControllerArgs {
     /// Name of that Lease.
     #[arg(long, default_value = "jobtrace-controller")]
     pub lease_name: String,
+    /// The Deployment (in the Lease's namespace) that runs the replicas: the leader makes it the
+    /// Lease's owner, so that the Lease goes with it (the chart sets it; empty: none).
+    #[arg(long, env = "JOBTRACE_LEASE_OWNER", default_value = "")]
+    pub lease_owner: String,
     /// This replica's identity in the Lease (the pod name in a cluster).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,

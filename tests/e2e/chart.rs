@@ -574,6 +574,21 @@ async fn the_uninstall_leaves_nothing_behind(
         }
     })
     .await;
+    // The last replica to stop, its webhook configuration gone, deleted the Lease.
+    let leases: Api<Lease> = install.api();
+    eventually("the Lease deleted", || {
+        let leases = leases.clone();
+        let fullname = fullname.clone();
+        async move {
+            leases
+                .get_opt(&fullname)
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
 }
 
 // One install as users install it, on the real node, step by step from apply to uninstall.
@@ -680,6 +695,85 @@ async fn the_chart_runs_jobtrace_in_containers_on_the_real_node() {
 
     the_uninstall_leaves_nothing_behind(&install, &traced, &release).await;
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// The expiry a replica reports for the certificate it serves, from its metrics port.
+async fn served_expiry(pod: &Pod) -> Option<i64> {
+    let ip = pod.status.as_ref()?.pod_ip.clone()?;
+    let text = get_ok(format!("http://{ip}:8080/metrics")).await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("jobtrace_certificate_expiry_timestamp_seconds "))?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replicas_rotate_their_certificate_in_the_cluster_and_keep_admitting() {
+    let install = TestNamespace::create("chart-rotate").await;
+    let traced = TestNamespace::create("chart-rotate-jobs").await;
+    crate::real_node::the_node_is_ready(&install).await;
+    let release = install.name.clone();
+    let fullname = format!("{release}-jobtrace");
+    // A 30-second certificate: renewed with a third left, every 20 s or so.
+    let mut values = real_node_values(&traced.name);
+    values.extend(
+        [
+            "--set",
+            "certificates.validity=30s",
+            "--wait",
+            "--timeout=180s",
+        ]
+        .map(str::to_owned),
+    );
+    helm_release(&release, &install.name, "install", &values);
+    let pods: Api<Pod> = install.api();
+    ready_replicas(&pods, &release, 2).await;
+    let secrets: Api<Secret> = install.api();
+    let serving = |secret: Secret| {
+        secret
+            .data
+            .unwrap_or_default()
+            .get("tls.crt")
+            .map(|c| c.0.clone())
+    };
+    let first = eventually("the serving certificate", || {
+        let secrets = secrets.clone();
+        let name = format!("{fullname}-tls");
+        async move { serving(secrets.get(&name).await.ok()?) }
+    })
+    .await;
+
+    // Renewed in the Secret, then served by both replicas (read from the Secret, not a file).
+    let renewed = eventually("a renewed certificate in the Secret", || {
+        let secrets = secrets.clone();
+        let (name, first) = (format!("{fullname}-tls"), first.clone());
+        async move { serving(secrets.get(&name).await.ok()?).filter(|c| *c != first) }
+    })
+    .await;
+    let expiry = jobtrace::k8s::certs::expiry(&renewed).expect("a certificate");
+    eventually("both replicas serving the renewed certificate", || {
+        let pods = pods.clone();
+        let release = release.clone();
+        async move {
+            let replicas = ready_replicas(&pods, &release, 2).await;
+            for pod in &replicas {
+                if served_expiry(pod).await? < expiry {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    // And the apiserver, which trusts the same CA, still reaches the webhook.
+    let jobs: Api<Job> = traced.api();
+    until_mutated(&jobs, &traced_sim_job("after-rotation", TP, "1s")).await;
+    helm_release(
+        &release,
+        &install.name,
+        "uninstall",
+        &["--wait".to_owned(), "--timeout=180s".to_owned()],
+    );
 }
 
 /// Applies the rendered documents with a server-side dry-run; the error text when refused.

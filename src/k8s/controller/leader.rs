@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::Api;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource};
 use tokio_util::sync::CancellationToken;
 
 use super::{Context, run};
@@ -86,14 +88,60 @@ async fn renewed(leases: &Api<Lease>, name: &str, identity: &str) {
     }
 }
 
+/// Where the Lease is, and what owns it.
+#[derive(Debug, Clone)]
+pub struct LeaseSettings {
+    pub namespace: String,
+    pub name: String,
+    /// The Deployment of the replicas, made the Lease's owner by each new leader: the garbage
+    /// collector deletes the Lease with it (at `helm uninstall`, whose replicas can no longer
+    /// write by the time they stop, their RBAC gone with the release).
+    pub owner: Option<String>,
+}
+
+/// Makes the Deployment `owner` the owner of the Lease, unless it is already.
+async fn own_lease(context: &Context, settings: &LeaseSettings, owner: &str) -> kube::Result<()> {
+    let deployments: Api<Deployment> = Api::namespaced(context.client.clone(), &settings.namespace);
+    let leases: Api<Lease> = Api::namespaced(context.client.clone(), &settings.namespace);
+    let deployment = deployments.get(owner).await?;
+    let Some(reference) = deployment.controller_owner_ref(&()).map(|mut r| {
+        // An owner, not a controller: nothing reconciles the Lease from the Deployment.
+        r.controller = None;
+        r.block_owner_deletion = None;
+        r
+    }) else {
+        return Ok(());
+    };
+    let lease = leases.get(&settings.name).await?;
+    let mut references = lease.metadata.owner_references.unwrap_or_default();
+    if references.iter().any(|r| r.uid == reference.uid) {
+        return Ok(());
+    }
+    references.retain(|r| r.kind != "Deployment");
+    references.push(reference);
+    let patch = serde_json::json!({ "metadata": {
+        "ownerReferences": references,
+        "resourceVersion": lease.metadata.resource_version,
+    } });
+    leases
+        .patch(
+            &settings.name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    tracing::info!(lease = %settings.name, deployment = owner, "the Lease is owned by the Deployment");
+    Ok(())
+}
+
 /// Exports only while this replica holds the Lease, so two replicas never both export; loses
 /// nothing when leadership moves, since the next leader finds the unmarked objects.
 pub async fn run_as_leader(
     context: Arc<Context>,
-    lease_namespace: &str,
-    lease_name: &str,
+    settings: &LeaseSettings,
     shutdown: CancellationToken,
 ) -> Result<(), kube_lease_manager::LeaseManagerError> {
+    let (lease_namespace, lease_name) = (settings.namespace.as_str(), settings.name.as_str());
     let manager = kube_lease_manager::LeaseManagerBuilder::new(context.client.clone(), lease_name)
         .with_namespace(lease_namespace)
         .with_identity(context.instance.clone())
@@ -113,6 +161,11 @@ pub async fn run_as_leader(
         }
         tracing::info!(instance = %context.instance, "leading: exporting spans");
         context.metrics.leader.set(1);
+        if let Some(owner) = &settings.owner
+            && let Err(e) = own_lease(&context, settings, owner).await
+        {
+            tracing::warn!(error = %e, deployment = %owner, "could not make the Deployment the Lease's owner; the Lease outlives it");
+        }
         let term = shutdown.child_token();
         let mut exporting = tokio::spawn(run(context.clone(), term.clone()));
         let lapses = lease_lapses(

@@ -32,7 +32,7 @@ use kube::{Api, Client};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use leader::run_as_leader;
+pub use leader::{LeaseSettings, run_as_leader};
 pub use sync::{ControllerSync, SyncState};
 
 use crate::core::names;
