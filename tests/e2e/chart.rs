@@ -315,16 +315,26 @@ async fn check_the_certificates(
         assert_eq!(owner.name, fullname);
     }
     let ca = data["ca.crt"].0.clone();
-    eventually("the caBundle published", || {
+    until_bundle_is(&configs, fullname, &ca, "the caBundle published").await;
+    ca
+}
+
+/// Waits until both webhooks of the configuration `fullname` trust exactly `ca`.
+async fn until_bundle_is(
+    configs: &Api<MutatingWebhookConfiguration>,
+    fullname: &str,
+    ca: &[u8],
+    what: &str,
+) {
+    eventually(what, || {
         let configs = configs.clone();
-        let (fullname, ca) = (fullname.to_owned(), ca.clone());
+        let (fullname, ca) = (fullname.to_owned(), ca.to_vec());
         async move {
             let config = configs.get(&fullname).await.ok()?;
             (ca_bundles(&config) == vec![ca.clone(), ca]).then_some(())
         }
     })
     .await;
-    ca
 }
 
 /// Creates traced Jobs one after another until `stop`; returns their names.
@@ -509,15 +519,7 @@ async fn an_overwritten_bundle_is_put_back(
         )
         .await
         .unwrap();
-    eventually("the caBundle to be restored", || {
-        let configs = configs.clone();
-        let (fullname, ca) = (fullname.to_owned(), ca.to_vec());
-        async move {
-            let config = configs.get(&fullname).await.ok()?;
-            (ca_bundles(&config) == vec![ca.clone(), ca]).then_some(())
-        }
-    })
-    .await;
+    until_bundle_is(configs, fullname, ca, "the caBundle to be restored").await;
 }
 
 /// A Job still running when the chart goes is held for export (policy.holdForExport, on by
@@ -555,12 +557,7 @@ async fn the_uninstall_leaves_nothing_behind(
     assert!(configs.get_opt(&fullname).await.unwrap().is_none());
     let secrets: Api<Secret> = install.api();
     for name in [format!("{fullname}-tls"), format!("{fullname}-tls-ca")] {
-        eventually("the certificate Secrets to be collected", || {
-            let secrets = secrets.clone();
-            let name = name.clone();
-            async move { secrets.get_opt(&name).await.ok()?.is_none().then_some(()) }
-        })
-        .await;
+        until_deleted(&secrets, &name, "the certificate Secrets to be collected").await;
     }
     eventually("the replicas gone", || {
         let pods = pods.clone();
@@ -574,19 +571,24 @@ async fn the_uninstall_leaves_nothing_behind(
         }
     })
     .await;
-    // The last replica to stop, its webhook configuration gone, deleted the Lease.
+    // The Lease, owned by the Deployment, goes with it.
     let leases: Api<Lease> = install.api();
-    eventually("the Lease deleted", || {
-        let leases = leases.clone();
-        let fullname = fullname.clone();
-        async move {
-            leases
-                .get_opt(&fullname)
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        }
+    until_deleted(
+        &leases,
+        &fullname,
+        "the Lease collected with the Deployment",
+    )
+    .await;
+}
+
+/// Waits until the object `name` of `api` is gone.
+async fn until_deleted<K>(api: &Api<K>, name: &str, what: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    eventually(what, || {
+        let (api, name) = (api.clone(), name.to_owned());
+        async move { api.get_opt(&name).await.ok()?.is_none().then_some(()) }
     })
     .await;
 }

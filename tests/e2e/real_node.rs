@@ -108,6 +108,15 @@ fn main_status(pod: &Pod) -> &k8s_openapi::api::core::v1::ContainerStatus {
         .unwrap()[0]
 }
 
+/// How the pod's only container ended.
+fn terminated(pod: &Pod) -> &k8s_openapi::api::core::v1::ContainerStateTerminated {
+    main_status(pod)
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .expect("the container terminated")
+}
+
 /// `make demo`'s Job, created by the Rust client example in the namespace: its first attempt
 /// fails (the marker, in the host's `/tmp` which the pods see, is new), the retry succeeds.
 /// Returns the Job's name and its trace id.
@@ -157,16 +166,7 @@ async fn the_demo_job_runs_in_containers_and_its_code_continues_the_trace_from_i
 
     let mut pods = ns.pods_of(job).await;
     assert_eq!(pods.len(), 2, "two attempts: {pods:?}");
-    pods.sort_by_key(|p| {
-        main_status(p)
-            .state
-            .as_ref()
-            .unwrap()
-            .terminated
-            .as_ref()
-            .unwrap()
-            .exit_code
-    });
+    pods.sort_by_key(|p| terminated(p).exit_code);
     for pod in &pods {
         assert_eq!(pod.spec.as_ref().unwrap().node_name.as_deref(), Some(NODE));
         assert!(
@@ -178,19 +178,7 @@ async fn the_demo_job_runs_in_containers_and_its_code_continues_the_trace_from_i
             "the pod webhook admitted the real pod"
         );
     }
-    let codes: Vec<i32> = pods
-        .iter()
-        .map(|p| {
-            main_status(p)
-                .state
-                .as_ref()
-                .unwrap()
-                .terminated
-                .as_ref()
-                .unwrap()
-                .exit_code
-        })
-        .collect();
+    let codes: Vec<i32> = pods.iter().map(|p| terminated(p).exit_code).collect();
     assert_eq!(codes, [0, 1], "the kubelet reports the task's exit codes");
 
     // creator, Job, two pods, and the task's span in each.
@@ -402,9 +390,9 @@ async fn a_container_over_its_memory_limit_is_oom_killed_and_its_span_says_so() 
         Some("Failed")
     );
     let pod = one_pod(&ns.pods_of("hungry").await).clone();
-    let terminated = main_status(&pod).state.clone().unwrap().terminated.unwrap();
+    let ended = terminated(&pod);
     assert_eq!(
-        (terminated.exit_code, terminated.reason.as_deref()),
+        (ended.exit_code, ended.reason.as_deref()),
         (137, Some("OOMKilled")),
         "the kubelet's report"
     );

@@ -1,6 +1,6 @@
 //! The span of one pod attempt.
 
-use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, Pod};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus, Pod};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{
@@ -41,14 +41,7 @@ pub fn pod_span(pod: &Pod, deleted_at: Option<Timestamp>) -> Result<SpanRecord, 
 
     let status = pod.status.as_ref();
     let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
-    let terminated: Vec<(&str, &ContainerStateTerminated)> = status
-        .into_iter()
-        .flat_map(|s| {
-            s.init_container_statuses
-                .iter()
-                .flatten()
-                .chain(s.container_statuses.iter().flatten())
-        })
+    let terminated: Vec<(&str, &ContainerStateTerminated)> = container_statuses(pod)
         .filter_map(|c| Some((c.name.as_str(), c.state.as_ref()?.terminated.as_ref()?)))
         .collect();
     // The controller's own clock (`deleted_at`) is precise; the objects' times are to the second.
@@ -135,15 +128,7 @@ fn attributes(pod: &Pod, phase: &str) -> Attributes {
     if let Some(index) = index {
         attributes.push(("jobtrace.job.completion_index", index.into()));
     }
-    let restarts: i32 = pod
-        .status
-        .iter()
-        .flat_map(|s| {
-            s.init_container_statuses
-                .iter()
-                .flatten()
-                .chain(s.container_statuses.iter().flatten())
-        })
+    let restarts: i32 = container_statuses(pod)
         .map(|c| c.restart_count)
         .fold(0, i32::saturating_add);
     if restarts > 0 {
@@ -218,13 +203,7 @@ fn events(pod: &Pod) -> Vec<Event> {
             attributes: Vec::new(),
         });
     }
-    let containers = status.into_iter().flat_map(|s| {
-        s.init_container_statuses
-            .iter()
-            .flatten()
-            .chain(s.container_statuses.iter().flatten())
-    });
-    for container in containers {
+    for container in container_statuses(pod) {
         let restarts = container.restart_count;
         if restarts > 0 {
             let previous = container.last_state.as_ref();
@@ -239,6 +218,16 @@ fn events(pod: &Pod) -> Vec<Event> {
     }
     events.sort_by_key(|e| e.time);
     events
+}
+
+/// The statuses of the pod's init containers, then of its containers.
+fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
+    pod.status.iter().flat_map(|s| {
+        s.init_container_statuses
+            .iter()
+            .flatten()
+            .chain(s.container_statuses.iter().flatten())
+    })
 }
 
 /// The start and the end of one run of a container, as far as its state says.
