@@ -57,12 +57,27 @@ impl Collector {
         .replace("127.0.0.1:13133", &format!("127.0.0.1:{}", self.health));
         let path = std::env::temp_dir().join(format!("jobtrace-jaeger-{}.yaml", self.otlp));
         std::fs::write(&path, config).unwrap();
-        let child = std::process::Command::new(crate::webhook_process::bin_dir().join("jaeger"))
-            .arg(format!("--config={}", path.display()))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start jaeger");
+        let log_path = path.with_extension("log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child =
+            std::process::Command::new(crate::webhook_process::bin_dir().join("jaeger"))
+                .arg(format!("--config={}", path.display()))
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start jaeger");
+        // Ready when both the receiver and the query API accept connections; a Jaeger that
+        // exits (a port taken after all) fails the test here, with its log, not minutes later.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let listening = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        while !(listening(self.otlp) && listening(self.query)) {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("jaeger exited ({status}) before it listened:\n{log}");
+            }
+            assert!(Instant::now() < deadline, "jaeger not listening in time");
+            std::thread::sleep(Duration::from_millis(100));
+        }
         self.child = Some(child);
         self
     }
@@ -73,6 +88,9 @@ impl Drop for Collector {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            let config = std::env::temp_dir().join(format!("jobtrace-jaeger-{}.yaml", self.otlp));
+            let _ = std::fs::remove_file(config.with_extension("log"));
+            let _ = std::fs::remove_file(config);
         }
     }
 }

@@ -62,12 +62,28 @@ pub fn kubectl() -> Command {
     Command::new(bin_dir().join("kubectl"))
 }
 
+/// A port that nothing listens on, for a process a test starts next.
+///
+/// The port is free only until someone else binds it, so it is taken below the kernel's
+/// ephemeral range (32768 and up by default): a port the kernel hands out, to a listener on
+/// port 0 or to any outgoing connection of the cluster's processes, is never one of ours. Each
+/// call moves on to the next port, so two tests never get the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const LAST: u16 = 32_000;
+    static NEXT: AtomicU16 = AtomicU16::new(FIRST);
+    for _ in FIRST..LAST {
+        let port = NEXT
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                Some(if p + 1 >= LAST { FIRST } else { p + 1 })
+            })
+            .unwrap();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{LAST}");
 }
 
 /// Starts `jobtrace ARGS` with the cluster's webhook certificate on the given ports.
@@ -196,10 +212,7 @@ impl Webhook {
     ) -> Self {
         let pki = cluster_dir().join("pki");
         let port = free_port();
-        // Two listeners of one process can't share a port: it would exit at once.
-        let metrics_port = std::iter::repeat_with(free_port)
-            .find(|p| *p != port)
-            .unwrap();
+        let metrics_port = free_port();
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         let env: Vec<(String, String)> = env
             .iter()
