@@ -109,22 +109,12 @@ e2e: static
 test-faults:
 	$(CARGO) test --locked --features e2e --test e2e faults_serial -- --test-threads=1
 
-## Everything CI runs: helm, then the fast tier (`make check`), then the rest of the control
-## plane's binaries, the declared Rust version, hadolint, a short fuzz run, and the end-to-end
-## tests on a fresh local control plane, which is stopped again whatever the outcome (and, after
-## tests that passed, must leave nothing of its real node behind: hack/node-down.sh checks).
+## Everything CI runs: the fast tier (`make check`) first, then the rest of the control plane's
+## binaries, the declared Rust version, hadolint, a short fuzz run, and the end-to-end tests on a
+## fresh local control plane, stopped again whatever the outcome. The Go builds, Chromium and the
+## clients' toolchains build in a second lane beside the Rust builds (hack/test.sh).
 test:
-	hack/build-bins.sh helm
-	$(MAKE) --no-print-directory check
-	hack/build-bins.sh
-	$(MAKE) --no-print-directory msrv lint-dockerfile
-	FUZZ_SECONDS=10 hack/fuzz.sh
-	hack/install-chromium.sh >/dev/null
-	hack/clients.sh
-	$(MAKE) --no-print-directory static examples
-	$(CARGO) test --locked --features e2e --test e2e --no-run
-	hack/cluster-up.sh
-	trap 'hack/cluster-down.sh' EXIT; $(MAKE) --no-print-directory e2e; trap - EXIT; hack/cluster-down.sh
+	hack/test.sh
 
 demo:
 	hack/demo.sh

@@ -26,6 +26,13 @@ pid_of() {
   echo "$pid"
 }
 
+# apt_lock: waits for the lock that keeps this project's apt-get runs one at a time (`make test`
+# installs from two lanes at once), then holds it until the calling script exits.
+apt_lock() {
+  exec {APT_LOCK_FD}>"${TMPDIR:-/tmp}/jobtrace-apt.lock"
+  flock "$APT_LOCK_FD"
+}
+
 # debian_install WHO PACKAGE...: installs Debian's packages that are not installed yet (as root,
 # with apt-get), or fails saying which ones WHO needs.
 debian_install() {
@@ -37,6 +44,7 @@ debian_install() {
   [ ${#missing[@]} -gt 0 ] || return 0
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     echo "$who: installing Debian's ${missing[*]}" >&2
+    apt_lock
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else

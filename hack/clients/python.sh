@@ -4,8 +4,11 @@
 # requirements or the interpreter change; and redis-server from Debian for the queue example.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=hack/lib.sh
+. hack/lib.sh
 
 if ! command -v redis-server >/dev/null; then
+  apt_lock
   apt-get update -qq
   # The package must not start a Redis server of its own (the test starts one): a policy-rc.d
   # that refuses, unless the machine has one already (container images do).
