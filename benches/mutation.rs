@@ -15,15 +15,15 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use std::collections::BTreeMap;
 
 use jobtrace::core::context::{RequestContext, SpanId, TraceId};
-use jobtrace::core::policy::Defaults;
+use jobtrace::core::policy::TraceSettings;
 use jobtrace::k8s::policy::Policies;
 use jobtrace::k8s::webhook::review::{AdmissionEndpoint, Fresh, review};
 
 fn benches(c: &mut Criterion) {
     let job = serde_json::from_value(workload::typical_job("nightly-report")).unwrap();
     let now = k8s_openapi::jiff::Timestamp::now();
-    let defaults = jobtrace::core::policy::resolve(&Defaults::default(), [], &BTreeMap::new());
-    let policies = Policies::defaults_only(Defaults::default());
+    let defaults = jobtrace::core::policy::resolve(&TraceSettings::default(), [], &BTreeMap::new());
+    let policies = Policies::defaults_only(TraceSettings::default());
     let keys = jobtrace::k8s::webhook::keys::keyring();
     c.bench_function("mutate::job (3 containers + 1 init)", |b| {
         b.iter(|| {
@@ -94,14 +94,17 @@ fn with_policies(c: &mut Criterion) {
         })
         .collect();
     let cases = [
-        ("no policy", Policies::defaults_only(Defaults::default())),
+        (
+            "no policy",
+            Policies::defaults_only(TraceSettings::default()),
+        ),
         (
             "1 policy in the namespace",
-            Policies::fixed(Defaults::default(), one),
+            Policies::fixed(TraceSettings::default(), one),
         ),
         (
             "50 in the namespace, 500 in all",
-            Policies::fixed(Defaults::default(), many),
+            Policies::fixed(TraceSettings::default(), many),
         ),
     ];
     // What is measured is what is meant: the policy decides in the cases that have one.
@@ -172,12 +175,12 @@ fn with_policies_at_limits(c: &mut Criterion) {
         let policies = (0..1000)
             .map(|i| policy_at_limits("reports", &format!("p-{i:04}"), &seed(i), &include))
             .collect();
-        Policies::fixed(Defaults::default(), policies)
+        Policies::fixed(TraceSettings::default(), policies)
     };
     let cases = [
         (
             "no policy",
-            Policies::fixed(Defaults::default(), Vec::new()),
+            Policies::fixed(TraceSettings::default(), Vec::new()),
             None,
         ),
         (
@@ -276,7 +279,7 @@ fn router(c: &mut Criterion) {
     let with_spans = jobtrace::k8s::webhook::traced_router(
         metrics,
         Some(tracer),
-        Policies::defaults_only(Defaults::default()),
+        Policies::defaults_only(TraceSettings::default()),
     );
     let mut group = c.benchmark_group("router admission");
     for (name, router) in [
@@ -315,9 +318,9 @@ fn by_context_source(c: &mut Criterion) {
         tracestate: vec!["rojo=00f067aa0ba902b7,congo=t61rcWkgMzE".to_owned()],
         baggage: vec!["tenant=acme,region=eu-west-1".to_owned()],
     };
-    let policies = Policies::defaults_only(Defaults {
+    let policies = Policies::defaults_only(TraceSettings {
         request_context: true,
-        ..Defaults::default()
+        ..TraceSettings::default()
     });
     let now = k8s_openapi::jiff::Timestamp::now();
     let fresh = Fresh {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::core::context::{SpanId, TraceId};
 use crate::core::mutate::Admission;
-use crate::core::policy::{Defaults, Resolution};
+use crate::core::policy::{Resolution, TraceSettings};
 
 /// The creator's `traceparent`: trace [`TRACE_ID`], parent [`CREATOR_SPAN`], sampled.
 pub const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -61,7 +61,11 @@ pub fn keys() -> &'static crate::core::mutate::tag::Keyring {
 
 /// The cluster defaults, no policy.
 pub fn defaults() -> Resolution {
-    crate::core::policy::resolve(&Defaults::default(), [], &std::collections::BTreeMap::new())
+    crate::core::policy::resolve(
+        &TraceSettings::default(),
+        [],
+        &std::collections::BTreeMap::new(),
+    )
 }
 
 /// An `AdmissionReview` v1 request for `object` of `kind` (`group`/`kind`) in namespace

@@ -1,20 +1,22 @@
 //! Wiring: which tasks the long-running commands (`webhook`, `controller`, `run`) start, with
-//! what. The flags become the webhook's certificate source, the controller's context and the
-//! OTLP resource; serving is [`crate::k8s::serve`]'s, exporting [`crate::k8s::controller`]'s.
+//! what. Each takes a typed configuration (built from the flags by `crate::cli::config`), which
+//! becomes the webhook's certificate source, the controller's dependencies and the OTLP
+//! resource; serving is [`crate::k8s::serve`]'s, exporting [`crate::k8s::controller`]'s.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{CommonArgs, ControllerArgs, ControllerCommand, RunArgs, WebhookArgs};
-use crate::k8s::admin::{Operations, Readiness};
-use crate::k8s::controller::{self, Context, ControllerSync};
+use crate::core::policy::TraceSettings;
+use crate::k8s::controller::{self, ControllerSync, Deps};
 use crate::k8s::metrics::Metrics;
+use crate::k8s::metrics_port::{PortState, Readiness};
 use crate::k8s::otlp::{Exporter, ExporterConfig, Resource};
 use crate::k8s::selftrace::SelfTracer;
 use crate::k8s::serve::{self, Listeners, ServeError, TlsSource, WebhookServer};
-use crate::k8s::tls::TlsFiles;
+use crate::k8s::tls::ServingCertFiles;
 
 /// Why a subcommand could not start, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,82 @@ pub enum CommandError {
     Lease(#[from] kube_lease_manager::LeaseManagerError),
 }
 
+/// What `jobtrace webhook` runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub certificates: Certificates,
+    pub policies: PoliciesConfig,
+    /// How long a stopping webhook keeps serving, not ready, before it drains.
+    pub shutdown_delay: Duration,
+    /// The share of admissions recorded as jobtrace's own spans; 0: none.
+    pub self_tracing_ratio: f64,
+}
+
+/// Where the webhook's serving certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Certificates {
+    /// PEM files, read again every `reload`.
+    Files {
+        files: ServingCertFiles,
+        reload: Duration,
+    },
+    /// Issued and kept by jobtrace, in Secrets ([`crate::k8s::certs`]).
+    Managed(crate::k8s::certs::Settings),
+}
+
+/// Which settings admission decides with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoliciesConfig {
+    /// Read the `JobTracePolicy` objects; `false`: only `defaults` apply.
+    pub read: bool,
+    /// The cluster-wide settings, where no policy says otherwise.
+    pub defaults: TraceSettings,
+    /// Keep the Jobs webhook's `matchConditions` of the webhook configuration named
+    /// `webhook_configuration` in step with the policies.
+    pub sync_match_conditions: bool,
+    pub webhook_configuration: String,
+}
+
+/// How the controller exports, in `jobtrace controller` and `jobtrace run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportConfig {
+    /// The Lease electing the one replica that exports; `None`: export without an election.
+    pub lease: Option<controller::LeaseSettings>,
+    /// This replica's identity; `None`: the host name, or a random one.
+    pub instance: Option<String>,
+    /// Only this namespace, when set.
+    pub watch_namespace: Option<String>,
+    /// Keep the status of the `JobTracePolicy` objects.
+    pub policy_status: bool,
+    /// How long a held object being deleted waits for its export at most.
+    pub hold_timeout: Duration,
+    /// Record a `TraceExported` Event on each exported Job.
+    pub record_events: bool,
+    /// The largest OTLP request, in bytes of encoded protobuf.
+    pub max_request_bytes: usize,
+    /// Pods may be held for export too.
+    pub hold_pods: bool,
+}
+
+/// What `jobtrace controller` runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerConfig {
+    pub export: ExportConfig,
+    pub metrics_listen: SocketAddr,
+    /// The share of exports recorded as jobtrace's own spans; 0: none.
+    pub self_tracing_ratio: f64,
+}
+
+/// What `jobtrace run` runs with: the webhook's configuration, and how its controller exports
+/// (the policies' status only where this webhook reads the policies).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunConfig {
+    pub webhook: WebhookConfig,
+    pub export: ExportConfig,
+}
+
 /// The process's one Kubernetes client, shared by the controller, the certificate keeper and the
 /// policies' watch. It is made when a task first needs it: a webhook serving certificate files
 /// with the policies off runs without one.
@@ -54,44 +132,21 @@ impl KubeClient {
     }
 }
 
-/// The certificate source the flags ask for.
+/// The certificate source the configuration asks for.
 async fn tls_source(
-    args: &WebhookArgs,
+    certificates: &Certificates,
     client: &KubeClient,
     metrics: &Arc<Metrics>,
     tracer: Option<&SelfTracer>,
 ) -> Result<TlsSource, CommandError> {
-    if let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_key_file) {
-        return Ok(TlsSource::Files {
-            files: TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            },
-            reload: Duration::from_secs(args.tls_reload_seconds),
-        });
-    }
-    let certs = &args.certs;
-    let secret = certs
-        .cert_secret
-        .clone()
-        .ok_or(CommandError::NoCertificateSource)?;
-    if certs.cert_names.is_empty() {
-        return Err(CommandError::NoCertificateNames);
-    }
-    let seconds = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-    if certs.cert_validity < Duration::from_secs(3) || certs.ca_validity <= certs.cert_validity {
-        return Err(CommandError::CertificateValidity);
-    }
-    let settings = crate::k8s::certs::Settings {
-        namespace: certs.cert_namespace.clone(),
-        secret,
-        webhook_configuration: certs.webhook_configuration.clone(),
-        issuance: crate::k8s::certs::Issuance {
-            names: certs.cert_names.clone(),
-            ca_validity_seconds: seconds(certs.ca_validity),
-            cert_validity_seconds: seconds(certs.cert_validity),
-        },
-        resync: certs.cert_resync,
+    let settings = match certificates {
+        Certificates::Files { files, reload } => {
+            return Ok(TlsSource::Files {
+                files: files.clone(),
+                reload: *reload,
+            });
+        }
+        Certificates::Managed(settings) => settings.clone(),
     };
     tracing::info!(secret = %settings.secret, namespace = %settings.namespace, configuration = %settings.webhook_configuration, "self-managed certificates");
     Ok(TlsSource::Managed(Box::new(
@@ -106,16 +161,15 @@ async fn tls_source(
 
 /// The policies admission decides with: the flags' defaults, and a watch of the `JobTracePolicy`
 /// objects (kept by a task until `shutdown`) unless turned off or no client can be had. With
-/// `--sync-match-conditions`, a task keeps the webhook configuration `configuration` in step.
+/// `--sync-match-conditions`, a task keeps the webhook configuration in step.
 async fn policies(
-    args: &crate::cli::PolicyArgs,
+    config: &PoliciesConfig,
     client: &KubeClient,
-    configuration: &str,
     shutdown: &CancellationToken,
 ) -> crate::k8s::policy::Policies {
-    let defaults = args.defaults();
-    if !args.policies {
-        if args.sync_match_conditions {
+    let defaults = config.defaults.clone();
+    if !config.read {
+        if config.sync_match_conditions {
             tracing::warn!("--sync-match-conditions does nothing with --policies=false");
         }
         return crate::k8s::policy::Policies::defaults_only(defaults);
@@ -131,10 +185,10 @@ async fn policies(
                     () = stop.cancelled() => {}
                 }
             });
-            if args.sync_match_conditions {
+            if config.sync_match_conditions {
                 tokio::spawn(crate::k8s::policy::match_conditions::keep_in_step(
                     client,
-                    configuration.to_owned(),
+                    config.webhook_configuration.clone(),
                     policies.clone(),
                     shutdown.clone(),
                 ));
@@ -151,15 +205,15 @@ async fn policies(
 /// jobtrace's own spans, when the ratio asks for them: the tracer, and the task exporting them,
 /// with the exporter configuration and the resource `exporting` gives.
 fn self_tracing(
-    common: &CommonArgs,
+    ratio: f64,
     metrics: &Arc<Metrics>,
     exporting: impl FnOnce() -> Result<Exporting, CommandError>,
     shutdown: &CancellationToken,
 ) -> Result<(Option<SelfTracer>, Option<tokio::task::JoinHandle<()>>), CommandError> {
-    if common.self_tracing_ratio <= 0.0 {
+    if ratio <= 0.0 {
         return Ok((None, None));
     }
-    let (tracer, spans) = SelfTracer::new(common.self_tracing_ratio, metrics.clone());
+    let (tracer, spans) = SelfTracer::new(ratio, metrics.clone());
     let (config, resource) = exporting()?;
     let exporter = Exporter::new(config)?;
     let task = tokio::spawn(crate::k8s::selftrace::export(
@@ -199,27 +253,21 @@ fn instance_name(given: Option<&String>) -> String {
 }
 
 /// `jobtrace webhook`: binds, logs where, and serves until a signal.
-pub async fn webhook(args: WebhookArgs, common: CommonArgs) -> Result<(), CommandError> {
-    let listeners = Listeners::bind(args.listen, args.metrics_listen)?;
+pub async fn webhook(config: WebhookConfig) -> Result<(), CommandError> {
+    let listeners = Listeners::bind(config.listen, config.metrics_listen)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(serve::shutdown_on_signal(shutdown.clone()));
     let metrics = Arc::new(Metrics::default());
-    let (tracer, own) = self_tracing(
-        &common,
+    let (tracer, self_export) = self_tracing(
+        config.self_tracing_ratio,
         &metrics,
         || exporting_from_env(&instance_name(None)),
         &shutdown,
     )?;
     let client = KubeClient::default();
-    let tls = tls_source(&args, &client, &metrics, tracer.as_ref()).await?;
-    let policies = policies(
-        &args.policy,
-        &client,
-        &args.certs.webhook_configuration,
-        &shutdown,
-    )
-    .await;
-    tracing::info!(listen = %args.listen, metrics = %args.metrics_listen, "webhook serving");
+    let tls = tls_source(&config.certificates, &client, &metrics, tracer.as_ref()).await?;
+    let policies = policies(&config.policies, &client, &shutdown).await;
+    tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, "webhook serving");
     let served = serve::webhook(
         WebhookServer {
             listeners,
@@ -229,81 +277,75 @@ pub async fn webhook(args: WebhookArgs, common: CommonArgs) -> Result<(), Comman
             controller: None,
             tracer,
             policies,
-            shutdown_delay: args.shutdown_delay,
+            shutdown_delay: config.shutdown_delay,
         },
         shutdown.clone(),
     )
     .await;
     shutdown.cancel();
-    if let Some(own) = own {
-        let _ = own.await;
+    if let Some(task) = self_export {
+        let _ = task.await;
     }
     Ok(served?)
 }
 
-/// Everything the controller needs, from the environment and the flags.
-fn controller_context(
-    args: &ControllerArgs,
+/// Everything the controller needs, from the environment and the configuration.
+fn controller_deps(
+    export: &ExportConfig,
     client: kube::Client,
     (config, resource): Exporting,
     metrics: Arc<Metrics>,
     sync: Arc<ControllerSync>,
     tracer: Option<SelfTracer>,
-    hold_pods: bool,
-) -> Result<Arc<Context>, CommandError> {
+) -> Result<Arc<Deps>, CommandError> {
     tracing::info!(
         endpoint = %config.endpoint,
         protocol = ?config.protocol,
         compression = ?config.compression,
         limits = ?config.limits,
-        max_request_bytes = args.max_request_bytes,
+        max_request_bytes = export.max_request_bytes,
         roots = ?config.tls.roots,
         client_certificate = ?config.tls.client.as_ref().map(|c| &c.certificate),
         "exporting spans over OTLP"
     );
     let exporter = Exporter::new(ExporterConfig {
-        max_request_bytes: usize::try_from(args.max_request_bytes).unwrap_or(usize::MAX),
+        max_request_bytes: export.max_request_bytes,
         ..config
     })?;
-    let instance = instance_name(args.instance.as_ref());
-    Ok(Arc::new(Context {
+    let instance = instance_name(export.instance.as_ref());
+    Ok(Arc::new(Deps {
         client,
         exporter,
         metrics,
         resource,
         instance,
-        namespace: args.watch_namespace.clone(),
+        namespace: export.watch_namespace.clone(),
         sync,
         tracer,
-        policy_status: args.policy_status,
-        hold_timeout: args.hold_timeout,
-        hold_pods,
-        record_events: args.record_events,
+        policy_status: export.policy_status,
+        hold_timeout: export.hold_timeout,
+        hold_pods: export.hold_pods,
+        record_events: export.record_events,
     }))
 }
 
-/// Exports until `shutdown`: as the leader when leader election is on, at once otherwise.
+/// Exports until `shutdown`: as the leader when a Lease elects one, at once otherwise.
 async fn export(
-    context: Arc<Context>,
-    args: &ControllerArgs,
+    deps: Arc<Deps>,
+    lease: Option<&controller::LeaseSettings>,
     shutdown: CancellationToken,
 ) -> Result<(), CommandError> {
-    if args.no_leader_election {
-        context.metrics.leader.set(1);
-        controller::run(context, shutdown).await;
-        Ok(())
+    if let Some(lease) = lease {
+        Ok(controller::run_as_leader(deps, lease, shutdown).await?)
     } else {
-        let lease = controller::LeaseSettings {
-            namespace: args.lease_namespace.clone(),
-            name: args.lease_name.clone(),
-            owner: Some(args.lease_owner.clone()).filter(|o| !o.is_empty()),
-        };
-        Ok(controller::run_as_leader(context, &lease, shutdown).await?)
+        deps.metrics.leader.set(1);
+        controller::run(deps, shutdown).await;
+        Ok(())
     }
 }
 
 /// What `jobtrace controller` and `jobtrace run` share: the shutdown signal, metrics, the
-/// controller's sync state, jobtrace's own spans, and the controller's context.
+/// controller's sync state, jobtrace's own spans, and the controller's dependencies.
 struct Started {
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
@@ -311,53 +353,52 @@ struct Started {
     sync: Arc<ControllerSync>,
     tracer: Option<SelfTracer>,
     /// The task exporting jobtrace's own spans.
-    own: Option<tokio::task::JoinHandle<()>>,
-    context: Arc<Context>,
+    self_export: Option<tokio::task::JoinHandle<()>>,
+    deps: Arc<Deps>,
 }
 
-/// `hold_pods`: pods may be held (`--hold-pods`).
+/// The controller's dependencies and what it shares with the rest of the process.
 async fn start_controller(
-    args: &ControllerArgs,
+    export: &ExportConfig,
     client: &KubeClient,
-    common: &CommonArgs,
-    hold_pods: bool,
+    self_tracing_ratio: f64,
 ) -> Result<Started, CommandError> {
     let shutdown = CancellationToken::new();
     tokio::spawn(serve::shutdown_on_signal(shutdown.clone()));
     let metrics = Arc::new(Metrics::default());
     let sync = Arc::new(ControllerSync::new(metrics.controller_listing.clone()));
-    let instance = instance_name(args.instance.as_ref());
+    let instance = instance_name(export.instance.as_ref());
     let exporting = exporting_from_env(&instance)?;
-    let (tracer, own) = self_tracing(common, &metrics, || Ok(exporting.clone()), &shutdown)?;
-    let context = controller_context(
-        args,
+    let (tracer, self_export) = self_tracing(
+        self_tracing_ratio,
+        &metrics,
+        || Ok(exporting.clone()),
+        &shutdown,
+    )?;
+    let deps = controller_deps(
+        export,
         client.get().await?,
         exporting,
         metrics.clone(),
         sync.clone(),
         tracer.clone(),
-        hold_pods,
     )?;
     Ok(Started {
         shutdown,
         metrics,
         sync,
         tracer,
-        own,
-        context,
+        self_export,
+        deps,
     })
 }
 
-/// `jobtrace controller`: exports spans, with the operations port, until a signal; then exports
+/// `jobtrace controller`: exports spans, with the metrics port, until a signal; then exports
 /// what is queued.
-pub async fn controller(
-    command: ControllerCommand,
-    common: CommonArgs,
-) -> Result<(), CommandError> {
-    let admin = serve::bind(command.metrics_listen)?;
+pub async fn controller(config: ControllerConfig) -> Result<(), CommandError> {
+    let metrics_listener = serve::bind(config.metrics_listen)?;
     let client = KubeClient::default();
-    let started =
-        start_controller(&command.controller, &client, &common, command.hold_pods).await?;
+    let started = start_controller(&config.export, &client, config.self_tracing_ratio).await?;
     // No webhook here, so no admission to wait for: ready while up, as the docs say; the
     // controller's progress is `/syncz`'s.
     let readiness = Arc::new(Readiness::default());
@@ -369,64 +410,54 @@ pub async fn controller(
             readiness.set_stopping();
         }
     });
-    let admin_stop = CancellationToken::new();
-    let admin = serve::admin(
-        admin,
-        Operations {
+    let metrics_stop = CancellationToken::new();
+    let metrics_port = serve::metrics_port(
+        metrics_listener,
+        PortState {
             metrics: started.metrics,
             readiness,
             controller: Some(started.sync),
         },
-        admin_stop.clone(),
+        metrics_stop.clone(),
     )?;
     let exported = export(
-        started.context,
-        &command.controller,
+        started.deps,
+        config.export.lease.as_ref(),
         started.shutdown.clone(),
     )
     .await;
     started.shutdown.cancel();
-    if let Some(own) = started.own {
-        let _ = own.await;
+    if let Some(task) = started.self_export {
+        let _ = task.await;
     }
-    admin_stop.cancel();
-    let _ = admin.await;
+    metrics_stop.cancel();
+    let _ = metrics_port.await;
     exported
 }
 
-/// `jobtrace run`: the webhook and the controller, sharing the operations port and the metrics.
-pub async fn run(mut args: RunArgs, common: CommonArgs) -> Result<(), CommandError> {
-    let listeners = Listeners::bind(args.webhook.listen, args.webhook.metrics_listen)?;
-    // No status for policies this process's webhook doesn't read.
-    args.controller.policy_status &= args.webhook.policy.policies;
+/// `jobtrace run`: the webhook and the controller, sharing the metrics port and the metrics.
+pub async fn run(config: RunConfig) -> Result<(), CommandError> {
+    let RunConfig {
+        webhook,
+        export: export_config,
+    } = config;
+    let listeners = Listeners::bind(webhook.listen, webhook.metrics_listen)?;
     let client = KubeClient::default();
-    let started = start_controller(
-        &args.controller,
-        &client,
-        &common,
-        args.webhook.policy.hold_pods,
-    )
-    .await?;
+    let started = start_controller(&export_config, &client, webhook.self_tracing_ratio).await?;
     let tls = tls_source(
-        &args.webhook,
+        &webhook.certificates,
         &client,
         &started.metrics,
         started.tracer.as_ref(),
     )
     .await?;
-    let policies = policies(
-        &args.webhook.policy,
-        &client,
-        &args.webhook.certs.webhook_configuration,
-        &started.shutdown,
-    )
-    .await;
-    tracing::info!(listen = %args.webhook.listen, metrics = %args.webhook.metrics_listen, "webhook serving");
+    let policies = policies(&webhook.policies, &client, &started.shutdown).await;
+    tracing::info!(listen = %webhook.listen, metrics = %webhook.metrics_listen, "webhook serving");
     let exporting = tokio::spawn({
         let shutdown = started.shutdown.clone();
-        let controller = args.controller.clone();
-        let context = started.context;
-        async move { export(context, &controller, shutdown).await }
+        let lease = export_config.lease;
+        let deps = started.deps;
+        async move { export(deps, lease.as_ref(), shutdown).await }
     });
     let served = serve::webhook(
         WebhookServer {
@@ -437,15 +468,15 @@ pub async fn run(mut args: RunArgs, common: CommonArgs) -> Result<(), CommandErr
             controller: Some(started.sync),
             tracer: started.tracer,
             policies,
-            shutdown_delay: args.webhook.shutdown_delay,
+            shutdown_delay: webhook.shutdown_delay,
         },
         started.shutdown.clone(),
     )
     .await;
     started.shutdown.cancel();
     let exported = exporting.await.unwrap_or(Ok(()));
-    if let Some(own) = started.own {
-        let _ = own.await;
+    if let Some(task) = started.self_export {
+        let _ = task.await;
     }
     served.map_err(CommandError::from).and(exported)
 }

@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use jobtrace::core::context::{SpanId, TraceId};
 use jobtrace::core::mutate::tag::{Keyring, Kind, Stamped, TagKey};
 use jobtrace::fixtures::{TP, apply, job, review};
-use jobtrace::k8s::tls::TlsFiles;
+use jobtrace::k8s::tls::ServingCertFiles;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 use support::TestPki;
@@ -49,7 +49,7 @@ async fn serve_with(pki: &TestPki, name: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("tls.crt"), &pki.cert_pem).unwrap();
     std::fs::write(dir.join("tls.key"), &pki.key_pem).unwrap();
-    TlsFiles {
+    ServingCertFiles {
         cert: dir.join("tls.crt"),
         key: dir.join("tls.key"),
     }

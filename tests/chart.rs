@@ -106,7 +106,7 @@ fn defaults_are_highly_available_restricted_and_match_the_design() {
         "jt"
     );
     assert_eq!(one(&docs, "PodDisruptionBudget")["spec"]["minAvailable"], 1);
-    // Probes on the operations port: readiness on admissions alone, none on the controller's
+    // Probes on the metrics port: readiness on admissions alone, none on the controller's
     // `/syncz` (a listing leader must stay in the endpoints, and alive).
     assert_eq!(
         probe_paths(&docs),
@@ -151,15 +151,15 @@ fn probe_paths(docs: &[Value]) -> Vec<(&'static str, String)> {
         .collect()
 }
 
-/// The chart's probes against jobtrace's own operations port, its controller leading and listing:
+/// The chart's probes against jobtrace's own metrics port, its controller leading and listing:
 /// every probe succeeds, so the replica stays in the Service's endpoints and is not restarted;
 /// and once it is asked to stop, readiness fails first.
 #[tokio::test]
 async fn the_probes_pass_while_the_controller_lists() {
     use axum::body::Body;
     use hyper::http::{Request, StatusCode};
-    use jobtrace::k8s::admin::{Operations, Readiness, router};
     use jobtrace::k8s::controller::ControllerSync;
+    use jobtrace::k8s::metrics_port::{PortState, Readiness, router};
     use tower::ServiceExt as _;
     if !helm_found() {
         return;
@@ -167,17 +167,17 @@ async fn the_probes_pass_while_the_controller_lists() {
     let docs = defaults();
     let controller = std::sync::Arc::new(ControllerSync::default());
     controller.leading();
-    let operations = Operations {
+    let port_state = PortState {
         metrics: std::sync::Arc::default(),
         readiness: std::sync::Arc::new(Readiness::default()),
         controller: Some(controller),
     };
     // The webhook has its certificate.
-    operations.readiness.set_serving();
+    port_state.readiness.set_serving();
     let status = |path: String| {
-        let operations = operations.clone();
+        let port_state = port_state.clone();
         async move {
-            router(operations)
+            router(port_state)
                 .oneshot(Request::get(path).body(Body::empty()).unwrap())
                 .await
                 .unwrap()
@@ -192,7 +192,7 @@ async fn the_probes_pass_while_the_controller_lists() {
         StatusCode::SERVICE_UNAVAILABLE,
         "the controller lists"
     );
-    operations.readiness.set_stopping();
+    port_state.readiness.set_stopping();
     for (probe, path) in probe_paths(&docs) {
         let expected = if probe == "readinessProbe" {
             StatusCode::SERVICE_UNAVAILABLE

@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use jobtrace::fixtures::{JOB_SPAN, JOB_UID, POD_SPAN, TRACE_ID, TestJob, TestPod};
-use jobtrace::k8s::controller::{Context, run};
+use jobtrace::k8s::controller::{Deps, run};
 use jobtrace::k8s::metrics::Metrics;
 use jobtrace::k8s::otlp::{Exporter, ExporterConfig, Outcome, Protocol};
 use kube::client::Body;
@@ -583,7 +583,7 @@ async fn play_timed(
         headers: Vec::new(),
         timeout: Duration::from_secs(2),
         compression: jobtrace::k8s::otlp::Compression::None,
-        tls: jobtrace::k8s::otlp::TlsFiles::default(),
+        tls: jobtrace::k8s::otlp::CollectorTls::default(),
         limits: jobtrace::k8s::otlp::SpanLimits::default(),
         max_request_bytes: jobtrace::k8s::otlp::DEFAULT_MAX_REQUEST_BYTES,
         warnings: Vec::new(),
@@ -591,7 +591,7 @@ async fn play_timed(
     let (client, apiserver) = ApiServerVerifier::new(log.clone());
     let verifier = tokio::spawn(apiserver.play(scenario));
     let metrics = Arc::new(Metrics::default());
-    let context = Arc::new(Context {
+    let deps = Arc::new(Deps {
         client,
         exporter: Exporter::new(config).unwrap(),
         metrics: metrics.clone(),
@@ -606,7 +606,7 @@ async fn play_timed(
         record_events: true,
     });
     let shutdown = CancellationToken::new();
-    let controller = tokio::spawn(run(context, shutdown.clone()));
+    let controller = tokio::spawn(run(deps, shutdown.clone()));
     let outcome =
         tokio::time::timeout(SCENARIO_DEADLINE + QUIET + Duration::from_secs(2), verifier).await;
     shutdown.cancel();

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use futures::StreamExt;
 use http_body_util::BodyExt;
-use jobtrace::core::policy::Defaults;
+use jobtrace::core::policy::TraceSettings;
 use jobtrace::fixtures::{TP, TestJob, job, review};
 use jobtrace::k8s::metrics::Metrics;
 use jobtrace::k8s::policy::Policies;
@@ -25,7 +25,7 @@ fn router(metrics: &Arc<Metrics>, budget: Budget) -> Router {
     jobtrace::k8s::webhook::budgeted_router(
         metrics.clone(),
         None,
-        Policies::defaults_only(Defaults::default()),
+        Policies::defaults_only(TraceSettings::default()),
         budget,
     )
 }

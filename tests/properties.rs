@@ -190,8 +190,8 @@ fn baggage_member_grammar(member: &str) -> bool {
 }
 
 /// Any cluster-wide settings.
-fn settings() -> impl Strategy<Value = jobtrace::core::policy::Defaults> {
-    use jobtrace::core::policy::{CronJobMode, Defaults, KeyFilter, Relationship};
+fn settings() -> impl Strategy<Value = jobtrace::core::policy::TraceSettings> {
+    use jobtrace::core::policy::{CronJobMode, KeyFilter, Relationship, TraceSettings};
     (
         proptest::option::of(0.0f64..=1.0),
         any::<bool>(),
@@ -208,22 +208,24 @@ fn settings() -> impl Strategy<Value = jobtrace::core::policy::Defaults> {
         )),
     )
         .prop_map(
-            |(root_traces, link, cron_jobs, pod_spans, resource_attributes, include)| Defaults {
-                root_traces,
-                relationship: if link {
-                    Relationship::Link
-                } else {
-                    Relationship::Child
-                },
-                cron_jobs,
-                baggage: KeyFilter::excluding(["k"]),
-                containers: include.map_or_else(KeyFilter::default, KeyFilter::including),
-                pod_spans,
-                resource_attributes,
-                job_labels: vec!["team".into()],
-                request_context: link,
-                hold_for_export: pod_spans,
-                hold_pods: link,
+            |(root_traces, link, cron_jobs, pod_spans, resource_attributes, include)| {
+                TraceSettings {
+                    root_traces,
+                    relationship: if link {
+                        Relationship::Link
+                    } else {
+                        Relationship::Child
+                    },
+                    cron_jobs,
+                    baggage: KeyFilter::excluding(["k"]),
+                    containers: include.map_or_else(KeyFilter::default, KeyFilter::including),
+                    pod_spans,
+                    resource_attributes,
+                    job_labels: vec!["team".into()],
+                    request_context: link,
+                    hold_for_export: pod_spans,
+                    hold_pods: link,
+                }
             },
         )
 }

@@ -1,4 +1,4 @@
-//! The HTTPS webhook server and its operations port, over real sockets on 127.0.0.1.
+//! The HTTPS webhook server and its metrics port, over real sockets on 127.0.0.1.
 
 mod support;
 
@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jobtrace::fixtures::{TP, job, review};
-use jobtrace::k8s::admin::Readiness;
-use jobtrace::k8s::controller::{self, Context, ControllerSync};
+use jobtrace::k8s::controller::{self, ControllerSync, Deps};
 use jobtrace::k8s::metrics::Metrics;
+use jobtrace::k8s::metrics_port::Readiness;
 use jobtrace::k8s::otlp::{Exporter, ExporterConfig};
 use jobtrace::k8s::serve::{Listeners, TlsSource, WebhookServer, webhook};
-use jobtrace::k8s::tls::TlsFiles;
+use jobtrace::k8s::tls::ServingCertFiles;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 use support::TestPki;
@@ -42,7 +42,7 @@ fn start_with_delay(name: &str, pki: &TestPki, shutdown_delay: Duration) -> Runn
 }
 
 /// The webhook server, with the metrics and, as in `jobtrace run`, the controller's state that
-/// its operations port reports.
+/// its metrics port reports.
 fn start_serving(
     name: &str,
     pki: &TestPki,
@@ -60,9 +60,9 @@ fn start_serving(
     )
     .unwrap();
     let webhook_addr = listeners.webhook.local_addr().unwrap();
-    let admin_addr = listeners.admin.local_addr().unwrap();
+    let admin_addr = listeners.metrics.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let tls = TlsFiles {
+    let tls = ServingCertFiles {
         cert: dir.join("tls.crt"),
         key: dir.join("tls.key"),
     };
@@ -78,7 +78,7 @@ fn start_serving(
             controller,
             tracer: None,
             policies: jobtrace::k8s::policy::Policies::defaults_only(
-                jobtrace::core::policy::Defaults::default(),
+                jobtrace::core::policy::TraceSettings::default(),
             ),
             shutdown_delay,
         },
@@ -228,7 +228,7 @@ async fn missing_certificate_fails_at_start_with_the_paths() {
         "127.0.0.1:0".parse().unwrap(),
     )
     .unwrap();
-    let tls = TlsFiles {
+    let tls = ServingCertFiles {
         cert: "/nonexistent/tls.crt".into(),
         key: "/nonexistent/tls.key".into(),
     };
@@ -244,7 +244,7 @@ async fn missing_certificate_fails_at_start_with_the_paths() {
             controller: None,
             tracer: None,
             policies: jobtrace::k8s::policy::Policies::defaults_only(
-                jobtrace::core::policy::Defaults::default(),
+                jobtrace::core::policy::TraceSettings::default(),
             ),
             shutdown_delay: Duration::ZERO,
         },
@@ -369,7 +369,7 @@ async fn a_listing_controller_leaves_the_webhook_ready_and_answering() {
     let nowhere = |key: &str| {
         (key == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").then(|| "http://127.0.0.1:9".to_owned())
     };
-    let context = Arc::new(Context {
+    let deps = Arc::new(Deps {
         client: kube::Client::new(service, "default"),
         exporter: Exporter::new(
             ExporterConfig::from_sources(nowhere, |path: &std::path::Path| std::fs::read(path))
@@ -388,7 +388,7 @@ async fn a_listing_controller_leaves_the_webhook_ready_and_answering() {
         record_events: false,
     });
     let stop_controller = CancellationToken::new();
-    let controller = tokio::spawn(controller::run(context, stop_controller.clone()));
+    let controller = tokio::spawn(controller::run(deps, stop_controller.clone()));
     // The Jobs are listed first; the pods once the Jobs are (a pod's span waits for its Job's
     // unless the Job is known to run). Each list is held unanswered while the webhook is checked.
     // The hold keeper's reads of the Jobs' metadata are held for good: this test is about the

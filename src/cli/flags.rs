@@ -114,7 +114,7 @@ pub struct WebhookArgs {
     pub tls_reload_seconds: u64,
     #[command(flatten)]
     pub certs: CertArgs,
-    /// Address of the plain-HTTP server for /healthz, /readyz, /syncz and /metrics.
+    /// Address of the metrics port (plain HTTP): /healthz, /readyz, /syncz and /metrics.
     #[arg(long, env = "JOBTRACE_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
     pub metrics_listen: SocketAddr,
     /// On SIGTERM, how long to keep serving while reporting not ready (so the Service stops
@@ -211,7 +211,7 @@ pub struct ControllerCommand {
     /// too, to release a held pod that is untraced or whose deletion waited `--hold-timeout`.
     #[arg(long, env = "JOBTRACE_HOLD_PODS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub hold_pods: bool,
-    /// Address of the plain-HTTP server for /healthz, /readyz, /syncz and /metrics.
+    /// Address of the metrics port (plain HTTP): /healthz, /readyz, /syncz and /metrics.
     #[arg(long, env = "JOBTRACE_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
     pub metrics_listen: SocketAddr,
 }

@@ -13,6 +13,7 @@ use std::ffi::OsString;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{release, stamp, trace, webhook_config};
+use crate::wiring::{self, ControllerConfig, RunConfig, WebhookConfig};
 
 pub use flags::{
     CertArgs, CommonArgs, ControllerArgs, ControllerCommand, LogFormat, ReleaseArgs, RunArgs,
@@ -109,15 +110,21 @@ impl Cli {
             .map_err(|_| Error::CryptoProvider)?;
         let failed = |command| move |source| Error::Command { command, source };
         match self.command {
-            Command::Webhook(args) => crate::wiring::webhook(args, self.common)
-                .await
-                .map_err(failed("webhook")),
-            Command::Controller(args) => crate::wiring::controller(args, self.common)
-                .await
-                .map_err(failed("controller")),
-            Command::Run(args) => crate::wiring::run(args, self.common)
-                .await
-                .map_err(failed("run")),
+            Command::Webhook(args) => {
+                let config =
+                    WebhookConfig::from_args(args, &self.common).map_err(failed("webhook"))?;
+                wiring::webhook(config).await.map_err(failed("webhook"))
+            }
+            Command::Controller(args) => {
+                let config = ControllerConfig::from_args(args, &self.common);
+                wiring::controller(config)
+                    .await
+                    .map_err(failed("controller"))
+            }
+            Command::Run(args) => {
+                let config = RunConfig::from_args(args, &self.common).map_err(failed("run"))?;
+                wiring::run(config).await.map_err(failed("run"))
+            }
             Command::WebhookConfig(args) => {
                 let config = webhook_config::Config::from_args(args);
                 print!("{}", webhook_config::webhook_config_yaml(&config)?);

@@ -74,9 +74,9 @@ pub enum CronJobsArg {
 
 impl PolicyArgs {
     /// The settings these flags give.
-    pub fn defaults(&self) -> crate::core::policy::Defaults {
-        use crate::core::policy::{CronJobMode, Defaults, KeyFilter, Relationship};
-        Defaults {
+    pub fn defaults(&self) -> crate::core::policy::TraceSettings {
+        use crate::core::policy::{CronJobMode, KeyFilter, Relationship, TraceSettings};
+        TraceSettings {
             root_traces: self.root_traces,
             relationship: match self.relationship {
                 RelationshipArg::Child => Relationship::Child,
@@ -114,7 +114,7 @@ mod tests {
         };
         assert_eq!(
             plain.policy.defaults(),
-            crate::core::policy::Defaults::default()
+            crate::core::policy::TraceSettings::default()
         );
         assert!(plain.policy.policies);
         let Command::Webhook(set) = parse(&[

@@ -1,4 +1,4 @@
-//! Prometheus metrics, served on the plain-HTTP operations port.
+//! Prometheus metrics, served on the plain-HTTP metrics port.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -1,13 +1,13 @@
 //! The edges: everything that talks to the apiserver or the network. The admission webhook and
 //! its server, the controller's stages, the OTLP client, the certificates, the webhook's
-//! registration, the policies' watch and status, and the operations port. They call the pure
+//! registration, the policies' watch and status, and the metrics port. They call the pure
 //! [`crate::core`].
 
-pub mod admin;
 pub mod certs;
 pub mod controller;
 pub mod logging;
 pub mod metrics;
+pub mod metrics_port;
 pub mod otlp;
 pub mod pages;
 pub mod policy;

@@ -48,18 +48,18 @@ impl SelfTracer {
 
     /// Starts the span of an admission at `endpoint` (`jobs`, `pods`), for the sampled share of
     /// admissions; nothing is built for the others.
-    pub fn admission(&self, endpoint: &str) -> Option<OwnSpan> {
+    pub fn admission(&self, endpoint: &str) -> Option<SelfSpan> {
         (rand::random::<f64>() < self.ratio)
-            .then(|| OwnSpan::start(&format!("admission {endpoint}"), SpanKind::Server))
+            .then(|| SelfSpan::start(&format!("admission {endpoint}"), SpanKind::Server))
     }
 
     /// Starts a span for background work (always recorded).
-    pub fn background(&self, name: &str) -> OwnSpan {
-        OwnSpan::start(name, SpanKind::Internal)
+    pub fn background(&self, name: &str) -> SelfSpan {
+        SelfSpan::start(name, SpanKind::Internal)
     }
 
     /// Queues a finished span; a full queue drops it and counts it.
-    pub fn record(&self, span: OwnSpan) {
+    pub fn record(&self, span: SelfSpan) {
         let mut record = span.record;
         record.end = Timestamp::now();
         if self.queue.try_send(record).is_err() {
@@ -70,11 +70,11 @@ impl SelfTracer {
 
 /// One of jobtrace's own spans, being recorded.
 #[derive(Debug)]
-pub struct OwnSpan {
+pub struct SelfSpan {
     record: SpanRecord,
 }
 
-impl OwnSpan {
+impl SelfSpan {
     fn start(name: &str, kind: SpanKind) -> Self {
         let now = Timestamp::now();
         Self {

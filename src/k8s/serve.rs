@@ -1,4 +1,4 @@
-//! Serving: the HTTPS webhook and the plain-HTTP operations port on sockets bound up front, the
+//! Serving: the HTTPS webhook and the plain-HTTP metrics port on sockets bound up front, the
 //! serving certificate kept current, and a graceful stop: not ready first, keep serving for the
 //! shutdown delay, then drain.
 
@@ -12,11 +12,11 @@ use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::k8s::admin::{self, Operations, Readiness};
 use crate::k8s::controller::ControllerSync;
 use crate::k8s::metrics::Metrics;
+use crate::k8s::metrics_port::{self, PortState, Readiness};
 use crate::k8s::selftrace::SelfTracer;
-use crate::k8s::tls::TlsFiles;
+use crate::k8s::tls::ServingCertFiles;
 use crate::k8s::webhook;
 
 /// How long open connections get to finish after a shutdown signal.
@@ -53,7 +53,7 @@ impl ServeError {
 /// tests can bind port 0.
 pub struct Listeners {
     pub webhook: std::net::TcpListener,
-    pub admin: std::net::TcpListener,
+    pub metrics: std::net::TcpListener,
 }
 
 /// A non-blocking listening socket, ready for tokio.
@@ -64,10 +64,10 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServeError> {
 }
 
 impl Listeners {
-    pub fn bind(webhook: SocketAddr, admin: SocketAddr) -> Result<Self, ServeError> {
+    pub fn bind(webhook: SocketAddr, metrics: SocketAddr) -> Result<Self, ServeError> {
         Ok(Self {
             webhook: bind(webhook)?,
-            admin: bind(admin)?,
+            metrics: bind(metrics)?,
         })
     }
 }
@@ -75,7 +75,10 @@ impl Listeners {
 /// Where the serving certificate comes from.
 pub enum TlsSource {
     /// PEM files, reread every `reload` (a mounted Secret, from cert-manager for instance).
-    Files { files: TlsFiles, reload: Duration },
+    Files {
+        files: ServingCertFiles,
+        reload: Duration,
+    },
     /// A Secret jobtrace manages itself, with the webhook configuration's `caBundle`.
     Managed(Box<crate::k8s::certs::CertificateKeeper>),
 }
@@ -128,18 +131,18 @@ async fn serving_certificate(
 }
 
 /// Serves the webhook until `shutdown` is cancelled; then reports not ready, keeps serving for
-/// the shutdown delay, and drains open requests. The operations port is up from the start (so
+/// the shutdown delay, and drains open requests. The metrics port is up from the start (so
 /// probes see why the webhook isn't ready yet) and stops last.
 pub async fn webhook(server: WebhookServer, shutdown: CancellationToken) -> Result<(), ServeError> {
-    let admin_stop = CancellationToken::new();
-    let operations = admin(
-        server.listeners.admin,
-        Operations {
+    let metrics_stop = CancellationToken::new();
+    let metrics = metrics_port(
+        server.listeners.metrics,
+        PortState {
             metrics: server.metrics.clone(),
             readiness: server.readiness.clone(),
             controller: server.controller,
         },
-        admin_stop.clone(),
+        metrics_stop.clone(),
     )?;
     let outcome = async {
         let Some((config, keeper)) =
@@ -180,23 +183,23 @@ pub async fn webhook(server: WebhookServer, shutdown: CancellationToken) -> Resu
         result
     }
     .await;
-    admin_stop.cancel();
+    metrics_stop.cancel();
     outcome?;
-    match operations.await {
+    match metrics.await {
         Ok(Ok(())) | Err(_) => Ok(()),
         Ok(Err(e)) => Err(ServeError::stopped("metrics")(e)),
     }
 }
 
 /// Serves `/healthz`, `/readyz`, `/syncz` and `/metrics` until `shutdown`.
-pub fn admin(
+pub fn metrics_port(
     listener: std::net::TcpListener,
-    operations: Operations,
+    port_state: PortState,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, ServeError> {
     let listener = TcpListener::from_std(listener).map_err(ServeError::stopped("metrics"))?;
     Ok(tokio::spawn(
-        axum::serve(listener, admin::router(operations))
+        axum::serve(listener, metrics_port::router(port_state))
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .into_future(),
     ))

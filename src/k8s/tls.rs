@@ -6,8 +6,8 @@ use std::time::Duration;
 use axum_server::tls_rustls::RustlsConfig;
 
 /// Where the serving certificate and its key are.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServingCertFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
 }
@@ -20,7 +20,7 @@ pub struct TlsError {
     source: std::io::Error,
 }
 
-impl TlsFiles {
+impl ServingCertFiles {
     fn error(&self, source: std::io::Error) -> TlsError {
         TlsError {
             cert: self.cert.display().to_string(),

@@ -248,7 +248,7 @@ async fn old_layout_secret(install: &TestNamespace, fullname: &str, docs: &[Valu
         cert_validity_seconds: 90 * 86_400,
     };
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
-    let old = jobtrace::k8s::certs::authority::plan(None, true, now, &issuance)
+    let old = jobtrace::k8s::certs::authority::decide(None, true, now, &issuance)
         .unwrap()
         .material;
     let mut data = jobtrace::k8s::certs::serving_data(&old);

@@ -24,7 +24,7 @@ use crate::core::policy::Resolution;
 pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Mutation {
     let empty = BTreeMap::new();
     let annotations = job.metadata.annotations.as_ref().unwrap_or(&empty);
-    let settings = &resolution.effective;
+    let settings = &resolution.settings;
     let (context, mut warnings) = if settings.request_context {
         context::from_annotations_and_request(annotations, admission.request)
     } else {
@@ -127,7 +127,7 @@ pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Muta
 
 /// Whether a Job of trace `flags` is held for export under `settings`: where they ask for it and
 /// there is something to export.
-fn held_for_export(settings: &crate::core::policy::Effective, flags: TraceFlags) -> bool {
+fn held_for_export(settings: &crate::core::policy::TraceSettings, flags: TraceFlags) -> bool {
     settings.hold_for_export && flags.is_sampled()
 }
 
@@ -143,7 +143,7 @@ fn inject_containers(
     job_span: SpanId,
     previous: Option<(TraceId, SpanId)>,
     namespace: &str,
-    settings: &crate::core::policy::Effective,
+    settings: &crate::core::policy::TraceSettings,
 ) {
     let trace_id = plan.trace_id;
     let Some(pod) = job.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
@@ -689,11 +689,11 @@ pub(super) mod tests {
 
     /// Resolution with these cluster defaults, and `policy` as the deciding policy's name.
     pub(in crate::core::mutate) fn with(
-        settings: crate::core::policy::Defaults,
+        settings: crate::core::policy::TraceSettings,
         policy: Option<&str>,
     ) -> Resolution {
         Resolution {
-            effective: settings.into(),
+            settings: settings.into(),
             policy: policy.map(str::to_owned),
             overridden: Vec::new(),
         }
@@ -712,9 +712,9 @@ pub(super) mod tests {
 
     #[test]
     fn link_mode_gives_the_job_a_trace_of_its_own_linked_to_the_creator() {
-        let settings = crate::core::policy::Defaults {
+        let settings = crate::core::policy::TraceSettings {
             relationship: crate::core::policy::Relationship::Link,
-            ..crate::core::policy::Defaults::default()
+            ..crate::core::policy::TraceSettings::default()
         };
         let resolution = with(settings, Some("fan-out"));
         let (mutation, out) = run_with(
@@ -750,9 +750,9 @@ pub(super) mod tests {
 
     #[test]
     fn root_traces_trace_a_job_without_context() {
-        let settings = crate::core::policy::Defaults {
+        let settings = crate::core::policy::TraceSettings {
             root_traces: Some(1.0),
-            ..crate::core::policy::Defaults::default()
+            ..crate::core::policy::TraceSettings::default()
         };
         let resolution = with(settings, None);
         let (mutation, out) = run_with(&job(&json!({})), &resolution);
@@ -767,9 +767,9 @@ pub(super) mod tests {
             Some(&json!(format!("00-{NEW_TRACE}-0a0a0a0a0a0a0a0a-03")))
         );
         let unsampled = with(
-            crate::core::policy::Defaults {
+            crate::core::policy::TraceSettings {
                 root_traces: Some(0.0),
-                ..crate::core::policy::Defaults::default()
+                ..crate::core::policy::TraceSettings::default()
             },
             None,
         );
@@ -801,9 +801,9 @@ pub(super) mod tests {
         assert_eq!(off.outcome, Outcome::NotTraced, "off by default");
 
         let on = with(
-            crate::core::policy::Defaults {
+            crate::core::policy::TraceSettings {
                 request_context: true,
-                ..crate::core::policy::Defaults::default()
+                ..crate::core::policy::TraceSettings::default()
             },
             None,
         );
@@ -830,9 +830,9 @@ pub(super) mod tests {
     #[test]
     fn a_sampled_job_is_held_for_export_where_the_settings_say() {
         let held = with(
-            crate::core::policy::Defaults {
+            crate::core::policy::TraceSettings {
                 hold_for_export: true,
-                ..crate::core::policy::Defaults::default()
+                ..crate::core::policy::TraceSettings::default()
             },
             None,
         );
@@ -880,11 +880,11 @@ pub(super) mod tests {
     fn a_held_jobs_pods_are_held_too_where_the_settings_say() {
         let settings = |hold_pods, pod_spans| {
             with(
-                crate::core::policy::Defaults {
+                crate::core::policy::TraceSettings {
                     hold_for_export: true,
                     hold_pods,
                     pod_spans,
-                    ..crate::core::policy::Defaults::default()
+                    ..crate::core::policy::TraceSettings::default()
                 },
                 None,
             )
@@ -905,9 +905,9 @@ pub(super) mod tests {
             "no pod spans: nothing to hold pods for"
         );
         let not_held = with(
-            crate::core::policy::Defaults {
+            crate::core::policy::TraceSettings {
                 hold_pods: true,
-                ..crate::core::policy::Defaults::default()
+                ..crate::core::policy::TraceSettings::default()
             },
             None,
         );
@@ -958,9 +958,9 @@ pub(super) mod tests {
         assert_eq!(annotations["jobtrace.dev/trace-id"], NEW_TRACE);
         assert_eq!(annotations["jobtrace.dev/link"], TP);
         let off = with(
-            crate::core::policy::Defaults {
+            crate::core::policy::TraceSettings {
                 cron_jobs: crate::core::policy::CronJobMode::Off,
-                ..crate::core::policy::Defaults::default()
+                ..crate::core::policy::TraceSettings::default()
             },
             None,
         );
@@ -971,9 +971,9 @@ pub(super) mod tests {
 
     #[test]
     fn only_the_containers_the_settings_allow_get_the_context() {
-        let settings = crate::core::policy::Defaults {
+        let settings = crate::core::policy::TraceSettings {
             containers: crate::core::policy::KeyFilter::excluding(["side", "fetch"]),
-            ..crate::core::policy::Defaults::default()
+            ..crate::core::policy::TraceSettings::default()
         };
         let (_, out) = run_with(&job(&json!({ "traceparent": TP })), &with(settings, None));
         assert!(
@@ -996,10 +996,10 @@ pub(super) mod tests {
 
     #[test]
     fn without_pod_spans_pods_are_not_labelled_and_point_at_the_job_span() {
-        let settings = crate::core::policy::Defaults {
+        let settings = crate::core::policy::TraceSettings {
             pod_spans: false,
             resource_attributes: false,
-            ..crate::core::policy::Defaults::default()
+            ..crate::core::policy::TraceSettings::default()
         };
         let mut object = job(&json!({ "traceparent": TP }));
         object["spec"]["template"]["metadata"] =
@@ -1020,7 +1020,7 @@ pub(super) mod tests {
     #[test]
     fn the_deciding_policy_is_written_on_the_job_even_when_it_traces_nothing() {
         let resolution = Resolution {
-            effective: crate::core::policy::Defaults::default().into(),
+            settings: crate::core::policy::TraceSettings::default().into(),
             policy: Some("quiet".into()),
             overridden: vec!["other".into(), "third".into()],
         };
@@ -1064,9 +1064,9 @@ pub(super) mod tests {
         }]);
         let (_, traced) = run(&object, SPAN_A);
         let off = with(
-            crate::core::policy::Defaults {
+            crate::core::policy::TraceSettings {
                 cron_jobs: crate::core::policy::CronJobMode::Off,
-                ..crate::core::policy::Defaults::default()
+                ..crate::core::policy::TraceSettings::default()
             },
             None,
         );
@@ -1095,9 +1095,9 @@ pub(super) mod tests {
 
     #[test]
     fn job_labels_to_copy_are_written_for_the_controller() {
-        let settings = crate::core::policy::Defaults {
+        let settings = crate::core::policy::TraceSettings {
             job_labels: vec!["team".into(), "app".into()],
-            ..crate::core::policy::Defaults::default()
+            ..crate::core::policy::TraceSettings::default()
         };
         let (_, out) = run_with(&job(&json!({ "traceparent": TP })), &with(settings, None));
         assert_eq!(

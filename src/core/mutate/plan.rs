@@ -4,7 +4,7 @@
 use crate::core::context::{
     Baggage, Context, SpanId, TraceFlags, TraceId, Traceparent, Tracestate,
 };
-use crate::core::policy::{CronJobMode, Effective, Relationship, sampling};
+use crate::core::policy::{CronJobMode, Relationship, TraceSettings, sampling};
 
 /// Why a Job is traced the way it is; written on the Job as `jobtrace.dev/origin`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub struct Plan {
 /// its own gets. `None`: the Job is not traced.
 pub fn plan(
     context: Option<Context>,
-    settings: &Effective,
+    settings: &TraceSettings,
     cron_run: bool,
     new_trace: TraceId,
 ) -> Option<Plan> {
@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn a_job_with_context_is_a_child_of_its_creator_by_default() {
-        let plan = plan(context(TP), &Effective::default(), false, NEW).unwrap();
+        let plan = plan(context(TP), &TraceSettings::default(), false, NEW).unwrap();
         assert_eq!(plan.origin, Origin::Child);
         assert_eq!(
             plan.trace_id.to_string(),
@@ -149,9 +149,9 @@ mod tests {
 
     #[test]
     fn link_mode_starts_a_trace_of_its_own_linked_to_the_creator() {
-        let settings = Effective {
+        let settings = TraceSettings {
             relationship: Relationship::Link,
-            ..Effective::default()
+            ..TraceSettings::default()
         };
         let plan = plan(context(TP), &settings, false, NEW).unwrap();
         assert_eq!(plan.origin, Origin::Linked);
@@ -169,7 +169,7 @@ mod tests {
     #[test]
     fn each_cronjob_run_is_a_trace_of_its_own_by_default() {
         let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
-        let plan = plan(context(unsampled), &Effective::default(), true, NEW).unwrap();
+        let plan = plan(context(unsampled), &TraceSettings::default(), true, NEW).unwrap();
         assert_eq!(plan.origin, Origin::CronRun);
         assert_eq!(plan.trace_id, NEW);
         assert_eq!(plan.link.unwrap().to_string(), unsampled);
@@ -182,18 +182,18 @@ mod tests {
 
     #[test]
     fn cronjob_child_mode_keeps_the_template_context_and_off_traces_nothing() {
-        let child = Effective {
+        let child = TraceSettings {
             cron_jobs: CronJobMode::Child,
-            ..Effective::default()
+            ..TraceSettings::default()
         };
         assert_eq!(
             plan(context(TP), &child, true, NEW).unwrap().origin,
             Origin::Child
         );
-        let off = Effective {
+        let off = TraceSettings {
             cron_jobs: CronJobMode::Off,
             root_traces: Some(1.0),
-            ..Effective::default()
+            ..TraceSettings::default()
         };
         assert_eq!(plan(context(TP), &off, true, NEW), None);
         assert_eq!(plan(None, &off, true, NEW), None, "not even a root trace");
@@ -202,10 +202,10 @@ mod tests {
 
     #[test]
     fn jobs_without_context_get_root_traces_only_when_asked() {
-        assert_eq!(plan(None, &Effective::default(), false, NEW), None);
-        let all = Effective {
+        assert_eq!(plan(None, &TraceSettings::default(), false, NEW), None);
+        let all = TraceSettings {
             root_traces: Some(1.0),
-            ..Effective::default()
+            ..TraceSettings::default()
         };
         let root = plan(None, &all, false, NEW).unwrap();
         assert_eq!(root.origin, Origin::Root);
@@ -213,9 +213,9 @@ mod tests {
             (root.trace_id, root.parent, root.flags.bits()),
             (NEW, None, 0x03)
         );
-        let none = Effective {
+        let none = TraceSettings {
             root_traces: Some(0.0),
-            ..Effective::default()
+            ..TraceSettings::default()
         };
         let unsampled = plan(None, &none, false, NEW).unwrap();
         assert_eq!(
@@ -227,15 +227,15 @@ mod tests {
 
     #[test]
     fn baggage_keys_are_filtered_by_the_settings() {
-        let settings = Effective {
+        let settings = TraceSettings {
             baggage: KeyFilter::excluding(["user.email"]),
-            ..Effective::default()
+            ..TraceSettings::default()
         };
         let plan = plan(context(TP), &settings, false, NEW).unwrap();
         assert_eq!(plan.baggage.unwrap().header(), "a=1");
-        let nothing = Effective {
+        let nothing = TraceSettings {
             baggage: KeyFilter::including::<&str>([]),
-            ..Effective::default()
+            ..TraceSettings::default()
         };
         let plan = super::plan(context(TP), &nothing, false, NEW).unwrap();
         assert!(plan.baggage.is_none());

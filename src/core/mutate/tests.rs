@@ -255,9 +255,9 @@ mod jobs {
         assert!(again.patch.0.is_empty(), "{:?}", again.patch);
         // A trace of its own, kept too.
         let link = with(
-            crate::core::policy::Defaults {
+            crate::core::policy::TraceSettings {
                 relationship: crate::core::policy::Relationship::Link,
-                ..crate::core::policy::Defaults::default()
+                ..crate::core::policy::TraceSettings::default()
             },
             None,
         );
@@ -378,9 +378,9 @@ mod jobs {
         // A Job in a trace of its own (link mode) carrying another trace's id and span id, with
         // a fresh stamp and the tag of its own first admission.
         let link = with(
-            crate::core::policy::Defaults {
+            crate::core::policy::TraceSettings {
                 relationship: crate::core::policy::Relationship::Link,
-                ..crate::core::policy::Defaults::default()
+                ..crate::core::policy::TraceSettings::default()
             },
             None,
         );

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::JobTracePolicy;
 use super::limits::{self, OverLimit};
-use super::resolve::{Defaults, Effective, Resolution, settings};
+use super::resolve::{Resolution, TraceSettings, settings};
 use super::selector::{JobLabels, Names, Needs, Selector};
 
 /// One policy, ready for admission.
@@ -20,7 +20,7 @@ pub struct Prepared {
     priority: i32,
     selector: Option<LabelSelector>,
     /// The defaults with the policy's fields in their place: what a Job it decides gets.
-    settings: Arc<Effective>,
+    settings: Arc<TraceSettings>,
     /// Root traces or `requestContext`: every Job of the namespace must reach the webhook.
     traces_all_jobs: bool,
     /// The `metadata.uid` and `metadata.generation` it was prepared from.
@@ -29,7 +29,7 @@ pub struct Prepared {
 
 impl Prepared {
     /// `policy` prepared, or why it is ignored.
-    pub fn new(policy: &JobTracePolicy, defaults: &Defaults) -> Result<Self, OverLimit> {
+    pub fn new(policy: &JobTracePolicy, defaults: &TraceSettings) -> Result<Self, OverLimit> {
         limits::check(policy)?;
         let spec = &policy.spec;
         Ok(Self {
@@ -170,19 +170,19 @@ impl NamespacePolicies {
     /// selects it, or `defaults`.
     pub fn resolve(
         &self,
-        defaults: &Arc<Effective>,
+        defaults: &Arc<TraceSettings>,
         labels: &BTreeMap<String, String>,
     ) -> Resolution {
         let mut selecting = self.selecting(labels);
         let Some(winner) = selecting.next() else {
             return Resolution {
-                effective: defaults.clone(),
+                settings: defaults.clone(),
                 policy: None,
                 overridden: Vec::new(),
             };
         };
         Resolution {
-            effective: winner.settings.clone(),
+            settings: winner.settings.clone(),
             policy: Some(winner.name.clone()),
             overridden: selecting.map(|p| p.name.clone()).collect(),
         }
@@ -209,7 +209,7 @@ mod tests {
         NamespacePolicies::new(
             policies
                 .iter()
-                .map(|p| Arc::new(Prepared::new(p, &Defaults::default()).unwrap())),
+                .map(|p| Arc::new(Prepared::new(p, &TraceSettings::default()).unwrap())),
         )
     }
 
@@ -306,7 +306,7 @@ mod tests {
                 ("team", "data"),
             ]),
         ];
-        let defaults = Arc::new(Defaults::default());
+        let defaults = Arc::new(TraceSettings::default());
         for job in jobs {
             let mut expected = scanned(&policies, &job).into_iter();
             let resolution = index.resolve(&defaults, &job);
@@ -357,19 +357,19 @@ mod tests {
             "p",
             &json!({ "podSpans": false, "baggage": { "include": ["tenant"] } }),
         );
-        let defaults = Defaults {
+        let defaults = TraceSettings {
             baggage: crate::core::policy::KeyFilter::excluding(["user.email"]),
-            ..Defaults::default()
+            ..TraceSettings::default()
         };
         let index = NamespacePolicies::new([Arc::new(Prepared::new(&p, &defaults).unwrap())]);
         let first = index.resolve(&Arc::new(defaults.clone()), &BTreeMap::new());
         let second = index.resolve(&Arc::new(defaults), &BTreeMap::new());
         assert!(
-            Arc::ptr_eq(&first.effective, &second.effective),
+            Arc::ptr_eq(&first.settings, &second.settings),
             "shared, not rebuilt"
         );
-        assert!(!first.effective.pod_spans);
-        assert!(first.effective.baggage.allows("tenant"));
-        assert!(!first.effective.baggage.allows("user.email"));
+        assert!(!first.settings.pod_spans);
+        assert!(first.settings.baggage.allows("tenant"));
+        assert!(!first.settings.baggage.allows("user.email"));
     }
 }

@@ -16,7 +16,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use resolve::{Defaults, Effective, Resolution, resolve};
+pub use resolve::{Resolution, TraceSettings, resolve};
 
 /// Settings for the Jobs of one namespace, or of those its `selector` picks. Every field is
 /// optional: what a policy leaves out comes from the cluster-wide defaults (flags and Helm values).

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use super::index::{NamespacePolicies, Prepared};
 use super::{CronJobMode, JobTracePolicy, JobTracePolicySpec, KeyFilter, Relationship};
 
-/// The cluster-wide settings (flags and Helm values), in force where no policy says otherwise.
+/// How the Jobs a policy selects are traced. The cluster-wide defaults (flags and Helm values)
+/// are one, in force where no policy says otherwise; each policy's are those, overridden field by
+/// field by what the policy sets.
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::struct_excessive_bools)] // one per setting, as the policy fields are
-pub struct Defaults {
+pub struct TraceSettings {
     /// The sampling ratio of root traces for Jobs without context; `None`: no root traces.
     pub root_traces: Option<f64>,
     pub relationship: Relationship,
@@ -30,7 +32,7 @@ pub struct Defaults {
     pub hold_pods: bool,
 }
 
-impl Default for Defaults {
+impl Default for TraceSettings {
     fn default() -> Self {
         Self {
             root_traces: None,
@@ -48,15 +50,12 @@ impl Default for Defaults {
     }
 }
 
-/// The settings that apply to one Job.
-pub type Effective = Defaults;
-
 /// The outcome of resolving: the settings, the policy they came from, and the other policies
 /// that selected the Job too but lost to it. The settings are shared with the stored policy (or
 /// the defaults), not copied for each Job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolution {
-    pub effective: Arc<Effective>,
+    pub settings: Arc<TraceSettings>,
     pub policy: Option<String>,
     pub overridden: Vec<String>,
 }
@@ -68,7 +67,7 @@ pub struct Resolution {
 /// the one whose name sorts first; its fields override the defaults one by one, and what it
 /// leaves out stays as the defaults say. Policies are never merged with each other.
 pub fn resolve<'a>(
-    defaults: &Defaults,
+    defaults: &TraceSettings,
     policies: impl IntoIterator<Item = &'a JobTracePolicy>,
     labels: &BTreeMap<String, String>,
 ) -> Resolution {
@@ -81,7 +80,7 @@ pub fn resolve<'a>(
 
 /// The settings of a Job `spec` decides: each field it sets in place of the default's, as a
 /// whole, except the cluster's baggage exclusions, which stay on top of its own.
-pub(super) fn settings(defaults: &Defaults, spec: &JobTracePolicySpec) -> Effective {
+pub(super) fn settings(defaults: &TraceSettings, spec: &JobTracePolicySpec) -> TraceSettings {
     let mut effective = defaults.clone();
     if let Some(root) = &spec.root_traces {
         effective.root_traces = (root.enabled != Some(false)).then_some(root.ratio);
@@ -139,12 +138,12 @@ mod tests {
 
     #[test]
     fn without_policies_the_defaults_apply() {
-        let defaults = Defaults {
+        let defaults = TraceSettings {
             root_traces: Some(0.5),
-            ..Defaults::default()
+            ..TraceSettings::default()
         };
         let resolution = resolve(&defaults, [], &BTreeMap::new());
-        assert_eq!(*resolution.effective, defaults);
+        assert_eq!(*resolution.settings, defaults);
         assert_eq!(resolution.policy, None);
     }
 
@@ -153,93 +152,93 @@ mod tests {
         let cases = [
             (
                 json!({ "rootTraces": { "ratio": 0.25 } }),
-                Defaults {
+                TraceSettings {
                     root_traces: Some(0.25),
-                    ..Defaults::default()
+                    ..TraceSettings::default()
                 },
             ),
             (
                 json!({ "relationship": "link" }),
-                Defaults {
+                TraceSettings {
                     relationship: Relationship::Link,
-                    ..Defaults::default()
+                    ..TraceSettings::default()
                 },
             ),
             (
                 json!({ "cronJobs": "off" }),
-                Defaults {
+                TraceSettings {
                     cron_jobs: CronJobMode::Off,
-                    ..Defaults::default()
+                    ..TraceSettings::default()
                 },
             ),
             (
                 json!({ "cronJobs": "child" }),
-                Defaults {
+                TraceSettings {
                     cron_jobs: CronJobMode::Child,
-                    ..Defaults::default()
+                    ..TraceSettings::default()
                 },
             ),
             (
                 json!({ "baggage": { "exclude": ["user.email"] } }),
-                Defaults {
+                TraceSettings {
                     baggage: KeyFilter::excluding(["user.email"]),
-                    ..Defaults::default()
+                    ..TraceSettings::default()
                 },
             ),
             (
                 json!({ "containers": { "include": ["main"] } }),
-                Defaults {
+                TraceSettings {
                     containers: KeyFilter::including(["main"]),
-                    ..Defaults::default()
+                    ..TraceSettings::default()
                 },
             ),
             (
                 json!({ "podSpans": false }),
-                Defaults {
+                TraceSettings {
                     pod_spans: false,
-                    ..Defaults::default()
+                    ..TraceSettings::default()
                 },
             ),
             (
                 json!({ "resourceAttributes": false }),
-                Defaults {
+                TraceSettings {
                     resource_attributes: false,
-                    ..Defaults::default()
+                    ..TraceSettings::default()
                 },
             ),
             (
                 json!({ "jobLabels": ["team"] }),
-                Defaults {
+                TraceSettings {
                     job_labels: vec!["team".into()],
-                    ..Defaults::default()
+                    ..TraceSettings::default()
                 },
             ),
         ];
         for (spec, expected) in cases {
             let p = policy("p", &spec);
-            let resolution = resolve(&Defaults::default(), [&p], &BTreeMap::new());
-            assert_eq!(*resolution.effective, expected, "{spec}");
+            let resolution = resolve(&TraceSettings::default(), [&p], &BTreeMap::new());
+            assert_eq!(*resolution.settings, expected, "{spec}");
             assert_eq!(resolution.policy.as_deref(), Some("p"));
         }
     }
 
     #[test]
     fn a_policy_can_turn_root_traces_off_and_a_missing_ratio_is_all() {
-        let defaults = Defaults {
+        let defaults = TraceSettings {
             root_traces: Some(0.5),
-            ..Defaults::default()
+            ..TraceSettings::default()
         };
         let off = policy("off", &json!({ "rootTraces": { "enabled": false } }));
         assert_eq!(
             resolve(&defaults, [&off], &BTreeMap::new())
-                .effective
+                .settings
                 .root_traces,
             None
         );
         let all = policy("all", &json!({ "rootTraces": {} }));
         assert_eq!(
-            resolve(&Defaults::default(), [&all], &BTreeMap::new())
-                .effective
+            resolve(&TraceSettings::default(), [&all], &BTreeMap::new())
+                .settings
                 .root_traces,
             Some(1.0)
         );
@@ -247,16 +246,16 @@ mod tests {
 
     #[test]
     fn the_clusters_baggage_exclusions_always_apply() {
-        let defaults = Defaults {
+        let defaults = TraceSettings {
             baggage: KeyFilter::excluding(["user.email"]),
-            ..Defaults::default()
+            ..TraceSettings::default()
         };
         let p = policy(
             "p",
             &json!({ "baggage": { "include": ["user.email", "tenant"] } }),
         );
         let resolution = resolve(&defaults, [&p], &BTreeMap::new());
-        let baggage = &resolution.effective.baggage;
+        let baggage = &resolution.settings.baggage;
         assert!(baggage.allows("tenant"));
         assert!(
             !baggage.allows("user.email"),
@@ -270,22 +269,26 @@ mod tests {
             "p",
             &json!({ "selector": { "matchLabels": { "team": "data" } }, "podSpans": false }),
         );
-        let resolution = resolve(&Defaults::default(), [&p], &labels(&[("team", "web")]));
-        assert!(resolution.effective.pod_spans);
+        let resolution = resolve(&TraceSettings::default(), [&p], &labels(&[("team", "web")]));
+        assert!(resolution.settings.pod_spans);
         assert_eq!(resolution.policy, None);
-        let resolution = resolve(&Defaults::default(), [&p], &labels(&[("team", "data")]));
-        assert!(!resolution.effective.pod_spans);
+        let resolution = resolve(
+            &TraceSettings::default(),
+            [&p],
+            &labels(&[("team", "data")]),
+        );
+        assert!(!resolution.settings.pod_spans);
     }
 
     #[test]
     fn the_highest_priority_wins_and_the_others_are_overridden() {
         let low = policy("a-low", &json!({ "podSpans": false }));
         let high = policy("z-high", &json!({ "priority": 10, "relationship": "link" }));
-        let resolution = resolve(&Defaults::default(), [&low, &high], &BTreeMap::new());
+        let resolution = resolve(&TraceSettings::default(), [&low, &high], &BTreeMap::new());
         assert_eq!(resolution.policy.as_deref(), Some("z-high"));
         assert_eq!(resolution.overridden, ["a-low"]);
-        assert_eq!(resolution.effective.relationship, Relationship::Link);
-        assert!(resolution.effective.pod_spans, "policies are never merged");
+        assert_eq!(resolution.settings.relationship, Relationship::Link);
+        assert!(resolution.settings.pod_spans, "policies are never merged");
     }
 
     #[test]
@@ -293,10 +296,10 @@ mod tests {
         let a = policy("alpha", &json!({ "cronJobs": "off" }));
         let b = policy("beta", &json!({ "cronJobs": "child" }));
         for order in [[&a, &b], [&b, &a]] {
-            let resolution = resolve(&Defaults::default(), order, &BTreeMap::new());
+            let resolution = resolve(&TraceSettings::default(), order, &BTreeMap::new());
             assert_eq!(resolution.policy.as_deref(), Some("alpha"));
             assert_eq!(resolution.overridden, ["beta"]);
-            assert_eq!(resolution.effective.cron_jobs, CronJobMode::Off);
+            assert_eq!(resolution.settings.cron_jobs, CronJobMode::Off);
         }
     }
 }

@@ -29,7 +29,7 @@ pub struct Material {
 }
 
 /// Lifetimes and names of what is issued.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issuance {
     /// DNS names (or IP addresses) the serving certificate is valid for.
     pub names: Vec<String>,
@@ -37,7 +37,7 @@ pub struct Issuance {
     pub cert_validity_seconds: i64,
 }
 
-/// What [`plan`] decided.
+/// What [`decide`] decided.
 #[derive(Debug, Clone)]
 pub struct Decision {
     pub material: Material,
@@ -66,7 +66,7 @@ pub enum CertError {
     },
 }
 
-/// The facts of one certificate that the plan needs.
+/// The facts of one certificate that the decision needs.
 #[derive(Debug, Clone)]
 pub struct CertInfo {
     pub not_before: i64,
@@ -246,7 +246,7 @@ fn same_names(have: &[String], want: &[String]) -> bool {
 /// Decides what the Secret should hold now. `current` is what it holds (`None` when missing or
 /// unreadable); `published` tells whether the webhook configuration's `caBundle` is already the
 /// current bundle (or there is no webhook configuration to publish to).
-pub fn plan(
+pub fn decide(
     current: Option<&Material>,
     published: bool,
     now: i64,
@@ -419,7 +419,7 @@ mod tests {
 
     #[test]
     fn creates_a_ca_and_a_certificate_for_the_names() {
-        let d = plan(None, true, T0, &issuance()).unwrap();
+        let d = decide(None, true, T0, &issuance()).unwrap();
         assert_eq!(d.change, Some("created"));
         let cert = &parse_bundle(&d.material.cert).unwrap()[0];
         assert!(same_names(&cert.names, &issuance().names));
@@ -440,16 +440,16 @@ mod tests {
 
     #[test]
     fn keeps_valid_material_untouched() {
-        let first = plan(None, true, T0, &issuance()).unwrap();
-        let again = plan(Some(&first.material), true, T0 + DAY, &issuance()).unwrap();
+        let first = decide(None, true, T0, &issuance()).unwrap();
+        let again = decide(Some(&first.material), true, T0 + DAY, &issuance()).unwrap();
         assert_eq!(again.change, None);
         assert_eq!(again.material, first.material);
     }
 
     #[test]
     fn renews_the_certificate_with_the_same_ca_before_expiry() {
-        let first = plan(None, true, T0, &issuance()).unwrap();
-        let later = plan(Some(&first.material), true, first.next_check, &issuance()).unwrap();
+        let first = decide(None, true, T0, &issuance()).unwrap();
+        let later = decide(Some(&first.material), true, first.next_check, &issuance()).unwrap();
         assert_eq!(
             later.change,
             Some("the serving certificate is due for renewal")
@@ -462,17 +462,17 @@ mod tests {
 
     #[test]
     fn names_changed_or_key_swapped_reissue() {
-        let first = plan(None, true, T0, &issuance()).unwrap();
+        let first = decide(None, true, T0, &issuance()).unwrap();
         let mut other = issuance();
         other.names.push("jobtrace.other.svc".to_owned());
-        let renamed = plan(Some(&first.material), true, T0, &other).unwrap();
+        let renamed = decide(Some(&first.material), true, T0, &other).unwrap();
         assert_eq!(
             renamed.change,
             Some("the serving certificate's names changed")
         );
         let mut broken = first.material.clone();
         broken.key = renamed.material.key.clone();
-        let fixed = plan(Some(&broken), true, T0, &issuance()).unwrap();
+        let fixed = decide(Some(&broken), true, T0, &issuance()).unwrap();
         assert_eq!(
             fixed.change,
             Some("the serving certificate doesn't match its key")
@@ -482,13 +482,13 @@ mod tests {
     #[test]
     fn a_stored_ca_without_a_serving_certificate_issues_one_and_keeps_the_ca() {
         // Two replicas starting at once: one has stored its CA, not yet its certificate.
-        let stored = plan(None, true, T0, &issuance()).unwrap().material;
+        let stored = decide(None, true, T0, &issuance()).unwrap().material;
         let ca_only = Material {
             cert: String::new(),
             key: String::new(),
             ..stored.clone()
         };
-        let d = plan(Some(&ca_only), true, T0, &issuance()).unwrap();
+        let d = decide(Some(&ca_only), true, T0, &issuance()).unwrap();
         assert_eq!(
             d.change,
             Some("a serving certificate issued by the stored CA")
@@ -510,8 +510,8 @@ mod tests {
         // Two CAs made in the same second bear the same name; the certificate of one beside the
         // other's bundle is not trusted, whatever its issuer's name says.
         let (a, b) = (
-            plan(None, true, T0, &issuance()).unwrap().material,
-            plan(None, true, T0, &issuance()).unwrap().material,
+            decide(None, true, T0, &issuance()).unwrap().material,
+            decide(None, true, T0, &issuance()).unwrap().material,
         );
         assert_eq!(issuer_of(&a), issuer_of(&b), "the same name");
         let mixed = Material {
@@ -519,7 +519,7 @@ mod tests {
             key: b.key.clone(),
             ..a.clone()
         };
-        let d = plan(Some(&mixed), true, T0 + 1, &issuance()).unwrap();
+        let d = decide(Some(&mixed), true, T0 + 1, &issuance()).unwrap();
         assert_eq!(
             d.change,
             Some("the serving certificate expired or no trusted CA signed it")
@@ -541,17 +541,19 @@ mod tests {
             key: String::new(),
         };
         assert_eq!(
-            plan(Some(&garbage), true, T0, &issuance()).unwrap().change,
+            decide(Some(&garbage), true, T0, &issuance())
+                .unwrap()
+                .change,
             Some("created")
         );
-        let a = plan(None, true, T0, &issuance()).unwrap().material;
-        let b = plan(None, true, T0, &issuance()).unwrap().material;
+        let a = decide(None, true, T0, &issuance()).unwrap().material;
+        let b = decide(None, true, T0, &issuance()).unwrap().material;
         let mixed = Material {
             ca_key: b.ca_key,
             ..a
         };
         assert_eq!(
-            plan(Some(&mixed), true, T0, &issuance()).unwrap().change,
+            decide(Some(&mixed), true, T0, &issuance()).unwrap().change,
             Some("the CA expired or its key doesn't match")
         );
     }
@@ -559,35 +561,35 @@ mod tests {
     #[test]
     fn ca_rollover_trusts_both_before_switching_and_never_serves_an_untrusted_cert() {
         let issuance = issuance();
-        let first = plan(None, true, T0, &issuance).unwrap().material;
+        let first = decide(None, true, T0, &issuance).unwrap().material;
         let old_ca = subjects(&first)[0].clone();
         // Just past 2/3 of the CA's life, with a serving certificate renewed shortly before.
-        let renewed = plan(Some(&first), true, T0 + 199 * DAY, &issuance)
+        let renewed = decide(Some(&first), true, T0 + 199 * DAY, &issuance)
             .unwrap()
             .material;
         let t = T0 + 202 * DAY;
-        let step1 = plan(Some(&renewed), true, t, &issuance).unwrap();
+        let step1 = decide(Some(&renewed), true, t, &issuance).unwrap();
         assert_eq!(step1.change, Some("new CA added to the bundle"));
         let bundle = subjects(&step1.material);
         assert_eq!(bundle.len(), 2);
         assert_eq!(bundle[1], old_ca);
         // The serving certificate is still the old CA's until the new bundle is published.
-        let waiting = plan(Some(&step1.material), false, t + 10, &issuance).unwrap();
+        let waiting = decide(Some(&step1.material), false, t + 10, &issuance).unwrap();
         assert_eq!(issuer_of(&waiting.material), old_ca);
         assert!(waiting.next_check <= t + 15, "looks again soon");
         // Published, but the apiservers get a minute to pick the new bundle up.
-        let early = plan(Some(&waiting.material), true, t + 30, &issuance).unwrap();
+        let early = decide(Some(&waiting.material), true, t + 30, &issuance).unwrap();
         assert_eq!(issuer_of(&early.material), old_ca);
-        let step2 = plan(Some(&waiting.material), true, t + 61, &issuance).unwrap();
+        let step2 = decide(Some(&waiting.material), true, t + 61, &issuance).unwrap();
         assert_eq!(
             step2.change,
             Some("the serving certificate moves to the new CA")
         );
         assert_eq!(issuer_of(&step2.material), bundle[0]);
         // The old CA leaves the bundle when it expires, not before.
-        let kept = plan(Some(&step2.material), true, T0 + 299 * DAY, &issuance).unwrap();
+        let kept = decide(Some(&step2.material), true, T0 + 299 * DAY, &issuance).unwrap();
         assert_eq!(subjects(&kept.material).len(), 2);
-        let pruned = plan(Some(&step2.material), true, T0 + 301 * DAY, &issuance).unwrap();
+        let pruned = decide(Some(&step2.material), true, T0 + 301 * DAY, &issuance).unwrap();
         assert_eq!(subjects(&pruned.material), vec![bundle[0].clone()]);
     }
 
@@ -596,11 +598,11 @@ mod tests {
         let mut issuance = issuance();
         issuance.cert_validity_seconds = 9;
         issuance.ca_validity_seconds = 36;
-        let first = plan(None, true, T0, &issuance).unwrap();
+        let first = decide(None, true, T0, &issuance).unwrap();
         assert_eq!(first.next_check, T0 + 6);
-        let same = plan(Some(&first.material), true, T0 + 5, &issuance).unwrap();
+        let same = decide(Some(&first.material), true, T0 + 5, &issuance).unwrap();
         assert_eq!(same.change, None);
-        let renewed = plan(Some(&first.material), true, T0 + 6, &issuance).unwrap();
+        let renewed = decide(Some(&first.material), true, T0 + 6, &issuance).unwrap();
         assert_eq!(
             renewed.change,
             Some("the serving certificate is due for renewal")
@@ -611,7 +613,7 @@ mod tests {
     fn serving_certificate_never_outlives_its_ca() {
         let mut issuance = issuance();
         issuance.cert_validity_seconds = 1000 * DAY;
-        let d = plan(None, true, T0, &issuance).unwrap();
+        let d = decide(None, true, T0, &issuance).unwrap();
         let ca = &parse_bundle(&d.material.ca_bundle).unwrap()[0];
         assert_eq!(d.cert_not_after, ca.not_after);
     }

@@ -44,7 +44,7 @@ const TLS_CERT: &str = "tls.crt";
 const TLS_KEY: &str = "tls.key";
 
 /// Where the certificates live and what they are for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub namespace: String,
     /// The serving certificate's Secret; the CA's key is in [`Settings::ca_secret`].
@@ -94,7 +94,7 @@ fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<String> {
 }
 
 /// The material the two Secrets hold, when there is a CA: the CA bundle and key from the CA's
-/// Secret, the serving certificate from the serving Secret (empty when it is missing: the plan
+/// Secret, the serving certificate from the serving Secret (empty when it is missing: the decision
 /// then issues one from that CA). Without a CA's Secret, an older jobtrace's single Secret, with
 /// the CA's key in it, still counts.
 pub fn material(serving: Option<&Secret>, authority: Option<&Secret>) -> Option<Material> {
@@ -276,7 +276,7 @@ impl CertificateKeeper {
             (Some(config), Some(m)) => publishes(config, &m.ca_bundle),
             _ => true,
         };
-        let decision = authority::plan(
+        let decision = authority::decide(
             current.as_ref(),
             published,
             unix_now(),
@@ -576,7 +576,7 @@ mod tests {
             ca_validity_seconds: 300 * 86_400,
             cert_validity_seconds: 30 * 86_400,
         };
-        authority::plan(None, true, 1_800_000_000, &issuance)
+        authority::decide(None, true, 1_800_000_000, &issuance)
             .unwrap()
             .material
     }

@@ -16,7 +16,7 @@ use kube::api::{ListParams, VersionMatch};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Context, HeldPod, Pending, Work};
+use super::{Deps, HeldPod, Pending, Work};
 use crate::core::names;
 use crate::core::slim::Slim;
 use crate::core::spans::{self, Skip, SpanRecord};
@@ -32,7 +32,7 @@ const BATCH: usize = 50;
 
 /// Adds to each queued Job the spans of its finished pods, and passes it on to the export.
 pub(super) async fn assemble_loop(
-    context: Arc<Context>,
+    deps: Arc<Deps>,
     mut jobs: mpsc::Receiver<Work>,
     export: mpsc::Sender<Work>,
     pending: Arc<Pending>,
@@ -42,8 +42,8 @@ pub(super) async fn assemble_loop(
         .ready_chunks(BATCH)
         .flat_map(|queued| futures::stream::iter(by_namespace(queued)))
         .map(|group| {
-            let (context, pending, shutdown) = (&context, &pending, &shutdown);
-            async move { with_pods(context, pending, group, shutdown).await }
+            let (deps, pending, shutdown) = (&deps, &pending, &shutdown);
+            async move { with_pods(deps, pending, group, shutdown).await }
         })
         .buffer_unordered(CONCURRENT_LISTS);
     let mut assembled = std::pin::pin!(assembled);
@@ -103,12 +103,12 @@ fn newest_version(jobs: &[Work]) -> Option<String> {
 /// `jobs` (of one namespace) with their finished pods' spans; `None` on shutdown. Retries the
 /// list, with backoff, until the apiserver answers.
 async fn with_pods(
-    context: &Context,
+    deps: &Deps,
     pending: &Pending,
     mut jobs: Vec<Work>,
     shutdown: &CancellationToken,
 ) -> Option<Vec<Work>> {
-    let api: Api<Slim<Pod>> = Api::namespaced(context.client.clone(), &jobs[0].namespace);
+    let api: Api<Slim<Pod>> = Api::namespaced(deps.client.clone(), &jobs[0].namespace);
     let params = list_params(&jobs);
     let mut backoff = Duration::from_millis(500);
     let mut sorted = loop {

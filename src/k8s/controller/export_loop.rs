@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::mark::finish;
-use super::{Context, Pending, Work};
+use super::{Deps, Pending, Work};
 use crate::core::names::Exported;
 use crate::core::spans::SpanRecord;
 use crate::k8s::metrics::OutcomeLabels;
@@ -28,18 +28,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Batches queued work, exports it, and marks the objects; retries what the collector couldn't
 /// take, with backoff, for as long as the process runs.
 pub(super) async fn export_loop(
-    context: Arc<Context>,
+    deps: Arc<Deps>,
     mut work: mpsc::Receiver<Work>,
     pending: Arc<Pending>,
     shutdown: CancellationToken,
 ) {
     // Events only when asked for: each is a write, and the recorder keeps each for minutes.
-    let recorder = context.record_events.then(|| {
+    let recorder = deps.record_events.then(|| {
         Recorder::new(
-            context.client.clone(),
+            deps.client.clone(),
             Reporter {
                 controller: "jobtrace".to_owned(),
-                instance: Some(context.instance.clone()),
+                instance: Some(deps.instance.clone()),
             },
         )
     });
@@ -64,7 +64,7 @@ pub(super) async fn export_loop(
         if batch.iter().all(|w| w.spans.is_empty()) {
             // Only finalizers to release.
             finish(
-                &context,
+                &deps,
                 recorder,
                 std::mem::take(&mut batch),
                 Exported::Accepted,
@@ -74,27 +74,27 @@ pub(super) async fn export_loop(
             continue;
         }
         let started = Instant::now();
-        let own = context.tracer.as_ref().map(|t| t.background("export"));
+        let own = deps.tracer.as_ref().map(|t| t.background("export"));
         let objects: Vec<&[SpanRecord]> = batch.iter().map(|w| w.spans.as_slice()).collect();
-        let delivery = context.exporter.deliver(&objects, &context.resource).await;
+        let delivery = deps.exporter.deliver(&objects, &deps.resource).await;
         drop(objects);
-        if let (Some(tracer), Some(span)) = (&context.tracer, own) {
+        if let (Some(tracer), Some(span)) = (&deps.tracer, own) {
             record_export(tracer, span, &batch, &delivery);
         }
-        let (left, retry) = settle(&context, recorder, batch, delivery, &pending, started).await;
+        let (left, retry) = settle(&deps, recorder, batch, delivery, &pending, started).await;
         batch = left;
         let Some(error) = retry else {
             backoff = MIN_BACKOFF;
             continue;
         };
         let spans: usize = batch.iter().map(|w| w.spans.len()).sum();
-        context.metrics.export_retries.inc();
-        context.metrics.spans_retried.inc_by(spans as u64);
+        deps.metrics.export_retries.inc();
+        deps.metrics.spans_retried.inc_by(spans as u64);
         let wait = retry_delay(error.retry_after(), backoff);
         if let ExportError::Unauthorized(message) = &error {
-            tracing::error!(%message, retry_in = ?wait, spans, endpoint = context.exporter.endpoint(), "the collector refused jobtrace's credentials; spans are kept and retried (held Jobs are released at the hold timeout)");
+            tracing::error!(%message, retry_in = ?wait, spans, endpoint = deps.exporter.endpoint(), "the collector refused jobtrace's credentials; spans are kept and retried (held Jobs are released at the hold timeout)");
         } else {
-            tracing::warn!(%error, retry_in = ?wait, spans, endpoint = context.exporter.endpoint(), "export failed; will retry");
+            tracing::warn!(%error, retry_in = ?wait, spans, endpoint = deps.exporter.endpoint(), "export failed; will retry");
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
         tokio::select! {
@@ -107,7 +107,7 @@ pub(super) async fn export_loop(
 /// Counts what a delivery came to, and marks the objects accepted and those refused for good;
 /// the objects left to retry, and why.
 async fn settle(
-    context: &Context,
+    deps: &Deps,
     recorder: Option<&Recorder>,
     batch: Vec<Work>,
     delivery: Delivery,
@@ -115,8 +115,7 @@ async fn settle(
     started: Instant,
 ) -> (Vec<Work>, Option<ExportError>) {
     for outcome in &delivery.requests {
-        context
-            .metrics
+        deps.metrics
             .export_requests
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.label(),
@@ -128,8 +127,7 @@ async fn settle(
             rejected = delivery.rejected,
             "the collector rejected part of a batch"
         );
-        context
-            .metrics
+        deps.metrics
             .spans_dropped
             .inc_by(delivery.rejected.unsigned_abs());
     }
@@ -140,9 +138,9 @@ async fn settle(
     } = sort(batch, delivery.fates);
     if !accepted.is_empty() {
         let spans: usize = accepted.iter().map(|w| w.spans.len()).sum();
-        context.metrics.spans_exported.inc_by(spans as u64);
+        deps.metrics.spans_exported.inc_by(spans as u64);
         tracing::debug!(spans, objects = accepted.len(), elapsed = ?started.elapsed(), "exported");
-        finish(context, recorder, accepted, Exported::Accepted, pending).await;
+        finish(deps, recorder, accepted, Exported::Accepted, pending).await;
     }
     if !dropped.is_empty() {
         for (w, message) in &dropped {
@@ -150,8 +148,8 @@ async fn settle(
         }
         let dropped: Vec<Work> = dropped.into_iter().map(|(w, _)| w).collect();
         let spans: usize = dropped.iter().map(|w| w.spans.len()).sum();
-        context.metrics.spans_dropped.inc_by(spans as u64);
-        finish(context, recorder, dropped, Exported::Dropped, pending).await;
+        deps.metrics.spans_dropped.inc_by(spans as u64);
+        finish(deps, recorder, dropped, Exported::Dropped, pending).await;
     }
     (retried, delivery.retry)
 }
@@ -193,7 +191,7 @@ fn sort(batch: Vec<Work>, fates: Vec<Fate>) -> Sorted {
 /// Finishes jobtrace's own span for one export.
 fn record_export(
     tracer: &SelfTracer,
-    mut span: crate::k8s::selftrace::OwnSpan,
+    mut span: crate::k8s::selftrace::SelfSpan,
     batch: &[Work],
     delivery: &Delivery,
 ) {

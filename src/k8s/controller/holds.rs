@@ -28,7 +28,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use tokio_util::sync::CancellationToken;
 
-use super::Context;
+use super::Deps;
 use crate::core::names;
 use crate::core::slim::Slim;
 use crate::k8s::pages::{self, Pages};
@@ -198,28 +198,28 @@ impl Holds {
 }
 
 /// Keeps the holds until `shutdown`: the Jobs', and the pods' with `--hold-pods`.
-pub(super) async fn keep(context: Arc<Context>, shutdown: CancellationToken) {
-    if context.hold_pods {
+pub(super) async fn keep(deps: Arc<Deps>, shutdown: CancellationToken) {
+    if deps.hold_pods {
         tokio::join!(
-            keep_kind::<Job>(&context, &shutdown),
-            keep_kind::<Pod>(&context, &shutdown)
+            keep_kind::<Job>(&deps, &shutdown),
+            keep_kind::<Pod>(&deps, &shutdown)
         );
     } else {
-        keep_kind::<Job>(&context, &shutdown).await;
+        keep_kind::<Job>(&deps, &shutdown).await;
     }
 }
 
 /// Keeps the holds of the objects of kind `K` until `shutdown`.
-async fn keep_kind<K: Kept>(context: &Arc<Context>, shutdown: &CancellationToken) {
-    let api: Api<Meta<K>> = match &context.namespace {
-        Some(ns) => Api::namespaced(context.client.clone(), ns),
-        None => Api::all(context.client.clone()),
+async fn keep_kind<K: Kept>(deps: &Arc<Deps>, shutdown: &CancellationToken) {
+    let api: Api<Meta<K>> = match &deps.namespace {
+        Some(ns) => Api::namespaced(deps.client.clone(), ns),
+        None => Api::all(deps.client.clone()),
     };
     let config = watcher::Config::default()
         .labels(&format!("{}=true", names::TRACED_LABEL))
         .page_size(pages::METADATA);
     let mut events = std::pin::pin!(watcher(api, config).default_backoff());
-    let timeout = SignedDuration::try_from(context.hold_timeout).unwrap_or(SignedDuration::MAX);
+    let timeout = SignedDuration::try_from(deps.hold_timeout).unwrap_or(SignedDuration::MAX);
     let mut holds = Holds::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -229,9 +229,9 @@ async fn keep_kind<K: Kept>(context: &Arc<Context>, shutdown: &CancellationToken
             () = shutdown.cancelled() => break,
             _ = tick.tick() => {
                 for held in holds.expired(Timestamp::now(), timeout) {
-                    if release_one::<K>(&context.client, &held, "its hold timed out").await {
+                    if release_one::<K>(&deps.client, &held, "its hold timed out").await {
                         holds.deleting.remove(&held.uid);
-                        context.metrics.holds_expired.inc();
+                        deps.metrics.holds_expired.inc();
                     }
                 }
             }
@@ -241,12 +241,12 @@ async fn keep_kind<K: Kept>(context: &Arc<Context>, shutdown: &CancellationToken
                 Some(Err(e)) => tracing::debug!(error = %e, "hold keeper: watch error; retrying"),
                 Some(Ok(event)) => match holds.see(event, Timestamp::now()) {
                     Some(Action::Untraced(held)) => {
-                        release_one::<K>(&context.client, &held, "its traced label was removed").await;
+                        release_one::<K>(&deps.client, &held, "its traced label was removed").await;
                     }
                     Some(Action::Sweep) if sweeping.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) => {
                         sweeping = Some(tokio::spawn(sweep::<K>(
-                            context.client.clone(),
-                            context.namespace.clone(),
+                            deps.client.clone(),
+                            deps.namespace.clone(),
                         )));
                     }
                     Some(Action::Sweep) | None => {}

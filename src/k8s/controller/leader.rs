@@ -10,7 +10,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource};
 use tokio_util::sync::CancellationToken;
 
-use super::{Context, run};
+use super::{Deps, run};
 
 /// How long a Lease is valid after its last renewal, in seconds.
 const LEASE_SECONDS: u16 = 15;
@@ -89,7 +89,7 @@ async fn renewed(leases: &Api<Lease>, name: &str, identity: &str) {
 }
 
 /// Where the Lease is, and what owns it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseSettings {
     pub namespace: String,
     pub name: String,
@@ -100,9 +100,9 @@ pub struct LeaseSettings {
 }
 
 /// Makes the Deployment `owner` the owner of the Lease, unless it is already.
-async fn own_lease(context: &Context, settings: &LeaseSettings, owner: &str) -> kube::Result<()> {
-    let deployments: Api<Deployment> = Api::namespaced(context.client.clone(), &settings.namespace);
-    let leases: Api<Lease> = Api::namespaced(context.client.clone(), &settings.namespace);
+async fn own_lease(deps: &Deps, settings: &LeaseSettings, owner: &str) -> kube::Result<()> {
+    let deployments: Api<Deployment> = Api::namespaced(deps.client.clone(), &settings.namespace);
+    let leases: Api<Lease> = Api::namespaced(deps.client.clone(), &settings.namespace);
     let deployment = deployments.get(owner).await?;
     let Some(reference) = deployment.controller_owner_ref(&()).map(|mut r| {
         // An owner, not a controller: nothing reconciles the Lease from the Deployment.
@@ -137,41 +137,41 @@ async fn own_lease(context: &Context, settings: &LeaseSettings, owner: &str) -> 
 /// Exports only while this replica holds the Lease, so two replicas never both export; loses
 /// nothing when leadership moves, since the next leader finds the unmarked objects.
 pub async fn run_as_leader(
-    context: Arc<Context>,
+    deps: Arc<Deps>,
     settings: &LeaseSettings,
     shutdown: CancellationToken,
 ) -> Result<(), kube_lease_manager::LeaseManagerError> {
     let (lease_namespace, lease_name) = (settings.namespace.as_str(), settings.name.as_str());
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(context.client.clone(), lease_name)
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(deps.client.clone(), lease_name)
         .with_namespace(lease_namespace)
-        .with_identity(context.instance.clone())
+        .with_identity(deps.instance.clone())
         .with_duration(LEASE_SECONDS.into())
         .with_grace(RENEW_BEFORE_SECONDS.into())
         .build()
         .await?;
     let (mut leader, lease) = manager.watch().await;
     loop {
-        context.metrics.leader.set(0);
-        context.sync.standby();
+        deps.metrics.leader.set(0);
+        deps.sync.standby();
         while !*leader.borrow_and_update() {
             tokio::select! {
                 changed = leader.changed() => if changed.is_err() { return Ok(()); },
                 () = shutdown.cancelled() => { release(leader, lease).await; return Ok(()); }
             }
         }
-        tracing::info!(instance = %context.instance, "leading: exporting spans");
-        context.metrics.leader.set(1);
+        tracing::info!(instance = %deps.instance, "leading: exporting spans");
+        deps.metrics.leader.set(1);
         if let Some(owner) = &settings.owner
-            && let Err(e) = own_lease(&context, settings, owner).await
+            && let Err(e) = own_lease(&deps, settings, owner).await
         {
             tracing::warn!(error = %e, deployment = %owner, "could not make the Deployment the Lease's owner; the Lease outlives it");
         }
         let term = shutdown.child_token();
-        let mut exporting = tokio::spawn(run(context.clone(), term.clone()));
+        let mut exporting = tokio::spawn(run(deps.clone(), term.clone()));
         let lapses = lease_lapses(
-            Api::namespaced(context.client.clone(), lease_namespace),
+            Api::namespaced(deps.client.clone(), lease_namespace),
             lease_name,
-            &context.instance,
+            &deps.instance,
         );
         tokio::pin!(lapses);
         let lease_lapsed = loop {
@@ -187,16 +187,16 @@ pub async fn run_as_leader(
         if lease_lapsed {
             // Not a moment more: another replica may hold the Lease from now on.
             exporting.abort();
-            tracing::warn!(instance = %context.instance, "the Lease was not renewed in time: stopped exporting");
-            context.metrics.leader.set(0);
-            context.sync.standby();
+            tracing::warn!(instance = %deps.instance, "the Lease was not renewed in time: stopped exporting");
+            deps.metrics.leader.set(0);
+            deps.sync.standby();
             // Lead again once a renewal is read back (the library kept the Lease: a late renewal,
             // an apiserver away for a while), or once the library has seen it lost and regained.
-            let leases = Api::namespaced(context.client.clone(), lease_namespace);
+            let leases = Api::namespaced(deps.client.clone(), lease_namespace);
             while *leader.borrow_and_update() {
                 tokio::select! {
                     changed = leader.changed() => if changed.is_err() { return Ok(()); },
-                    () = renewed(&leases, lease_name, &context.instance) => break,
+                    () = renewed(&leases, lease_name, &deps.instance) => break,
                     () = shutdown.cancelled() => { release(leader, lease).await; return Ok(()); }
                 }
             }
@@ -204,11 +204,11 @@ pub async fn run_as_leader(
         }
         let _ = (&mut exporting).await;
         if shutdown.is_cancelled() {
-            context.metrics.leader.set(0);
+            deps.metrics.leader.set(0);
             release(leader, lease).await;
             return Ok(());
         }
-        tracing::warn!(instance = %context.instance, "lost the lease: stopped exporting");
+        tracing::warn!(instance = %deps.instance, "lost the lease: stopped exporting");
     }
 }
 

@@ -12,7 +12,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource};
 
-use super::{Context, HeldPod, ObjectKind, Pending, Work};
+use super::{Deps, HeldPod, ObjectKind, Pending, Work};
 use crate::core::names::{self, Exported};
 use crate::core::patch;
 use crate::core::slim::Slim;
@@ -20,7 +20,7 @@ use crate::k8s::release::{self, Released};
 
 /// Marks exported Jobs, records an Event on each if `recorder` is given, and forgets the objects.
 pub(super) async fn finish(
-    context: &Context,
+    deps: &Deps,
     recorder: Option<&Recorder>,
     batch: Vec<Work>,
     outcome: Exported,
@@ -31,11 +31,11 @@ pub(super) async fn finish(
         .for_each_concurrent(16, |w| async move {
             if !w.spans.is_empty() {
                 let lag = (now - w.finished).total(k8s_openapi::jiff::Unit::Second).unwrap_or(0.0);
-                context.metrics.export_lag.observe(lag.max(0.0));
+                deps.metrics.export_lag.observe(lag.max(0.0));
             }
             let mut done = true;
             if marked(&w) {
-                if let Err(e) = mark(context, &w, outcome).await {
+                if let Err(e) = mark(deps, &w, outcome).await {
                     done = false;
                     tracing::warn!(error = %e, object = %w.name, "could not mark as exported; its spans may be exported again");
                 }
@@ -58,14 +58,14 @@ pub(super) async fn finish(
                     })
                     .flatten();
                 let pods: Vec<HeldPod> = w.held_pods.iter().cloned().chain(alone).collect();
-                let released = release_pods(context, &w.namespace, pods).await;
+                let released = release_pods(deps, &w.namespace, pods).await;
                 // A pod exported alone and still held is exported again at its next event.
                 done = released || w.kind == ObjectKind::Job;
             }
             // Marked (or gone): a watch event or list page older than the mark is not queued
             // again. Unmarked: the next event showing it unmarked queues it again.
             pending.remove(&w.uid, done);
-            context.metrics.controller_pending.dec();
+            deps.metrics.controller_pending.dec();
         })
         .await;
 }
@@ -73,16 +73,16 @@ pub(super) async fn finish(
 /// Releases the held `pods` of `namespace`, 16 at a time; `true` when none holds the finalizer
 /// any more. One that couldn't be is released by the hold keeper at the hold timeout, or by the
 /// next export of its Job or of itself.
-async fn release_pods(context: &Context, namespace: &str, pods: Vec<HeldPod>) -> bool {
+async fn release_pods(deps: &Deps, namespace: &str, pods: Vec<HeldPod>) -> bool {
     if pods.is_empty() {
         return true;
     }
-    let api = Api::<Slim<PartialObjectMeta<Pod>>>::namespaced(context.client.clone(), namespace);
+    let api = Api::<Slim<PartialObjectMeta<Pod>>>::namespaced(deps.client.clone(), namespace);
     let namespace = namespace.to_owned();
     futures::stream::iter(pods)
         .map(move |pod| {
             let (api, namespace) = (api.clone(), namespace.clone());
-            let released = context.metrics.pods_released.clone();
+            let released = deps.metrics.pods_released.clone();
             async move { release_pod(&api, &namespace, &pod, &released).await }
         })
         .buffer_unordered(16)
@@ -140,8 +140,8 @@ pub(super) fn mark_patch(w: &Work, hold: Option<usize>, outcome: Exported) -> js
     json_patch::Patch(ops)
 }
 
-async fn mark(context: &Context, w: &Work, outcome: Exported) -> Result<(), kube::Error> {
-    let result = patch(context, w, mark_patch(w, w.hold, outcome)).await;
+async fn mark(deps: &Deps, w: &Work, outcome: Exported) -> Result<(), kube::Error> {
+    let result = patch(deps, w, mark_patch(w, w.hold, outcome)).await;
     let refused = match result {
         // Gone: nothing to mark, nothing held.
         Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
@@ -151,7 +151,7 @@ async fn mark(context: &Context, w: &Work, outcome: Exported) -> Result<(), kube
     // Replaced by another Job of the same name, its finalizers moved since the watch saw them, or
     // the mark itself refused (its annotations at the apiserver's limit, say). Look the Job up
     // again and mark it once more; whatever the mark comes to, a hold must not outlive it.
-    let api = Api::<Slim<PartialObjectMeta<Job>>>::namespaced(context.client.clone(), &w.namespace);
+    let api = Api::<Slim<PartialObjectMeta<Job>>>::namespaced(deps.client.clone(), &w.namespace);
     let Some(current) = api
         .get_opt(&w.name)
         .await?
@@ -159,7 +159,7 @@ async fn mark(context: &Context, w: &Work, outcome: Exported) -> Result<(), kube
     else {
         return Ok(());
     };
-    match patch(context, w, mark_patch(w, current.hold, outcome)).await {
+    match patch(deps, w, mark_patch(w, current.hold, outcome)).await {
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 422 => {
             tracing::warn!(namespace = %w.namespace, object = %w.name, first = %refused.message, error = %e.message, "the apiserver refused the mark; releasing the Job unmarked (its spans may be exported again after a restart)");
@@ -174,8 +174,8 @@ async fn mark(context: &Context, w: &Work, outcome: Exported) -> Result<(), kube
 
 /// Applies `patch` to the Job; the apiserver answers with its metadata, not the whole Job (which
 /// may be 1.5 MiB).
-async fn patch(context: &Context, w: &Work, patch: json_patch::Patch) -> Result<(), kube::Error> {
-    Api::<Slim<PartialObjectMeta<Job>>>::namespaced(context.client.clone(), &w.namespace)
+async fn patch(deps: &Deps, w: &Work, patch: json_patch::Patch) -> Result<(), kube::Error> {
+    Api::<Slim<PartialObjectMeta<Job>>>::namespaced(deps.client.clone(), &w.namespace)
         .patch(&w.name, &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
         .map(drop)

@@ -86,7 +86,7 @@ struct HeldPod {
 }
 
 /// What the controller needs.
-pub struct Context {
+pub struct Deps {
     pub client: Client,
     pub exporter: Exporter,
     pub metrics: Arc<Metrics>,
@@ -112,14 +112,14 @@ pub struct Context {
 }
 
 /// Watches and exports until `shutdown`; then exports what is queued, if the collector takes it.
-/// Keeps the policies' status meanwhile, when the context asks for it.
-pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
-    context.sync.leading();
+/// Keeps the policies' status meanwhile, when its dependencies ask for it.
+pub async fn run(deps: Arc<Deps>, shutdown: CancellationToken) {
+    deps.sync.leading();
     let reporting_stop = shutdown.child_token();
-    let reporting = context.policy_status.then(|| {
+    let reporting = deps.policy_status.then(|| {
         tokio::spawn(crate::k8s::policy::status::report(
-            context.client.clone(),
-            context.namespace.clone(),
+            deps.client.clone(),
+            deps.namespace.clone(),
             reporting_stop.clone(),
         ))
     });
@@ -128,23 +128,23 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     let (jobs_queue, jobs_work) = mpsc::channel::<Work>(512);
     let pending = Arc::new(Pending::default());
     let exporting = tokio::spawn(export_loop::export_loop(
-        context.clone(),
+        deps.clone(),
         work,
         pending.clone(),
         shutdown.clone(),
     ));
     let assembling = tokio::spawn(assemble::assemble_loop(
-        context.clone(),
+        deps.clone(),
         jobs_work,
         queue.clone(),
         pending.clone(),
         shutdown.clone(),
     ));
-    let keeping = tokio::spawn(holds::keep(context.clone(), shutdown.child_token()));
+    let keeping = tokio::spawn(holds::keep(deps.clone(), shutdown.child_token()));
     // A pod's span waits for its Job's unless the pod is deleted first: which Jobs are still
     // running is known once the Jobs are listed, so the pods are watched from then on.
     let jobs_listed = Arc::new(tokio::sync::Notify::new());
-    let (jobs, pods) = watches(&context, jobs_listed.clone());
+    let (jobs, pods) = watches(&deps, jobs_listed.clone());
     let mut events = std::pin::pin!(futures::stream::select(jobs, pods));
     let mut in_flight = InFlight::default();
     loop {
@@ -160,14 +160,13 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
             }
         };
         in_flight.see(&seen);
-        context
-            .metrics
+        deps.metrics
             .jobs_in_flight
             .set(i64::try_from(in_flight.jobs.len()).unwrap_or(i64::MAX));
         match seen {
-            Seen::Listing(kind) => context.sync.listing(kind),
+            Seen::Listing(kind) => deps.sync.listing(kind),
             Seen::Listed(kind) => {
-                context.sync.listed(kind);
+                deps.sync.listed(kind);
                 if kind == ObjectKind::Job {
                     jobs_listed.notify_one();
                     pending.forget_gone(&in_flight.jobs);
@@ -191,7 +190,7 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
                     }
                 }
                 if pending.add(&work) {
-                    context.metrics.controller_pending.inc();
+                    deps.metrics.controller_pending.inc();
                     // A Job with spans first has its pods' spans added; the rest goes as it is.
                     let to = if work.kind == ObjectKind::Job && !work.spans.is_empty() {
                         &jobs_queue
@@ -206,7 +205,7 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
             Seen::Running(_) | Seen::Gone(_) => {}
         }
     }
-    context.metrics.jobs_in_flight.set(0);
+    deps.metrics.jobs_in_flight.set(0);
     reporting_stop.cancel();
     drop(jobs_queue);
     let _ = assembling.await;
@@ -220,7 +219,7 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
 
 /// The watches of traced Jobs and of traced pods; the pods' begins once `jobs_listed` is told.
 fn watches(
-    context: &Context,
+    deps: &Deps,
     jobs_listed: Arc<tokio::sync::Notify>,
 ) -> (
     impl futures::Stream<Item = Result<Seen, watcher::Error>> + Send + use<>,
@@ -230,15 +229,12 @@ fn watches(
     let config = watcher::Config::default()
         .labels(&format!("{}=true", names::TRACED_LABEL))
         .page_size(crate::k8s::pages::OBJECTS);
-    let (jobs, pods) = match &context.namespace {
+    let (jobs, pods) = match &deps.namespace {
         Some(ns) => (
-            Api::namespaced(context.client.clone(), ns),
-            Api::namespaced(context.client.clone(), ns),
+            Api::namespaced(deps.client.clone(), ns),
+            Api::namespaced(deps.client.clone(), ns),
         ),
-        None => (
-            Api::all(context.client.clone()),
-            Api::all(context.client.clone()),
-        ),
+        None => (Api::all(deps.client.clone()), Api::all(deps.client.clone())),
     };
     let jobs = watch::events::<Slim<Job>>(jobs, config.clone(), ObjectKind::Job);
     let pods =

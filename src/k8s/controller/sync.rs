@@ -51,7 +51,7 @@ enum Phase {
     },
 }
 
-/// The controller's state, shared with the operations port; keeps the listing gauge in step.
+/// The controller's state, shared with the metrics port; keeps the listing gauge in step.
 #[derive(Debug, Default)]
 pub struct ControllerSync {
     phase: Mutex<Phase>,

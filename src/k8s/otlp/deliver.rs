@@ -97,7 +97,7 @@ impl Exporter {
                 Part::Spans { object, spans } => encoded[*object][spans.clone()].to_vec(),
             };
             let outcome = if spans.is_empty() {
-                Ok(super::Accepted::default())
+                Ok(super::PartialSuccess::default())
             } else {
                 let outcome = self.export(envelope(spans, resource)).await;
                 delivery.requests.push(

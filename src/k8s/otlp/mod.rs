@@ -20,11 +20,11 @@ mod transport;
 
 pub use classify::{ExportError, Outcome, classify_grpc, classify_http};
 pub use config::{
-    ClientIdentity, Compression, ConfigError, ConfigWarning, ExporterConfig, PemFile, Protocol,
-    TlsFiles,
+    ClientIdentity, CollectorTls, Compression, ConfigError, ConfigWarning, ExporterConfig, PemFile,
+    Protocol,
 };
 pub use deliver::{DEFAULT_MAX_REQUEST_BYTES, Delivery, Fate};
 pub use limits::{DEFAULT_VALUE_LENGTH, SpanLimits};
 pub use proto::request;
 pub use resource::{Resource, ResourceError};
-pub use transport::{Accepted, BuildError, Exporter};
+pub use transport::{BuildError, Exporter, PartialSuccess};

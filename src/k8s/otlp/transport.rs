@@ -18,11 +18,12 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::classify::{ExportError, chain, classify_grpc, classify_http};
-use super::config::{Compression, ExporterConfig, Protocol, TlsFiles};
+use super::config::{CollectorTls, Compression, ExporterConfig, Protocol};
 
-/// What the collector said about an accepted request.
+/// What the collector said about a request it accepted: its partial success (OTLP's
+/// `partial_success`), if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Accepted {
+pub struct PartialSuccess {
     /// Spans the collector accepted the request for but rejected (partial success).
     pub rejected: i64,
 }
@@ -46,7 +47,7 @@ const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// The clients in use, the certificate files they were built from, and when those were read.
 struct Current {
     clients: Arc<Clients>,
-    files: TlsFiles,
+    files: CollectorTls,
     read: std::time::Instant,
 }
 
@@ -173,7 +174,7 @@ impl Exporter {
     pub async fn export(
         &self,
         request: ExportTraceServiceRequest,
-    ) -> Result<Accepted, ExportError> {
+    ) -> Result<PartialSuccess, ExportError> {
         let clients = self.clients().await;
         let exchange = async {
             match &*clients {
@@ -187,7 +188,7 @@ impl Exporter {
                 message: format!("no whole answer within {:?}", self.config.timeout),
                 retry_after: None,
             })??;
-        Ok(Accepted {
+        Ok(PartialSuccess {
             rejected: response.partial_success.map_or(0, |p| p.rejected_spans),
         })
     }
@@ -301,7 +302,7 @@ fn clients(config: &ExporterConfig) -> Result<Clients, BuildError> {
 
 /// The rustls configuration of a TLS connection to the collector: the configured trust roots, or
 /// else the web PKI's, and the client certificate when there is one.
-fn client_tls(files: &TlsFiles) -> Result<rustls::ClientConfig, BuildError> {
+fn client_tls(files: &CollectorTls) -> Result<rustls::ClientConfig, BuildError> {
     let mut roots = rustls::RootCertStore::empty();
     match &files.roots {
         Some(file) => {
@@ -341,7 +342,7 @@ fn client_tls(files: &TlsFiles) -> Result<rustls::ClientConfig, BuildError> {
 }
 
 /// The same for tonic, which builds its rustls configuration itself.
-fn grpc_tls(files: &TlsFiles) -> tonic::transport::ClientTlsConfig {
+fn grpc_tls(files: &CollectorTls) -> tonic::transport::ClientTlsConfig {
     let mut tls = tonic::transport::ClientTlsConfig::new();
     tls = match &files.roots {
         Some(file) => tls.ca_certificate(tonic::transport::Certificate::from_pem(&file.pem)),
@@ -401,7 +402,7 @@ mod tests {
     async fn export_to(
         protocol: &str,
         endpoint: String,
-    ) -> (Result<Accepted, ExportError>, Duration) {
+    ) -> (Result<PartialSuccess, ExportError>, Duration) {
         let vars = [
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
@@ -428,7 +429,7 @@ mod tests {
         (outcome, started.elapsed())
     }
 
-    fn assert_timed_out(outcome: &Result<Accepted, ExportError>, elapsed: Duration) {
+    fn assert_timed_out(outcome: &Result<PartialSuccess, ExportError>, elapsed: Duration) {
         assert!(
             matches!(outcome, Err(ExportError::Retryable { message, .. }) if message.contains("no whole answer")),
             "{outcome:?}"

@@ -17,12 +17,12 @@ use kube::{Api, Client};
 use crate::core::context::Warning;
 use crate::core::policy::index::{NamespacePolicies, Prepared};
 use crate::core::policy::limits::OverLimit;
-use crate::core::policy::{Defaults, Effective, JobTracePolicy, Resolution};
+use crate::core::policy::{JobTracePolicy, Resolution, TraceSettings};
 
 /// The policies as admission sees them. Cheap to clone.
 #[derive(Clone)]
 pub struct Policies {
-    defaults: Arc<Effective>,
+    defaults: Arc<TraceSettings>,
     /// `None`: no policy is read.
     index: Option<Arc<RwLock<Index>>>,
     synced: Arc<AtomicBool>,
@@ -43,7 +43,7 @@ impl Index {
 
 impl Policies {
     /// Only the cluster-wide defaults: no policy is read.
-    pub fn defaults_only(defaults: Defaults) -> Self {
+    pub fn defaults_only(defaults: TraceSettings) -> Self {
         Self {
             defaults: Arc::new(defaults),
             index: None,
@@ -52,7 +52,7 @@ impl Policies {
     }
 
     /// A fixed set of policies, synced from the start (benchmarks, tools that read them once).
-    pub fn fixed(defaults: Defaults, policies: Vec<JobTracePolicy>) -> Self {
+    pub fn fixed(defaults: TraceSettings, policies: Vec<JobTracePolicy>) -> Self {
         let (fixed, mut writer) = Self::with_writer(defaults);
         writer.apply(watcher::Event::Init);
         for policy in policies {
@@ -67,7 +67,7 @@ impl Policies {
     pub fn watch(
         client: Client,
         namespace: Option<&str>,
-        defaults: Defaults,
+        defaults: TraceSettings,
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let api: Api<JobTracePolicy> = match namespace {
             Some(ns) => Api::namespaced(client, ns),
@@ -91,7 +91,7 @@ impl Policies {
     }
 
     /// Policies not synced yet, and the writer that fills them.
-    fn with_writer(defaults: Defaults) -> (Self, Writer) {
+    fn with_writer(defaults: TraceSettings) -> (Self, Writer) {
         let index = Arc::new(RwLock::new(Index::default()));
         let policies = Self {
             defaults: Arc::new(defaults),
@@ -138,7 +138,7 @@ impl Policies {
 
     fn defaults_alone(&self) -> Resolution {
         Resolution {
-            effective: self.defaults.clone(),
+            settings: self.defaults.clone(),
             policy: None,
             overridden: Vec::new(),
         }
@@ -174,7 +174,7 @@ fn read(index: &RwLock<Index>) -> std::sync::RwLockReadGuard<'_, Index> {
 /// Keeps the index from the watch's events: prepares each policy as it comes, and swaps in whole
 /// the namespace it changed.
 struct Writer {
-    defaults: Arc<Effective>,
+    defaults: Arc<TraceSettings>,
     index: Arc<RwLock<Index>>,
     synced: Arc<AtomicBool>,
     /// What each namespace's entry is rebuilt from.
@@ -265,7 +265,7 @@ type Stored = BTreeMap<String, BTreeMap<String, Arc<Prepared>>>;
 /// ignored (logged).
 fn prepare(
     stored: &Stored,
-    defaults: &Defaults,
+    defaults: &TraceSettings,
     policy: &JobTracePolicy,
 ) -> Result<Arc<Prepared>, OverLimit> {
     let name = policy.metadata.name.as_deref().unwrap_or_default();
@@ -318,7 +318,7 @@ mod tests {
 
     /// Policies kept from `events`, and the writer that kept them.
     fn policies(events: impl IntoIterator<Item = Event<JobTracePolicy>>) -> (Policies, Writer) {
-        let (policies, mut writer) = Policies::with_writer(Defaults::default());
+        let (policies, mut writer) = Policies::with_writer(TraceSettings::default());
         for event in events {
             writer.apply(event);
         }
@@ -329,10 +329,10 @@ mod tests {
     fn until_synced_the_defaults_apply_with_a_warning() {
         let (unsynced, _) = policies([Event::Init]);
         let (resolution, warning) = unsynced.resolve("reports", &BTreeMap::new());
-        assert_eq!(*resolution.effective, Defaults::default());
+        assert_eq!(*resolution.settings, TraceSettings::default());
         assert_eq!(warning.unwrap().reason.label(), "policies_not_synced");
         let (_, warning) =
-            Policies::defaults_only(Defaults::default()).resolve("reports", &BTreeMap::new());
+            Policies::defaults_only(TraceSettings::default()).resolve("reports", &BTreeMap::new());
         assert!(warning.is_none(), "nothing to wait for without a watch");
     }
 
@@ -358,9 +358,9 @@ mod tests {
         let (synced, _) = policies(events);
         let (resolution, warning) = synced.resolve("reports", &BTreeMap::new());
         assert!(warning.is_none());
-        assert!(!resolution.effective.pod_spans);
+        assert!(!resolution.settings.pod_spans);
         assert_eq!(
-            resolution.effective.root_traces, None,
+            resolution.settings.root_traces, None,
             "the other namespace's"
         );
         assert_eq!(
@@ -368,9 +368,9 @@ mod tests {
             Some(vec!["headers".to_owned(), "other".to_owned()])
         );
         let all = Policies {
-            defaults: Arc::new(Defaults {
+            defaults: Arc::new(TraceSettings {
                 root_traces: Some(0.1),
-                ..Defaults::default()
+                ..TraceSettings::default()
             }),
             ..synced
         };
@@ -380,9 +380,9 @@ mod tests {
             "the defaults trace every Job"
         );
         let headers = Policies {
-            defaults: Arc::new(Defaults {
+            defaults: Arc::new(TraceSettings {
                 request_context: true,
-                ..Defaults::default()
+                ..TraceSettings::default()
             }),
             ..all
         };
@@ -425,7 +425,7 @@ mod tests {
         assert_eq!(own.matched_against(&BTreeMap::new()), 1);
         drop(index);
         let (quiet, _) = policies.resolve("quiet", &BTreeMap::new());
-        assert_eq!((quiet.policy, quiet.effective.pod_spans), (None, true));
+        assert_eq!((quiet.policy, quiet.settings.pod_spans), (None, true));
         let (reports, _) = policies.resolve("reports", &BTreeMap::new());
         assert_eq!(reports.policy.as_deref(), Some("own"));
         assert!(reports.overridden.is_empty());
@@ -478,14 +478,14 @@ mod tests {
         let p = named("reports", "p", 4, &serde_json::json!({ "podSpans": false }));
         let (policies, mut writer) =
             policies([Event::Init, Event::InitApply(p.clone()), Event::InitDone]);
-        let before = policies.resolve("reports", &BTreeMap::new()).0.effective;
+        let before = policies.resolve("reports", &BTreeMap::new()).0.settings;
         let mut with_status = p.clone();
         with_status.status = Some(crate::core::policy::JobTracePolicyStatus {
             selected_jobs: Some(3),
             ..Default::default()
         });
         writer.apply(Event::Apply(with_status));
-        let after = policies.resolve("reports", &BTreeMap::new()).0.effective;
+        let after = policies.resolve("reports", &BTreeMap::new()).0.settings;
         assert!(
             Arc::ptr_eq(&before, &after),
             "same generation: not prepared again"
@@ -498,7 +498,7 @@ mod tests {
             policies
                 .resolve("reports", &BTreeMap::new())
                 .0
-                .effective
+                .settings
                 .pod_spans
         );
     }

@@ -45,7 +45,7 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
     traced_router(
         metrics,
         None,
-        Policies::defaults_only(crate::core::policy::Defaults::default()),
+        Policies::defaults_only(crate::core::policy::TraceSettings::default()),
     )
 }
 
@@ -154,7 +154,7 @@ fn request_context(headers: &axum::http::HeaderMap) -> RequestContext {
 async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) -> Response {
     let metrics = &shared.metrics;
     let started = Instant::now();
-    let mut own = shared
+    let mut self_span = shared
         .tracer
         .as_ref()
         .and_then(|t| t.admission(endpoint.label()));
@@ -173,7 +173,7 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
         .await
     else {
         let prefix = read_prefix(request).await;
-        return overloaded(endpoint, shared, &prefix, own);
+        return overloaded(endpoint, shared, &prefix, self_span);
     };
     let response = match read_body(request).await {
         Err((status, message)) => {
@@ -181,7 +181,7 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
                 .admissions
                 .get_or_create(&labels(AdmissionResult::BadRequest))
                 .inc();
-            if let Some(span) = own.as_mut() {
+            if let Some(span) = self_span.as_mut() {
                 span.fail(message.clone());
             }
             error(status, &message)
@@ -195,7 +195,7 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
                         .admissions
                         .get_or_create(&labels(AdmissionResult::BadRequest))
                         .inc();
-                    if let Some(span) = own.as_mut() {
+                    if let Some(span) = self_span.as_mut() {
                         span.fail(e.to_string());
                     }
                     error(StatusCode::BAD_REQUEST, &e.to_string())
@@ -213,7 +213,7 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
                             })
                             .inc_by(count);
                     }
-                    if let Some(span) = own.as_mut() {
+                    if let Some(span) = self_span.as_mut() {
                         span.set("jobtrace.admission.result", reviewed.result.label());
                         span.set(
                             "jobtrace.admission.warnings",
@@ -240,7 +240,7 @@ async fn handle(endpoint: AdmissionEndpoint, shared: &Shared, request: Request) 
             endpoint: endpoint.label(),
         })
         .observe(started.elapsed().as_secs_f64());
-    if let (Some(tracer), Some(mut span)) = (&shared.tracer, own) {
+    if let (Some(tracer), Some(mut span)) = (&shared.tracer, self_span) {
         span.set("http.route", endpoint.path());
         tracer.record(span);
     }
@@ -283,7 +283,7 @@ fn overloaded(
     endpoint: AdmissionEndpoint,
     shared: &Shared,
     body: &[u8],
-    mut own: Option<crate::k8s::selftrace::OwnSpan>,
+    mut self_span: Option<crate::k8s::selftrace::SelfSpan>,
 ) -> Response {
     let metrics = &shared.metrics;
     metrics
@@ -303,13 +303,13 @@ fn overloaded(
         endpoint = endpoint.label(),
         "admission budget exhausted: answered unchanged"
     );
-    if let Some(span) = own.as_mut() {
+    if let Some(span) = self_span.as_mut() {
         span.set(
             "jobtrace.admission.result",
             AdmissionResult::Overloaded.label(),
         );
     }
-    if let (Some(tracer), Some(mut span)) = (&shared.tracer, own) {
+    if let (Some(tracer), Some(mut span)) = (&shared.tracer, self_span) {
         span.set("http.route", endpoint.path());
         tracer.record(span);
     }

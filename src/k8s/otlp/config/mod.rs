@@ -11,7 +11,7 @@ use std::time::Duration;
 use headers::parse_headers;
 pub(super) use headers::percent_decode;
 use pem::tls_files;
-pub use pem::{ClientIdentity, PemFile, TlsFiles};
+pub use pem::{ClientIdentity, CollectorTls, PemFile};
 
 use super::deliver::DEFAULT_MAX_REQUEST_BYTES;
 use super::limits::SpanLimits;
@@ -40,7 +40,7 @@ pub struct ExporterConfig {
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
     pub compression: Compression,
-    pub tls: TlsFiles,
+    pub tls: CollectorTls,
     /// What an exported span keeps (the `OTEL_*_LIMIT` variables).
     pub limits: SpanLimits,
     /// The largest request sent, in bytes of encoded protobuf (before compression): a batch
@@ -380,7 +380,7 @@ pub(super) mod tests {
     fn defaults_send_plain_uncompressed_and_warn_of_nothing() {
         let c = config(&[]).unwrap();
         assert_eq!(c.compression, Compression::None);
-        assert_eq!(c.tls, TlsFiles::default());
+        assert_eq!(c.tls, CollectorTls::default());
         assert!(c.warnings.is_empty());
     }
 

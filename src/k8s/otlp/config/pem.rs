@@ -26,7 +26,7 @@ impl std::fmt::Debug for PemFile {
 /// The certificates of a TLS connection to the collector; they matter only for an `https://`
 /// endpoint (or a gRPC one without scheme and not insecure).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TlsFiles {
+pub struct CollectorTls {
     /// The trust roots for the collector's certificate (`OTEL_EXPORTER_OTLP_CERTIFICATE`); they
     /// replace the built-in web PKI roots. None: the web PKI roots.
     pub roots: Option<PemFile>,
@@ -41,7 +41,7 @@ pub struct ClientIdentity {
     pub key: PemFile,
 }
 
-impl TlsFiles {
+impl CollectorTls {
     /// The same files read again, and checked as at startup: a rotated certificate (a Secret
     /// mounted as files is updated in place) is taken without a restart.
     pub fn reread(&self) -> Result<Self, ConfigError> {
@@ -78,7 +78,7 @@ impl TlsFiles {
 pub(super) fn tls_files(
     var: &impl Fn(&str) -> Option<String>,
     read: &impl Fn(&Path) -> std::io::Result<Vec<u8>>,
-) -> Result<TlsFiles, ConfigError> {
+) -> Result<CollectorTls, ConfigError> {
     let pem = |setting: Option<Setting>, expected| {
         setting
             .map(|s| pem_file(s.name, s.value.trim(), expected, read))
@@ -124,7 +124,7 @@ pub(super) fn tls_files(
             });
         }
     };
-    Ok(TlsFiles { roots, client })
+    Ok(CollectorTls { roots, client })
 }
 
 /// What a PEM file must hold.

@@ -1,4 +1,4 @@
-//! The plain-HTTP operations port: `/healthz`, `/readyz`, `/syncz` and `/metrics`.
+//! The metrics port, plain HTTP: `/healthz`, `/readyz`, `/syncz` and `/metrics`.
 //!
 //! `/readyz` is what the Service's endpoints follow, so it says only whether this process can
 //! answer admissions; the controller's progress is `/syncz`'s, and never takes a replica out of
@@ -29,7 +29,7 @@ pub struct Readiness {
 
 impl Readiness {
     /// Admissions can be answered: the webhook has its certificate and accepts connections (or,
-    /// in a process without a webhook, the operations port is up).
+    /// in a process without a webhook, the metrics port is up).
     pub fn set_serving(&self) {
         self.serving.store(true, Ordering::Release);
     }
@@ -50,25 +50,25 @@ impl Readiness {
     }
 }
 
-/// What the operations port reports on.
+/// What the metrics port reports on.
 #[derive(Clone)]
-pub struct Operations {
+pub struct PortState {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     /// The controller's state, in a process that runs one.
     pub controller: Option<Arc<ControllerSync>>,
 }
 
-pub fn router(operations: Operations) -> Router {
+pub fn router(port_state: PortState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/syncz", get(syncz))
         .route("/metrics", get(metrics_text))
-        .with_state(operations)
+        .with_state(port_state)
 }
 
-async fn readyz(State(state): State<Operations>) -> impl IntoResponse {
+async fn readyz(State(state): State<PortState>) -> impl IntoResponse {
     match state.readiness.not_ready() {
         None => (StatusCode::OK, "ready".to_owned()),
         Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
@@ -77,7 +77,7 @@ async fn readyz(State(state): State<Operations>) -> impl IntoResponse {
 
 /// 200 when the controller has nothing left to list (synced, or standing by), 503 while it starts
 /// or lists, 404 in a process without one.
-async fn syncz(State(state): State<Operations>) -> impl IntoResponse {
+async fn syncz(State(state): State<PortState>) -> impl IntoResponse {
     let Some(controller) = state.controller else {
         return (
             StatusCode::NOT_FOUND,
@@ -95,7 +95,7 @@ async fn syncz(State(state): State<Operations>) -> impl IntoResponse {
     }
 }
 
-async fn metrics_text(State(state): State<Operations>) -> impl IntoResponse {
+async fn metrics_text(State(state): State<PortState>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
@@ -128,8 +128,8 @@ mod tests {
     }
 
     /// The status and body of `GET path`.
-    async fn get(operations: &Operations, path: &str) -> (StatusCode, String) {
-        let response = router(operations.clone())
+    async fn get(port_state: &PortState, path: &str) -> (StatusCode, String) {
+        let response = router(port_state.clone())
             .oneshot(Request::get(path).body(Body::empty()).unwrap())
             .await
             .unwrap();
@@ -138,8 +138,8 @@ mod tests {
         (status, String::from_utf8(body.to_vec()).unwrap())
     }
 
-    fn reporting_on(controller: Option<Arc<ControllerSync>>) -> Operations {
-        Operations {
+    fn reporting_on(controller: Option<Arc<ControllerSync>>) -> PortState {
+        PortState {
             metrics: Arc::default(),
             readiness: Arc::default(),
             controller,
@@ -150,22 +150,22 @@ mod tests {
     async fn readyz_never_waits_on_a_listing_controller() {
         let controller = Arc::new(ControllerSync::default());
         controller.leading();
-        let operations = reporting_on(Some(controller));
-        operations.readiness.set_serving();
+        let port_state = reporting_on(Some(controller));
+        port_state.readiness.set_serving();
         assert_eq!(
-            get(&operations, "/readyz").await,
+            get(&port_state, "/readyz").await,
             (StatusCode::OK, "ready".to_owned())
         );
         assert_eq!(
-            get(&operations, "/syncz").await,
+            get(&port_state, "/syncz").await,
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not synced: listing the traced Jobs and pods".to_owned()
             )
         );
-        operations.readiness.set_stopping();
+        port_state.readiness.set_stopping();
         assert_eq!(
-            get(&operations, "/readyz").await,
+            get(&port_state, "/readyz").await,
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not ready: shutting down".to_owned()
@@ -176,9 +176,9 @@ mod tests {
     #[tokio::test]
     async fn syncz_tells_the_controllers_state() {
         let controller = Arc::new(ControllerSync::default());
-        let operations = reporting_on(Some(controller.clone()));
+        let port_state = reporting_on(Some(controller.clone()));
         assert_eq!(
-            get(&operations, "/syncz").await,
+            get(&port_state, "/syncz").await,
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not synced: starting".to_owned()
@@ -186,14 +186,14 @@ mod tests {
         );
         controller.standby();
         assert_eq!(
-            get(&operations, "/syncz").await,
+            get(&port_state, "/syncz").await,
             (
                 StatusCode::OK,
                 "standby: another replica leads and lists".to_owned()
             )
         );
         assert_eq!(
-            get(&operations, "/readyz").await.0,
+            get(&port_state, "/readyz").await.0,
             StatusCode::SERVICE_UNAVAILABLE,
             "a synced controller doesn't make the webhook ready either"
         );
@@ -208,12 +208,12 @@ mod tests {
 
     #[tokio::test]
     async fn healthz_and_metrics_answer_from_the_start() {
-        let operations = reporting_on(None);
+        let port_state = reporting_on(None);
         assert_eq!(
-            get(&operations, "/healthz").await,
+            get(&port_state, "/healthz").await,
             (StatusCode::OK, "ok".to_owned())
         );
-        let (status, metrics) = get(&operations, "/metrics").await;
+        let (status, metrics) = get(&port_state, "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert!(
             metrics.contains("jobtrace_controller_listing 0"),
