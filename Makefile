@@ -54,7 +54,7 @@ deny:
 shellcheck:
 	hack/shellcheck.sh
 
-## The API docs of both crates, warnings denied.
+## The API docs of the workspace's crates, warnings denied.
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --workspace --no-deps --all-features
 
@@ -77,10 +77,10 @@ UNIT_FEATURES := jobtrace-context/opentelemetry,jobtrace-context/k8s-openapi
 unit:
 	$(CARGO) test --locked --workspace --features $(UNIT_FEATURES)
 
-## The programs the end-to-end tests and the demo run: the pod runner and the client library's
-## creator and Job program (target/debug/examples/).
+## The programs the end-to-end tests and the demo run: the pod runner (target/debug/pod-runner)
+## and the client library's creator and Job program (target/debug/examples/).
 examples:
-	$(CARGO) build --locked --workspace --examples --features $(UNIT_FEATURES)
+	$(CARGO) build --locked --workspace --bins --examples --features $(UNIT_FEATURES)
 
 ## Every fuzz target for FUZZ_SECONDS each (installs cargo-fuzz if needed).
 fuzz:

@@ -2,25 +2,15 @@
 //! with the webhook registered divided by the median without it, measured side by side (creates
 //! alternate between a namespace the webhook serves and one it doesn't). Needs `make cluster-up`.
 
-#[path = "../tests/helm/mod.rs"]
-mod helm;
-#[path = "../tests/e2e/support.rs"]
-#[allow(dead_code)]
-mod support;
-#[path = "../tests/e2e/webhook_process.rs"]
-#[allow(dead_code)]
-mod webhook_process;
-#[path = "workload.rs"]
-mod workload;
-
+use jobtrace_testkit::{cluster, process, workload};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::api::PostParams;
 
-use support::TestNamespace;
-use webhook_process::Webhook;
+use cluster::TestNamespace;
+use process::Webhook;
 
 fn suspended_job(name: &str) -> Job {
     let mut job = workload::typical_job(name);

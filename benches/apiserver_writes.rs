@@ -5,17 +5,8 @@
 //! one `jobtrace run` serves (webhook, and the controller exporting to the local Jaeger, Jobs held
 //! for export as the chart does). For Jobs of 1 and of 5 pods. Needs `make cluster-up`.
 
-#[path = "../tests/helm/mod.rs"]
-mod helm;
-#[path = "../tests/e2e/support.rs"]
-#[allow(dead_code)]
-mod support;
-#[path = "../tests/e2e/webhook_process.rs"]
-#[allow(dead_code)]
-mod webhook_process;
-#[path = "workload.rs"]
-mod workload;
-
+use jobtrace_testkit::metrics::Scrape;
+use jobtrace_testkit::{cluster, process, workload};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -24,8 +15,8 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 
-use support::TestNamespace;
-use webhook_process::Webhook;
+use cluster::TestNamespace;
+use process::Webhook;
 
 /// The resources whose writes are counted: what a Job's run and its tracing write.
 const RESOURCES: [&str; 3] = ["jobs", "pods", "events"];
@@ -37,15 +28,9 @@ fn job(name: &str, pods: usize, traced: bool) -> Job {
 
 /// The apiserver's write requests so far, by `resource/subresource verb`, for [`RESOURCES`].
 async fn writes(client: &kube::Client) -> BTreeMap<String, f64> {
-    let text = workload::apiserver_metrics(client).await;
+    let scrape = Scrape::apiserver(client).await;
     let mut counts = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-    {
-        let Some((labels, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
+    for (labels, value) in scrape.samples("apiserver_request_total") {
         let label = |name: &str| {
             labels
                 .split(&format!("{name}=\""))
@@ -125,7 +110,7 @@ async fn round(
             })
             .collect();
         let done = ours.iter().all(|j| {
-            support::finished_condition(j).is_some()
+            cluster::finished_condition(j).is_some()
                 && (mode != Mode::Exported
                     || (exported(j) && j.metadata.finalizers.as_ref().is_none_or(Vec::is_empty)))
         });

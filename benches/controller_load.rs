@@ -13,24 +13,14 @@
 //! [`COMPACT_EVERY`] (as the apiserver's compactor does) until every Job finished, and once more
 //! then, before a late controller starts.
 
-#[path = "../tests/helm/mod.rs"]
-mod helm;
-#[path = "../tests/e2e/support.rs"]
-#[allow(dead_code)]
-mod support;
-#[path = "../tests/e2e/webhook_process.rs"]
-#[allow(dead_code)]
-mod webhook_process;
-#[path = "workload.rs"]
-mod workload;
-
+use jobtrace_testkit::{cluster, process, workload};
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use jobtrace::fixtures::TestJob;
+use jobtrace_testkit::fixtures::TestJob;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
@@ -66,7 +56,7 @@ fn traced_job(i: usize, trace: &str, run_for: &str, fat: usize) -> Job {
 
 /// etcd's database size, and how much of it is in use, in MiB.
 async fn etcd_size() -> Option<(u64, u64)> {
-    let status = support::etcd("/v3/maintenance/status", json!({})).await?;
+    let status = cluster::etcd("/v3/maintenance/status", json!({})).await?;
     let mib = |field: &str| Some(status[field].as_str()?.parse::<u64>().ok()? >> 20);
     Some((mib("dbSize")?, mib("dbSizeInUse")?))
 }
@@ -83,8 +73,8 @@ fn proc_stat(pid: u32) -> (u64, f64) {
 
 #[allow(clippy::too_many_lines)] // one benchmark run, read top to bottom
 async fn run(jobs_count: usize, fat: usize, late: bool) {
-    let ns = support::TestNamespace::create("load").await;
-    let metrics_port = webhook_process::free_port();
+    let ns = cluster::TestNamespace::create("load").await;
+    let metrics_port = process::free_port();
     let spawn_controller = || {
         Command::new(env!("CARGO_BIN_EXE_jobtrace"))
             .args([
@@ -179,7 +169,7 @@ async fn run(jobs_count: usize, fat: usize, late: bool) {
         tokio::spawn(async {
             loop {
                 tokio::time::sleep(COMPACT_EVERY).await;
-                support::compact_etcd(0).await;
+                cluster::compact_etcd(0).await;
             }
         })
     });
@@ -208,7 +198,7 @@ async fn run(jobs_count: usize, fat: usize, late: bool) {
     let all_finished = started.elapsed();
     if let Some(compacting) = compacting {
         compacting.abort();
-        support::compact_etcd(0).await;
+        cluster::compact_etcd(0).await;
         if let Some((size, in_use)) = etcd_size().await {
             eprintln!("controller_load: etcd {size} MiB, {in_use} MiB in use");
         }

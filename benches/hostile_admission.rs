@@ -4,17 +4,11 @@
 //! reads (and, for the last shape, one past it). Reported: the server's peak RSS above its idle RSS, the
 //! largest answer, the slowest answer, and how many were answered unchanged as overloaded.
 
-#[path = "common/https.rs"]
-mod https;
-#[path = "../tests/support/mod.rs"]
-mod support;
-#[path = "workload.rs"]
-mod workload;
-
+use jobtrace_testkit::{https, workload};
 use std::time::{Duration, Instant};
 
-use jobtrace::fixtures::TP;
 use jobtrace::k8s::webhook::review::MAX_OBJECT_BYTES;
+use jobtrace_testkit::fixtures::TP;
 use serde_json::{Value, json};
 
 /// Bytes of each review, near the webhook's 4 MiB body limit.

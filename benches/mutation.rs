@@ -2,13 +2,11 @@
 //! admission handler (parse, mutate, serialize) on the same Job, and the HTTP router with and
 //! without jobtrace's own spans, side by side.
 
-#[path = "workload.rs"]
-mod workload;
-
 // Measured with the allocator the `jobtrace` binary ships with.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use jobtrace_testkit::workload;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -64,7 +62,7 @@ fn benches(c: &mut Criterion) {
 fn with_policies(c: &mut Criterion) {
     let mut job = workload::typical_job("nightly-report");
     job["metadata"]["labels"] = serde_json::json!({ "team": "data", "app": "reports" });
-    let body = jobtrace::fixtures::review("batch", "Job", "CREATE", &job)
+    let body = jobtrace_testkit::fixtures::review("batch", "Job", "CREATE", &job)
         .to_string()
         .into_bytes();
     let now = k8s_openapi::jiff::Timestamp::now();
@@ -162,18 +160,25 @@ fn with_policies(c: &mut Criterion) {
 /// names written as overridden). The Job carries the labels the selectors ask for, and the
 /// policies include its containers and baggage keys, so every case traces it alike.
 fn with_policies_at_limits(c: &mut Criterion) {
-    use jobtrace::fixtures::{labels_at_limits, policy_at_limits};
+    use jobtrace_testkit::fixtures::{labels_at_limits, policy_at_limits, typed};
     let labels = labels_at_limits("chosen");
     let mut job = workload::typical_job("nightly-report");
     job["metadata"]["labels"] = serde_json::to_value(&labels).unwrap();
-    let body = jobtrace::fixtures::review("batch", "Job", "CREATE", &job)
+    let body = jobtrace_testkit::fixtures::review("batch", "Job", "CREATE", &job)
         .to_string()
         .into_bytes();
     let now = k8s_openapi::jiff::Timestamp::now();
     let include = ["fetch", "main", "side", "third", "tenant", "region"];
     let policies = |seed: &dyn Fn(usize) -> String| {
         let policies = (0..1000)
-            .map(|i| policy_at_limits("reports", &format!("p-{i:04}"), &seed(i), &include))
+            .map(|i| {
+                typed(&policy_at_limits(
+                    "reports",
+                    &format!("p-{i:04}"),
+                    &seed(i),
+                    &include,
+                ))
+            })
             .collect();
         Policies::fixed(TraceSettings::default(), policies)
     };
@@ -310,11 +315,11 @@ fn by_context_source(c: &mut Criterion) {
         .as_object_mut()
         .unwrap()
         .remove("annotations");
-    let bare = jobtrace::fixtures::review("batch", "Job", "CREATE", &bare)
+    let bare = jobtrace_testkit::fixtures::review("batch", "Job", "CREATE", &bare)
         .to_string()
         .into_bytes();
     let headers = RequestContext {
-        traceparent: vec![jobtrace::fixtures::TP.to_owned()],
+        traceparent: vec![jobtrace_testkit::fixtures::TP.to_owned()],
         tracestate: vec!["rojo=00f067aa0ba902b7,congo=t61rcWkgMzE".to_owned()],
         baggage: vec!["tenant=acme,region=eu-west-1".to_owned()],
     };

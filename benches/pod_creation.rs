@@ -9,17 +9,8 @@
 //! cluster raises them to 500 requests/s, `JOBTRACE_CLIENT_QPS=N` (or `default`) to
 //! `hack/cluster-up.sh` sets others. Needs `make cluster-up`.
 
-#[path = "../tests/helm/mod.rs"]
-mod helm;
-#[path = "../tests/e2e/support.rs"]
-#[allow(dead_code)]
-mod support;
-#[path = "../tests/e2e/webhook_process.rs"]
-#[allow(dead_code)]
-mod webhook_process;
-#[path = "workload.rs"]
-mod workload;
-
+use jobtrace_testkit::metrics::Scrape;
+use jobtrace_testkit::{cluster, process, workload};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
@@ -28,8 +19,8 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
-use support::TestNamespace;
-use webhook_process::Webhook;
+use cluster::TestNamespace;
+use process::Webhook;
 
 /// An Indexed Job whose pods kwok keeps running (no completion adds pods while we count).
 fn indexed_job(name: &str, completions: usize, traced: bool) -> Job {
@@ -146,26 +137,20 @@ struct Tally {
 
 /// The pod webhook's calls so far, as the apiserver and as jobtrace timed them.
 async fn call_times(client: &kube::Client, webhook: &Webhook) -> [(f64, f64); 2] {
-    let apiserver = workload::apiserver_metrics(client).await;
+    let apiserver = Scrape::apiserver(client).await;
     let series = "apiserver_admission_webhook_admission_duration_seconds";
     let pods = ["name=\"pods.jobtrace.dev\"", "type=\"admit\""];
-    let url = format!("http://{}/metrics", webhook.metrics);
-    let own_text = reqwest::get(&url)
-        .await
-        .expect("the webhook's metrics")
-        .text()
-        .await
-        .expect("the webhook's metrics");
-    let own = "jobtrace_admission_duration_seconds";
+    let own = webhook.scrape().await;
+    let handled = "jobtrace_admission_duration_seconds";
     let endpoint = ["endpoint=\"pods\""];
     [
         (
-            workload::sample_sum(&apiserver, &format!("{series}_sum"), &pods),
-            workload::sample_sum(&apiserver, &format!("{series}_count"), &pods),
+            apiserver.sum(&format!("{series}_sum"), &pods),
+            apiserver.sum(&format!("{series}_count"), &pods),
         ),
         (
-            workload::sample_sum(&own_text, &format!("{own}_sum"), &endpoint),
-            workload::sample_sum(&own_text, &format!("{own}_count"), &endpoint),
+            own.sum(&format!("{handled}_sum"), &endpoint),
+            own.sum(&format!("{handled}_count"), &endpoint),
         ),
     ]
 }

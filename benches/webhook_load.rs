@@ -3,13 +3,7 @@
 //! second (open loop, measured from each request's scheduled time), and the server's memory.
 //! The load generator runs on the same two cores as the server.
 
-#[path = "common/https.rs"]
-mod https;
-#[path = "../tests/support/mod.rs"]
-mod support;
-#[path = "workload.rs"]
-mod workload;
-
+use jobtrace_testkit::{https, workload};
 use std::time::{Duration, Instant};
 
 struct Stats {

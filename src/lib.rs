@@ -4,7 +4,8 @@
 pub mod cli;
 pub mod commands;
 pub mod core;
-#[cfg(any(test, feature = "fixtures"))]
-pub mod fixtures;
 pub mod k8s;
 pub mod wiring;
+
+#[cfg(test)]
+mod testing;

@@ -3,8 +3,6 @@
 //! replica serving the same Secret, and a rotation keeps a stamp written just before it good for
 //! its reinvocation. (A test binary of its own: the key is the process's.)
 
-mod support;
-
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -13,11 +11,11 @@ use base64::Engine;
 use http_body_util::BodyExt;
 use jobtrace::core::context::{SpanId, TraceId};
 use jobtrace::core::mutate::tag::{Keyring, Kind, Stamped, TagKey};
-use jobtrace::fixtures::{TP, apply, job, review};
 use jobtrace::k8s::tls::ServingCertFiles;
+use jobtrace_testkit::fixtures::{TP, apply, job, review};
+use jobtrace_testkit::pki::TestPki;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
-use support::TestPki;
 use tower::ServiceExt;
 
 /// `object` as the webhook admits it in `reports`: its answer's patch applied, if any.

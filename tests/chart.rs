@@ -4,16 +4,14 @@
 //! under CI (the `CI` variable set) and elsewhere is ignored, saying so on stderr. The chart
 //! installed on a control plane is tested in tests/e2e/chart.rs.
 
-mod helm;
-
 use std::collections::BTreeSet;
 use std::io::Write as _;
 
-use helm::{
-    args, chart_dir, container, defaults, env, env_value, helm, kind, kube_version, one, pod_spec,
-    render, webhooks,
-};
 use jobtrace::k8s::registration::{Registration, WebhookAddress, webhook_configuration};
+use jobtrace_testkit::helm::{
+    self, args, chart_dir, container, defaults, env, env_value, helm, kind, kube_version, one,
+    pod_spec, render, webhooks,
+};
 use serde_json::{Value, json};
 
 /// Whether helm is there. Without it a test fails under CI (the `CI` variable set), which must

@@ -18,10 +18,10 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
-use jobtrace::fixtures::{JOB_SPAN, JOB_UID, POD_SPAN, TRACE_ID, TestJob, TestPod};
 use jobtrace::k8s::controller::{Deps, run};
 use jobtrace::k8s::metrics::Metrics;
 use jobtrace::k8s::otlp::{Exporter, ExporterConfig, Outcome, Protocol};
+use jobtrace_testkit::fixtures::{JOB_SPAN, JOB_UID, POD_SPAN, TRACE_ID, TestJob, TestPod};
 use kube::client::Body;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,

@@ -11,11 +11,11 @@ use axum::http::{Request, StatusCode};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use jobtrace::core::policy::TraceSettings;
-use jobtrace::fixtures::{TP, TestJob, job, review};
 use jobtrace::k8s::metrics::Metrics;
 use jobtrace::k8s::policy::Policies;
 use jobtrace::k8s::webhook::budget::Budget;
 use jobtrace::k8s::webhook::review::MAX_OBJECT_BYTES;
+use jobtrace_testkit::fixtures::{TP, TestJob, job, review};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -313,7 +313,7 @@ async fn admitted_in(namespace: &str, object: &Value) -> Value {
     let patch = base64::engine::general_purpose::STANDARD
         .decode(patch)
         .unwrap();
-    jobtrace::fixtures::apply(object, &serde_json::from_slice(&patch).unwrap())
+    jobtrace_testkit::fixtures::apply(object, &serde_json::from_slice(&patch).unwrap())
 }
 
 fn annotation<'a>(object: &'a Value, key: &str) -> &'a str {

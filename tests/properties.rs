@@ -3,11 +3,26 @@
 
 use std::collections::BTreeMap;
 
-use jobtrace::core::context::{SpanId, baggage, traceparent, tracestate};
-use jobtrace::core::mutate::{job, pod};
-use jobtrace::fixtures::{TestJob, admission, pod_of};
+use jobtrace::core::context::{RequestContext, SpanId, TraceId, baggage, traceparent, tracestate};
+use jobtrace::core::mutate::tag::{Keyring, TagKey};
+use jobtrace::core::mutate::{Admission, job, pod};
+use jobtrace_testkit::fixtures::{TestJob, now, pod_of};
 use proptest::prelude::*;
 use serde_json::{Value, json};
+
+/// An admission in namespace `reports` giving `span` to a new object, with a key of its own.
+fn admission(span: SpanId) -> Admission<'static> {
+    static KEYS: std::sync::LazyLock<Keyring> =
+        std::sync::LazyLock::new(|| Keyring::new(TagKey::random()));
+    Admission {
+        namespace: "reports",
+        new_span: span,
+        new_trace: TraceId::from_random([0x5a; 16]),
+        now: now(),
+        request: RequestContext::none(),
+        keys: &KEYS,
+    }
+}
 
 fn hex(n: usize) -> impl Strategy<Value = String> {
     proptest::collection::vec(proptest::sample::select(b"0123456789abcdef".to_vec()), n)

@@ -1,22 +1,20 @@
 //! The HTTPS webhook server and its metrics port, over real sockets on 127.0.0.1.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jobtrace::fixtures::{TP, job, review};
 use jobtrace::k8s::controller::{self, ControllerSync, Deps};
 use jobtrace::k8s::metrics::Metrics;
 use jobtrace::k8s::metrics_port::Readiness;
 use jobtrace::k8s::otlp::{Exporter, ExporterConfig};
 use jobtrace::k8s::serve::{Listeners, TlsSource, WebhookServer, webhook};
 use jobtrace::k8s::tls::ServingCertFiles;
+use jobtrace_testkit::fixtures::{TP, job, review};
+use jobtrace_testkit::pki::TestPki;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
-use support::TestPki;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 

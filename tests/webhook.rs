@@ -7,8 +7,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use http_body_util::BodyExt;
-use jobtrace::fixtures::{TP, job, review};
 use jobtrace::k8s::metrics::Metrics;
+use jobtrace_testkit::fixtures::{TP, job, review};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

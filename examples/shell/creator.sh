@@ -29,7 +29,7 @@ spec:
   backoffLimit: 0
   template:
     metadata:
-      # The local setup's pod runner (hack/pod-runner.rs) runs these pods' commands.
+      # The local setup's pod runner (crates/jobtrace-testkit/src/bin/pod-runner.rs) runs these pods' commands.
       labels: { sim.jobtrace.dev/runner: "true" }
     spec:
       restartPolicy: Never

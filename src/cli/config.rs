@@ -344,10 +344,6 @@ mod tests {
     #[test]
     fn webhook_without_a_workable_certificate_source_does_not_start() {
         assert!(matches!(
-            webhook(&["--tls-cert-file", "t.crt"]),
-            Err(CommandError::NoCertificateSource)
-        ));
-        assert!(matches!(
             webhook(&["--cert-secret", "s"]),
             Err(CommandError::NoCertificateNames)
         ));

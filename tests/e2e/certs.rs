@@ -14,8 +14,9 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 
-use crate::support::TestNamespace;
-use crate::webhook_process::{TP, free_port, job, local_registration, register};
+use jobtrace_testkit::cluster::TestNamespace;
+use jobtrace_testkit::fixtures::TP;
+use jobtrace_testkit::process::{free_port, job, local_registration, register};
 
 /// How long admissions are sent while certificates rotate.
 const LOAD: Duration = Duration::from_secs(40);

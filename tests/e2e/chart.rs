@@ -16,9 +16,10 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::helm::{args, bin_dir, chart_dir, helm, kind, render, webhooks};
-use crate::support::TestNamespace;
-use crate::webhook_process::{TP, kubectl};
+use jobtrace_testkit::cluster::TestNamespace;
+use jobtrace_testkit::fixtures::TP;
+use jobtrace_testkit::helm::{args, bin_dir, chart_dir, helm, kind, render, webhooks};
+use jobtrace_testkit::process::kubectl;
 
 fn run_kubectl(args: &[&str]) -> String {
     let output = kubectl().args(args).output().unwrap();
@@ -209,7 +210,7 @@ async fn leader(install: &TestNamespace, fullname: &str) -> Option<String> {
 
 /// A traced Job that kwok runs for `run_for`.
 fn traced_sim_job(name: &str, traceparent: &str, run_for: &str) -> Job {
-    let mut job = crate::support::sim_job(name, run_for, None);
+    let mut job = jobtrace_testkit::cluster::sim_job(name, run_for, None);
     job.metadata.annotations = Some([("traceparent".to_owned(), traceparent.to_owned())].into());
     job
 }

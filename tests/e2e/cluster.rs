@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::ListParams;
 
-use crate::support::{TestNamespace, finished_condition, sim_job};
+use jobtrace_testkit::cluster::{TestNamespace, finished_condition, sim_job};
 
 #[tokio::test]
 async fn nodes_are_ready() {

@@ -14,8 +14,8 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 
 use crate::jaeger::{OTLP_GRPC, fetch_trace};
 use crate::spans::{kwok_job, named, random_trace_id};
-use crate::support::{DEADLINE, TestNamespace};
-use crate::webhook_process::Webhook;
+use jobtrace_testkit::cluster::{DEADLINE, TestNamespace};
+use jobtrace_testkit::process::Webhook;
 
 const FINALIZER: &str = "jobtrace.dev/export";
 
@@ -341,7 +341,10 @@ async fn a_namespace_with_held_jobs_finishes_deleting() {
 async fn a_collector_that_is_down_holds_a_deletion_no_longer_than_the_hold_timeout() {
     let ns = TestNamespace::create("held-timeout").await;
     // Nothing listens there: every export fails and is retried.
-    let down = format!("http://127.0.0.1:{}", crate::webhook_process::free_port());
+    let down = format!(
+        "http://127.0.0.1:{}",
+        jobtrace_testkit::process::free_port()
+    );
     let jobtrace = run_holding(&ns, &down, &["--hold-timeout", "3s"]).await;
     let job = kwok_job(
         "doomed",
@@ -411,7 +414,10 @@ async fn gone(ns: &TestNamespace, name: &str, within: Duration) -> Duration {
 async fn a_held_deletion_queued_behind_hundreds_of_jobs_is_released_at_the_hold_timeout() {
     const QUEUED: i64 = 600;
     let ns = TestNamespace::create("held-queued").await;
-    let down = format!("http://127.0.0.1:{}", crate::webhook_process::free_port());
+    let down = format!(
+        "http://127.0.0.1:{}",
+        jobtrace_testkit::process::free_port()
+    );
     let jobtrace = run_holding(&ns, &down, &["--hold-timeout", "3s"]).await;
     // More finished Jobs than a batch holds, their export failing: the batch is retried, the rest
     // wait behind it.

@@ -12,9 +12,10 @@ use serde_json::{Value, json};
 
 use crate::jaeger::{JAEGER_QUERY, OTLP_GRPC, fetch_trace};
 use crate::spans::{all_exported, kwok_job, named, random_trace_id};
-use crate::support::{DEADLINE, TestNamespace};
 use crate::webhook::kubectl_create;
-use crate::webhook_process::{Runner, TP, Webhook};
+use jobtrace_testkit::cluster::{DEADLINE, TestNamespace};
+use jobtrace_testkit::fixtures::TP;
+use jobtrace_testkit::process::{Runner, Webhook};
 
 /// A Job whose only container the pod runner runs: `sh -c script`, with `env` and `env_from`.
 fn shell_job(name: &str, annotations: &Value, script: &str, env: &Value, env_from: &Value) -> Job {
@@ -79,7 +80,7 @@ async fn the_process_sees_injected_values_as_written_and_keeps_what_env_from_giv
     );
     let finished = ns.finished("dollar").await;
     assert_eq!(
-        crate::support::finished_condition(&finished).map(|(t, _)| t),
+        jobtrace_testkit::cluster::finished_condition(&finished).map(|(t, _)| t),
         Some("Complete".to_owned())
     );
     let seen = std::fs::read_to_string(&out).expect("the container wrote what it saw");

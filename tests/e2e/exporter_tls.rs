@@ -13,14 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use jobtrace::core::spans::SpanRecord;
-use jobtrace::fixtures::TestJob;
 use jobtrace::k8s::otlp::{ExportError, Exporter, ExporterConfig};
 use jobtrace_context::SpanId;
+use jobtrace_testkit::fixtures::TestJob;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde_json::json;
 
 use crate::jaeger::fetch_trace_from;
-use crate::webhook_process::{bin_dir, free_port};
+use jobtrace_testkit::process::{bin_dir, free_port};
 
 /// Whether Jaeger is there. Without it a test fails under CI (the `CI` variable set); elsewhere
 /// it is ignored, saying so and why past the test harness's capture.
@@ -186,7 +186,7 @@ exporters:
     }
 
     async fn wait_listening(&mut self, log: &std::path::Path) {
-        let deadline = Instant::now() + crate::support::DEADLINE;
+        let deadline = Instant::now() + jobtrace_testkit::cluster::DEADLINE;
         for port in [
             self.grpc_tls,
             self.http_tls,

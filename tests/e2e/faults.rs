@@ -25,8 +25,8 @@ use serde_json::Value;
 
 use crate::jaeger::Collector;
 use crate::spans::{kwok_job, random_trace_id};
-use crate::support::{TestNamespace, finished_condition};
-use crate::webhook_process::{Webhook, bin_dir, free_port};
+use jobtrace_testkit::cluster::{TestNamespace, finished_condition};
+use jobtrace_testkit::process::{Webhook, bin_dir, free_port};
 
 /// Spans in one OTLP request at most (the controller's batch): what a crash between an export
 /// and its marks can repeat.

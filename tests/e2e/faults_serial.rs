@@ -19,8 +19,8 @@ use crate::faults::{
 use crate::jaeger::Collector;
 use crate::readiness::traced_pod;
 use crate::spans::random_trace_id;
-use crate::support::{TestNamespace, compact_etcd};
-use crate::webhook_process::Webhook;
+use jobtrace_testkit::cluster::{TestNamespace, compact_etcd};
+use jobtrace_testkit::process::Webhook;
 
 const EXPORTED: &str = "jobtrace_spans_exported_total";
 /// What the controller logs for each object whose mark failed after its export.

@@ -12,9 +12,10 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
 
-use crate::support::TestNamespace;
 use crate::webhook::kubectl_create;
-use crate::webhook_process::{TP, Webhook, job};
+use jobtrace_testkit::cluster::TestNamespace;
+use jobtrace_testkit::fixtures::TP;
+use jobtrace_testkit::process::{Webhook, job};
 
 fn warning_lines(stderr: &str) -> Vec<&str> {
     stderr

@@ -24,7 +24,7 @@ pub struct Collector {
 impl Collector {
     /// Chooses the ports; nothing listens on them yet.
     pub fn reserve() -> Self {
-        let port = crate::webhook_process::free_port;
+        let port = jobtrace_testkit::process::free_port;
         Self {
             otlp: port(),
             otlp_http: port(),
@@ -60,7 +60,7 @@ impl Collector {
         let log_path = path.with_extension("log");
         let log = std::fs::File::create(&log_path).unwrap();
         let mut child =
-            std::process::Command::new(crate::webhook_process::bin_dir().join("jaeger"))
+            std::process::Command::new(jobtrace_testkit::process::bin_dir().join("jaeger"))
                 .arg(format!("--config={}", path.display()))
                 .stdout(std::process::Stdio::null())
                 .stderr(log)
@@ -121,7 +121,7 @@ pub async fn fetch_trace(trace_id: &str, spans: usize) -> serde_json::Value {
 /// The same, from the Jaeger whose query API is at `base`.
 pub async fn fetch_trace_from(base: &str, trace_id: &str, spans: usize) -> serde_json::Value {
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + crate::support::DEADLINE;
+    let deadline = Instant::now() + jobtrace_testkit::cluster::DEADLINE;
     let mut last = String::new();
     while Instant::now() < deadline {
         let response = http

@@ -2,11 +2,6 @@
 //! controller-manager and scheduler, kwok as the simulated nodes and a kubelet on containerd as the
 //! real one, and Jaeger. Run them with `make e2e`.
 
-#[path = "../helm/mod.rs"]
-mod helm;
-mod support;
-mod webhook_process;
-
 mod certs;
 mod chart;
 mod clients;

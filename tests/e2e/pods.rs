@@ -13,8 +13,8 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use crate::faults::{count_spans, marked};
 use crate::jaeger::{JAEGER_QUERY, OTLP_GRPC};
 use crate::spans::{all_exported, random_trace_id};
-use crate::support::{DEADLINE, TestNamespace, finished_condition, sim_job};
-use crate::webhook_process::Webhook;
+use jobtrace_testkit::cluster::{DEADLINE, TestNamespace, finished_condition, sim_job};
+use jobtrace_testkit::process::Webhook;
 
 /// Waits until the namespace's pods satisfy `done`; returns them.
 async fn pods_until(ns: &TestNamespace, what: &str, done: impl Fn(&[Pod]) -> bool) -> Vec<Pod> {

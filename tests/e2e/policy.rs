@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 
 use crate::jaeger::{JAEGER_QUERY, OTLP_GRPC, fetch_trace};
 use crate::spans::{all_exported, kwok_job, named, random_trace_id};
-use crate::support::{DEADLINE, TestNamespace};
 use crate::webhook::kubectl_with_manifest;
-use crate::webhook_process::{Webhook, kubectl};
+use jobtrace_testkit::cluster::{DEADLINE, TestNamespace};
+use jobtrace_testkit::process::{Webhook, kubectl};
 
 /// Applies `manifest` with kubectl in the test's namespace; its success and what it printed.
 fn kubectl_apply(ns: &TestNamespace, manifest: &Value) -> (bool, String) {

@@ -13,8 +13,9 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::support::TestNamespace;
-use crate::webhook_process::{TP, Webhook, job};
+use jobtrace_testkit::cluster::TestNamespace;
+use jobtrace_testkit::fixtures::TP;
+use jobtrace_testkit::process::{Webhook, job};
 
 /// More finished objects than the controller holds while the collector doesn't answer (a batch
 /// of 512 spans being retried, and a queue of 512): its list of the pods can't end.

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use crate::clients::{OTLP_HTTP, repo};
 use crate::jaeger::{OTLP_GRPC, fetch_trace};
 use crate::spans::{named, parent, random_trace_id, tag};
-use crate::support::{TestNamespace, finished_condition};
-use crate::webhook_process::{Runner, Webhook, example};
+use jobtrace_testkit::cluster::{TestNamespace, finished_condition};
+use jobtrace_testkit::process::{Runner, Webhook, example};
 
 /// The real node's name and the label and taint that keep other pods off it.
 pub const NODE: &str = "real-node";

@@ -14,9 +14,9 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use crate::helm::render;
-use crate::support::TestNamespace;
-use crate::webhook_process::{Webhook, kubectl};
+use jobtrace_testkit::cluster::TestNamespace;
+use jobtrace_testkit::helm::render;
+use jobtrace_testkit::process::{Webhook, kubectl};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const JOB_SPAN: &str = "a1b2c3d4e5f60718";
@@ -411,7 +411,7 @@ async fn a_job_created_with_another_traces_ids_gets_its_own() {
     // A manifest saved from a Job of another trace, given a context of this one.
     let (other_trace, other_span) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
     let traceparent = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
-    let mut job = crate::support::sim_job("copied", "1s", None);
+    let mut job = jobtrace_testkit::cluster::sim_job("copied", "1s", None);
     job.metadata.annotations = Some(
         [
             ("traceparent", traceparent.as_str()),

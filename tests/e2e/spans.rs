@@ -11,8 +11,8 @@ use opentelemetry::trace::{Span, Tracer, TracerProvider};
 use serde_json::{Value, json};
 
 use crate::jaeger::{OTLP_GRPC, fetch_trace, fetch_trace_from};
-use crate::support::{DEADLINE, TestNamespace, finished_condition};
-use crate::webhook_process::{Runner, Webhook, example};
+use jobtrace_testkit::cluster::{DEADLINE, TestNamespace, finished_condition};
+use jobtrace_testkit::process::{Runner, Webhook, example};
 
 /// The value of the span's attribute `key`, as Jaeger's query API gives it.
 pub fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
@@ -412,7 +412,7 @@ struct Replica {
 
 impl Replica {
     fn start(ns: &TestNamespace, lease: &str, name: &str, otlp: &str) -> Self {
-        let port = crate::webhook_process::free_port();
+        let port = jobtrace_testkit::process::free_port();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_jobtrace"))
             .args(["controller", "--watch-namespace", &ns.name])
             .args(["--lease-namespace", &ns.name, "--lease-name", lease])

@@ -12,8 +12,8 @@ use serde_json::json;
 
 use crate::jaeger::{JAEGER_QUERY, OTLP_GRPC};
 use crate::spans::{all_exported, kwok_job, random_trace_id};
-use crate::support::TestNamespace;
-use crate::webhook_process::Webhook;
+use jobtrace_testkit::cluster::TestNamespace;
+use jobtrace_testkit::process::Webhook;
 
 async fn jobtrace_trace(ns: &TestNamespace, job: &str) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_jobtrace"))

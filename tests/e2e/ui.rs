@@ -12,7 +12,7 @@ use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider};
 use regex::Regex;
 
 use crate::jaeger::fetch_trace;
-use crate::support::DEADLINE;
+use jobtrace_testkit::cluster::DEADLINE;
 
 /// Where `hack/cluster-up.sh` serves the trace UI.
 pub const TRACE_UI: &str = "http://127.0.0.1:8000";

@@ -11,8 +11,9 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
 
-use crate::support::{DEADLINE, TestNamespace, finished_condition};
-use crate::webhook_process::{TP, Webhook, job, kubectl};
+use jobtrace_testkit::cluster::{DEADLINE, TestNamespace, finished_condition};
+use jobtrace_testkit::fixtures::TP;
+use jobtrace_testkit::process::{Webhook, job, kubectl};
 
 /// Creates `job` with kubectl, as a user would; kubectl's stderr (where warnings go).
 pub fn kubectl_create(ns: &TestNamespace, job: &Job) -> String {

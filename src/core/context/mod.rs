@@ -288,7 +288,7 @@ mod tests {
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     const OTHER: &str = "00-11111111111111111111111111111111-2222222222222222-01";
 
-    use crate::fixtures::string_map as annotations;
+    use jobtrace_testkit::fixtures::string_map as annotations;
 
     #[test]
     fn otel_carrier_keys_are_read() {

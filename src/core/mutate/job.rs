@@ -400,7 +400,9 @@ pub(super) mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::fixtures::{SPAN_A, SPAN_B, TP, admission, apply, defaults, env_value, job, typed};
+    use crate::testing::{admission, defaults};
+    use jobtrace_testkit::fixtures::{SPAN_A, SPAN_B};
+    use jobtrace_testkit::fixtures::{TP, apply, env_value, job, typed};
 
     pub(in crate::core::mutate) const CONTAINERS: [&str; 4] = [
         "/spec/template/spec/initContainers/0",

@@ -118,9 +118,9 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::fixtures::{
-        SPAN_A, SPAN_B, TP, admission, apply, defaults, env_value, job, pod_of, typed,
-    };
+    use crate::testing::{admission, defaults};
+    use jobtrace_testkit::fixtures::{SPAN_A, SPAN_B};
+    use jobtrace_testkit::fixtures::{TP, apply, env_value, job, pod_of, typed};
 
     /// The pod the job controller would create from a Job mutated with span A.
     fn pod_of_mutated_job() -> Value {

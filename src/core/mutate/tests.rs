@@ -2,7 +2,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::tag::{Keyring, Kind, Stamped, TagKey};
 use super::*;
-use crate::fixtures::{SPAN_A, admission, now};
+use crate::testing::admission;
+use jobtrace_testkit::fixtures::SPAN_A;
+use jobtrace_testkit::fixtures::now;
 
 /// A Job's metadata as jobtrace stamped it at [`now`] with span A, tagged by `keys`.
 fn stamped(keys: &Keyring) -> ObjectMeta {
@@ -67,7 +69,9 @@ mod jobs {
     use crate::core::context::{SpanId, TraceId};
     use crate::core::mutate::job::tests::{CONTAINERS, run, run_with, with};
     use crate::core::mutate::job::*;
-    use crate::fixtures::{SPAN_A, SPAN_B, TP, admission, apply, defaults, env_value, job, typed};
+    use crate::testing::{admission, defaults};
+    use jobtrace_testkit::fixtures::{SPAN_A, SPAN_B};
+    use jobtrace_testkit::fixtures::{TP, apply, env_value, job, typed};
 
     #[test]
     fn reinvocation_yields_empty_patch() {
@@ -287,7 +291,7 @@ mod jobs {
                 kind: crate::core::mutate::tag::Kind::Job,
                 namespace: "reports",
                 name: "nightly",
-                trace_id: TraceId::parse(crate::fixtures::TRACE_ID).unwrap(),
+                trace_id: TraceId::parse(jobtrace_testkit::fixtures::TRACE_ID).unwrap(),
                 span_id: SpanId([0xc; 8]),
                 admitted_at: "2026-11-23T10:00:00Z",
             })

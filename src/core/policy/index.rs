@@ -194,7 +194,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::fixtures::string_map as labels;
+    use jobtrace_testkit::fixtures::string_map as labels;
 
     fn policy(name: &str, spec: &serde_json::Value) -> JobTracePolicy {
         serde_json::from_value(json!({

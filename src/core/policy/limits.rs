@@ -246,7 +246,19 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::fixtures::policy_at_limits;
+    use jobtrace_testkit::fixtures::typed;
+
+    /// The kit's policy at the limits, as this crate's type.
+    fn policy_at_limits(
+        namespace: &str,
+        name: &str,
+        seed: &str,
+        include: &[&str],
+    ) -> JobTracePolicy {
+        typed(&jobtrace_testkit::fixtures::policy_at_limits(
+            namespace, name, seed, include,
+        ))
+    }
 
     /// Walks a schema; returns how many lists, strings and maps it found, and puts in `unbounded`
     /// the paths of those without a bound.

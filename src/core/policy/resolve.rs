@@ -134,7 +134,7 @@ mod tests {
         .unwrap()
     }
 
-    use crate::fixtures::string_map as labels;
+    use jobtrace_testkit::fixtures::string_map as labels;
 
     #[test]
     fn without_policies_the_defaults_apply() {

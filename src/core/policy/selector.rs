@@ -207,7 +207,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::fixtures::string_map as labels;
+    use jobtrace_testkit::fixtures::string_map as labels;
 
     /// `selector` compiled alone, and its names.
     fn compiled(selector: &serde_json::Value) -> (Option<Selector>, Names) {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::core::spans::{job_spans, pod_span};
-use crate::fixtures::{JOB_UID, TRACE_ID, TestJob, TestPod};
+use jobtrace_testkit::fixtures::{JOB_UID, TRACE_ID, TestJob, TestPod};
 
 /// When the controller saw a deletion, for the objects deleted without a deletion time.
 fn seen_deleted() -> Timestamp {
@@ -250,7 +250,7 @@ fn pods() -> Vec<(&'static str, Value)> {
 fn a_jobs_spans_from_its_slim_form_equal_those_from_the_whole_job() {
     let mut built = 0;
     for (case, object) in jobs() {
-        let whole: Job = crate::fixtures::typed(&object);
+        let whole: Job = jobtrace_testkit::fixtures::typed(&object);
         let read: Slim<Job> = slim(&object);
         for deleted in [None, Some(seen_deleted())] {
             let spans = job_spans(&whole, deleted);
@@ -269,7 +269,7 @@ fn a_jobs_spans_from_its_slim_form_equal_those_from_the_whole_job() {
 fn a_pods_span_from_its_slim_form_equals_that_from_the_whole_pod() {
     let mut built = 0;
     for (case, object) in pods() {
-        let whole: Pod = crate::fixtures::typed(&object);
+        let whole: Pod = jobtrace_testkit::fixtures::typed(&object);
         let read: Slim<Pod> = slim(&object);
         for deleted in [None, Some(seen_deleted())] {
             let span = pod_span(&whole, deleted);
@@ -321,11 +321,11 @@ fn assert_the_controller_reads_the_same<K: Resource>(case: &str, whole: &K, read
 #[test]
 fn what_the_controller_reads_of_a_job_or_pod_is_kept() {
     for (case, object) in jobs() {
-        let whole: Job = crate::fixtures::typed(&object);
+        let whole: Job = jobtrace_testkit::fixtures::typed(&object);
         assert_the_controller_reads_the_same(case, &whole, &slim::<Job>(&object));
     }
     for (case, object) in pods() {
-        let whole: Pod = crate::fixtures::typed(&object);
+        let whole: Pod = jobtrace_testkit::fixtures::typed(&object);
         assert_the_controller_reads_the_same(case, &whole, &slim::<Pod>(&object));
     }
 }
@@ -380,7 +380,7 @@ fn a_fat_job_is_read_without_its_template_or_others_annotations() {
         object.to_string().len()
     );
     assert_eq!(read.hold, Some(1_000));
-    let whole: Job = crate::fixtures::typed(&object);
+    let whole: Job = jobtrace_testkit::fixtures::typed(&object);
     assert_eq!(job_spans(&read.object, None), job_spans(&whole, None));
 }
 
@@ -399,7 +399,7 @@ fn a_fat_pod_is_read_without_its_spec() {
     let read: Slim<Pod> = slim(&object);
     let kept = serde_json::to_string(&read.object).unwrap();
     assert!(kept.len() < 2_048, "{} bytes kept: {kept}", kept.len());
-    let whole: Pod = crate::fixtures::typed(&object);
+    let whole: Pod = jobtrace_testkit::fixtures::typed(&object);
     assert_eq!(pod_span(&read.object, None), pod_span(&whole, None));
 }
 

@@ -7,7 +7,9 @@ use serde_json::{Value as Json, json};
 
 use super::*;
 
-use crate::fixtures::{CREATOR_SPAN as CREATOR, JOB_SPAN, TRACE_ID as TRACE, TestJob, TestPod};
+use jobtrace_testkit::fixtures::{
+    CREATOR_SPAN as CREATOR, JOB_SPAN, TRACE_ID as TRACE, TestJob, TestPod,
+};
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()

@@ -242,7 +242,7 @@ pub(super) mod tests {
 
     /// A finished Job's work, with its span.
     fn job(uid: &str) -> Work {
-        let finished: k8s_openapi::api::batch::v1::Job = crate::fixtures::TestJob::new()
+        let finished: k8s_openapi::api::batch::v1::Job = jobtrace_testkit::fixtures::TestJob::new()
             .traced()
             .created()
             .status(

@@ -334,7 +334,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::TP;
+    use jobtrace_testkit::fixtures::TP;
 
     #[test]
     fn headers_are_read_from_an_http_request() {

@@ -5,8 +5,8 @@ use std::process::Command;
 
 use super::{Parent, installed, run_and_check};
 use crate::jaeger::OTLP_GRPC;
-use crate::support::TestNamespace;
-use crate::webhook_process::{Runner, Webhook};
+use jobtrace_testkit::cluster::TestNamespace;
+use jobtrace_testkit::process::{Runner, Webhook};
 
 /// A program hack/clients/go.sh built.
 fn binary(name: &str) -> PathBuf {

@@ -6,8 +6,8 @@ use std::process::Command;
 
 use super::{Parent, installed, run_and_check};
 use crate::jaeger::OTLP_GRPC;
-use crate::support::TestNamespace;
-use crate::webhook_process::{Runner, Webhook};
+use jobtrace_testkit::cluster::TestNamespace;
+use jobtrace_testkit::process::{Runner, Webhook};
 
 /// What hack/clients/java.sh built: the JVM by its absolute path (the pod runner starts the
 /// Job's command with only the pod's environment) and the classpath of the example's jars.

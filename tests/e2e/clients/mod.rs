@@ -37,7 +37,7 @@ use serde_json::Value;
 
 use crate::jaeger::fetch_trace;
 pub use crate::spans::{parent as span_parent, tag as span_tag};
-use crate::support::{TestNamespace, finished_condition};
+use jobtrace_testkit::cluster::{TestNamespace, finished_condition};
 
 /// OTLP over HTTP to the local Jaeger, what the examples' SDKs send.
 pub const OTLP_HTTP: &str = "http://127.0.0.1:4318";

@@ -5,8 +5,8 @@ use std::process::Command;
 
 use super::{Parent, installed, repo, run_and_check};
 use crate::jaeger::OTLP_GRPC;
-use crate::support::TestNamespace;
-use crate::webhook_process::{Runner, Webhook};
+use jobtrace_testkit::cluster::TestNamespace;
+use jobtrace_testkit::process::{Runner, Webhook};
 
 /// The `node` on this `PATH`, as an absolute path: the pod runner starts the Job's command with
 /// only the pod's environment.

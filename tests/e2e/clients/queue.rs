@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use super::python::{python, script};
 use super::{OTLP_HTTP, Parent, check_tree, repo, span_parent};
 use crate::jaeger::{OTLP_GRPC, fetch_trace};
-use crate::support::{TestNamespace, finished_condition};
-use crate::webhook_process::{Runner, Webhook};
+use jobtrace_testkit::cluster::{TestNamespace, finished_condition};
+use jobtrace_testkit::process::{Runner, Webhook};
 
 /// A `redis-server` of the test's own on a free local port, nothing persisted; stopped on drop.
 struct Redis {

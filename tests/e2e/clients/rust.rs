@@ -6,8 +6,8 @@ use std::process::Command;
 
 use super::{Parent, run_and_check};
 use crate::jaeger::OTLP_GRPC;
-use crate::support::TestNamespace;
-use crate::webhook_process::{Runner, Webhook, example};
+use jobtrace_testkit::cluster::TestNamespace;
+use jobtrace_testkit::process::{Runner, Webhook, example};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creator_annotates_the_job_and_the_job_program_continues_its_trace() {

@@ -7,8 +7,8 @@ use std::process::Command;
 
 use super::{Parent, installed, repo, run_and_check};
 use crate::jaeger::OTLP_GRPC;
-use crate::support::TestNamespace;
-use crate::webhook_process::{Runner, Webhook, bin_dir};
+use jobtrace_testkit::cluster::TestNamespace;
+use jobtrace_testkit::process::{Runner, Webhook, bin_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stamped_manifest_and_otel_cli_continue_the_steps_trace() {

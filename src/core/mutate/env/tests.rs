@@ -48,7 +48,8 @@ mod through_the_job {
     use serde_json::{Value, json};
 
     use crate::core::mutate::job::tests::{CONTAINERS, run};
-    use crate::fixtures::{SPAN_A, SPAN_B, TP, env_value, job};
+    use jobtrace_testkit::fixtures::{SPAN_A, SPAN_B};
+    use jobtrace_testkit::fixtures::{TP, env_value, job};
 
     #[test]
     fn user_set_variables_are_never_overridden() {
@@ -138,7 +139,7 @@ mod through_the_job {
 
     /// The kubelet's expansion against the variables `defined`.
     fn kubelet_expand(value: &str, defined: &[(&str, &str)]) -> String {
-        crate::fixtures::kubelet_expand(value, |name| {
+        jobtrace_testkit::fixtures::kubelet_expand(value, |name| {
             defined
                 .iter()
                 .find(|(n, _)| *n == name)

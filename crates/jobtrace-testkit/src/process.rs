@@ -1,5 +1,5 @@
-//! A `jobtrace webhook` process registered with the apiserver for one namespace, for the
-//! end-to-end tests and the apiserver benchmark.
+//! The processes the end-to-end tests and the cluster benchmarks start: `jobtrace` registered
+//! with the apiserver for one namespace, the pod runner, kubectl; and the ports they listen on.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,38 +13,33 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 
-use crate::support::TestNamespace;
+use crate::cluster::TestNamespace;
+use crate::fixtures::TP;
+use crate::metrics::Scrape;
 
-pub const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-fn cluster_dir() -> PathBuf {
-    std::env::var_os("JOBTRACE_CLUSTER_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/cluster"),
-        PathBuf::from,
-    )
+/// The local control plane's state: `$JOBTRACE_CLUSTER_DIR`, or `target/cluster`.
+pub fn cluster_dir() -> PathBuf {
+    std::env::var_os("JOBTRACE_CLUSTER_DIR")
+        .map_or_else(|| crate::repo_dir().join("target/cluster"), PathBuf::from)
 }
 
-/// A program built by `cargo build --workspace --examples`: the pod runner, and the client
-/// library's `create-job` and `traced-task` (every member's examples land in the same directory).
+/// A program built by `cargo build --workspace --examples`: the client library's `create-job` and
+/// `traced-task` (every member's examples land in the same directory).
 pub fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_jobtrace"))
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name)
+    crate::profile_dir().join("examples").join(name)
 }
 
-/// The pod runner (`hack/pod-runner.rs`) for one namespace; stopped on drop.
+/// The pod runner (this kit's binary) for one namespace; stopped on drop.
 pub struct Runner(Child);
 
 impl Runner {
     pub fn start(ns: &TestNamespace) -> Self {
-        let child = Command::new(example("pod-runner"))
+        let child = Command::new(crate::profile_dir().join("pod-runner"))
             .arg(&ns.name)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start the pod runner (cargo build --workspace --examples)");
+            .expect("start the pod runner (cargo build --workspace --bins)");
         Self(child)
     }
 }
@@ -89,7 +84,7 @@ pub fn free_port() -> u16 {
 /// Starts `jobtrace ARGS` with the cluster's webhook certificate on the given ports.
 fn spawn(args: &[String], env: &[(String, String)], port: u16, metrics_port: u16) -> Child {
     let pki = cluster_dir().join("pki");
-    Command::new(env!("CARGO_BIN_EXE_jobtrace"))
+    Command::new(crate::jobtrace_binary())
         .args(args)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -138,7 +133,6 @@ pub struct Webhook {
 
 impl Webhook {
     /// The jobtrace process's id, while it runs (for the benchmarks, which measure its CPU).
-    #[allow(dead_code)]
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -252,8 +246,8 @@ impl Webhook {
     /// metrics port; panics when it exits first or takes too long.
     async fn wait_until_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !(ok(self.metrics, "/readyz").await
-            && (!self.wait_for_sync || ok(self.metrics, "/syncz").await))
+        while !(answers(self.metrics, "/readyz").await
+            && (!self.wait_for_sync || answers(self.metrics, "/syncz").await))
         {
             let child = self.child.as_mut().expect("a started process");
             if let Some(status) = child.try_wait().expect("the jobtrace process's status") {
@@ -276,20 +270,9 @@ impl Webhook {
         }
     }
 
-    /// What the process's `/metrics` serves now; panics with the URL and the error when it can't
-    /// be read, so that no check on a metric passes on a page that nobody served.
+    /// What the process's `/metrics` serves now.
     pub async fn scrape(&self) -> Scrape {
-        let url = format!("http://{}/metrics", self.metrics);
-        let response = reqwest::get(&url)
-            .await
-            .unwrap_or_else(|e| panic!("can't read {url}: {e}"));
-        let status = response.status();
-        assert!(status.is_success(), "{url} answered {status}");
-        let text = response
-            .text()
-            .await
-            .unwrap_or_else(|e| panic!("can't read {url}: {e}"));
-        Scrape { url, text }
+        Scrape::read(&format!("http://{}/metrics", self.metrics)).await
     }
 
     /// A counter jobtrace registers at start-up, such as `jobtrace_spans_dropped_total`. It is
@@ -302,32 +285,26 @@ impl Webhook {
     async fn wait_until_active(&self, ns: &TestNamespace) {
         let jobs: Api<Job> = ns.api();
         let probe = job("probe", &json!({ "traceparent": TP }), false);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let created = jobs
-                .create(
-                    &PostParams {
-                        dry_run: true,
-                        ..PostParams::default()
-                    },
-                    &probe,
-                )
-                .await
-                .expect("dry-run create");
-            if created
-                .metadata
-                .labels
-                .unwrap_or_default()
-                .contains_key("jobtrace.dev/traced")
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the webhook configuration never took effect"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let dry_run = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        let (jobs, probe, dry_run) = (&jobs, &probe, &dry_run);
+        crate::poll::until(
+            "the webhook configuration taking effect",
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || async move {
+                let created = jobs.create(dry_run, probe).await.expect("dry-run create");
+                created
+                    .metadata
+                    .labels
+                    .unwrap_or_default()
+                    .contains_key(jobtrace::core::names::TRACED_LABEL)
+                    .then_some(())
+            },
+        )
+        .await;
     }
 
     /// The webhook's count of admission requests for `endpoint`, all results together: 0 before
@@ -367,88 +344,11 @@ impl Drop for Webhook {
     }
 }
 
-/// Whether `path` (`/readyz`, `/syncz`) on the plain-HTTP port answers 200.
-async fn ok(addr: SocketAddr, path: &str) -> bool {
+/// Whether `path` (`/readyz`, `/syncz`) on the metrics port at `addr` answers 200.
+pub async fn answers(addr: SocketAddr, path: &str) -> bool {
     reqwest::get(format!("http://{addr}{path}"))
         .await
         .is_ok_and(|r| r.status().is_success())
-}
-
-/// One reading of a process's `/metrics`, in the `OpenMetrics` text format.
-pub struct Scrape {
-    url: String,
-    text: String,
-}
-
-impl Scrape {
-    /// The labels (`{...}`, or empty) and the value of each sample named `name`.
-    fn samples<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
-        self.text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(move |l| {
-                let rest = l.strip_prefix(name)?;
-                let (labels, rest) = if rest.starts_with('{') {
-                    rest.split_at(rest.find('}')? + 1)
-                } else {
-                    ("", rest)
-                };
-                // After the value, maybe a timestamp or an exemplar.
-                let value = rest.strip_prefix(' ')?.split(' ').next()?;
-                Some((labels, value))
-            })
-    }
-
-    fn count(&self, name: &str, value: &str) -> u64 {
-        value
-            .parse()
-            .unwrap_or_else(|e| panic!("{name} at {} is {value:?}, not a count: {e}", self.url))
-    }
-
-    /// The value of the sample `name`, which has no labels; panics when it is absent or repeats.
-    fn only<'a>(&'a self, name: &'a str) -> &'a str {
-        let values: Vec<&str> = self
-            .samples(name)
-            .filter(|(labels, _)| labels.is_empty())
-            .map(|(_, value)| value)
-            .collect();
-        match values[..] {
-            [value] => value,
-            [] => panic!("{} has no {name}:\n{}", self.url, self.text),
-            _ => panic!("{} has {name} more than once:\n{}", self.url, self.text),
-        }
-    }
-
-    /// The value of the counter sample `name` (with its `_total`), which has no labels; panics
-    /// when it is absent.
-    pub fn counter(&self, name: &str) -> u64 {
-        self.count(name, self.only(name))
-    }
-
-    /// The value of the gauge `name`, which has no labels; panics when it is absent.
-    pub fn gauge(&self, name: &str) -> i64 {
-        let value = self.only(name);
-        value
-            .parse()
-            .unwrap_or_else(|e| panic!("{name} at {} is {value:?}: {e}", self.url))
-    }
-
-    /// The sum of the counter `family`'s series whose labels include `labels`: 0 when it has
-    /// none (yet), but the family itself must be declared.
-    pub fn counter_family(&self, family: &str, labels: &str) -> u64 {
-        let declared = format!("# TYPE {family} counter");
-        assert!(
-            self.text.lines().any(|l| l == declared),
-            "{} declares no counter {family}:\n{}",
-            self.url,
-            self.text
-        );
-        let name = format!("{family}_total");
-        self.samples(&name)
-            .filter(|(l, _)| l.contains(labels))
-            .map(|(_, value)| self.count(&name, value))
-            .sum()
-    }
 }
 
 /// A Job with one init container and two containers; `fail_first` makes attempts fail until the

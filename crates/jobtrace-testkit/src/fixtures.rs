@@ -1,8 +1,10 @@
 //! Objects for tests and benchmarks, all built from one typical Job and its pod, in the style of
 //! kube-rs's `Document::test()`: `TestJob::new().traced().created().status(&complete)`.
 //!
-//! Compiled for the crate's unit tests, and with the `fixtures` feature for the integration tests
-//! and the benchmarks, which `cargo test` turns on through the crate's dev-dependency on itself.
+//! They are JSON and Kubernetes objects, never jobtrace's own types, so that jobtrace's unit tests
+//! (a second build of the crate, whose types differ from those this kit links) use them as the
+//! integration tests do. The few jobtrace values the unit tests need are the crate's own
+//! `testing` module's.
 
 use std::marker::PhantomData;
 
@@ -12,9 +14,8 @@ use k8s_openapi::jiff::Timestamp;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::core::context::{SpanId, TraceId};
-use crate::core::mutate::Admission;
-use crate::core::policy::{Resolution, TraceSettings};
+use jobtrace::core::context::SpanId;
+use jobtrace::core::names;
 
 /// The creator's `traceparent`: trace [`TRACE_ID`], parent [`CREATOR_SPAN`], sampled.
 pub const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -37,35 +38,6 @@ pub const SPAN_B: SpanId = SpanId([0xb; 8]);
 /// The webhook's clock in tests, and the Job's creation time.
 pub fn now() -> Timestamp {
     "2026-11-23T10:00:00Z".parse().expect("a timestamp")
-}
-
-/// An admission in namespace `reports` at [`now`], giving `span` to a new object.
-pub fn admission(span: SpanId) -> Admission<'static> {
-    Admission {
-        namespace: "reports",
-        new_span: span,
-        new_trace: TraceId([0x5a; 16]),
-        now: now(),
-        request: crate::core::context::RequestContext::none(),
-        keys: keys(),
-    }
-}
-
-/// The admission tag keys of the tests' admissions: one random key for the whole process.
-pub fn keys() -> &'static crate::core::mutate::tag::Keyring {
-    use crate::core::mutate::tag::{Keyring, TagKey};
-    static KEYS: std::sync::LazyLock<Keyring> =
-        std::sync::LazyLock::new(|| Keyring::new(TagKey::random()));
-    &KEYS
-}
-
-/// The cluster defaults, no policy.
-pub fn defaults() -> Resolution {
-    crate::core::policy::resolve(
-        &TraceSettings::default(),
-        [],
-        &std::collections::BTreeMap::new(),
-    )
 }
 
 /// An `AdmissionReview` v1 request for `object` of `kind` (`group`/`kind`) in namespace
@@ -331,18 +303,18 @@ impl TestObject<Job> {
     /// [`Self::traced`] in trace `trace_id`, with Job span `span_id`.
     #[must_use]
     pub fn traced_as(mut self, trace_id: &str, span_id: &str) -> Self {
-        let traced = json!({ crate::core::names::TRACED_LABEL: "true" });
+        let traced = json!({ names::TRACED_LABEL: "true" });
         extend(&mut self.object, "/metadata/labels", &traced);
         extend(&mut self.object, "/spec/template/metadata/labels", &traced);
         self = self.annotations(&json!({
             "traceparent": format!("00-{trace_id}-{CREATOR_SPAN}-01"),
-            crate::core::names::TRACE_ID: trace_id,
-            crate::core::names::SPAN_ID: span_id,
-            crate::core::names::PARENT_SPAN_ID: CREATOR_SPAN,
+            names::TRACE_ID: trace_id,
+            names::SPAN_ID: span_id,
+            names::PARENT_SPAN_ID: CREATOR_SPAN,
         }));
         self = self.template_annotations(&json!({
-            crate::core::names::TRACE_ID: trace_id,
-            crate::core::names::PARENT_SPAN_ID: span_id,
+            names::TRACE_ID: trace_id,
+            names::PARENT_SPAN_ID: span_id,
         }));
         let traceparent = format!("00-{trace_id}-{span_id}-01");
         for list in ["initContainers", "containers"] {
@@ -352,9 +324,9 @@ impl TestObject<Job> {
                 if !env.is_array() {
                     *env = json!([]);
                 }
-                env.as_array_mut().expect("an env list").push(
-                    json!({ "name": crate::core::names::env::TRACEPARENT, "value": traceparent }),
-                );
+                env.as_array_mut()
+                    .expect("an env list")
+                    .push(json!({ "name": names::env::TRACEPARENT, "value": traceparent }));
             }
         }
         self
@@ -375,7 +347,7 @@ impl TestObject<Job> {
             for container in containers.into_iter().flatten() {
                 let env = container["env"].as_array_mut();
                 for var in env.into_iter().flatten() {
-                    if var["name"] == crate::core::names::env::TRACEPARENT {
+                    if var["name"] == names::env::TRACEPARENT {
                         reflag(&mut var["value"]);
                     }
                 }
@@ -418,10 +390,10 @@ impl TestObject<Pod> {
             "metadata": {
                 "name": "nightly-abc12", "namespace": "reports", "uid": POD_UID,
                 "creationTimestamp": "2026-11-23T10:00:01Z",
-                "labels": { crate::core::names::TRACED_LABEL: "true", crate::core::names::JOB_NAME_LABEL: "nightly",
-                            crate::core::names::JOB_UID_LABEL: JOB_UID },
-                "annotations": { crate::core::names::TRACE_ID: TRACE_ID, crate::core::names::PARENT_SPAN_ID: JOB_SPAN,
-                                 crate::core::names::SPAN_ID: POD_SPAN }
+                "labels": { names::TRACED_LABEL: "true", names::JOB_NAME_LABEL: "nightly",
+                            names::JOB_UID_LABEL: JOB_UID },
+                "annotations": { names::TRACE_ID: TRACE_ID, names::PARENT_SPAN_ID: JOB_SPAN,
+                                 names::SPAN_ID: POD_SPAN }
             },
             "spec": { "nodeName": "kwok-node-0", "containers": [{ "name": "main", "image": "app",
                 "env": [{ "name": "TRACEPARENT", "value": format!("00-{TRACE_ID}-{POD_SPAN}-01") }] }] }
@@ -481,18 +453,13 @@ pub fn string_map(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, 
         .collect()
 }
 
-/// A policy as large as the CRD allows (`policy::limits`): every list at its limit, every string
-/// at its longest but the operators. Its selector asks for the labels [`labels_at_limits`] gives
+/// A policy as large as the CRD allows (`policy::limits`), as JSON ([`typed`] makes it a
+/// `JobTracePolicy`): every list at its limit, every string at its longest but the operators. Its selector asks for the labels [`labels_at_limits`] gives
 /// for `seed`, and for 32 keys to hold none of 32 values (keys no Job carries); both `include`
 /// lists start with `include` (container names and baggage keys a Job uses), filled up with names
 /// no Job has.
-pub fn policy_at_limits(
-    namespace: &str,
-    name: &str,
-    seed: &str,
-    include: &[&str],
-) -> crate::core::policy::JobTracePolicy {
-    use crate::core::policy::limits::{
+pub fn policy_at_limits(namespace: &str, name: &str, seed: &str, include: &[&str]) -> Value {
+    use jobtrace::core::policy::limits::{
         BAGGAGE_KEY, CONTAINER_NAME, EXPRESSION_VALUES, JOB_LABELS, LABEL_VALUE, MATCH_EXPRESSIONS,
         NAMES,
     };
@@ -512,7 +479,7 @@ pub fn policy_at_limits(
             json!({ "key": label_key(&format!("absent{i}")), "operator": "NotIn", "values": values })
         })
         .collect();
-    typed(&json!({
+    json!({
         "apiVersion": "jobtrace.dev/v1alpha1", "kind": "JobTracePolicy",
         "metadata": { "name": name, "namespace": namespace },
         "spec": {
@@ -534,13 +501,13 @@ pub fn policy_at_limits(
             "holdForExport": false,
             "jobLabels": (0..JOB_LABELS).map(|i| label_key(&format!("span{i}"))).collect::<Vec<_>>(),
         }
-    }))
+    })
 }
 
 /// As many labels as a selector's `matchLabels` may hold, keys and values at their longest, the
 /// values told apart by `seed`: a Job with them is selected by the [`policy_at_limits`] of `seed`.
 pub fn labels_at_limits(seed: &str) -> std::collections::BTreeMap<String, String> {
-    use crate::core::policy::limits::{LABEL_VALUE, MATCH_LABELS};
+    use jobtrace::core::policy::limits::{LABEL_VALUE, MATCH_LABELS};
     (0..MATCH_LABELS)
         .map(|i| {
             (

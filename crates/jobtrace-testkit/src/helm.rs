@@ -1,8 +1,6 @@
 //! The Helm chart as helm renders it, for the chart's tests (tests/chart.rs) and the end-to-end
 //! ones that install it (tests/e2e/chart.rs): where helm is, `helm template` with the local control
 //! plane's Kubernetes version, and readers of the rendered documents.
-// Each suite uses some of these.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -24,13 +22,12 @@ pub fn helm_binary() -> PathBuf {
 }
 
 pub fn chart_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/jobtrace")
+    crate::repo_dir().join("charts/jobtrace")
 }
 
 /// The Kubernetes version of the local control plane, from `hack/versions.env`.
 pub fn kube_version() -> String {
-    let versions =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/versions.env")).unwrap();
+    let versions = std::fs::read_to_string(crate::repo_dir().join("hack/versions.env")).unwrap();
     versions
         .lines()
         .find_map(|l| l.strip_prefix("K8S_VERSION=v"))

@@ -4,7 +4,7 @@
 //! does) and writes the real exit codes
 //! and times back to the pod's status. Images are ignored: `command` names a program on this host.
 //!
-//! Usage: `cargo run --example pod-runner [NAMESPACE]` with `KUBECONFIG` set; without a namespace
+//! Usage: `cargo run -p jobtrace-testkit --bin pod-runner [NAMESPACE]` with `KUBECONFIG` set; without a namespace
 //! it runs such pods in every namespace.
 
 use std::collections::{HashMap, HashSet};
@@ -267,5 +267,5 @@ fn field(pod: &Pod, path: &str) -> Option<String> {
 /// `$(VAR)` becomes the value of an earlier variable; `$$(VAR)` stays a literal `$(VAR)`; an
 /// unknown reference is left as written: the kubelet's expansion.
 fn expand(input: &str, env: &HashMap<String, String>) -> String {
-    jobtrace::fixtures::kubelet_expand(input, |name| env.get(name).cloned())
+    jobtrace_testkit::fixtures::kubelet_expand(input, |name| env.get(name).cloned())
 }

@@ -1,5 +1,4 @@
-//! The PKI of the in-process tests; their Jobs and reviews are `jobtrace::fixtures`'.
-#![allow(dead_code)]
+//! The PKI of the tests and benchmarks that serve jobtrace's webhook on this machine.
 
 /// Generates a CA and a serving certificate for 127.0.0.1 and localhost, as PEM, plus the CA's
 /// DER for a client's trust store.

@@ -3,14 +3,15 @@
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::support;
+use crate::pki::TestPki;
+use crate::process::free_port;
 
 pub struct Server {
     pub child: Child,
@@ -27,24 +28,16 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub async fn start_server() -> Server {
-    let pki = support::TestPki::generate();
+    let pki = TestPki::generate();
     let dir = std::env::temp_dir().join(format!("jobtrace-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("tls.crt"), &pki.cert_pem).unwrap();
     std::fs::write(dir.join("tls.key"), &pki.key_pem).unwrap();
-    let (port, admin) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_jobtrace"))
+    let (port, metrics) = (free_port(), free_port());
+    let child = Command::new(crate::jobtrace_binary())
         .args(["webhook", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--metrics-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
         .arg("--tls-cert-file")
         .arg(dir.join("tls.crt"))
         .arg("--tls-key-file")
@@ -53,21 +46,18 @@ pub async fn start_server() -> Server {
         .stdout(Stdio::null())
         .spawn()
         .expect("start jobtrace webhook");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", admin)).await {
-            tcp.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    let metrics: SocketAddr = format!("127.0.0.1:{metrics}").parse().unwrap();
+    crate::poll::until(
+        "the webhook ready",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || async move {
+            crate::process::answers(metrics, "/readyz")
                 .await
-                .unwrap();
-            let mut out = String::new();
-            let _ = tcp.read_to_string(&mut out).await;
-            if out.starts_with("HTTP/1.1 200") {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "the webhook never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+                .then_some(())
+        },
+    )
+    .await;
     Server {
         child,
         addr: format!("127.0.0.1:{port}").parse().unwrap(),

@@ -1,8 +1,8 @@
-//! What every benchmark runs, from `jobtrace::fixtures`: the typical Job made realistic and its
-//! `AdmissionReview`; and how they measure: quantiles, and the runtime driving the clients.
-#![allow(dead_code)]
+//! What every benchmark runs, from the [`crate::fixtures`]: the typical Job made realistic and its
+//! `AdmissionReview`; and how they measure: quantiles, CPU time, and the runtime driving the
+//! clients.
 
-use jobtrace::fixtures::{TP, TestJob, review};
+use crate::fixtures::{TP, TestJob, review};
 use serde_json::{Value, json};
 
 /// The typical Job (three containers and one init container), each container as a production
@@ -55,31 +55,6 @@ pub fn env_numbers(name: &str, default: &str) -> Vec<usize> {
         .split(',')
         .filter_map(|n| n.trim().parse().ok())
         .collect()
-}
-
-/// The kube-apiserver's own `/metrics`, as text.
-pub async fn apiserver_metrics(client: &kube::Client) -> String {
-    let request = hyper::http::Request::get("/metrics")
-        .body(Vec::new())
-        .unwrap();
-    client
-        .request_text(request)
-        .await
-        .expect("the apiserver's metrics")
-}
-
-/// The sum of the samples named `name` whose labels include each of `labels` (`key="value"`), in
-/// a text exposition of metrics.
-pub fn sample_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix(name)?;
-            let (labelled, value) = rest.rsplit_once(' ')?;
-            let ok = (labelled.is_empty() || labelled.starts_with('{'))
-                && labels.iter().all(|l| labelled.contains(l));
-            ok.then(|| value.parse::<f64>().ok()).flatten()
-        })
-        .sum()
 }
 
 /// The `AdmissionReview` the apiserver would send for `typical_job`.
