@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks that the workspace builds with the oldest compiler it declares (`rust-version` in
-# Cargo.toml's [workspace.package]): `cargo check` of every target, with that toolchain installed
-# by rustup when missing, in a target directory of its own (target/msrv).
+# Cargo.toml's [workspace.package]): `cargo check` of every crate's library and binaries, all
+# features on, with that toolchain installed by rustup when missing, in a target directory of its
+# own (target/msrv). What users build; the tests, examples and benchmarks build with the pinned
+# toolchain (rust-toolchain.toml), and their dev-dependencies say nothing of the crates' MSRV.
 # Without rustup it says so and skips, except under CI (the CI variable set), where that is a
 # failure; when rustup can't download the toolchain (no route to its server), it says loudly that
 # the check did not run, and skips.
@@ -28,5 +30,5 @@ if ! rustup run "$msrv" rustc --version >/dev/null 2>&1; then
   fi
 fi
 echo "msrv: cargo +$msrv check (target/msrv)"
-CARGO_TARGET_DIR=target/msrv cargo "+$msrv" check --locked --workspace --all-targets --all-features
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" check --locked --workspace --lib --bins --all-features
 echo "msrv: the workspace builds with Rust $msrv"

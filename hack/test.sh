@@ -34,7 +34,7 @@ hack/build-bins.sh helm
 "${make[@]}" check
 echo "test: fast tier passed after $((SECONDS - started)) s"
 "${make[@]}" msrv lint-dockerfile
-FUZZ_SECONDS=10 hack/fuzz.sh
+FUZZ_SECONDS=10 FUZZ_DEV=1 hack/fuzz.sh
 "${make[@]}" static examples
 cargo test --locked --features e2e --test e2e --no-run
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use jobtrace::core::context::{RequestContext, SpanId, TraceId};
-use jobtrace::core::policy::Defaults;
+use jobtrace::core::policy::TraceSettings;
 use jobtrace::k8s::policy::Policies;
 use jobtrace::k8s::webhook::review::{AdmissionEndpoint, Fresh, review};
 use libfuzzer_sys::fuzz_target;
@@ -15,9 +15,9 @@ fuzz_target!(|data: &[u8]| {
         trace: TraceId::from_random([1; 16]),
         now: "2026-11-23T10:00:00Z".parse().unwrap(),
     };
-    let policies = Policies::defaults_only(Defaults {
+    let policies = Policies::defaults_only(TraceSettings {
         request_context: true,
-        ..Defaults::default()
+        ..TraceSettings::default()
     });
     let header = String::from_utf8_lossy(data).into_owned();
     let request = RequestContext {

@@ -29,7 +29,7 @@ fuzz_target!(|values: (String, String, String, String)| {
         keys: &keys,
     };
     let settings = jobtrace::core::policy::resolve(
-        &jobtrace::core::policy::Defaults::default(),
+        &jobtrace::core::policy::TraceSettings::default(),
         [],
         &std::collections::BTreeMap::new(),
     );

@@ -170,12 +170,7 @@ mod tests {
     use crate::cli::{Cli, Command};
 
     fn command(flags: &[&str]) -> Command {
-        let argv: Vec<OsString> = ["jobtrace"]
-            .iter()
-            .chain(flags)
-            .map(OsString::from)
-            .collect();
-        Cli::try_parse_args(argv).unwrap().command
+        cli(flags).command
     }
 
     #[test]

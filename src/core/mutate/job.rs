@@ -10,7 +10,7 @@ use super::env::{AttributeValue, Helper, Injection};
 use super::patch::{MetaEdit, Ops, finalizer, pointer};
 use super::plan::{Plan, plan};
 use super::tag::Kind;
-use super::{Admission, Mutation, Outcome, admission_stamp, admission_tag, reinvocation};
+use super::{Admission, Mutation, Outcome, admission_tag, admission_time, reinvocation};
 use crate::core::context::TraceFlags;
 use crate::core::context::{self, SpanId, TraceId, Traceparent};
 use crate::core::names::attribute;
@@ -52,7 +52,7 @@ pub fn mutate(job: &Job, admission: &Admission, resolution: &Resolution) -> Muta
     };
     let trace_id = plan.trace_id;
     let (job_span, admitted_at) = kept.filter(|k| k.trace_id == trace_id).map_or_else(
-        || (admission.new_span, admission_stamp(admission.now)),
+        || (admission.new_span, admission_time(admission.now)),
         |k| (k.span_id, k.admitted_at),
     );
     let tag = admission_tag(

@@ -41,7 +41,7 @@ const REQUEST_LIFETIME: SignedDuration = SignedDuration::from_secs(60);
 const CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(5);
 
 /// The admission time jobtrace writes on an object.
-fn admission_stamp(now: Timestamp) -> String {
+fn admission_time(now: Timestamp) -> String {
     now.round(k8s_openapi::jiff::Unit::Microsecond)
         .unwrap_or(now)
         .to_string()

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::patch::Ops;
 use super::tag::Kind;
-use super::{Admission, Mutation, Outcome, admission_stamp, admission_tag, reinvocation};
+use super::{Admission, Mutation, Outcome, admission_tag, admission_time, reinvocation};
 use crate::core::context::{SpanId, TraceId, traceparent};
 use crate::core::names::{self, env};
 
@@ -31,7 +31,7 @@ pub fn mutate(pod: &Pod, admission: &Admission) -> Mutation {
         .and_then(|v| SpanId::parse(v));
     // The tag covers the trace id read above: a span kept is one of this trace.
     let (span, admitted_at) = kept.map_or_else(
-        || (admission.new_span, admission_stamp(admission.now)),
+        || (admission.new_span, admission_time(admission.now)),
         |kept| (kept.span_id, kept.admitted_at),
     );
     let tag = admission_tag(

@@ -8,7 +8,7 @@ use jobtrace_testkit::fixtures::now;
 
 /// A Job's metadata as jobtrace stamped it at [`now`] with span A, tagged by `keys`.
 fn stamped(keys: &Keyring) -> ObjectMeta {
-    let admitted_at = admission_stamp(now());
+    let admitted_at = admission_time(now());
     let tag = keys.tag(&Stamped {
         kind: Kind::Job,
         namespace: "reports",
@@ -44,7 +44,7 @@ fn a_stamp_is_a_reinvocation_only_under_the_key_that_tagged_it() {
         Some(Kept {
             trace_id: TraceId([0x4b; 16]),
             span_id: SPAN_A,
-            admitted_at: admission_stamp(now()),
+            admitted_at: admission_time(now()),
         })
     );
     let another_replica = Keyring::new(TagKey::random());
