@@ -6,9 +6,9 @@
 //! for export as the chart does). For Jobs of 1 and of 5 pods. Needs `make cluster-up`.
 
 use jobtrace_testkit::metrics::Scrape;
-use jobtrace_testkit::{cluster, process, workload};
+use jobtrace_testkit::{cluster, poll, process, workload};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -97,29 +97,32 @@ async fn round(
         .buffer_unordered(8)
         .collect::<Vec<_>>()
         .await;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let list = jobs.list(&ListParams::default()).await.unwrap().items;
-        let ours: Vec<&Job> = list
-            .iter()
-            .filter(|j| {
-                j.metadata
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with(&format!("{prefix}-")))
-            })
-            .collect();
-        let done = ours.iter().all(|j| {
-            cluster::finished_condition(j).is_some()
-                && (mode != Mode::Exported
-                    || (exported(j) && j.metadata.finalizers.as_ref().is_none_or(Vec::is_empty)))
-        });
-        if ours.len() == count && done {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{prefix}: not all done in time");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let (within, every) = (Duration::from_secs(300), Duration::from_millis(500));
+    poll::until(
+        &format!("{prefix}: every Job done"),
+        within,
+        every,
+        async || {
+            let list = jobs.list(&ListParams::default()).await.unwrap().items;
+            let ours: Vec<&Job> = list
+                .iter()
+                .filter(|j| {
+                    j.metadata
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with(&format!("{prefix}-")))
+                })
+                .collect();
+            let done = ours.iter().all(|j| {
+                cluster::finished_condition(j).is_some()
+                    && (mode != Mode::Exported
+                        || (exported(j)
+                            && j.metadata.finalizers.as_ref().is_none_or(Vec::is_empty)))
+            });
+            (ours.len() == count && done).then_some(())
+        },
+    )
+    .await;
     // The job controller's last status write and the removal of its pods' tracking finalizers
     // follow the Job's end by a moment.
     tokio::time::sleep(Duration::from_secs(5)).await;

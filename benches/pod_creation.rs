@@ -10,7 +10,7 @@
 //! `hack/cluster-up.sh` sets others. Needs `make cluster-up`.
 
 use jobtrace_testkit::metrics::Scrape;
-use jobtrace_testkit::{cluster, process, workload};
+use jobtrace_testkit::{cluster, poll, process, workload};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
@@ -51,8 +51,9 @@ async fn time_pods(ns: &TestNamespace, name: &str, completions: usize, traced: b
         "the webhook traced exactly the Job meant"
     );
     let selector = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}"));
-    let deadline = started + Duration::from_secs(600);
-    loop {
+    let within = Duration::from_secs(600).saturating_sub(started.elapsed());
+    let every = Duration::from_millis(100);
+    poll::until(&format!("{name}: every pod"), within, every, async || {
         // (A list with a label selector carries no remaining count: list them all.)
         let count = pods
             .list_metadata(&selector)
@@ -61,14 +62,12 @@ async fn time_pods(ns: &TestNamespace, name: &str, completions: usize, traced: b
             .items
             .len();
         if count >= completions {
-            break started.elapsed();
+            Ok(started.elapsed())
+        } else {
+            Err(format!("{count} of {completions} pods"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{name}: {count} of {completions} pods"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 async fn clean(ns: &TestNamespace, name: &str) {

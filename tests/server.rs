@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jobtrace::k8s::controller::{self, ControllerSync, Deps};
 use jobtrace::k8s::metrics::Metrics;
@@ -13,6 +13,7 @@ use jobtrace::k8s::serve::{Listeners, TlsSource, WebhookServer, webhook};
 use jobtrace::k8s::tls::ServingCertFiles;
 use jobtrace_testkit::fixtures::{TP, job, review};
 use jobtrace_testkit::pki::TestPki;
+use jobtrace_testkit::poll;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -193,17 +194,11 @@ async fn certificate_is_reloaded_when_the_files_change() {
 
     let second = TestPki::generate();
     write_pki(&server.dir, &second);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if https(server.webhook, &second.ca_der, hello).await.is_ok() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new certificate was never served"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (within, every) = (Duration::from_secs(10), Duration::from_millis(100));
+    poll::until("the new certificate served", within, every, async || {
+        https(server.webhook, &second.ca_der, hello).await.ok()
+    })
+    .await;
     assert!(
         https(server.webhook, &first.ca_der, hello).await.is_err(),
         "the old certificate is no longer served"
@@ -261,14 +256,7 @@ async fn shutdown_reports_not_ready_keeps_serving_then_drains() {
     let pki = TestPki::generate();
     let server = start_with_delay("drain", &pki, Duration::from_secs(2));
     let body = traced_job_review();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !http_get(server.admin, "/readyz")
-        .await
-        .starts_with("HTTP/1.1 200")
-    {
-        assert!(Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_ok(server.admin, "/readyz").await;
     server.shutdown.cancel();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Not ready, so the Service stops sending admissions here; those still arriving are served.
@@ -297,15 +285,21 @@ async fn shutdown_reports_not_ready_keeps_serving_then_drains() {
 
 /// Waits until `GET path` on `addr` answers 200, for up to 10 s.
 async fn until_ok(addr: SocketAddr, path: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let response = http_get(addr, path).await;
-        if response.starts_with("HTTP/1.1 200") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{path} never 200: {response}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (within, every) = (Duration::from_secs(10), Duration::from_millis(50));
+    poll::until(
+        &format!("{path} answering 200"),
+        within,
+        every,
+        async || {
+            let response = http_get(addr, path).await;
+            if response.starts_with("HTTP/1.1 200") {
+                Ok(())
+            } else {
+                Err(response)
+            }
+        },
+    )
+    .await;
 }
 
 type MockApiserver = tower_test::mock::Handle<

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use jobtrace_testkit::cluster::TestNamespace;
 use jobtrace_testkit::fixtures::TP;
+use jobtrace_testkit::poll;
 use jobtrace_testkit::process::{free_port, job, local_registration, register};
 
 /// How long admissions are sent while certificates rotate.
@@ -67,14 +68,14 @@ async fn certificates_rotate_under_load_without_a_failed_admission() {
         dry_run: true,
         ..PostParams::default()
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if jobs.create(&dry, &probe).await.is_ok_and(|j| injected(&j)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the webhook never took effect");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let (within, every) = (Duration::from_secs(60), Duration::from_millis(250));
+    poll::until("the webhook in force", within, every, async || {
+        jobs.create(&dry, &probe)
+            .await
+            .is_ok_and(|j| injected(&j))
+            .then_some(())
+    })
+    .await;
 
     // Admissions from four clients, and a look at the Secret twice a second.
     let stop = Arc::new(AtomicBool::new(false));

@@ -5,7 +5,7 @@
 //! which needs no cluster, is tested in tests/chart.rs.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jobtrace::k8s::certs::Material;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use jobtrace_testkit::cluster::TestNamespace;
 use jobtrace_testkit::fixtures::TP;
 use jobtrace_testkit::helm::{args, bin_dir, chart_dir, helm, kind, render, webhooks};
+use jobtrace_testkit::poll;
 use jobtrace_testkit::process::kubectl;
 
 fn run_kubectl(args: &[&str]) -> String {
@@ -58,18 +59,13 @@ async fn get_ok(url: String) -> Option<String> {
     }
 }
 
+/// [`poll::until`] at the chart tests' pace: a look every 250 ms, a minute at most.
 async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     what: &str,
     mut probe: impl FnMut() -> F,
 ) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let (within, every) = (Duration::from_secs(60), Duration::from_millis(250));
+    poll::until(what, within, every, async || probe().await).await
 }
 
 /// `TRACEPARENT` of a pod's first container.
@@ -170,8 +166,9 @@ fn pod_ready(pod: &Pod) -> bool {
 /// Waits until the release has `count` pods, every one Ready and none terminating; returns them.
 async fn ready_replicas(pods: &Api<Pod>, release: &str, count: usize) -> Vec<Pod> {
     let selector = format!("app.kubernetes.io/instance={release},app.kubernetes.io/name=jobtrace");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    let what = format!("{count} Ready replicas of {release}");
+    let (within, every) = (Duration::from_secs(120), Duration::from_millis(500));
+    poll::until(&what, within, every, async || {
         let list = pods
             .list(&ListParams::default().labels(&selector))
             .await
@@ -183,7 +180,7 @@ async fn ready_replicas(pods: &Api<Pod>, release: &str, count: usize) -> Vec<Pod
             .cloned()
             .collect();
         if serving.len() == count && list.len() == count {
-            return serving;
+            return Ok(serving);
         }
         let seen: Vec<_> = list
             .iter()
@@ -194,12 +191,9 @@ async fn ready_replicas(pods: &Api<Pod>, release: &str, count: usize) -> Vec<Pod
                 )
             })
             .collect();
-        assert!(
-            Instant::now() < deadline,
-            "{count} Ready replicas of {release}: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        Err(format!("{seen:?}"))
+    })
+    .await
 }
 
 /// The holder of the release's Lease.
@@ -459,20 +453,23 @@ async fn the_leader_goes_and_the_standby_exports(
             expected.insert(format!("pod {}", pod.metadata.name.unwrap()));
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let count =
-            crate::faults::count_spans(crate::jaeger::JAEGER_QUERY, &trace_id, &expected).await;
-        if count.arrived == expected.len() {
-            assert_eq!(count.duplicated, 0, "each span once: {count}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "every Job's span, after the handover: {count}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let (within, every) = (Duration::from_secs(90), Duration::from_millis(500));
+    let count = poll::until(
+        "every Job's span, after the handover",
+        within,
+        every,
+        async || {
+            let count =
+                crate::faults::count_spans(crate::jaeger::JAEGER_QUERY, &trace_id, &expected).await;
+            if count.arrived == expected.len() {
+                Ok(count)
+            } else {
+                Err(count.to_string())
+            }
+        },
+    )
+    .await;
+    assert_eq!(count.duplicated, 0, "each span once: {count}");
 }
 
 /// An annotated Job: the apiserver calls the webhook through the chart's Service, for the Job

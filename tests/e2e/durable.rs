@@ -14,6 +14,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 
 use crate::jaeger::{OTLP_GRPC, fetch_trace};
 use crate::spans::{kwok_job, named, random_trace_id};
+use jobtrace_testkit::cluster;
 use jobtrace_testkit::cluster::{DEADLINE, TestNamespace};
 use jobtrace_testkit::process::Webhook;
 
@@ -38,34 +39,6 @@ fn held<K: kube::Resource>(object: &K) -> bool {
         .finalizers
         .as_ref()
         .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
-}
-
-/// Waits until `done` holds for the namespace's Jobs.
-async fn jobs_until(ns: &TestNamespace, what: &str, done: impl Fn(&[Job]) -> bool) -> Vec<Job> {
-    let jobs: Api<Job> = ns.api();
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let list = jobs.list(&ListParams::default()).await.unwrap().items;
-        if done(&list) {
-            return list;
-        }
-        assert!(Instant::now() < deadline, "{what}: not in time");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Waits until `done` holds for the namespace's pods.
-async fn pods_until(ns: &TestNamespace, what: &str, done: impl Fn(&[Pod]) -> bool) -> Vec<Pod> {
-    let pods: Api<Pod> = ns.api();
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let list = pods.list(&ListParams::default()).await.unwrap().items;
-        if done(&list) {
-            return list;
-        }
-        assert!(Instant::now() < deadline, "{what}: not in time");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// A node no kwok manages: its pods run nowhere, and the test is their kubelet. (kwok's
@@ -148,18 +121,20 @@ async fn jobs_deleted_while_no_controller_runs_are_exported_once_when_one_starts
         create(&ns, &job).await;
     }
     // Every Job finishes and is deleted by the TTL controller at once, but stays, held.
-    let held_jobs = jobs_until(&ns, "20 finished Jobs deleted and held", |jobs| {
-        jobs.len() == 20
-            && jobs
-                .iter()
-                .all(|j| j.metadata.deletion_timestamp.is_some() && held(j))
-    })
-    .await;
+    let held_jobs = ns
+        .until_listed::<Job>("20 finished Jobs deleted and held", |jobs| {
+            jobs.len() == 20
+                && jobs
+                    .iter()
+                    .all(|j| j.metadata.deletion_timestamp.is_some() && held(j))
+        })
+        .await;
     assert_eq!(held_jobs.len(), 20);
     drop(webhook);
 
     let _controller = run_holding(&ns, OTLP_GRPC, &[]).await;
-    jobs_until(&ns, "every held Job exported and gone", <[Job]>::is_empty).await;
+    ns.until_listed::<Job>("every held Job exported and gone", <[Job]>::is_empty)
+        .await;
     for trace in &traces {
         let trace = fetch_trace(trace, 1).await;
         let job_spans = named(&trace, "job ");
@@ -181,27 +156,29 @@ async fn jobs_and_pods_deleted_while_no_controller_runs_are_exported_once_with_h
         job.spec.as_mut().unwrap().ttl_seconds_after_finished = Some(0);
         create(&ns, &job).await;
     }
-    let pods = pods_until(&ns, "a held pod for each Job", |pods| {
-        pods.len() == JOBS && pods.iter().all(held)
-    })
-    .await;
+    let pods = ns
+        .until_listed::<Pod>("a held pod for each Job", |pods| {
+            pods.len() == JOBS && pods.iter().all(held)
+        })
+        .await;
     for pod in &pods {
         succeed(&ns, pod.metadata.name.as_deref().unwrap()).await;
     }
-    jobs_until(&ns, "the finished Jobs deleted and held", |jobs| {
+    ns.until_listed::<Job>("the finished Jobs deleted and held", |jobs| {
         jobs.len() == JOBS
             && jobs
                 .iter()
                 .all(|j| j.metadata.deletion_timestamp.is_some() && held(j))
     })
     .await;
-    let held_pods = pods_until(&ns, "their pods deleted and held", |pods| {
-        pods.len() == JOBS
-            && pods
-                .iter()
-                .all(|p| p.metadata.deletion_timestamp.is_some() && held(p))
-    })
-    .await;
+    let held_pods = ns
+        .until_listed::<Pod>("their pods deleted and held", |pods| {
+            pods.len() == JOBS
+                && pods
+                    .iter()
+                    .all(|p| p.metadata.deletion_timestamp.is_some() && held(p))
+        })
+        .await;
     // Each pod's span id, by its trace: what the Job's processes name as their parent.
     let mut parents: Vec<(String, String)> = held_pods
         .iter()
@@ -214,8 +191,10 @@ async fn jobs_and_pods_deleted_while_no_controller_runs_are_exported_once_with_h
     drop(webhook);
 
     let controller = run_holding(&ns, OTLP_GRPC, &["--hold-pods"]).await;
-    jobs_until(&ns, "every held Job exported and gone", <[Job]>::is_empty).await;
-    pods_until(&ns, "every held pod exported and gone", <[Pod]>::is_empty).await;
+    ns.until_listed::<Job>("every held Job exported and gone", <[Job]>::is_empty)
+        .await;
+    ns.until_listed::<Pod>("every held pod exported and gone", <[Pod]>::is_empty)
+        .await;
     // What it cost: one release per pod.
     assert_eq!(
         controller
@@ -257,15 +236,16 @@ async fn a_held_pod_deleted_while_its_job_runs_is_exported_and_released() {
     // The deleted pod is replaced: the Job keeps running.
     job.spec.as_mut().unwrap().backoff_limit = Some(3);
     create(&ns, &job).await;
-    let pods = pods_until(&ns, "the Job's pod held", |pods| {
-        pods.len() == 1 && held(&pods[0])
-    })
-    .await;
+    let pods = ns
+        .until_listed::<Pod>("the Job's pod held", |pods| {
+            pods.len() == 1 && held(&pods[0])
+        })
+        .await;
     let first = pods[0].metadata.name.clone().unwrap();
     let span_id = pod_span_id(&pods[0]);
     delete_now(&ns, &first).await;
     // Exported alone while its Job runs, then released, so it goes.
-    pods_until(&ns, "the deleted pod exported, released and gone", |pods| {
+    ns.until_listed::<Pod>("the deleted pod exported, released and gone", |pods| {
         pods.iter()
             .all(|p| p.metadata.name.as_deref() != Some(first.as_str()))
     })
@@ -284,7 +264,7 @@ async fn a_held_pod_deleted_while_its_job_runs_is_exported_and_released() {
             .is_none(),
         "its Job still runs"
     );
-    pods_until(&ns, "a replacement pod", |pods| {
+    ns.until_listed::<Pod>("a replacement pod", |pods| {
         pods.len() == 1 && pods[0].metadata.name.as_deref() != Some(first.as_str())
     })
     .await;
@@ -292,11 +272,16 @@ async fn a_held_pod_deleted_while_its_job_runs_is_exported_and_released() {
     jobs.delete("long", &DeleteParams::background())
         .await
         .unwrap();
-    jobs_until(&ns, "the Job gone", <[Job]>::is_empty).await;
-    for pod in pods_until(&ns, "the replacement pod", |pods| pods.len() <= 1).await {
+    ns.until_listed::<Job>("the Job gone", <[Job]>::is_empty)
+        .await;
+    for pod in ns
+        .until_listed::<Pod>("the replacement pod", |pods| pods.len() <= 1)
+        .await
+    {
         delete_now(&ns, pod.metadata.name.as_deref().unwrap()).await;
     }
-    pods_until(&ns, "every pod gone", <[Pod]>::is_empty).await;
+    ns.until_listed::<Pod>("every pod gone", <[Pod]>::is_empty)
+        .await;
     let trace_json = fetch_trace(&trace, 3).await;
     assert_eq!(named(&trace_json, "job ").len(), 1, "{trace_json:#}");
     assert_eq!(named(&trace_json, "pod ").len(), 2, "{trace_json:#}");
@@ -315,7 +300,7 @@ async fn a_namespace_with_held_jobs_finishes_deleting() {
         );
         create(&ns, &job).await;
     }
-    jobs_until(&ns, "3 held Jobs", |jobs| {
+    ns.until_listed::<Job>("3 held Jobs", |jobs| {
         jobs.len() == 3 && jobs.iter().all(held)
     })
     .await;
@@ -324,14 +309,15 @@ async fn a_namespace_with_held_jobs_finishes_deleting() {
         .delete(&ns.name, &DeleteParams::background())
         .await
         .unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    while namespaces.get_opt(&ns.name).await.unwrap().is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "the namespace never finished deleting"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    cluster::until("the namespace deleted", async || {
+        namespaces
+            .get_opt(&ns.name)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
     // Deleted while running: each Job span ends at the deletion, exported before the release.
     let trace = fetch_trace(&trace, 3).await;
     assert_eq!(named(&trace, "job ").len(), 3);
@@ -352,7 +338,7 @@ async fn a_collector_that_is_down_holds_a_deletion_no_longer_than_the_hold_timeo
         "1s",
     );
     create(&ns, &job).await;
-    jobs_until(&ns, "the Job finished and held", |jobs| {
+    ns.until_listed::<Job>("the Job finished and held", |jobs| {
         jobs.len() == 1
             && held(&jobs[0])
             && jobs[0]
@@ -366,12 +352,8 @@ async fn a_collector_that_is_down_holds_a_deletion_no_longer_than_the_hold_timeo
         .await
         .unwrap();
     let started = Instant::now();
-    jobs_until(
-        &ns,
-        "the Job released at the hold timeout",
-        <[Job]>::is_empty,
-    )
-    .await;
+    ns.until_listed::<Job>("the Job released at the hold timeout", <[Job]>::is_empty)
+        .await;
     assert!(
         started.elapsed() >= Duration::from_secs(2),
         "released only once the hold timed out ({:?})",
@@ -433,24 +415,16 @@ async fn a_held_deletion_queued_behind_hundreds_of_jobs_is_released_at_the_hold_
             .await
             .gauge("jobtrace_spans_pending_objects")
     };
-    let deadline = Instant::now() + DEADLINE;
-    while pending().await < QUEUED {
-        assert!(
-            Instant::now() < deadline,
-            "{QUEUED} Jobs queued: not in time"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    cluster::until(&format!("{QUEUED} Jobs queued"), async || {
+        (pending().await >= QUEUED).then_some(())
+    })
+    .await;
     create(&ns, &finished_at_once("doomed")).await;
     let jobs: Api<Job> = ns.api();
-    let deadline = Instant::now() + DEADLINE;
-    while pending().await <= QUEUED {
-        assert!(
-            Instant::now() < deadline,
-            "the last Job queued: not in time"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    cluster::until("the last Job queued", async || {
+        (pending().await > QUEUED).then_some(())
+    })
+    .await;
     assert!(held(&jobs.get("doomed").await.unwrap()));
     jobs.delete("doomed", &DeleteParams::background())
         .await
@@ -471,7 +445,8 @@ async fn a_held_deletion_queued_behind_hundreds_of_jobs_is_released_at_the_hold_
     jobs.delete_collection(&DeleteParams::background(), &ListParams::default())
         .await
         .unwrap();
-    jobs_until(&ns, "every Job released and gone", <[Job]>::is_empty).await;
+    ns.until_listed::<Job>("every Job released and gone", <[Job]>::is_empty)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,7 +461,7 @@ async fn a_held_job_whose_traced_label_is_removed_is_released() {
     create(&ns, &job).await;
     // Until the job controller has written the Job's status, its own update may put back what
     // another changed: wait for it.
-    jobs_until(&ns, "the Job held and started", |jobs| {
+    ns.until_listed::<Job>("the Job held and started", |jobs| {
         jobs.len() == 1
             && held(&jobs[0])
             && jobs[0].status.as_ref().is_some_and(|s| s.active == Some(1))
@@ -502,9 +477,10 @@ async fn a_held_job_whose_traced_label_is_removed_is_released() {
             .is_some_and(|l| l.contains_key("jobtrace.dev/traced"))
     };
     let untrace = serde_json::json!({ "metadata": { "labels": { "jobtrace.dev/traced": null } } });
-    let deadline = Instant::now() + DEADLINE;
-    while traced(&jobs.get("untraced").await.unwrap()) {
-        assert!(Instant::now() < deadline, "the label removed: not in time");
+    cluster::until("the label removed", async || {
+        if !traced(&jobs.get("untraced").await.unwrap()) {
+            return Ok(());
+        }
         jobs.patch(
             "untraced",
             &kube::api::PatchParams::default(),
@@ -512,13 +488,15 @@ async fn a_held_job_whose_traced_label_is_removed_is_released() {
         )
         .await
         .unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    // No export is coming for it: released at once (the hold timeout is 10 minutes).
-    let released = jobs_until(&ns, "the untraced Job released", |jobs| {
-        jobs.len() == 1 && !held(&jobs[0])
+        Err(String::new())
     })
     .await;
+    // No export is coming for it: released at once (the hold timeout is 10 minutes).
+    let released = ns
+        .until_listed::<Job>("the untraced Job released", |jobs| {
+            jobs.len() == 1 && !held(&jobs[0])
+        })
+        .await;
     assert!(!traced(&released[0]), "traced no more");
 }
 
@@ -534,10 +512,9 @@ async fn a_held_job_whose_mark_the_apiserver_refuses_is_released_all_the_same() 
         "10m",
     );
     create(&ns, &job).await;
-    let listed = jobs_until(&ns, "the Job held", |jobs| {
-        jobs.len() == 1 && held(&jobs[0])
-    })
-    .await;
+    let listed = ns
+        .until_listed::<Job>("the Job held", |jobs| jobs.len() == 1 && held(&jobs[0]))
+        .await;
     // Its owner fills its annotations to the limit: the mark's annotation can't be added.
     let used: usize = listed[0]
         .metadata
@@ -578,7 +555,7 @@ async fn release_lets_every_held_job_go() {
         );
         create(&ns, &job).await;
     }
-    jobs_until(&ns, "3 held Jobs", |jobs| {
+    ns.until_listed::<Job>("3 held Jobs", |jobs| {
         jobs.len() == 3 && jobs.iter().all(held)
     })
     .await;
@@ -587,7 +564,7 @@ async fn release_lets_every_held_job_go() {
     jobs.delete_collection(&DeleteParams::background(), &ListParams::default())
         .await
         .unwrap();
-    jobs_until(&ns, "3 Jobs deleted and held", |jobs| {
+    ns.until_listed::<Job>("3 Jobs deleted and held", |jobs| {
         jobs.len() == 3 && jobs.iter().all(|j| j.metadata.deletion_timestamp.is_some())
     })
     .await;
@@ -598,5 +575,6 @@ async fn release_lets_every_held_job_go() {
     let stderr = String::from_utf8_lossy(&released.stderr);
     assert!(released.status.success(), "{stderr}");
     assert!(stderr.contains("released 3 of 3 held Jobs"), "{stderr}");
-    jobs_until(&ns, "every Job gone", <[Job]>::is_empty).await;
+    ns.until_listed::<Job>("every Job gone", <[Job]>::is_empty)
+        .await;
 }

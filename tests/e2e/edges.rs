@@ -2,7 +2,7 @@
 //! `envFrom`, a Job re-created from its saved manifest, and an unsampled Job whose container sets
 //! a sampled `TRACEPARENT` of its own.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -15,6 +15,7 @@ use crate::spans::{all_exported, kwok_job, named, random_trace_id};
 use crate::webhook::kubectl_create;
 use jobtrace_testkit::cluster::{DEADLINE, TestNamespace};
 use jobtrace_testkit::fixtures::TP;
+use jobtrace_testkit::poll;
 use jobtrace_testkit::process::{Runner, Webhook};
 
 /// A Job whose only container the pod runner runs: `sh -c script`, with `env` and `env_from`.
@@ -142,11 +143,19 @@ async fn a_job_recreated_from_its_saved_manifest_is_traced_and_exported_again() 
     jobs.delete("nightly", &DeleteParams::background())
         .await
         .unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    while jobs.get_opt("nightly").await.unwrap().is_some() {
-        assert!(Instant::now() < deadline, "the old Job is never gone");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    poll::until(
+        "the old Job gone",
+        DEADLINE,
+        Duration::from_millis(200),
+        async || {
+            jobs.get_opt("nightly")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
     kubectl_create(&ns, &saved);
     let second = all_exported(&ns, 1).await.remove(0);
     let second_span = second.metadata.annotations.as_ref().unwrap()["jobtrace.dev/span-id"].clone();

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jobtrace::core::spans::SpanRecord;
 use jobtrace::k8s::otlp::{ExportError, Exporter, ExporterConfig};
@@ -21,6 +21,7 @@ use serde_json::json;
 
 use crate::jaeger::fetch_trace_from;
 use jobtrace_testkit::process::{bin_dir, free_port};
+use jobtrace_testkit::{cluster, poll};
 
 /// Whether Jaeger is there. Without it a test fails under CI (the `CI` variable set); elsewhere
 /// it is ignored, saying so and why past the test harness's capture.
@@ -186,27 +187,31 @@ exporters:
     }
 
     async fn wait_listening(&mut self, log: &std::path::Path) {
-        let deadline = Instant::now() + jobtrace_testkit::cluster::DEADLINE;
-        for port in [
+        let ports = [
             self.grpc_tls,
             self.http_tls,
             self.grpc_mutual,
             self.http_mutual,
             self.query,
-        ] {
-            while tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-            {
-                let exited = self.child.try_wait().unwrap();
-                assert!(
-                    exited.is_none() && Instant::now() < deadline,
-                    "Jaeger not listening on {port} ({exited:?}): {}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        ];
+        let child = &mut self.child;
+        let every = Duration::from_millis(100);
+        poll::until("Jaeger listening", cluster::DEADLINE, every, async || {
+            if let Some(exited) = child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                panic!("Jaeger exited ({exited}) before it listened: {log}");
             }
-        }
+            for port in ports {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_err()
+                {
+                    return Err(format!("not on {port}"));
+                }
+            }
+            Ok(())
+        })
+        .await;
     }
 
     fn query(&self) -> String {

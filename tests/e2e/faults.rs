@@ -26,6 +26,7 @@ use serde_json::Value;
 use crate::jaeger::Collector;
 use crate::spans::{kwok_job, random_trace_id};
 use jobtrace_testkit::cluster::{TestNamespace, finished_condition};
+use jobtrace_testkit::poll;
 use jobtrace_testkit::process::{Webhook, bin_dir, free_port};
 
 /// Spans in one OTLP request at most (the controller's batch): what a crash between an export
@@ -34,13 +35,10 @@ pub const BATCH: usize = 512;
 
 const EXPORTED: &str = "jobtrace_spans_exported_total";
 
-/// Waits until `check` holds, polling every 100 ms; panics naming `what` after `within`.
+/// [`poll::until`] at the fault tests' pace, a look every 100 ms, for a condition alone.
 pub async fn until(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let every = Duration::from_millis(100);
+    poll::until(what, within, every, async || check().await.then_some(())).await;
 }
 
 /// A `jobtrace controller` process of a test's own, logging to a file, which the test can SIGKILL
@@ -278,12 +276,12 @@ pub async fn all_marked(ns: &TestNamespace, jobs: usize, pods: usize, within: Du
     let job_api: Api<Job> = ns.api();
     let pod_api: Api<Pod> = ns.api();
     let mut last = String::new();
-    let deadline = Instant::now() + within;
-    loop {
+    let what = format!("{jobs} Jobs all marked exported (and {pods} pods there)");
+    poll::until(&what, within, Duration::from_millis(500), async || {
         if let (Ok(j), Ok(p)) = (job_api.list(&traced).await, pod_api.list(&traced).await) {
             let j_marked = j.items.iter().filter(|o| marked(*o)).count();
             if (j.items.len(), j_marked, p.items.len()) == (jobs, jobs, pods) {
-                return;
+                return Ok(());
             }
             last = format!(
                 "{j_marked} of {} Jobs marked, {} pods",
@@ -291,12 +289,10 @@ pub async fn all_marked(ns: &TestNamespace, jobs: usize, pods: usize, within: Du
                 p.items.len()
             );
         }
-        assert!(
-            Instant::now() < deadline,
-            "{jobs} Jobs not all marked exported (and {pods} pods there) within {within:?}: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        // A failed list (an apiserver coming back) says what the last one that answered did.
+        Err(last.clone())
+    })
+    .await;
 }
 
 /// The names of the spans the namespace's traced Jobs and pods stand for.
@@ -359,21 +355,20 @@ pub async fn count_spans(query: &str, trace_id: &str, expected: &BTreeSet<String
             .filter_map(|s| s["operationName"].as_str().map(str::to_owned))
             .collect()
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let (within, every) = (Duration::from_secs(60), Duration::from_millis(500));
+    poll::until("every expected span in Jaeger", within, every, async || {
         let found = names(&raw_trace(query, trace_id).await);
         if expected.is_subset(&found) {
-            break;
+            return Ok(());
         }
         let missing: Vec<&String> = expected.difference(&found).take(5).collect();
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} expected spans never arrived, such as {missing:?}",
+        Err(format!(
+            "{} of {} missing, such as {missing:?}",
             expected.len() - expected.intersection(&found).count(),
             expected.len()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        ))
+    })
+    .await;
     // Jaeger stores in batches (200 ms): let any late copy land before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let spans = raw_trace(query, trace_id).await;
@@ -417,17 +412,15 @@ pub async fn count_spans(query: &str, trace_id: &str, expected: &BTreeSet<String
 
 /// Which of the replicas leads, once exactly one does.
 async fn single_leader(replicas: &[Controller; 2]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let states = [replicas[0].leads().await, replicas[1].leads().await];
-        match states {
-            [true, false] => return 0,
-            [false, true] => return 1,
-            _ => {}
+    let (within, every) = (Duration::from_secs(60), Duration::from_millis(250));
+    poll::until("a single leader", within, every, async || {
+        match [replicas[0].leads().await, replicas[1].leads().await] {
+            [true, false] => Ok(0),
+            [false, true] => Ok(1),
+            states => Err(format!("{states:?}")),
         }
-        assert!(Instant::now() < deadline, "no single leader: {states:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use jobtrace_testkit::{cluster, poll};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Span, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
@@ -121,25 +122,24 @@ pub async fn fetch_trace(trace_id: &str, spans: usize) -> serde_json::Value {
 /// The same, from the Jaeger whose query API is at `base`.
 pub async fn fetch_trace_from(base: &str, trace_id: &str, spans: usize) -> serde_json::Value {
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + jobtrace_testkit::cluster::DEADLINE;
-    let mut last = String::new();
-    while Instant::now() < deadline {
+    let what = format!("trace {trace_id} with {spans} spans in Jaeger");
+    let every = Duration::from_millis(250);
+    poll::until(&what, cluster::DEADLINE, every, async || {
         let response = http
             .get(format!("{base}/api/traces/{trace_id}"))
             .send()
-            .await;
-        if let Ok(response) = response {
-            let status = response.status();
-            let body: serde_json::Value = response.json().await.unwrap_or_default();
-            let found = body["data"][0]["spans"].as_array().map_or(0, Vec::len);
-            if status.is_success() && found >= spans {
-                return body["data"][0].clone();
-            }
-            last = format!("HTTP {status}, {found} spans");
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let found = body["data"][0]["spans"].as_array().map_or(0, Vec::len);
+        if status.is_success() && found >= spans {
+            Ok(body["data"][0].clone())
+        } else {
+            Err(format!("HTTP {status}, {found} spans"))
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("trace {trace_id} with {spans} spans not in Jaeger in time (last answer: {last})");
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

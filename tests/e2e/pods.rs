@@ -3,7 +3,7 @@
 //! Job was exported are not exported again.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -14,27 +14,24 @@ use crate::faults::{count_spans, marked};
 use crate::jaeger::{JAEGER_QUERY, OTLP_GRPC};
 use crate::spans::{all_exported, random_trace_id};
 use jobtrace_testkit::cluster::{DEADLINE, TestNamespace, finished_condition, sim_job};
+use jobtrace_testkit::poll;
 use jobtrace_testkit::process::Webhook;
 
 /// Waits until the namespace's pods satisfy `done`; returns them.
 async fn pods_until(ns: &TestNamespace, what: &str, done: impl Fn(&[Pod]) -> bool) -> Vec<Pod> {
     let pods: Api<Pod> = ns.api();
-    let deadline = Instant::now() + DEADLINE;
-    loop {
+    poll::until(what, DEADLINE, Duration::from_millis(300), async || {
         let list = pods.list(&ListParams::default()).await.unwrap().items;
         if done(&list) {
-            return list;
+            return Ok(list);
         }
         let seen: Vec<(Option<&str>, Option<&str>)> = list
             .iter()
             .map(|p| (p.metadata.name.as_deref(), phase(p)))
             .collect();
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not in time; pods {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+        Err(format!("pods {seen:?}"))
+    })
+    .await
 }
 
 fn phase(pod: &Pod) -> Option<&str> {

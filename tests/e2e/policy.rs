@@ -2,7 +2,7 @@
 //! webhook's `matchConditions` following them, link mode, a baggage rule, the status counts, and
 //! CronJob runs each in a trace of its own.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::batch::v1::Job;
@@ -14,6 +14,7 @@ use crate::jaeger::{JAEGER_QUERY, OTLP_GRPC, fetch_trace};
 use crate::spans::{all_exported, kwok_job, named, random_trace_id};
 use crate::webhook::kubectl_with_manifest;
 use jobtrace_testkit::cluster::{DEADLINE, TestNamespace};
+use jobtrace_testkit::poll;
 use jobtrace_testkit::process::{Webhook, kubectl};
 
 /// Applies `manifest` with kubectl in the test's namespace; its success and what it printed.
@@ -55,24 +56,27 @@ async fn jobtrace(ns: &TestNamespace) -> Webhook {
 async fn wait_for_condition(ns: &TestNamespace, wanted: bool) {
     let configs: Api<MutatingWebhookConfiguration> = Api::all(ns.client.clone());
     let name = format!("jobtrace-{}", ns.name);
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let config = configs.get(&name).await.unwrap();
-        let expression = config.webhooks.unwrap()[0]
-            .match_conditions
-            .as_ref()
-            .unwrap()[0]
-            .expression
-            .clone();
-        if expression.contains(&format!("'{}'", ns.name)) == wanted {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the matchConditions never followed the policies: {expression}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let every = Duration::from_millis(300);
+    poll::until(
+        "the matchConditions following the policies",
+        DEADLINE,
+        every,
+        async || {
+            let config = configs.get(&name).await.unwrap();
+            let expression = config.webhooks.unwrap()[0]
+                .match_conditions
+                .as_ref()
+                .unwrap()[0]
+                .expression
+                .clone();
+            if expression.contains(&format!("'{}'", ns.name)) == wanted {
+                Ok(())
+            } else {
+                Err(expression)
+            }
+        },
+    )
+    .await;
 }
 
 /// A Job kwok runs for `run_for`, with `annotations`.
@@ -171,24 +175,24 @@ async fn root_traces_follow_the_ratio_and_jobs_of_other_namespaces_never_call() 
     );
     assert!(ok, "{out}");
     // The webhook's copy follows the change; a Job admitted before it would still be sampled.
-    let deadline = Instant::now() + DEADLINE;
     let mut n = 0;
-    let unsampled = loop {
-        n += 1;
-        let name = format!("unsampled-{n}");
-        jobs.create(&PostParams::default(), &plain_job(&name, &json!({})))
-            .await
-            .unwrap();
-        let job = jobs.get(&name).await.unwrap();
-        if job.metadata.annotations.as_ref().unwrap()["jobtrace.dev/trace-flags"] == "02" {
-            break job;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the policy change never reached the webhook"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let every = Duration::from_secs(1);
+    let unsampled = poll::until(
+        "the policy change in the webhook",
+        DEADLINE,
+        every,
+        async || {
+            n += 1;
+            let name = format!("unsampled-{n}");
+            jobs.create(&PostParams::default(), &plain_job(&name, &json!({})))
+                .await
+                .unwrap();
+            let job = jobs.get(&name).await.unwrap();
+            let flags = &job.metadata.annotations.as_ref().unwrap()["jobtrace.dev/trace-flags"];
+            (flags == "02").then_some(job)
+        },
+    )
+    .await;
     let env = &unsampled.spec.unwrap().template.spec.unwrap().containers[0].env;
     let traceparent = env
         .iter()
@@ -239,9 +243,9 @@ async fn link_mode_and_a_baggage_rule_and_the_status_counts() {
     let creator_trace = random_trace_id();
     let creator = format!("00-{creator_trace}-00f067aa0ba902b7-01");
     // The webhook lists the policies when it starts; make sure this Job is decided by them.
-    let deadline = Instant::now() + DEADLINE;
     let mut n = 0;
-    let job = loop {
+    let every = Duration::from_secs(1);
+    let job = poll::until("the policy deciding", DEADLINE, every, async || {
         n += 1;
         let name = format!("linked-{n}");
         let mut job = plain_job(
@@ -258,11 +262,12 @@ async fn link_mode_and_a_baggage_rule_and_the_status_counts() {
             .unwrap()
             .contains_key("jobtrace.dev/policy")
         {
-            break job;
+            Some(job)
+        } else {
+            None
         }
-        assert!(Instant::now() < deadline, "the policy never decided");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    })
+    .await;
     let annotations = job.metadata.annotations.clone().unwrap();
     assert_eq!(annotations["jobtrace.dev/link"], creator);
     let own_trace = annotations["jobtrace.dev/trace-id"].clone();
@@ -310,8 +315,8 @@ async fn link_mode_and_a_baggage_rule_and_the_status_counts() {
 
 /// The policy's status once it is `Ready` and counts a traced Job.
 async fn wait_for_status(ns: &TestNamespace, name: &str) -> Value {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
+    let what = format!("a status for {name}");
+    poll::until(&what, DEADLINE, Duration::from_secs(1), async || {
         let out = kubectl()
             .args(["get", "-n", &ns.name, "jobtracepolicy", name, "-o", "json"])
             .output()
@@ -324,11 +329,12 @@ async fn wait_for_status(ns: &TestNamespace, name: &str) -> Value {
             .flatten()
             .any(|c| c["type"] == "Ready" && c["status"] == "True");
         if ready && status["tracedJobs"].as_i64() >= Some(1) {
-            return status;
+            Ok(status)
+        } else {
+            Err(status.to_string())
         }
-        assert!(Instant::now() < deadline, "no status for {name}: {status}");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use jobtrace_testkit::cluster::TestNamespace;
 use jobtrace_testkit::fixtures::TP;
+use jobtrace_testkit::poll;
 use jobtrace_testkit::process::{Webhook, job};
 
 /// More finished objects than the controller holds while the collector doesn't answer (a batch
@@ -129,19 +130,17 @@ async fn a_leader_listing_many_traced_pods_keeps_answering_admissions() {
         503,
         "not synced: listing the traced Jobs and pods".to_owned(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let (within, every) = (Duration::from_secs(20), Duration::from_millis(100));
+    poll::until("jobtrace leading and listing", within, every, async || {
         let leads = jobtrace.scrape().await.gauge("jobtrace_leader") == 1;
         let syncz = get(&format!("{base}/syncz")).await;
         if leads && syncz == listing {
-            break;
+            Ok(())
+        } else {
+            Err(format!("leads {leads}, {syncz:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "jobtrace never led and listed: leads {leads}, {syncz:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let until = Instant::now() + WATCHED;
     let mut rounds = 0;
     while Instant::now() < until {

@@ -4,7 +4,7 @@
 //! kubelet's status updates and the garbage collector go through), and the webhook giving a Job
 //! created with another trace's ids ids of its own.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use jobtrace_testkit::cluster::TestNamespace;
 use jobtrace_testkit::helm::render;
+use jobtrace_testkit::poll;
 use jobtrace_testkit::process::{Webhook, kubectl};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -203,39 +204,37 @@ async fn a_tenant_cant_change_what_jobtrace_wrote_nor_jobtrace_anything_else() {
     let uid = job.metadata.uid.clone().unwrap();
     // Until the job controller has seen the Job, an update of it may come back unchanged (the
     // apiserver's own doing): wait, so that what goes through below is what the policies allow.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !admin
-        .get("nightly")
-        .await
-        .unwrap()
-        .status
-        .and_then(|s| s.conditions)
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Suspended"))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the job controller never saw the Job"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    poll::until(
+        "the job controller never saw the Job",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        async || {
+            (admin
+                .get("nightly")
+                .await
+                .unwrap()
+                .status
+                .and_then(|s| s.conditions)
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Suspended")))
+            .then_some(())
+        },
+    )
+    .await;
 
     // The policies take effect within seconds: a dry run of the tenant's forgery tells when.
     let forged = json!([{ "op": "replace", "path": "/metadata/annotations/jobtrace.dev~1trace-id",
         "value": "0af7651916cd43dd8448eb211c80319c" }]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let policy_in_force = async || {
         let dry = tenant
             .patch("nightly", &PatchParams::default().dry_run(), &ops(&forged))
             .await;
-        if matches!(&dry, Err(kube::Error::Api(e)) if e.message.contains(&keys)) {
-            break;
+        match &dry {
+            Err(kube::Error::Api(e)) if e.message.contains(&keys) => Ok(()),
+            _ => Err(format!("{dry:?}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "the policy never took effect: {dry:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    };
+    let (within, every) = (Duration::from_secs(60), Duration::from_millis(250));
+    poll::until("the policy in force", within, every, policy_in_force).await;
 
     // The tenant: refused a change to jobtrace's ids, its labels, through the status too, and in
     // the suspended Job's pod template; free to write its other annotations and its own context.
@@ -393,14 +392,20 @@ async fn a_tenant_cant_change_what_jobtrace_wrote_nor_jobtrace_anything_else() {
         .delete("nightly", &DeleteParams::foreground())
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while admin.get_opt("nightly").await.unwrap().is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "the garbage collector never finished the Job"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    poll::until(
+        "the garbage collector finishing the Job",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        async || {
+            admin
+                .get_opt("nightly")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
     std::fs::remove_dir_all(dir).ok();
 }
 

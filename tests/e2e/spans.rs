@@ -2,7 +2,7 @@
 //! a restart mid-flight, and a collector that is down.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::jaeger::{OTLP_GRPC, fetch_trace, fetch_trace_from};
 use jobtrace_testkit::cluster::{DEADLINE, TestNamespace, finished_condition};
 use jobtrace_testkit::process::{Runner, Webhook, example};
+use jobtrace_testkit::{cluster, poll};
 
 /// The value of the span's attribute `key`, as Jaeger's query API gives it.
 pub fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
@@ -53,28 +54,30 @@ pub fn random_trace_id() -> String {
 /// Waits until every Job in the namespace is finished and marked exported.
 pub async fn all_exported(ns: &TestNamespace, count: usize) -> Vec<Job> {
     let jobs: Api<Job> = ns.api();
-    let deadline = Instant::now() + DEADLINE * 2;
-    loop {
-        let list = jobs.list(&ListParams::default()).await.unwrap().items;
-        let done = list
-            .iter()
-            .filter(|j| finished_condition(j).is_some())
-            .filter(|j| {
-                j.metadata
-                    .annotations
-                    .as_ref()
-                    .is_some_and(|a| a.contains_key("jobtrace.dev/exported"))
-            })
-            .count();
-        if list.len() == count && done == count {
-            return list;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{done} of {count} Jobs finished and exported in time"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    poll::until(
+        "every Job finished and exported",
+        DEADLINE * 2,
+        Duration::from_millis(500),
+        async || {
+            let list = jobs.list(&ListParams::default()).await.unwrap().items;
+            let done = list
+                .iter()
+                .filter(|j| finished_condition(j).is_some())
+                .filter(|j| {
+                    j.metadata
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key("jobtrace.dev/exported"))
+                })
+                .count();
+            if list.len() == count && done == count {
+                Ok(list)
+            } else {
+                Err(format!("{done} of {count}"))
+            }
+        },
+    )
+    .await
 }
 
 pub fn kwok_job(name: &str, traceparent: &str, run_for: &str) -> Job {
@@ -280,14 +283,10 @@ async fn spans_wait_for_a_collector_that_is_down() {
         .await
         .unwrap();
     }
-    let deadline = Instant::now() + DEADLINE;
-    while jobtrace.counter("jobtrace_export_retries_total").await < 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the controller never tried the missing collector"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    cluster::until("the controller trying the missing collector", async || {
+        (jobtrace.counter("jobtrace_export_retries_total").await >= 1).then_some(())
+    })
+    .await;
     for job in jobs.list(&ListParams::default()).await.unwrap().items {
         let marked = job
             .metadata
@@ -315,8 +314,8 @@ async fn spans_wait_for_a_collector_that_is_down() {
 /// Traces of one operation of one service, from a Jaeger's query API.
 async fn operation_traces(base: &str, service: &str, operation: &str) -> Vec<Value> {
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + DEADLINE;
-    loop {
+    let what = format!("a {operation:?} span of {service}");
+    cluster::until(&what, async || {
         let body: Value = http
             .get(format!(
                 "{base}/api/traces?service={service}&operation={}&limit=50",
@@ -328,15 +327,10 @@ async fn operation_traces(base: &str, service: &str, operation: &str) -> Vec<Val
             .json()
             .await
             .unwrap_or_default();
-        if let Some(traces) = body["data"].as_array().filter(|t| !t.is_empty()) {
-            return traces.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {operation:?} span of {service}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        let traces = body["data"].as_array().filter(|t| !t.is_empty());
+        traces.cloned().ok_or_else(String::new)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,18 +458,17 @@ async fn two_replicas_export_once_and_hand_over_on_shutdown() {
         Replica::start(&ns, "exporter", "replica-a", &collector.otlp()),
         Replica::start(&ns, "exporter", "replica-b", &collector.otlp()),
     ];
-    let deadline = Instant::now() + DEADLINE;
-    let leader = loop {
-        let states = [replicas[0].leads().await, replicas[1].leads().await];
-        if states == [Some(true), Some(false)] {
-            break 0;
-        }
-        if states == [Some(false), Some(true)] {
-            break 1;
-        }
-        assert!(Instant::now() < deadline, "no single leader: {states:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let leader = poll::until(
+        "a single leader",
+        DEADLINE,
+        Duration::from_millis(250),
+        async || match [replicas[0].leads().await, replicas[1].leads().await] {
+            [Some(true), Some(false)] => Ok(0),
+            [Some(false), Some(true)] => Ok(1),
+            states => Err(format!("{states:?}")),
+        },
+    )
+    .await;
     let [a, b] = replicas;
     let (mut first, second) = if leader == 0 { (a, b) } else { (b, a) };
     let trace_id = random_trace_id();
@@ -503,11 +496,13 @@ async fn two_replicas_export_once_and_hand_over_on_shutdown() {
         holder.is_empty() || holder != format!("replica-{}", ["a", "b"][leader]),
         "the stopped leader still holds the Lease: {holder}"
     );
-    let deadline = Instant::now() + DEADLINE;
-    while second.leads().await != Some(true) {
-        assert!(Instant::now() < deadline, "the other replica never led");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    poll::until(
+        "the other replica leading",
+        DEADLINE,
+        Duration::from_millis(250),
+        async || (second.leads().await == Some(true)).then_some(()),
+    )
+    .await;
     for i in 0..3 {
         jobs.create(
             &PostParams::default(),

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use opentelemetry::Context;
 use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider};
@@ -13,6 +13,7 @@ use regex::Regex;
 
 use crate::jaeger::fetch_trace;
 use jobtrace_testkit::cluster::DEADLINE;
+use jobtrace_testkit::poll;
 
 /// Where `hack/cluster-up.sh` serves the trace UI.
 pub const TRACE_UI: &str = "http://127.0.0.1:8000";
@@ -182,23 +183,24 @@ async fn trace_ui_shows_the_tree_of_a_trace_sent_to_the_one_otlp_endpoint() {
 
     // ... and passed them on to the UI, whose page for the trace shows the whole tree.
     let url = format!("{TRACE_UI}/traces/{trace_id}");
-    let deadline = Instant::now() + DEADLINE;
     let dom_file = out_dir().join("trace-ui.html");
-    loop {
+    let what = format!(
+        "the trace UI at {url} showing the trace's tree (its DOM: {})",
+        dom_file.display()
+    );
+    poll::until(&what, DEADLINE, Duration::from_secs(1), async || {
         let dom = chromium_run(&url, "--dump-dom").await;
         std::fs::write(&dom_file, &dom).unwrap();
         let found = rows(&dom);
         if found == expected {
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "expected rows: {expected:#?}\nrows on the page: {found:#?}"
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "the trace UI at {url} does not show the trace's tree within {DEADLINE:?}\n\
-             expected rows: {expected:#?}\nrows on the page: {found:#?}\n(its DOM: {})",
-            dom_file.display()
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    })
+    .await;
 
     let png = out_dir().join("trace-ui.png");
     let _ = std::fs::remove_file(&png);

@@ -12,6 +12,11 @@ use kube::{Api, Client};
 /// How long a test waits for the cluster to reach a state before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(90);
 
+/// [`crate::poll::until`] at the cluster's pace: a look every half second, [`DEADLINE`] at most.
+pub async fn until<O: crate::poll::Outcome>(what: &str, check: impl AsyncFnMut() -> O) -> O::Value {
+    crate::poll::until(what, DEADLINE, Duration::from_millis(500), check).await
+}
+
 /// A namespace created for one test and deleted when the test ends, even when it panics.
 pub struct TestNamespace {
     pub client: Client,
@@ -51,6 +56,32 @@ impl TestNamespace {
         K::DynamicType: Default,
     {
         Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Waits until `done` holds for the namespace's objects of kind `K`, and returns them; the
+    /// failure names those it saw last.
+    pub async fn until_listed<K>(&self, what: &str, done: impl Fn(&[K]) -> bool) -> Vec<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let objects: Api<K> = self.api();
+        until(what, async || {
+            let list = objects.list(&ListParams::default()).await.unwrap().items;
+            if done(&list) {
+                Ok(list)
+            } else {
+                let names: Vec<&str> = list
+                    .iter()
+                    .filter_map(|o| o.meta().name.as_deref())
+                    .collect();
+                Err(format!("{names:?}"))
+            }
+        })
+        .await
     }
 
     /// Creates `job` and waits until it has a `Complete` or `Failed` condition.

@@ -51,11 +51,7 @@ pub async fn start_server() -> Server {
         "the webhook ready",
         Duration::from_secs(20),
         Duration::from_millis(50),
-        || async move {
-            crate::process::answers(metrics, "/readyz")
-                .await
-                .then_some(())
-        },
+        async || (crate::process::answers(metrics, "/readyz").await).then_some(()),
     )
     .await;
     Server {

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jobtrace::k8s::registration::{Registration, WebhookAddress, webhook_configuration};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -245,29 +245,20 @@ impl Webhook {
     /// Waits until the process answers `/readyz` (and, if it waits for sync, `/syncz`) on its
     /// metrics port; panics when it exits first or takes too long.
     async fn wait_until_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !(answers(self.metrics, "/readyz").await
-            && (!self.wait_for_sync || answers(self.metrics, "/syncz").await))
-        {
-            let child = self.child.as_mut().expect("a started process");
+        let (metrics, wait_for_sync) = (self.metrics, self.wait_for_sync);
+        let child = self.child.as_mut().expect("a started process");
+        let synced = if wait_for_sync { " and synced" } else { "" };
+        let what = format!("jobtrace ready{synced} on {metrics}");
+        let every = Duration::from_millis(100);
+        crate::poll::until(&what, Duration::from_secs(20), every, async || {
             if let Some(status) = child.try_wait().expect("the jobtrace process's status") {
-                panic!(
-                    "jobtrace exited ({status}) before it was ready on {}",
-                    self.metrics
-                );
+                panic!("jobtrace exited ({status}) before it was ready on {metrics}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "jobtrace never became ready{} on {}",
-                if self.wait_for_sync {
-                    " and synced"
-                } else {
-                    ""
-                },
-                self.metrics
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            let ready = answers(metrics, "/readyz").await
+                && (!wait_for_sync || answers(metrics, "/syncz").await);
+            ready.then_some(())
+        })
+        .await;
     }
 
     /// What the process's `/metrics` serves now.
@@ -289,13 +280,12 @@ impl Webhook {
             dry_run: true,
             ..PostParams::default()
         };
-        let (jobs, probe, dry_run) = (&jobs, &probe, &dry_run);
         crate::poll::until(
             "the webhook configuration taking effect",
             Duration::from_secs(30),
             Duration::from_millis(200),
-            || async move {
-                let created = jobs.create(dry_run, probe).await.expect("dry-run create");
+            async || {
+                let created = jobs.create(&dry_run, &probe).await.expect("dry-run create");
                 created
                     .metadata
                     .labels

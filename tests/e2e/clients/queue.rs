@@ -4,12 +4,13 @@
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::python::{python, script};
 use super::{OTLP_HTTP, Parent, check_tree, repo, span_parent};
 use crate::jaeger::{OTLP_GRPC, fetch_trace};
 use jobtrace_testkit::cluster::{TestNamespace, finished_condition};
+use jobtrace_testkit::poll;
 use jobtrace_testkit::process::{Runner, Webhook};
 
 /// A `redis-server` of the test's own on a free local port, nothing persisted; stopped on drop.
@@ -34,11 +35,17 @@ impl Redis {
             server,
             url: format!("redis://127.0.0.1:{port}"),
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server listens on {port}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        poll::until(
+            &format!("redis-server listening on {port}"),
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            async || {
+                TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+                    .is_ok()
+                    .then_some(())
+            },
+        )
+        .await;
         redis
     }
 }
