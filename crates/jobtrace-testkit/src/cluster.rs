@@ -17,6 +17,23 @@ pub async fn until<O: crate::poll::Outcome>(what: &str, check: impl AsyncFnMut()
     crate::poll::until(what, DEADLINE, Duration::from_millis(500), check).await
 }
 
+/// A kind of object that lives in a namespace, as k8s-openapi's types do.
+pub trait Namespaced:
+    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> Namespaced for K where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
 /// A namespace created for one test and deleted when the test ends, even when it panics.
 pub struct TestNamespace {
     pub client: Client,
@@ -47,27 +64,17 @@ impl TestNamespace {
         Self { client, name }
     }
 
-    pub fn api<K>(&self) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-        K::DynamicType: Default,
-    {
+    pub fn api<K: Namespaced>(&self) -> Api<K> {
         Api::namespaced(self.client.clone(), &self.name)
     }
 
     /// Waits until `done` holds for the namespace's objects of kind `K`, and returns them; the
     /// failure names those it saw last.
-    pub async fn until_listed<K>(&self, what: &str, done: impl Fn(&[K]) -> bool) -> Vec<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-        K::DynamicType: Default,
-    {
+    pub async fn until_listed<K: Namespaced>(
+        &self,
+        what: &str,
+        done: impl Fn(&[K]) -> bool,
+    ) -> Vec<K> {
         let objects: Api<K> = self.api();
         until(what, async || {
             let list = objects.list(&ListParams::default()).await.unwrap().items;
