@@ -61,16 +61,6 @@ async fn etcd_size() -> Option<(u64, u64)> {
     Some((mib("dbSize")?, mib("dbSizeInUse")?))
 }
 
-fn proc_stat(pid: u32) -> (u64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    (hwm, workload::cpu_seconds(pid))
-}
-
 #[allow(clippy::too_many_lines)] // one benchmark run, read top to bottom
 async fn run(jobs_count: usize, fat: usize, late: bool) {
     let ns = cluster::TestNamespace::create("load").await;
@@ -215,7 +205,7 @@ async fn run(jobs_count: usize, fat: usize, late: bool) {
     while lags.lock().unwrap().len() < sample && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let (peak_kib, cpu) = proc_stat(pid);
+    let ((_, peak_kib), cpu) = (workload::rss_kib(pid), workload::cpu_seconds(pid));
     let _ = controller.kill();
     let _ = controller.wait();
     watch.abort();

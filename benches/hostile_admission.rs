@@ -115,7 +115,7 @@ async fn attack(body: &[u8], concurrency: usize) -> Outcome {
     let server = https::start_server().await;
     let pid = server.child.id();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (idle, _) = https::rss_kib(pid);
+    let (idle, _) = workload::rss_kib(pid);
     let mut conns = Vec::new();
     for _ in 0..concurrency {
         conns.push(https::Conn::open(server.addr, &server.ca, body).await);
@@ -148,7 +148,7 @@ async fn attack(body: &[u8], concurrency: usize) -> Outcome {
         outcome.overloaded += usize::from(warnings.contains("memory budget"));
         outcome.traced += usize::from(answer["response"]["patch"].is_string());
     }
-    let (_, peak) = https::rss_kib(pid);
+    let (_, peak) = workload::rss_kib(pid);
     outcome.peak_above_idle_kib = peak.saturating_sub(idle);
     outcome
 }

@@ -112,7 +112,7 @@ fn main() {
         let server = https::start_server().await;
         let pid = server.child.id();
         let body = workload::typical_review();
-        let (idle, _) = https::rss_kib(pid);
+        let (idle, _) = workload::rss_kib(pid);
         println!(
             "webhook_load: {seconds}s per run, body {} bytes, server idle RSS {} KiB",
             body.len(),
@@ -129,7 +129,7 @@ fn main() {
                 micros(s.p50),
                 micros(s.p99),
                 micros(s.max),
-                https::rss_kib(pid).0
+                workload::rss_kib(pid).0
             );
         }
         let (s, lag) = open_loop(&server, &body, 1000, 16, duration).await;
@@ -140,13 +140,13 @@ fn main() {
             micros(s.p50),
             micros(s.p99),
             micros(s.max),
-            https::rss_kib(pid).0
+            workload::rss_kib(pid).0
         );
         println!(
             "webhook_load: open loop: largest delay between a request's schedule and its send {}",
             micros(lag)
         );
-        let (rss, peak) = https::rss_kib(pid);
+        let (rss, peak) = workload::rss_kib(pid);
         println!(
             "webhook_load: server RSS now {rss} KiB, peak {peak} KiB ({}.{} MiB)",
             peak / 1024,
